@@ -1,0 +1,67 @@
+"""Composition root: the one place config, database, templates, schedules and channels meet."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.channels.registry import adapter_class
+from bot.config import Config, read_secret
+from bot.conversation import Conversation
+from bot.db import Database
+from bot.schedules import ScheduleSet, load_schedules
+from bot.templates import Templates
+
+
+@dataclass
+class App:
+    config: Config
+    db: Database
+    templates: Templates
+    channels: dict[str, Any] = field(default_factory=dict)
+
+    def schedules(self) -> ScheduleSet:
+        return load_schedules(
+            [self.config.path("schedules")], self.templates, default_timezone=self.config.timezone
+        )
+
+    def conversation(self) -> Conversation:
+        return Conversation(self.templates, self.config.conversation)
+
+    def channel(self, name: str) -> Any:
+        """Build (once) an enabled channel's adapter; its secret comes from the environment."""
+        if name not in self.channels:
+            settings = self.config.channel_settings(name)
+            if not getattr(settings, "enabled", False):
+                from bot.errors import ConfigError
+
+                raise ConfigError(
+                    self.config.source, f"channels.{name}.enabled", "the channel is not enabled"
+                )
+            token_env = getattr(settings, "token_env", None)
+            secret = (
+                read_secret(self.config.source, f"channels.{name}.token_env", token_env)
+                if token_env
+                else None
+            )
+            self.channels[name] = adapter_class(name)(settings, secret)
+        return self.channels[name]
+
+    def enabled_channels(self) -> dict[str, Any]:
+        return {name: self.channel(name) for name in self.config.enabled_channels()}
+
+    async def aclose(self) -> None:
+        for channel in self.channels.values():
+            await channel.aclose()
+        self.channels.clear()
+
+    def close(self) -> None:
+        self.db.dispose()
+
+
+def build_app(config: Config) -> App:
+    return App(
+        config=config,
+        db=Database(config.database_url, busy_timeout_ms=config.database.busy_timeout_ms),
+        templates=Templates(config.path("templates")),
+    )

@@ -1,0 +1,83 @@
+"""What a campaign plan produces: messages for the outbox, some of them prompts awaiting answers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.models import Contact, Pledgemaker
+from bot.schedules import Audience
+
+
+@dataclass(frozen=True)
+class PlannedMessage:
+    idempotency_key: str
+    channel: str
+    recipient: str
+    text: str
+    pledgemaker_id: str | None = None
+    contact_id: int | None = None
+    parse_mode: str | None = None
+    buttons: list[list[dict[str, str]]] | None = None
+    pillar: str | None = None  # set: this message is a prompt on that pillar
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """One firing: which campaign, at which instant, and for whom if it was aimed at one."""
+
+    campaign_id: str
+    fire_time: datetime
+    only: str | None = None  # a pledgemaker id: `campaign fire --to`, ignoring the audience
+
+
+@dataclass
+class Plan:
+    messages: list[PlannedMessage]
+    skipped: dict[str, int]  # reason → number of pledgemakers left out
+
+
+def audience_query(audience: Audience):  # type: ignore[no-untyped-def]
+    query = select(Pledgemaker).order_by(Pledgemaker.id)
+    for column, values in (
+        (Pledgemaker.country, audience.country),
+        (Pledgemaker.region, audience.region),
+        (Pledgemaker.sector, audience.sector),
+        (Pledgemaker.language, audience.language),
+    ):
+        if values:
+            query = query.where(column.in_(values))
+    return query
+
+
+def contacts_by_pledgemaker(
+    session: Session, pledgemaker_ids: list[str], channels: list[str]
+) -> dict[str, list[Contact]]:
+    """Every contact on the given channels, newest binding first, grouped by pledgemaker."""
+    found: dict[str, list[Contact]] = {}
+    for start in range(0, len(pledgemaker_ids), 500):
+        chunk = pledgemaker_ids[start : start + 500]
+        rows = session.scalars(
+            select(Contact)
+            .where(Contact.pledgemaker_id.in_(chunk), Contact.channel.in_(channels))
+            .order_by(Contact.bound_at.desc(), Contact.id.desc())
+        )
+        for contact in rows:
+            found.setdefault(contact.pledgemaker_id, []).append(contact)
+    return found
+
+
+def choose_contact(contacts: list[Contact], channels: list[str]) -> tuple[Contact | None, str]:
+    """The first active contact in the campaign's channel order, or why there is none."""
+    for channel in channels:
+        for contact in contacts:
+            if contact.channel == channel and contact.status == "active":
+                return contact, ""
+    if any(contact.status == "stopped" for contact in contacts):
+        return None, "opted out"
+    if contacts:
+        return None, "contact gone"
+    return None, "no contact"

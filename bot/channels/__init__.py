@@ -1,0 +1,1 @@
+"""Channel adapters: one module per platform, registered by one line in ``registry.py``."""

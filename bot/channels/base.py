@@ -1,0 +1,93 @@
+"""What every channel adapter speaks: outbound messages, receipts, inbound events.
+
+An adapter sends one message and raises a ``bot.errors.DeliveryError`` subclass on failure; it
+never retries on its own (the dispatcher decides). A chat channel also polls for inbound events,
+which the inbox stores before the adapter acknowledges them to the platform.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from pydantic import BaseModel
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    max_length: int
+    parse_mode: str | None = None  # the markup our templates render for ("HTML")
+    buttons: bool = False
+    inbound: bool = False
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    id: int
+    recipient: str
+    text: str
+    parse_mode: str | None = None
+    buttons: list[list[dict[str, str]]] | None = None  # rows of {"text", "data"}
+    idempotency_key: str = ""
+
+
+@dataclass(frozen=True)
+class Receipt:
+    external_id: str
+
+
+@dataclass
+class InboundEvent:
+    """One platform event, normalised. ``key`` is the platform's own identity of the event."""
+
+    key: str
+    kind: str  # message | edit | button
+    chat_id: str
+    chat_type: str = "private"
+    message_id: str | None = None
+    text: str = ""
+    reply_to: str | None = None  # the platform message id this message replies to
+    media: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # {"type", "file_id", "file_unique_id"}
+    media_group_id: str | None = None
+    sticker: bool = False
+    button_data: str | None = None
+    button_id: str | None = None
+    sender: dict[str, Any] = field(default_factory=dict)
+    date: int | None = None
+    update_id: int | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    def to_record(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> InboundEvent:
+        return cls(**record)
+
+
+class Channel(Protocol):
+    name: ClassVar[str]
+    Settings: ClassVar[type[BaseModel]]
+    capabilities: ClassVar[Capabilities]
+
+    async def start(self) -> None: ...
+
+    async def send(self, message: OutboundMessage) -> Receipt: ...
+
+    async def aclose(self) -> None: ...
+
+
+class ChatChannel(Channel, Protocol):
+    """A channel people write back on."""
+
+    async def poll(self, cursor: int | None) -> tuple[list[InboundEvent], int | None]:
+        """Wait for events after ``cursor``; return them and the cursor that acknowledges them."""
+        ...
+
+    async def answer_button(self, event: InboundEvent) -> None: ...
+
+    async def download(self, file_id: str) -> bytes: ...
+
+    async def invite_link(self, token: str) -> str: ...

@@ -1,0 +1,27 @@
+"""The one place channels are registered: name → adapter class. One line per channel."""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from pydantic import BaseModel
+
+# Imported lazily so that commands which never touch a platform do not pay for its client library.
+CHANNELS: dict[str, str] = {
+    "telegram": "bot.channels.telegram:TelegramChannel",
+}
+
+
+def known_channels() -> list[str]:
+    return sorted(CHANNELS)
+
+
+def adapter_class(name: str) -> Any:
+    module, _, attr = CHANNELS[name].partition(":")
+    return getattr(import_module(module), attr)
+
+
+def settings_model(name: str) -> type[BaseModel]:
+    model: type[BaseModel] = adapter_class(name).Settings
+    return model

@@ -1,0 +1,282 @@
+"""Telegram adapter, on python-telegram-bot's ``ExtBot``.
+
+Sending respects Telegram's limits with PTB's ``AIORateLimiter`` (about 30 messages/s overall)
+plus one ``aiolimiter.AsyncLimiter`` per private chat (1 message/s), and maps PTB's errors onto
+``bot.errors``. Receiving is our own ``getUpdates`` loop (see ``bot.inbox``), not PTB's
+``run_polling``: an update is confirmed to Telegram only by the *next* ``getUpdates`` call, which
+the inbox makes after the events are committed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from datetime import timedelta
+from typing import Any, ClassVar
+
+from aiolimiter import AsyncLimiter
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from telegram import (
+    BotCommand,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    LinkPreviewOptions,
+    Message,
+    Update,
+)
+from telegram import error as tg
+from telegram.ext import AIORateLimiter, ExtBot
+from telegram.request import HTTPXRequest
+
+from bot.channels.base import Capabilities, InboundEvent, OutboundMessage, Receipt
+from bot.config import ENV_NAME_PATTERN
+from bot.errors import RateLimited, RecipientGone, Rejected, TransientError
+
+log = logging.getLogger(__name__)
+
+GONE_MARKERS = ("chat not found", "user is deactivated", "bot was kicked", "peer_id_invalid")
+ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
+COMMANDS = {
+    "start": "Connect this chat, or opt back in",
+    "stop": "Stop all messages from this bot",
+    "language": "Choose a language: /language en|fr|es",
+    "help": "What this bot does",
+}
+
+
+class TelegramSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = False
+    token_env: str = Field(default="TELEGRAM_BOT_TOKEN", pattern=ENV_NAME_PATTERN)
+    # Means exactly what python-telegram-bot's base_url means: the token is appended.
+    base_url: str = "https://api.telegram.org/bot"
+    base_file_url: str | None = None  # default: base_url with /bot → /file/bot
+    bot_username: str | None = Field(default=None, pattern=r"^[A-Za-z][A-Za-z0-9_]{3,31}$")
+    max_messages_per_second: float = Field(default=30, gt=0)
+    max_messages_per_chat_per_second: float = Field(default=1, gt=0)
+    poll_timeout: int = Field(default=25, ge=0, le=50)
+    request_timeout: float = Field(default=10, gt=0)
+
+    def file_url(self) -> str:
+        if self.base_file_url:
+            return self.base_file_url
+        head, sep, _ = self.base_url.rstrip("/").rpartition("/bot")
+        return f"{head}/file/bot" if sep else self.base_url.rstrip("/") + "/file/bot"
+
+
+class TelegramChannel:
+    name: ClassVar[str] = "telegram"
+    Settings: ClassVar[type[BaseModel]] = TelegramSettings
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        max_length=4096, parse_mode="HTML", buttons=True, inbound=True
+    )
+
+    def __init__(self, settings: TelegramSettings, token: SecretStr) -> None:
+        self.settings = settings
+        timeout = settings.request_timeout
+        self.bot = ExtBot(
+            token.get_secret_value(),
+            base_url=settings.base_url,
+            base_file_url=settings.file_url(),
+            request=HTTPXRequest(
+                connection_pool_size=64,
+                read_timeout=timeout,
+                write_timeout=timeout,
+                connect_timeout=timeout,
+                pool_timeout=timeout,
+            ),
+            get_updates_request=HTTPXRequest(
+                connection_pool_size=2, read_timeout=settings.poll_timeout + timeout
+            ),
+            # max_retries=0: a 429 comes back to us as RetryAfter and the dispatcher reschedules.
+            rate_limiter=AIORateLimiter(
+                overall_max_rate=settings.max_messages_per_second,
+                overall_time_period=1,
+                max_retries=0,
+            ),
+        )
+        self._chat_limiters: OrderedDict[str, AsyncLimiter] = OrderedDict()
+        self._started = False
+
+    async def start(self) -> None:
+        if not self._started:
+            try:
+                await self.bot.initialize()
+            except tg.TelegramError as exc:
+                raise _delivery_error(exc) from exc
+            self._started = True
+
+    async def aclose(self) -> None:
+        if self._started:
+            await self.bot.shutdown()
+            self._started = False
+
+    async def username(self) -> str:
+        if self.settings.bot_username:
+            return self.settings.bot_username
+        await self.start()
+        return str(self.bot.username)
+
+    async def invite_link(self, token: str) -> str:
+        return f"https://t.me/{await self.username()}?start={token}"
+
+    async def set_commands(self) -> None:
+        await self.bot.set_my_commands([BotCommand(k, v) for k, v in COMMANDS.items()])
+
+    # -- sending -------------------------------------------------------------------------------
+    def _chat_limiter(self, chat_id: str) -> AsyncLimiter:
+        limiter = self._chat_limiters.pop(chat_id, None)
+        if limiter is None:
+            limiter = AsyncLimiter(1, 1 / self.settings.max_messages_per_chat_per_second)
+        self._chat_limiters[chat_id] = limiter  # most recently used last
+        if len(self._chat_limiters) > 10_000:
+            self._chat_limiters.popitem(last=False)
+        return limiter
+
+    async def send(self, message: OutboundMessage) -> Receipt:
+        markup = None
+        if message.buttons:
+            markup = InlineKeyboardMarkup(
+                [
+                    [InlineKeyboardButton(b["text"], callback_data=b["data"]) for b in row]
+                    for row in message.buttons
+                ]
+            )
+        try:
+            async with self._chat_limiter(message.recipient):
+                sent = await self.bot.send_message(
+                    chat_id=int(message.recipient),
+                    text=message.text,
+                    parse_mode=message.parse_mode,
+                    reply_markup=markup,
+                    link_preview_options=LinkPreviewOptions(is_disabled=True),
+                )
+        except tg.TelegramError as exc:
+            raise _delivery_error(exc) from exc
+        return Receipt(external_id=str(sent.message_id))
+
+    # -- receiving -----------------------------------------------------------------------------
+    async def poll(self, cursor: int | None) -> tuple[list[InboundEvent], int | None]:
+        try:
+            updates = await self.bot.get_updates(
+                offset=cursor,
+                timeout=self.settings.poll_timeout,
+                allowed_updates=ALLOWED_UPDATES,
+            )
+        except tg.TelegramError as exc:
+            raise _delivery_error(exc) from exc
+        events = [event for update in updates if (event := to_event(update)) is not None]
+        next_cursor = max((u.update_id for u in updates), default=None)
+        return events, (next_cursor + 1 if next_cursor is not None else cursor)
+
+    async def answer_button(self, event: InboundEvent) -> None:
+        try:
+            await self.bot.answer_callback_query(event.button_id or "")
+        except tg.TelegramError as exc:  # the spinner times out on its own; not worth failing for
+            log.info("answerCallbackQuery failed: %s", exc)
+
+    async def remove_buttons(self, chat_id: str, message_id: str) -> None:
+        try:
+            await self.bot.edit_message_reply_markup(
+                chat_id=int(chat_id), message_id=int(message_id)
+            )
+        except tg.TelegramError as exc:
+            log.info("removing buttons failed: %s", exc)
+
+    async def download(self, file_id: str) -> bytes:
+        try:
+            file = await self.bot.get_file(file_id)
+            return bytes(await file.download_as_bytearray())
+        except tg.TelegramError as exc:
+            raise _delivery_error(exc) from exc
+
+
+def _seconds(value: int | timedelta) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def _delivery_error(exc: tg.TelegramError) -> Exception:
+    text = str(exc)
+    if isinstance(exc, tg.RetryAfter):
+        return RateLimited(_seconds(exc.retry_after), f"Telegram: {text}")
+    if isinstance(exc, tg.Forbidden) or any(m in text.lower() for m in GONE_MARKERS):
+        return RecipientGone(f"Telegram: {text}")
+    if isinstance(exc, tg.BadRequest | tg.ChatMigrated):
+        return Rejected(f"Telegram: {text}")
+    if isinstance(exc, tg.InvalidToken):
+        return TransientError(f"Telegram rejected the bot token ({text}); check token_env")
+    return TransientError(f"Telegram: {text or type(exc).__name__}")
+
+
+def to_event(update: Update) -> InboundEvent | None:
+    """Normalise one Telegram update; None for kinds we do not handle."""
+    raw = update.to_dict()
+    if update.callback_query is not None:
+        query = update.callback_query
+        anchor = query.message
+        chat_id = str(anchor.chat.id) if anchor is not None else str(query.from_user.id)
+        return InboundEvent(
+            key=f"cbq:{query.id}",
+            kind="button",
+            chat_id=chat_id,
+            chat_type=anchor.chat.type if anchor is not None else "private",
+            message_id=str(anchor.message_id) if anchor is not None else None,
+            button_data=query.data,
+            button_id=query.id,
+            sender=_sender(query.from_user),
+            update_id=update.update_id,
+            raw=raw,
+        )
+    message = update.message or update.edited_message
+    if message is None:
+        return None
+    edited = update.edited_message is not None
+    chat_id = str(message.chat.id)
+    key = f"msg:{chat_id}:{message.message_id}"
+    if edited:
+        stamp = int(message.edit_date.timestamp()) if message.edit_date else update.update_id
+        key = f"edit:{chat_id}:{message.message_id}:{stamp}"
+    return InboundEvent(
+        key=key,
+        kind="edit" if edited else "message",
+        chat_id=chat_id,
+        chat_type=message.chat.type,
+        message_id=str(message.message_id),
+        text=message.text or message.caption or "",
+        reply_to=_reply_to(message),
+        media=_media(message),
+        media_group_id=message.media_group_id,
+        sticker=message.sticker is not None,
+        sender=_sender(message.from_user),
+        date=int(message.date.timestamp()) if message.date else None,
+        update_id=update.update_id,
+        raw=raw,
+    )
+
+
+def _reply_to(message: Message) -> str | None:
+    replied = message.reply_to_message
+    return str(replied.message_id) if replied is not None else None
+
+
+def _media(message: Message) -> list[dict[str, Any]]:
+    if message.photo:
+        biggest = message.photo[-1]
+        return [
+            {"type": "photo", "file_id": biggest.file_id, "file_unique_id": biggest.file_unique_id}
+        ]
+    if message.document is not None:
+        doc = message.document
+        return [{"type": "document", "file_id": doc.file_id, "file_unique_id": doc.file_unique_id}]
+    return []
+
+
+def _sender(user: Any) -> dict[str, Any]:
+    if user is None:
+        return {}
+    return {
+        "id": user.id,
+        "first_name": user.first_name,
+        "username": user.username,
+        "language_code": user.language_code,
+    }

@@ -1,0 +1,380 @@
+"""The ``pledgebot`` command (typer + rich). Data goes to stdout; logs and progress to stderr.
+
+Every error a person can fix is one line (or one line per located problem) and a non-zero exit:
+2 for configuration, 1 for everything else. No tracebacks unless ``--debug``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import func, select
+
+from bot import outbox, runs
+from bot.app import App, build_app
+from bot.config import load_config
+from bot.errors import UserInputError
+from bot.logs import scrub, setup_logging
+
+cli = typer.Typer(
+    help="pledgebot: follow up with pledgemakers, collect their journey, amplify it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+db_cli = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+import_cli = typer.Typer(
+    help="Import pledgemakers or journey updates from CSV.", no_args_is_help=True
+)
+schedules_cli = typer.Typer(help="Campaign schedule files.", no_args_is_help=True)
+outbox_cli = typer.Typer(help="The outbox of messages to send.", no_args_is_help=True)
+contacts_cli = typer.Typer(help="Pledgemakers' chat contacts.", no_args_is_help=True)
+campaign_cli = typer.Typer(help="Campaigns declared in schedules/.", no_args_is_help=True)
+runs_cli = typer.Typer(help="Campaign runs (one per firing).", no_args_is_help=True)
+export_cli = typer.Typer(help="Export collected data (to stdout).", no_args_is_help=True)
+for sub, name in (
+    (db_cli, "db"),
+    (import_cli, "import"),
+    (schedules_cli, "schedules"),
+    (outbox_cli, "outbox"),
+    (contacts_cli, "contacts"),
+    (campaign_cli, "campaign"),
+    (runs_cli, "runs"),
+    (export_cli, "export"),
+):
+    cli.add_typer(sub, name=name)
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+class State:
+    config_path = Path("config.toml")
+    config_given = False
+    debug = False
+    verbose = 0
+
+
+@cli.callback()
+def _global(
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Config file (default ./config.toml).")
+    ] = None,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logs.")] = 0,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    State.config_path = config or Path("config.toml")
+    State.config_given = config is not None
+    State.debug = debug
+    State.verbose = verbose
+    setup_logging(verbose)
+
+
+def open_app(*, migrate: bool = True) -> App:
+    app = build_app(load_config(State.config_path, required=State.config_given))
+    if migrate:
+        app.db.upgrade()
+    return app
+
+
+# -- db / import ---------------------------------------------------------------------------------
+@db_cli.command("upgrade")
+def db_upgrade() -> None:
+    """Create the database or apply pending migrations."""
+    app = open_app(migrate=False)
+    app.db.upgrade()
+    err.print(f"database is up to date: {app.db.describe()}")
+
+
+@import_cli.command("pledgemakers")
+def import_pledgemakers(file: Annotated[Path, typer.Argument(help="CSV file (UTF-8).")]) -> None:
+    """Upsert pledgemakers by id. Any bad row: every problem listed, nothing imported."""
+    from bot.importer import import_pledgemakers as run_import
+
+    app = open_app()
+    with app.db.session() as session:
+        result = run_import(session, file)
+    out.print(f"pledgemakers created: {result.created}\npledgemakers updated: {result.updated}")
+
+
+@import_cli.command("updates")
+def import_updates(file: Annotated[Path, typer.Argument(help="CSV file (UTF-8).")]) -> None:
+    """Upsert journey updates gathered elsewhere (e.g. a web form's export)."""
+    from bot.importer import import_updates as run_import
+
+    app = open_app()
+    with app.db.session() as session:
+        result = run_import(session, file)
+    out.print(f"updates created: {result.created}\nupdates updated: {result.updated}")
+
+
+# -- schedules -----------------------------------------------------------------------------------
+@schedules_cli.command("check")
+def schedules_check(
+    paths: Annotated[list[Path] | None, typer.Argument(help="Files or folders.")] = None,
+) -> None:
+    """Validate schedule files: every error with file:line; exit 1 on any. Applies nothing."""
+    from bot.schedules import load_schedules
+    from bot.templates import Templates
+
+    config = load_config(State.config_path, required=State.config_given)
+    templates = Templates(config.path("templates"))
+    problems = templates.check_phrases()
+    if problems:
+        raise UserInputError("\n".join(str(p) for p in problems))
+    found = load_schedules(
+        paths or [config.path("schedules")], templates, default_timezone=config.timezone
+    )
+    out.print(f"{len(found.campaigns)} campaign(s) in {len(found.files)} file(s): OK")
+
+
+# -- contacts ------------------------------------------------------------------------------------
+@contacts_cli.command("invite")
+def contacts_invite(
+    pledgemaker_id: Annotated[str, typer.Argument(help="The pledgemaker's id (CSV column id).")],
+    channel: Annotated[str, typer.Option(help="Channel to invite on.")] = "telegram",
+    valid_days: Annotated[int, typer.Option(min=1, max=365, help="Days the link works.")] = 30,
+) -> None:
+    """Print a single-use link that binds a chat to the pledgemaker."""
+    from datetime import timedelta
+
+    from bot.contacts import create_invite
+
+    app = open_app()
+    adapter = app.channel(channel)
+    with app.db.session() as session:
+        invite = create_invite(
+            session, pledgemaker_id, channel, valid_for=timedelta(days=valid_days)
+        )
+        token, expires = invite.token, invite.expires_at
+
+    async def link() -> str:
+        try:
+            return str(await adapter.invite_link(token))
+        finally:
+            await adapter.aclose()
+
+    try:
+        url = asyncio.run(link())
+    except Exception as exc:
+        with app.db.session() as session:  # no link printed: leave no usable token behind
+            from bot.models import InviteToken
+
+            row = session.get(InviteToken, token)
+            if row is not None:
+                session.delete(row)
+        raise UserInputError(
+            f"cannot reach {channel} to learn the bot's username ({exc}); "
+            f"set channels.{channel}.bot_username in the config"
+        ) from None
+    print(url)  # plain print: the link must never be wrapped
+    err.print(f"single use, valid until {expires:%Y-%m-%d %H:%M} UTC")
+
+
+# -- campaigns -----------------------------------------------------------------------------------
+@campaign_cli.command("fire")
+def campaign_fire(
+    campaign_id: Annotated[str, typer.Argument(help="Campaign id from schedules/.")],
+    to: Annotated[str | None, typer.Option("--to", help="Only this pledgemaker.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print, send nothing.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="No confirmation.")] = False,
+) -> None:
+    """Plan and enqueue a run now (a new run each call). Opt-outs always apply."""
+    from bot.campaigns.base import RunContext
+    from bot.models import utcnow
+
+    app = open_app()
+    spec = app.schedules().get(campaign_id).spec
+    now = utcnow()
+    with app.db.session() as session:
+        preview = runs.plan(spec, RunContext(spec.id, now, to), session, app.templates)
+        session.rollback()
+    if dry_run:
+        for message in preview.messages:
+            out.print(f"--- {message.channel} {message.recipient} ({message.pledgemaker_id})")
+            out.print(message.text, markup=False)
+        out.print(f"would send: {len(preview.messages)}")
+        return
+    if to is None and not yes:
+        if not sys.stdin.isatty():
+            raise UserInputError("refusing to message a whole audience without --yes")
+        if not typer.confirm(f"Send {campaign_id} now to {len(preview.messages)} pledgemaker(s)?"):
+            raise typer.Exit(1)
+    result = runs.fire(app.db, app.templates, spec, now, trigger="manual", only=to)
+    skipped = ", ".join(f"{why} {n}" for why, n in sorted(result.skipped.items()))
+    out.print(
+        f"run {result.run_id}: queued {result.enqueued}"
+        + (f" (skipped: {skipped})" if skipped else "")
+    )
+    if runs.is_paused(app.db, campaign_id):
+        err.print(f"note: {campaign_id} is paused; messages wait until `pledgebot resume`")
+
+
+@cli.command("pause")
+def pause(
+    campaign_id: Annotated[str | None, typer.Argument(help="Campaign; none = all.")] = None,
+) -> None:
+    """Stop sending (one campaign, or everything) until resume."""
+    app = open_app()
+    runs.set_paused(app.db, campaign_id or "*", True)
+    out.print(f"paused: {campaign_id or 'all sending'}")
+
+
+@cli.command("resume")
+def resume(
+    campaign_id: Annotated[str | None, typer.Argument(help="Campaign; none = all.")] = None,
+) -> None:
+    """Resume sending after pause."""
+    app = open_app()
+    runs.set_paused(app.db, campaign_id or "*", False)
+    out.print(f"resumed: {campaign_id or 'all sending'}")
+
+
+@runs_cli.command("list")
+def runs_list(limit: Annotated[int, typer.Option(min=1)] = 50) -> None:
+    """Recent runs with what became of their messages."""
+    from bot.models import OutboxMessage, Run
+
+    app = open_app()
+    table = Table(
+        "run", "campaign", "fire time (UTC)", "trigger", "queued", "sent", "failed", "note"
+    )
+    with app.db.session() as session:
+        for run in session.scalars(select(Run).order_by(Run.id.desc()).limit(limit)):
+            counts = dict(
+                session.execute(
+                    select(OutboxMessage.state, func.count())
+                    .where(OutboxMessage.run_id == run.id)
+                    .group_by(OutboxMessage.state)
+                ).all()
+            )
+            table.add_row(
+                str(run.id),
+                run.campaign_id,
+                f"{run.fire_time:%Y-%m-%d %H:%M:%S}",
+                run.trigger,
+                str(run.planned),
+                str(counts.get("sent", 0)),
+                str(counts.get("failed", 0)),
+                run.note or "",
+            )
+    out.print(table)
+
+
+# -- outbox / status -----------------------------------------------------------------------------
+@outbox_cli.command("list")
+def outbox_list(
+    state: Annotated[
+        str | None, typer.Option(help="pending, sending, retry_wait, sent, failed, cancelled")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1)] = 50,
+) -> None:
+    """Messages in the outbox, newest first."""
+    from bot.models import OutboxMessage
+
+    app = open_app()
+    query = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)
+    if state:
+        query = query.where(OutboxMessage.state == state)
+    table = Table(
+        "id", "state", "channel", "to", "campaign", "tries", "next try (UTC)", "error", "text"
+    )
+    with app.db.session() as session:
+        for m in session.scalars(query):
+            table.add_row(
+                str(m.id),
+                m.state,
+                m.channel,
+                m.recipient,
+                m.campaign_id or "",
+                str(m.attempts),
+                f"{m.next_attempt_at:%m-%d %H:%M:%S}",
+                (m.last_error or "")[:60],
+                m.text.splitlines()[0][:40] if m.text else "",
+            )
+    out.print(table)
+
+
+@outbox_cli.command("cancel")
+def outbox_cancel(
+    run: Annotated[int, typer.Option("--run", help="Run id (see runs list).")],
+) -> None:
+    """Cancel a run's messages that are not sent yet."""
+    app = open_app()
+    with app.db.session() as session:
+        cancelled = outbox.cancel_run(session, run)
+    out.print(f"cancelled: {cancelled}")
+
+
+@cli.command("status")
+def status() -> None:
+    """Queue depths, channel health, paused campaigns, inbox backlog."""
+    from bot.status import collect
+
+    app = open_app()
+    for label, value in collect(app).items():
+        out.print(f"{label}: {value}", markup=False)
+
+
+# -- run / demo / export -------------------------------------------------------------------------
+@cli.command("run")
+def run() -> None:
+    """Scheduler + dispatcher + listener until Ctrl-C or SIGTERM."""
+    from bot.runner import run_forever
+
+    setup_logging(max(1, State.verbose))  # a service logs what it does by default
+    run_forever(open_app(migrate=False))
+
+
+@cli.command("demo")
+def demo(
+    folder: Annotated[Path, typer.Option(help="Where the demo database goes.")] = Path("demo-data"),
+) -> None:
+    """The whole loop on SQLite against the local sandbox Telegram server; no accounts needed."""
+    from bot.demo import run_demo
+
+    config = load_config(State.config_path, required=State.config_given)
+    summary = asyncio.run(run_demo(config, folder))
+    for label, value in summary.items():
+        out.print(f"{label}: {value}", markup=False)
+
+
+@export_cli.command("replies")
+def export_replies(
+    fmt: Annotated[str, typer.Option("--format", help="csv or json")] = "json",
+) -> None:
+    """Every inbound message stored as a reply, with its text exactly as received."""
+    from bot.export import export
+
+    export(open_app(), "replies", fmt, sys.stdout)
+
+
+@export_cli.command("updates")
+def export_updates(
+    fmt: Annotated[str, typer.Option("--format", help="csv or json")] = "json",
+) -> None:
+    """Journey updates (from replies and imports) with their moderation state."""
+    from bot.export import export
+
+    export(open_app(), "updates", fmt, sys.stdout)
+
+
+def main() -> None:
+    try:
+        cli(prog_name="pledgebot")  # typer handles usage errors, --help and exit codes itself
+    except UserInputError as exc:
+        for line in str(exc).splitlines():
+            print(scrub(line), file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except Exception as exc:
+        if State.debug:
+            raise
+        print(f"internal error: {scrub(repr(exc))} (run with --debug for details)", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,381 @@
+"""What an inbound event means: commands, button presses, answers to prompts, edits.
+
+Called by the inbox processor inside one transaction per event. Everything the bot says back
+goes through the outbox with a key derived from the event, so finishing an interrupted event
+after a crash never answers twice.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot import contacts, outbox
+from bot.campaigns.base import PlannedMessage
+from bot.campaigns.followup import BUTTON_KINDS, BUTTON_PREFIX
+from bot.channels.base import InboundEvent
+from bot.config import ConversationSettings
+from bot.models import Contact, JourneyUpdate, OutboxMessage, Pledgemaker, Prompt, Reply, utcnow
+from bot.models import InboundEvent as EventRow
+from bot.templates import Templates
+from bot.vocab import LANGUAGES
+
+COMMAND = re.compile(r"^/([A-Za-z_]+)(?:@[A-Za-z0-9_]+)?(?:\s+(.*))?$", re.S)
+ACKNOWLEDGEMENTS = {
+    "ok",
+    "okay",
+    "k",
+    "kk",
+    "thanks",
+    "thank you",
+    "thx",
+    "ty",
+    "great",
+    "cool",
+    "noted",
+    "merci",
+    "merci beaucoup",
+    "d'accord",
+    "daccord",
+    "bien reçu",
+    "gracias",
+    "muchas gracias",
+    "vale",
+    "de acuerdo",
+    "recibido",
+    "yes",
+    "oui",
+    "sí",
+    "si",
+}
+
+
+def parse_command(text: str) -> tuple[str, str] | None:
+    match = COMMAND.match(text.strip())
+    return (match.group(1).lower(), (match.group(2) or "").strip()) if match else None
+
+
+def is_acknowledgement(event: InboundEvent) -> bool:
+    """A bare "ok", "thanks", an emoji or a sticker: stored, but not an answer."""
+    if event.media:
+        return False
+    if event.sticker and not event.text.strip():
+        return True
+    text = event.text.strip().lower().rstrip("!.… ")
+    if not text:
+        return True
+    if text in ACKNOWLEDGEMENTS:
+        return True
+    return not any(unicodedata.category(ch)[0] in "LN" for ch in text)  # only emoji/punctuation
+
+
+@dataclass
+class Conversation:
+    templates: Templates
+    settings: ConversationSettings
+
+    # -- entry point -----------------------------------------------------------------------------
+    def handle(
+        self,
+        session: Session,
+        channel: str,
+        row: EventRow,
+        event: InboundEvent,
+        media: list[dict[str, Any]],
+    ) -> str:
+        if event.chat_type != "private":
+            return "ignored: not a private chat"
+        contact = session.scalar(
+            select(Contact).where(Contact.channel == channel, Contact.address == event.chat_id)
+        )
+        turn = Turn(self, session, channel, row, event, contact)
+        if event.kind == "button":
+            return turn.button()
+        if event.kind == "edit":
+            return turn.edit()
+        command = parse_command(event.text) if not event.media else None
+        if command is not None:
+            return turn.command(*command)
+        return turn.message(media)
+
+
+class Turn:
+    """One event being handled: the helpers share its session, contact and reply keys."""
+
+    def __init__(
+        self,
+        conv: Conversation,
+        session: Session,
+        channel: str,
+        row: EventRow,
+        event: InboundEvent,
+        contact: Contact | None,
+    ) -> None:
+        self.conv, self.session, self.channel = conv, session, channel
+        self.row, self.event, self.contact = row, event, contact
+        self.now = utcnow()
+        self.at = datetime.fromtimestamp(event.date, UTC) if event.date else self.now
+
+    # -- saying things back ------------------------------------------------------------------
+    def language(self) -> str:
+        if self.contact is not None:
+            if self.contact.language:
+                return self.contact.language
+            pledgemaker = self.session.get(Pledgemaker, self.contact.pledgemaker_id)
+            if pledgemaker is not None:
+                return pledgemaker.language
+        code = str(self.event.sender.get("language_code") or "")[:2]
+        return code if code in LANGUAGES else "en"
+
+    def say(
+        self, phrase: str, *, key: str | None = None, language: str | None = None, **context: Any
+    ) -> None:
+        text = self.conv.templates.phrase(phrase, language or self.language(), **context)
+        planned = PlannedMessage(
+            idempotency_key=key or f"event:{self.row.id}:{phrase}",
+            channel=self.channel,
+            recipient=self.event.chat_id,
+            text=text,
+            pledgemaker_id=self.contact.pledgemaker_id if self.contact else None,
+            parse_mode="HTML",
+        )
+        outbox.enqueue(self.session, [planned])
+
+    def name(self) -> str:
+        if self.contact is None:
+            return ""
+        pledgemaker = self.session.get(Pledgemaker, self.contact.pledgemaker_id)
+        return pledgemaker.name if pledgemaker else ""
+
+    # -- commands ----------------------------------------------------------------------------
+    def command(self, name: str, argument: str) -> str:
+        if name == "start":
+            return self.start(argument)
+        if name == "stop":
+            if self.contact is not None and self.contact.status != "stopped":
+                self.contact.status, self.contact.status_changed_at = "stopped", self.now
+            self.say("stopped")
+            return "stop: opted out"
+        if name == "language":
+            if argument not in LANGUAGES:
+                self.say("language_unknown")
+                return f"language: unknown {argument!r}"
+            if self.contact is None:
+                self.say(
+                    "onboarding",
+                    key=f"onboarding:{self.channel}:{self.event.chat_id}",
+                    language=argument,
+                )
+                return "language: unbound chat"
+            self.contact.language = argument
+            self.say("language_set", language=argument)
+            return f"language: {argument}"
+        if self.contact is None:
+            return self.onboarding()
+        self.say("help")
+        return f"help ({name})"
+
+    def start(self, token: str) -> str:
+        if token:
+            if self.contact is not None and contacts.used_by(
+                self.session, token, self.event.chat_id
+            ):
+                return self.start("")  # the same link opened twice: already connected
+            contact = contacts.redeem(self.session, token, self.channel, self.event.chat_id)
+            if contact is None:
+                self.say("link_refused")
+                return "start: invitation refused"
+            self.contact = contact
+            self.say("linked", name=self.name())
+            return f"start: bound to {contact.pledgemaker_id}"
+        if self.contact is None:
+            return self.onboarding()
+        if self.contact.status != "active":
+            self.contact.status, self.contact.status_changed_at = "active", self.now
+            self.say("welcome_back", name=self.name())
+            return "start: opted back in"
+        self.say("help")
+        return "start: already active"
+
+    def onboarding(self) -> str:
+        # One hint per chat, ever: the idempotency key makes a second one a no-op.
+        self.say("onboarding", key=f"onboarding:{self.channel}:{self.event.chat_id}")
+        return "unbound chat: onboarding hint"
+
+    # -- buttons -----------------------------------------------------------------------------
+    def button(self) -> str:
+        data = self.event.button_data or ""
+        kind = data.removeprefix(BUTTON_PREFIX)
+        if not data.startswith(BUTTON_PREFIX) or kind not in BUTTON_KINDS:
+            return f"ignored: unknown button {data!r}"
+        if self.contact is None or self.contact.status != "active":
+            return "ignored: button from an unbound or stopped chat"
+        prompt = self.prompt_for(self.event.message_id)
+        if prompt is None:
+            return "ignored: button on a message that is not a prompt"
+        if kind == "snooze":
+            prompt.state, prompt.closed_at = "snoozed", self.now
+            self.say("snoozed")
+            return f"prompt {prompt.id}: snoozed"
+        prompt.requested_kind = kind
+        if prompt.state == "snoozed":
+            prompt.state = "open"
+        self.say(f"ask_{kind}")
+        return f"prompt {prompt.id}: {kind} requested"
+
+    # -- messages ----------------------------------------------------------------------------
+    def message(self, media: list[dict[str, Any]]) -> str:
+        if self.contact is None:
+            return self.onboarding()
+        reply = Reply(
+            inbound_event_id=self.row.id,
+            channel=self.channel,
+            chat_id=self.event.chat_id,
+            external_id=self.event.message_id or "",
+            contact_id=self.contact.id,
+            pledgemaker_id=self.contact.pledgemaker_id,
+            text=self.event.text,
+            media=media,
+            media_group_id=self.event.media_group_id,
+            acknowledgement=is_acknowledgement(self.event),
+            received_at=self.at,
+        )
+        self.session.add(reply)
+        if self.contact.status != "active":
+            return "reply stored: contact has opted out"
+        explicit = self.prompt_for(self.event.reply_to) if self.event.reply_to else None
+        reply.prompt_id = explicit.id if explicit else None
+        if reply.acknowledgement:
+            return "reply stored: acknowledgement"
+        group = self.open_answer(explicit)
+        if group is not None:
+            reply.prompt_id = group.prompt_id
+            self.attach(reply, group)
+            return f"reply added to update {group.id}"
+        prompt = explicit or self.latest_open_prompt()
+        if prompt is None:
+            return "reply stored: no open prompt"
+        reply.prompt_id = prompt.id
+        update = JourneyUpdate(
+            pledgemaker_id=self.contact.pledgemaker_id,
+            prompt_id=prompt.id,
+            contact_id=self.contact.id,
+            pillar=prompt.pillar,
+            kind=prompt.requested_kind or "progress",
+            source="reply",
+            source_ref=f"event:{self.row.id}",
+            moderation="pending",
+            created_at=self.now,
+        )
+        self.session.add(update)
+        self.attach(reply, update)
+        prompt.state, prompt.closed_at = "answered", self.now
+        self.say("thanks", key=f"thanks:{self.channel}:{self.row.id}", name=self.name())
+        return f"update {update.id} created for prompt {prompt.id}"
+
+    def attach(self, reply: Reply, update: JourneyUpdate) -> None:
+        self.session.flush()
+        reply.journey_update_id = update.id
+        update.last_reply_at = max(filter(None, [update.last_reply_at, reply.received_at]))
+        refresh_update(self.session, update)
+
+    def open_answer(self, explicit: Prompt | None) -> JourneyUpdate | None:
+        """The answer this message continues: same album, or a reply minutes ago."""
+        assert self.contact is not None
+        window = timedelta(minutes=self.conv.settings.answer_window_minutes)
+        query = (
+            select(JourneyUpdate)
+            .where(
+                JourneyUpdate.contact_id == self.contact.id,
+                JourneyUpdate.source == "reply",
+                JourneyUpdate.moderation == "pending",
+            )
+            .order_by(JourneyUpdate.last_reply_at.desc(), JourneyUpdate.id.desc())
+            .limit(1)
+        )
+        if self.event.media_group_id:
+            album = self.session.scalar(
+                select(JourneyUpdate)
+                .join(Reply, Reply.journey_update_id == JourneyUpdate.id)
+                .where(
+                    Reply.contact_id == self.contact.id,
+                    Reply.media_group_id == self.event.media_group_id,
+                )
+            )
+            if album is not None:
+                return album
+        latest = self.session.scalar(query)
+        if latest is None or latest.last_reply_at is None:
+            return None
+        if self.at - latest.last_reply_at > window:
+            return None
+        if explicit is not None and latest.prompt_id != explicit.id:
+            return None
+        return latest
+
+    # -- edits -------------------------------------------------------------------------------
+    def edit(self) -> str:
+        reply = self.session.scalar(
+            select(Reply).where(
+                Reply.channel == self.channel,
+                Reply.chat_id == self.event.chat_id,
+                Reply.external_id == (self.event.message_id or ""),
+            )
+        )
+        if reply is None:
+            return "ignored: edit of a message that is not a stored reply"
+        if reply.original_text is None:
+            reply.original_text = reply.text
+        reply.text, reply.edited_at = self.event.text, self.now
+        update = self.session.get(JourneyUpdate, reply.journey_update_id or -1)
+        if update is None or update.moderation != "pending":
+            return f"reply {reply.id} edited"
+        refresh_update(self.session, update)
+        return f"reply {reply.id} edited; update {update.id} refreshed"
+
+    # -- prompts -----------------------------------------------------------------------------
+    def prompt_for(self, message_id: str | None) -> Prompt | None:
+        if message_id is None:
+            return None
+        return self.session.scalar(
+            select(Prompt)
+            .join(OutboxMessage, Prompt.outbox_id == OutboxMessage.id)
+            .where(
+                OutboxMessage.channel == self.channel,
+                OutboxMessage.recipient == self.event.chat_id,
+                OutboxMessage.external_id == message_id,
+            )
+        )
+
+    def latest_open_prompt(self) -> Prompt | None:
+        assert self.contact is not None
+        oldest = self.now - timedelta(days=self.conv.settings.prompt_ttl_days)
+        return self.session.scalar(
+            select(Prompt)
+            .join(OutboxMessage, Prompt.outbox_id == OutboxMessage.id)
+            .where(
+                Prompt.contact_id == self.contact.id,
+                Prompt.state == "open",
+                OutboxMessage.state == "sent",
+                OutboxMessage.sent_at >= oldest,
+            )
+            .order_by(OutboxMessage.sent_at.desc(), Prompt.id.desc())
+            .limit(1)
+        )
+
+
+def refresh_update(session: Session, update: JourneyUpdate) -> None:
+    """An answer's text and media are those of its replies, in the order they came."""
+    replies = list(
+        session.scalars(
+            select(Reply).where(Reply.journey_update_id == update.id).order_by(Reply.id)
+        )
+    )
+    update.text = "\n\n".join(r.text.strip() for r in replies if r.text.strip())
+    update.media = [item for r in replies for item in (r.media or [])]

@@ -1,0 +1,237 @@
+"""`pledgebot demo`: the whole loop on SQLite against the sandbox Telegram Bot API server.
+
+Imports the sample pledgemakers, invites each one, and lets simulated pledgemakers open their
+links; fires a follow-up campaign from ``schedules/``; the simulated pledgemakers answer (text,
+buttons, a photo, a bare "thanks", "Not now", one ``/stop``); the answers are stored as replies
+and journey updates. Everything goes over HTTP through python-telegram-bot, as in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+from bot import contacts, runs
+from bot.app import App, build_app
+from bot.config import Config, config_from_dict
+from bot.errors import UserInputError
+from bot.importer import import_pledgemakers
+from bot.models import Contact, JourneyUpdate, OutboxMessage, Pledgemaker, Prompt, Reply, utcnow
+from bot.models import InboundEvent as EventRow
+from bot.runner import serve
+from bot.sandbox import TelegramSandbox
+
+TOKEN_ENV = "PLEDGEBOT_DEMO_TELEGRAM_TOKEN"
+CAMPAIGN = "act-checkin"
+ANSWERS = {
+    "en": [
+        "We trained 120 labour inspectors this quarter and opened a hotline for reports.",
+        "Funding for school meals was cut, so some children may go back to the fields.",
+    ],
+    "fr": [
+        "Nous avons formé 120 inspecteurs du travail ce trimestre et ouvert une ligne d'écoute.",
+        "Le financement des cantines a baissé : des enfants risquent de retourner aux champs.",
+    ],
+    "es": [
+        "Capacitamos a 120 inspectores de trabajo este trimestre y abrimos una línea de denuncia.",
+        "Se recortó el presupuesto de comedores escolares; algunos niños podrían volver al campo.",
+    ],
+}
+# A tiny valid JPEG header is enough for the sandbox; it is stored through getFile.
+PHOTO = bytes.fromhex("ffd8ffe000104a46494600010100000100010000ffd9")
+
+
+def demo_config(base: Config, folder: Path, sandbox: TelegramSandbox) -> Config:
+    data = base.model_dump(exclude={"source", "base_dir", "channels"})
+    data["database"]["url"] = f"sqlite:///{(folder / 'pledgebot-demo.db').resolve()}"
+    data["paths"] = {
+        "schedules": str(base.path("schedules").resolve()),
+        "templates": str(base.path("templates").resolve()),
+        "media": str((folder / "media").resolve()),
+    }
+    data["dispatcher"]["poll_interval"] = 0.2
+    data["channels"] = {
+        "telegram": {
+            "enabled": True,
+            "token_env": TOKEN_ENV,
+            "base_url": sandbox.base_url,
+            "base_file_url": sandbox.base_file_url,
+            "poll_timeout": 1,
+        }
+    }
+    return config_from_dict(data, source=base.source, base_dir=base.base_dir)
+
+
+async def wait_until(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise UserInputError(f"demo: timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+def _fresh_folder(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("pledgebot-demo.db*"):
+        stale.unlink()
+
+
+async def run_demo(base: Config, folder: Path, *, csv_path: Path | None = None) -> dict[str, str]:
+    _fresh_folder(folder)
+    csv_path = csv_path or base.base_dir / "data" / "sample" / "pledgemakers.csv"
+    sandbox = TelegramSandbox()
+    await sandbox.start()
+    os.environ[TOKEN_ENV] = sandbox.token
+    app = build_app(demo_config(base, folder, sandbox))
+    stop = asyncio.Event()
+    service: asyncio.Task[None] | None = None
+    try:
+        app.db.upgrade()
+        with app.db.session() as session:
+            import_pledgemakers(session, csv_path)
+            people = [
+                (p.id, p.name, p.language)
+                for p in session.scalars(select(Pledgemaker).order_by(Pledgemaker.id))
+            ]
+        channel = app.channel("telegram")
+        service = asyncio.create_task(serve(app, stop, with_scheduler=False))
+        chats = await invite_everyone(app, channel, sandbox, people)
+        sandbox.push_message(99_999, "hello, who are you?")  # a stranger: one onboarding hint
+        spec = app.schedules().get(CAMPAIGN).spec
+        fired = runs.fire(app.db, app.templates, spec, utcnow(), trigger="manual")
+        await wait_until(
+            lambda: (
+                _count(
+                    app,
+                    OutboxMessage,
+                    OutboxMessage.run_id == fired.run_id,
+                    OutboxMessage.state.in_(("sent", "failed")),
+                )
+                == fired.enqueued
+            ),
+            "prompts to be sent",
+        )
+        answer_prompts(sandbox, chats)
+        await wait_until(lambda: _settled(app), "answers to be processed", timeout=120)
+        return summary(app, fired.enqueued)
+    finally:
+        stop.set()
+        if service is not None:
+            await asyncio.gather(service, return_exceptions=True)
+        await app.aclose()
+        app.close()
+        await sandbox.stop()
+
+
+async def invite_everyone(
+    app: App, channel: Any, sandbox: TelegramSandbox, people: list[tuple[str, str, str]]
+) -> dict[int, tuple[str, str]]:
+    """Each simulated pledgemaker opens their own invitation link in a private chat."""
+    chats: dict[int, tuple[str, str]] = {}
+    db = app.db
+    for index, (pledgemaker_id, name, language) in enumerate(people):
+        with db.session() as session:
+            token = contacts.create_invite(session, pledgemaker_id, "telegram").token
+        link = await channel.invite_link(token)
+        chat_id = 10_001 + index
+        sandbox.add_chat(chat_id, first_name=name.split()[0], language_code=language)
+        sandbox.push_message(chat_id, "/start " + link.rpartition("start=")[2])
+        chats[chat_id] = (pledgemaker_id, language)
+    await wait_until(
+        lambda: _count(app, Contact, Contact.status == "active") == len(people),
+        "invitations to be accepted",
+    )
+    return chats
+
+
+def answer_prompts(sandbox: TelegramSandbox, chats: dict[int, tuple[str, str]]) -> None:
+    """Eight ways a pledgemaker may react, in turn; the last chat opts out with /stop."""
+    for index, (chat_id, (_, language)) in enumerate(sorted(chats.items())):
+        prompt = next(m for m in reversed(sandbox.sent_messages(chat_id)) if m.get("reply_markup"))
+        progress, challenge = ANSWERS[language]
+        if index == len(chats) - 1:
+            sandbox.push_message(chat_id, "/stop")
+            continue
+        style = index % 8
+        if style == 0:
+            sandbox.press_button(chat_id, prompt["message_id"], "pb:progress")
+            sandbox.push_message(chat_id, progress)
+        elif style == 1:
+            sandbox.push_message(chat_id, progress, reply_to_message_id=prompt["message_id"])
+        elif style == 2:
+            sandbox.push_message(chat_id, progress)
+            sandbox.push_message(chat_id, "🙂 More soon.")  # minutes apart at most: one answer
+        elif style == 3:
+            sandbox.press_button(chat_id, prompt["message_id"], "pb:challenge")
+            sandbox.push_message(chat_id, challenge)
+        elif style == 4:
+            sandbox.push_message(chat_id, "thanks!")  # a bare acknowledgement: no update
+        elif style == 5:
+            sandbox.push_message(chat_id, photo=PHOTO, caption=progress)
+        elif style == 6:
+            sandbox.press_button(chat_id, prompt["message_id"], "pb:snooze")
+        # style 7: no answer yet; the prompt stays open
+
+
+def _count(app: App, model: Any, *conditions: Any) -> int:
+    with app.db.session() as session:
+        return int(session.scalar(select(func.count()).select_from(model).where(*conditions)) or 0)
+
+
+def _settled(app: App) -> bool:
+    unprocessed = _count(app, EventRow, EventRow.processed_at.is_(None))
+    unsent = _count(
+        app, OutboxMessage, OutboxMessage.state.in_(("pending", "sending", "retry_wait"))
+    )
+    return unprocessed == 0 and unsent == 0
+
+
+def summary(app: App, prompts: int) -> dict[str, str]:
+    db = app.db
+    with db.session() as session:
+
+        def count(*conditions: object, model: object) -> int:
+            return int(
+                session.scalar(select(func.count()).select_from(model).where(*conditions)) or 0
+            )
+
+        figures = {
+            "pledgemakers imported": count(Pledgemaker.id != "", model=Pledgemaker),
+            "invitations accepted": count(Contact.id > 0, model=Contact),
+            "prompts sent": count(
+                Prompt.outbox_id == OutboxMessage.id,
+                OutboxMessage.state == "sent",
+                model=Prompt.__table__.join(OutboxMessage.__table__),
+            ),
+            "replies stored": count(Reply.id > 0, model=Reply),
+            "acknowledgements (no update)": count(Reply.acknowledgement, model=Reply),
+            "journey updates": count(JourneyUpdate.source == "reply", model=JourneyUpdate),
+        }
+        for pillar in ("act", "inspire", "scale_up"):
+            figures[f"updates {pillar}"] = count(
+                JourneyUpdate.source == "reply", JourneyUpdate.pillar == pillar, model=JourneyUpdate
+            )
+        for kind in ("progress", "challenge", "solution"):
+            figures[f"updates {kind}"] = count(
+                JourneyUpdate.source == "reply", JourneyUpdate.kind == kind, model=JourneyUpdate
+            )
+        figures["updates with media"] = sum(
+            1 for media in session.scalars(select(JourneyUpdate.media)) if media
+        )
+        figures["prompts snoozed"] = count(Prompt.state == "snoozed", model=Prompt)
+        figures["prompts still open"] = count(Prompt.state == "open", model=Prompt)
+        figures["opted out"] = count(Contact.status == "stopped", model=Contact)
+        figures["messages sent in total"] = count(
+            OutboxMessage.state == "sent", model=OutboxMessage
+        )
+        figures["messages failed"] = count(OutboxMessage.state == "failed", model=OutboxMessage)
+    result = {label: str(value) for label, value in figures.items()}
+    result["prompts queued"] = str(prompts)
+    result["database"] = db.url.removeprefix("sqlite:///")
+    return result

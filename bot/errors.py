@@ -1,0 +1,96 @@
+"""The error tree of pledgebot: what can go wrong, and whether to retry.
+
+PledgebotError
+ ├── UserInputError               bad input a person can fix; the CLI prints it on one line
+ │    ├── ConfigError(file, key)   config.toml: channels.telegram.token_env: …      (exit 2)
+ │    ├── ScheduleError(file, line) schedules/x.toml:12: unknown field 'cronn'     (exit 1)
+ │    └── ImportRowsError          pledgemakers.csv:7: country: 'XX' is not …     (exit 1)
+ └── DeliveryError                 raised by channel adapters; the dispatcher alone decides
+      ├── Rejected                  permanent: too long, bad request, duplicate → failed
+      ├── RecipientGone             blocked / deactivated → contact gone, failed
+      ├── RateLimited(retry_after)  429 → retry after the platform's delay
+      └── TransientError            5xx, timeout, connection → retry with backoff
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class PledgebotError(Exception):
+    """Base of every error pledgebot raises on purpose."""
+
+
+class UserInputError(PledgebotError):
+    """Input a person can fix. ``str(err)`` is the whole one-line message."""
+
+    exit_code = 1
+
+
+class ConfigError(UserInputError):
+    exit_code = 2
+
+    def __init__(self, file: str, key: str, message: str) -> None:
+        self.file, self.key, self.message = file, key, message
+        where = f"{file}: {key}: " if key else f"{file}: "
+        super().__init__(where + message)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One error located in a file: ``file:line: message``."""
+
+    file: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.file}:{self.line}: {self.message}"
+            if self.line
+            else f"{self.file}: {self.message}"
+        )
+
+
+class ProblemsError(UserInputError):
+    """Several located problems found while reading one input; nothing was applied."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class ScheduleError(ProblemsError):
+    pass
+
+
+class ImportRowsError(ProblemsError):
+    pass
+
+
+class DeliveryError(PledgebotError):
+    """A send failed. Subclasses say whether and when to try again."""
+
+    retryable = False
+
+
+class Rejected(DeliveryError):
+    """The platform refused this message for good (too long, malformed, duplicate)."""
+
+
+class RecipientGone(DeliveryError):
+    """The recipient blocked the bot or no longer exists: stop writing to them."""
+
+
+class RateLimited(DeliveryError):
+    retryable = True
+
+    def __init__(self, retry_after: float, message: str = "") -> None:
+        self.retry_after = retry_after
+        super().__init__(message or f"rate limited: retry after {retry_after:g} s")
+
+
+class TransientError(DeliveryError):
+    """Server error, timeout or connection problem: worth another try later."""
+
+    retryable = True

@@ -1,0 +1,86 @@
+"""`pledgebot export`: replies and journey updates as JSON (an array of objects) or CSV."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import date, datetime
+from typing import IO, Any
+
+from sqlalchemy import select
+
+from bot.app import App
+from bot.errors import UserInputError
+from bot.models import JourneyUpdate, Prompt, Reply
+
+REPLY_FIELDS = [
+    "id",
+    "received_at",
+    "channel",
+    "chat_id",
+    "pledgemaker_id",
+    "prompt_id",
+    "pillar",
+    "journey_update_id",
+    "acknowledgement",
+    "text",
+    "original_text",
+    "edited_at",
+    "media",
+]
+UPDATE_FIELDS = [
+    "id",
+    "pledgemaker_id",
+    "pillar",
+    "kind",
+    "text",
+    "media",
+    "moderation",
+    "consent_to_publish",
+    "source",
+    "source_ref",
+    "prompt_id",
+    "created_at",
+]
+
+
+def rows(app: App, what: str) -> tuple[list[str], list[dict[str, Any]]]:
+    with app.db.session() as session:
+        if what == "replies":
+            pillars = dict(session.execute(select(Prompt.id, Prompt.pillar)).all())
+            found = [
+                {
+                    **{f: getattr(r, f, None) for f in REPLY_FIELDS if f != "pillar"},
+                    "pillar": pillars.get(r.prompt_id),
+                }
+                for r in session.scalars(select(Reply).order_by(Reply.id))
+            ]
+            return REPLY_FIELDS, found
+        updates = session.scalars(select(JourneyUpdate).order_by(JourneyUpdate.id))
+        return UPDATE_FIELDS, [{f: getattr(u, f) for f in UPDATE_FIELDS} for u in updates]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
+
+
+def export(app: App, what: str, fmt: str, stream: IO[str]) -> None:
+    if fmt not in ("json", "csv"):
+        raise UserInputError(f"--format must be csv or json (got {fmt!r})")
+    fields, records = rows(app, what)
+    records = [{k: _plain(record[k]) for k in fields} for record in records]
+    if fmt == "json":
+        json.dump(records, stream, ensure_ascii=False, indent=2)
+        stream.write("\n")
+        return
+    writer = csv.DictWriter(stream, fieldnames=fields)
+    writer.writeheader()
+    for record in records:
+        writer.writerow(
+            {
+                k: json.dumps(v, ensure_ascii=False) if isinstance(v, list | dict) else v
+                for k, v in record.items()
+            }
+        )

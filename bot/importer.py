@@ -1,0 +1,265 @@
+"""CSV import of pledgemakers and journey updates: upsert by stable id, all or nothing.
+
+Every bad row is reported with its line number and reason; if any row is bad nothing is written.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.errors import ImportRowsError, Problem
+from bot.models import JourneyUpdate, Pledgemaker
+from bot.vocab import LANGUAGES, PILLARS, REGIONS, SECTORS, UPDATE_KINDS, country_codes, time_zones
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+def _one_of(value: str, known: Any, what: str) -> str:
+    if value not in known:
+        hint = difflib.get_close_matches(value, sorted(known), n=1)
+        raise ValueError(
+            f"{value!r} is not a known {what}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+        )
+    return value
+
+
+class PledgemakerRow(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    id: str = Field(pattern=ID_PATTERN)
+    name: str = Field(min_length=1, max_length=300)
+    country: str
+    region: str
+    sector: str
+    language: str
+    timezone: str
+    pledge_title: str = Field(min_length=1, max_length=300)
+    pledge_text: str = Field(min_length=1)
+    pledge_date: date
+    x_handle: str | None = Field(default=None, pattern=r"^@[A-Za-z0-9_]{1,15}$")
+    website: str | None = Field(default=None, pattern=r"^https?://\S+$")
+
+    @field_validator("x_handle", "website", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("country")
+    @classmethod
+    def _country(cls, value: str) -> str:
+        return _one_of(value, country_codes(), "ISO 3166-1 alpha-2 country code")
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        return _one_of(value, REGIONS, "region")
+
+    @field_validator("sector")
+    @classmethod
+    def _sector(cls, value: str) -> str:
+        return _one_of(value, SECTORS, "sector")
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, value: str) -> str:
+        return _one_of(value, LANGUAGES, "language")
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        return _one_of(value, time_zones(), "IANA time zone")
+
+
+class UpdateRow(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    id: str = Field(pattern=ID_PATTERN)
+    pledgemaker_id: str = Field(min_length=1)
+    pillar: str
+    kind: str
+    text: str = Field(min_length=1)
+    submitted_at: datetime
+    consent_to_publish: bool
+
+    @field_validator("pillar")
+    @classmethod
+    def _pillar(cls, value: str) -> str:
+        return _one_of(value, PILLARS, "pillar")
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, value: str) -> str:
+        return _one_of(value, UPDATE_KINDS, "kind")
+
+    @field_validator("submitted_at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("needs a UTC offset, e.g. 2021-06-12T09:30:00+00:00")
+        return value
+
+
+@dataclass
+class ImportResult:
+    created: int
+    updated: int
+
+
+def read_rows(path: Path, model: type[BaseModel]) -> list[tuple[int, BaseModel]]:
+    """Parse and validate a CSV file; raise ImportRowsError listing every bad row."""
+    shown = str(path)
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except OSError as exc:
+        raise ImportRowsError(
+            [Problem(shown, None, f"cannot read: {exc.strerror or exc}")]
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ImportRowsError([Problem(shown, None, f"not UTF-8 (byte {exc.start})")]) from None
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise ImportRowsError([Problem(shown, 1, "empty file: a header row is required")]) from None
+    except csv.Error as exc:
+        raise ImportRowsError([Problem(shown, 1, f"malformed CSV: {exc}")]) from None
+    problems = _check_header(shown, [h.strip() for h in header], model)
+    if problems:
+        raise ImportRowsError(problems)
+    columns = [h.strip() for h in header]
+    rows: list[tuple[int, BaseModel]] = []
+    seen: dict[str, int] = {}
+    line = reader.line_num + 1
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            problems.append(Problem(shown, line, f"malformed CSV: {exc}"))
+            break
+        start, line = line, reader.line_num + 1
+        if not any(cell.strip() for cell in record):
+            continue
+        if len(record) != len(columns):
+            problems.append(
+                Problem(shown, start, f"expected {len(columns)} fields, found {len(record)}")
+            )
+            continue
+        try:
+            row = model.model_validate(dict(zip(columns, record, strict=True)))
+        except ValidationError as exc:
+            for error in exc.errors():
+                field = ".".join(str(p) for p in error["loc"])
+                message = str(error["msg"]).removeprefix("Value error, ")
+                problems.append(
+                    Problem(shown, start, f"{field}: {message} (got {error['input']!r})")
+                )
+            continue
+        row_id = row.id
+        if row_id in seen:
+            problems.append(Problem(shown, start, f"id {row_id!r} repeats line {seen[row_id]}"))
+            continue
+        seen[row_id] = start
+        rows.append((start, row))
+    if problems:
+        raise ImportRowsError(problems)
+    return rows
+
+
+def _check_header(shown: str, header: list[str], model: type[BaseModel]) -> list[Problem]:
+    fields = list(model.model_fields)
+    problems = []
+    if not header or header[0] != "id":
+        problems.append(Problem(shown, 1, "the first column must be 'id'"))
+    for column in header:
+        if column not in fields:
+            hint = difflib.get_close_matches(column, fields, n=1)
+            problems.append(
+                Problem(
+                    shown,
+                    1,
+                    f"unknown column {column!r}"
+                    + (f" (did you mean {hint[0]!r}?)" if hint else ""),
+                )
+            )
+    required = [name for name, info in model.model_fields.items() if info.is_required()]
+    missing = [name for name in required if name not in header]
+    if missing:
+        problems.append(Problem(shown, 1, f"missing column(s): {', '.join(missing)}"))
+    return problems
+
+
+def import_pledgemakers(session: Session, path: Path) -> ImportResult:
+    rows = read_rows(path, PledgemakerRow)
+    existing = {p.id: p for p in session.scalars(select(Pledgemaker))}
+    created = updated = 0
+    for _, row in rows:
+        values = row.model_dump()
+        current = existing.get(values["id"])
+        if current is None:
+            session.add(Pledgemaker(**values))
+            created += 1
+        else:
+            changed = False
+            for key, value in values.items():
+                if getattr(current, key) != value:
+                    setattr(current, key, value)
+                    changed = True
+            updated += changed
+    return ImportResult(created, updated)
+
+
+def import_updates(session: Session, path: Path) -> ImportResult:
+    rows = read_rows(path, UpdateRow)
+    known = set(session.scalars(select(Pledgemaker.id)))
+    problems = [
+        Problem(str(path), line, f"pledgemaker_id: no pledgemaker {row.pledgemaker_id!r}")
+        for line, row in rows
+        if row.pledgemaker_id not in known
+    ]
+    if problems:
+        raise ImportRowsError(problems)
+    existing = {
+        u.source_ref: u
+        for u in session.scalars(select(JourneyUpdate).where(JourneyUpdate.source == "import"))
+    }
+    created = updated = 0
+    for _, row in rows:
+        data = row.model_dump()
+        values = {
+            "pledgemaker_id": data["pledgemaker_id"],
+            "pillar": data["pillar"],
+            "kind": data["kind"],
+            "text": data["text"],
+            "consent_to_publish": data["consent_to_publish"],
+            "created_at": data["submitted_at"].astimezone(ZoneInfo("UTC")),
+        }
+        current = existing.get(data["id"])
+        if current is None:
+            session.add(
+                JourneyUpdate(
+                    source="import",
+                    source_ref=data["id"],
+                    media=[],
+                    moderation="pending",
+                    last_reply_at=None,
+                    **values,
+                )
+            )
+            created += 1
+        else:
+            changed = any(getattr(current, k) != v for k, v in values.items())
+            for key, value in values.items():
+                setattr(current, key, value)
+            updated += changed
+    return ImportResult(created, updated)

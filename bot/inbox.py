@@ -1,0 +1,204 @@
+"""The inbox: store every inbound event before acknowledging it, then process what is stored.
+
+Listener: poll the channel → insert the new events (deduplicated on the platform's own identity
+of the event, not on Telegram's ``update_id``, which may restart) and the new poll cursor in one
+transaction → only then poll again, which is what acknowledges the batch to Telegram.
+
+Processor: take unprocessed events in arrival order; fetch media first (outside the transaction,
+idempotent), then handle the event and mark it processed in one transaction. A crash between
+the two leaves the event unprocessed, and the next start finishes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from bot.aio import wait_any
+from bot.channels.base import ChatChannel, InboundEvent
+from bot.conversation import Conversation
+from bot.db import Database
+from bot.errors import DeliveryError
+from bot.models import ChannelState, utcnow
+from bot.models import InboundEvent as EventRow
+
+log = logging.getLogger(__name__)
+
+
+def store_events(
+    session: Any, channel: str, events: list[InboundEvent], cursor: int | None
+) -> list[InboundEvent]:
+    """Insert events not seen before and remember the cursor; returns the new events."""
+    keys = [event.key for event in events]
+    seen = (
+        set(
+            session.scalars(
+                select(EventRow.event_key).where(
+                    EventRow.channel == channel, EventRow.event_key.in_(keys)
+                )
+            )
+        )
+        if keys
+        else set()
+    )
+    fresh: list[InboundEvent] = []
+    for event in events:
+        if event.key in seen:
+            continue
+        seen.add(event.key)
+        fresh.append(event)
+        session.add(
+            EventRow(
+                channel=channel,
+                event_key=event.key,
+                kind=event.kind,
+                chat_id=event.chat_id,
+                update_id=event.update_id,
+                payload=event.to_record(),
+                received_at=utcnow(),
+            )
+        )
+    state = session.get(ChannelState, channel)
+    if state is None:
+        state = ChannelState(channel=channel)
+        session.add(state)
+    state.poll_offset = cursor
+    return fresh
+
+
+class Listener:
+    def __init__(self, db: Database, channel: ChatChannel, on_stored: asyncio.Event) -> None:
+        self.db = db
+        self.channel = channel
+        self.on_stored = on_stored
+        self.stored = 0
+
+    def _cursor(self) -> int | None:
+        with self.db.session() as session:
+            state = session.get(ChannelState, self.channel.name)
+            return state.poll_offset if state is not None else None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        cursor = self._cursor()
+        failures = 0
+        while not stop.is_set():
+            poll = asyncio.ensure_future(self.channel.poll(cursor))
+            halt = asyncio.ensure_future(stop.wait())
+            await asyncio.wait([poll, halt], return_when=asyncio.FIRST_COMPLETED)
+            halt.cancel()
+            if not poll.done():  # stopping: an unacknowledged batch is simply served again later
+                poll.cancel()
+                break
+            try:
+                events, next_cursor = poll.result()
+            except DeliveryError as exc:
+                failures += 1
+                delay = min(30.0, 0.5 * 2**failures)
+                log.warning(
+                    "polling %s failed (%s); again in %.1f s", self.channel.name, exc, delay
+                )
+                self._health(str(exc))
+                await wait_any(stop, timeout=delay)
+                continue
+            failures = 0
+            with self.db.session() as session:
+                fresh = store_events(session, self.channel.name, events, next_cursor)
+            cursor = next_cursor
+            self.stored += len(fresh)
+            if fresh:
+                self.on_stored.set()
+            for event in fresh:
+                if event.kind == "button":
+                    await self.channel.answer_button(event)
+
+    def _health(self, error: str) -> None:
+        with self.db.session() as session:
+            state = session.get(ChannelState, self.channel.name) or ChannelState(
+                channel=self.channel.name
+            )
+            state.last_error_at, state.last_error = utcnow(), error
+            session.add(state)
+
+
+class Processor:
+    def __init__(
+        self,
+        db: Database,
+        channels: dict[str, ChatChannel],
+        conversation: Conversation,
+        media_dir: Path,
+        on_enqueued: asyncio.Event | None = None,
+    ) -> None:
+        self.db = db
+        self.channels = channels
+        self.conversation = conversation
+        self.media_dir = media_dir
+        self.on_enqueued = on_enqueued
+        self.wake = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Process until ``stop``; then finish the events already stored, and return."""
+        while not stop.is_set():
+            self.wake.clear()
+            if await self.process_pending() == 0:
+                await wait_any(stop, self.wake, timeout=1.0)
+        while await self.process_pending():
+            pass
+
+    async def process_pending(self, limit: int = 200) -> int:
+        with self.db.session() as session:
+            pending = list(
+                session.execute(
+                    select(EventRow.id, EventRow.channel, EventRow.payload)
+                    .where(EventRow.processed_at.is_(None))
+                    .order_by(EventRow.id)
+                    .limit(limit)
+                )
+            )
+        for event_id, channel, payload in pending:
+            await self.process(event_id, channel, InboundEvent.from_record(payload))
+        if pending and self.on_enqueued is not None:
+            self.on_enqueued.set()
+        return len(pending)
+
+    async def process(self, event_id: int, channel: str, event: InboundEvent) -> None:
+        media = await self._fetch_media(channel, event)
+        try:
+            with self.db.session() as session:
+                row = session.get(EventRow, event_id)
+                if row is None or row.processed_at is not None:
+                    return
+                outcome = self.conversation.handle(session, channel, row, event, media)
+                row.processed_at, row.outcome = utcnow(), outcome[:200]
+        except Exception as exc:  # one bad event must not block the queue; it is kept, marked
+            log.exception("event %s could not be processed", event_id)
+            with self.db.session() as session:
+                row = session.get(EventRow, event_id)
+                if row is not None:
+                    row.processed_at, row.outcome = utcnow(), f"error: {exc!r}"[:200]
+
+    async def _fetch_media(self, channel: str, event: InboundEvent) -> list[dict[str, Any]]:
+        stored: list[dict[str, Any]] = []
+        adapter = self.channels.get(channel)
+        for item in event.media:
+            entry = dict(item)
+            suffix = ".jpg" if item.get("type") == "photo" else ".bin"
+            path = self.media_dir / channel / f"{item['file_unique_id']}{suffix}"
+            if not path.exists() and adapter is not None:
+                try:
+                    data = await adapter.download(item["file_id"])
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    partial = path.with_suffix(".part")
+                    partial.write_bytes(data)
+                    partial.replace(path)  # atomic: a crash never leaves half a file under the name
+                except DeliveryError as exc:
+                    entry["error"] = str(exc)
+                    log.warning("could not fetch %s: %s", item["file_id"], exc)
+            if path.exists():
+                entry["path"] = str(path)
+            stored.append(entry)
+        return stored

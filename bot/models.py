@@ -1,0 +1,249 @@
+"""The database schema (SQLAlchemy 2 ORM). Portable SQL: SQLite by default, PostgreSQL by URL.
+
+Every time is stored as UTC and read back as an aware UTC datetime (``UTCDateTime``).
+Migrations live in ``bot/migrations``; a change here needs a new revision there.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Naive UTC in the database, aware UTC in Python, on every backend."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; pledgebot stores aware UTC times only")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None else None
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Pledgemaker(Base):
+    __tablename__ = "pledgemakers"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(300))
+    country: Mapped[str] = mapped_column(String(2), index=True)
+    region: Mapped[str] = mapped_column(String(40))
+    sector: Mapped[str] = mapped_column(String(40))
+    language: Mapped[str] = mapped_column(String(5))
+    timezone: Mapped[str] = mapped_column(String(64))
+    pledge_title: Mapped[str] = mapped_column(String(300))
+    pledge_text: Mapped[str] = mapped_column(Text)
+    pledge_date: Mapped[date] = mapped_column(Date)
+    x_handle: Mapped[str | None] = mapped_column(String(32))
+    website: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Contact(Base):
+    """One address of a pledgemaker on one channel, bound by a verified link."""
+
+    __tablename__ = "contacts"
+    __table_args__ = (UniqueConstraint("channel", "address"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pledgemaker_id: Mapped[str] = mapped_column(ForeignKey("pledgemakers.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    address: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | stopped | gone
+    language: Mapped[str | None] = mapped_column(String(5))  # set by /language; else pledgemaker's
+    bound_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    status_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class InviteToken(Base):
+    __tablename__ = "invite_tokens"
+    token: Mapped[str] = mapped_column(String(64), primary_key=True)
+    pledgemaker_id: Mapped[str] = mapped_column(ForeignKey("pledgemakers.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    used_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class Run(Base):
+    """One firing of a campaign at one instant, recorded once."""
+
+    __tablename__ = "runs"
+    __table_args__ = (UniqueConstraint("campaign_id", "fire_time"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[str] = mapped_column(String(64))
+    fire_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    trigger: Mapped[str] = mapped_column(String(16))  # cron | manual
+    planned: Mapped[int] = mapped_column(Integer, default=0)
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OutboxMessage(Base):
+    """One outbound item. State machine: pending → sending → sent | retry_wait → … | failed."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_due", "state", "next_attempt_at"),
+        Index("ix_outbox_delivered", "channel", "recipient", "external_id"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(300), unique=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"), index=True)
+    campaign_id: Mapped[str | None] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(32))
+    recipient: Mapped[str] = mapped_column(String(200))
+    # Set for messages a campaign sends to a contact: they are never sent once the contact stops.
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
+    pledgemaker_id: Mapped[str | None] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+    parse_mode: Mapped[str | None] = mapped_column(String(16))
+    buttons: Mapped[list[list[dict[str, str]]] | None] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Resent after a crash left it in flight: Telegram may have delivered it already.
+    possible_duplicate: Mapped[bool] = mapped_column(Boolean, default=False)
+    external_id: Mapped[str | None] = mapped_column(String(100))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Prompt(Base):
+    """A message that awaits an answer. Expiry is derived from the send time, not stored."""
+
+    __tablename__ = "prompts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    outbox_id: Mapped[int] = mapped_column(ForeignKey("outbox.id"), unique=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
+    pledgemaker_id: Mapped[str] = mapped_column(ForeignKey("pledgemakers.id"), index=True)
+    campaign_id: Mapped[str] = mapped_column(String(64))
+    pillar: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), default="open")  # open | answered | snoozed
+    requested_kind: Mapped[str | None] = mapped_column(String(16))  # from a button press
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class InboundEvent(Base):
+    """A raw event as received, stored and committed before it is acknowledged to the platform."""
+
+    __tablename__ = "inbound_events"
+    __table_args__ = (
+        UniqueConstraint("channel", "event_key"),
+        Index("ix_inbound_unprocessed", "processed_at", "id"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    # The platform's own identity of the event, e.g. "msg:<chat>:<message id>", "cbq:<id>".
+    event_key: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))  # message | edit | button
+    chat_id: Mapped[str] = mapped_column(String(200))
+    update_id: Mapped[int | None] = mapped_column(Integer)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    outcome: Mapped[str | None] = mapped_column(String(200))
+
+
+class JourneyUpdate(Base):
+    """What a pledgemaker shares on a pillar: from replies or an import; moderated before use."""
+
+    __tablename__ = "journey_updates"
+    __table_args__ = (UniqueConstraint("source", "source_ref"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pledgemaker_id: Mapped[str] = mapped_column(ForeignKey("pledgemakers.id"), index=True)
+    prompt_id: Mapped[int | None] = mapped_column(ForeignKey("prompts.id"), index=True)
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
+    pillar: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16))  # progress | challenge | solution
+    text: Mapped[str] = mapped_column(Text, default="")
+    media: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    moderation: Mapped[str] = mapped_column(String(16), default="pending")
+    consent_to_publish: Mapped[bool | None] = mapped_column(Boolean)
+    source: Mapped[str] = mapped_column(String(16))  # reply | import
+    source_ref: Mapped[str] = mapped_column(String(200))  # import id, or "reply:<first reply id>"
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_reply_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Reply(Base):
+    """An inbound message from a chat, stored at once; linked to its prompt when it can be."""
+
+    __tablename__ = "replies"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    inbound_event_id: Mapped[int] = mapped_column(ForeignKey("inbound_events.id"), unique=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    chat_id: Mapped[str] = mapped_column(String(200))
+    external_id: Mapped[str] = mapped_column(String(100))  # the platform's message id
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"), index=True)
+    pledgemaker_id: Mapped[str | None] = mapped_column(ForeignKey("pledgemakers.id"), index=True)
+    prompt_id: Mapped[int | None] = mapped_column(ForeignKey("prompts.id"))
+    journey_update_id: Mapped[int | None] = mapped_column(ForeignKey("journey_updates.id"))
+    text: Mapped[str] = mapped_column(Text, default="")
+    original_text: Mapped[str | None] = mapped_column(Text)  # set when an edit changed the text
+    media: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    media_group_id: Mapped[str | None] = mapped_column(String(100))
+    acknowledgement: Mapped[bool] = mapped_column(Boolean, default=False)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    edited_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class CampaignControl(Base):
+    """Pause switches set by staff; campaign_id '*' pauses all sending."""
+
+    __tablename__ = "campaign_controls"
+    campaign_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ChannelState(Base):
+    """Small per-channel facts that must survive restarts: poll offset, health."""
+
+    __tablename__ = "channel_state"
+    channel: Mapped[str] = mapped_column(String(32), primary_key=True)
+    poll_offset: Mapped[int | None] = mapped_column(Integer)
+    last_ok_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)

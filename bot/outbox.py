@@ -1,0 +1,238 @@
+"""The durable outbox: enqueue once per idempotency key, claim due rows, record each outcome.
+
+States: pending → sending → sent | retry_wait → sending … | failed | cancelled.
+A row found in ``sending`` whose lease has expired was in flight at a crash: it is claimed
+again and flagged ``possible_duplicate`` (Telegram gives bots no idempotency key, so a message
+the platform accepted just before the crash may arrive twice; that bound is counted).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from bot.campaigns.base import PlannedMessage
+from bot.channels.base import OutboundMessage
+from bot.models import CampaignControl, ChannelState, Contact, OutboxMessage, Prompt, utcnow
+
+CONTACT_STOPPED = "contact_stopped"
+OPEN_STATES = ("pending", "retry_wait", "sending")
+
+
+@dataclass(frozen=True)
+class Claimed:
+    message: OutboundMessage
+    channel: str
+    attempts: int
+    contact_id: int | None
+
+
+def enqueue(
+    session: Session,
+    planned: list[PlannedMessage],
+    *,
+    run_id: int | None = None,
+    campaign_id: str | None = None,
+    not_before: datetime | None = None,
+) -> int:
+    """Insert the messages whose idempotency key is new; returns how many were inserted."""
+    existing: set[str] = set()
+    keys = [m.idempotency_key for m in planned]
+    for start in range(0, len(keys), 500):
+        existing.update(
+            session.scalars(
+                select(OutboxMessage.idempotency_key).where(
+                    OutboxMessage.idempotency_key.in_(keys[start : start + 500])
+                )
+            )
+        )
+    now = utcnow()
+    rows: list[tuple[OutboxMessage, PlannedMessage]] = []
+    for message in planned:
+        if message.idempotency_key in existing:
+            continue
+        existing.add(message.idempotency_key)
+        row = OutboxMessage(
+            idempotency_key=message.idempotency_key,
+            run_id=run_id,
+            campaign_id=campaign_id,
+            channel=message.channel,
+            recipient=message.recipient,
+            contact_id=message.contact_id,
+            pledgemaker_id=message.pledgemaker_id,
+            text=message.text,
+            parse_mode=message.parse_mode,
+            buttons=message.buttons,
+            state="pending",
+            next_attempt_at=not_before or now,
+            created_at=now,
+        )
+        session.add(row)
+        rows.append((row, message))
+    session.flush()
+    for row, message in rows:
+        if message.pillar is not None and message.contact_id is not None and message.pledgemaker_id:
+            session.add(
+                Prompt(
+                    outbox_id=row.id,
+                    contact_id=message.contact_id,
+                    pledgemaker_id=message.pledgemaker_id,
+                    campaign_id=campaign_id or "",
+                    pillar=message.pillar,
+                    created_at=now,
+                )
+            )
+    return len(rows)
+
+
+def claim(
+    session: Session,
+    *,
+    channels: list[str],
+    limit: int,
+    lease: timedelta,
+    now: datetime | None = None,
+) -> list[Claimed]:
+    """Take up to ``limit`` due messages for sending. Run inside one (immediate) transaction."""
+    now = now or utcnow()
+    paused = set(session.scalars(select(CampaignControl.campaign_id).where(CampaignControl.paused)))
+    if "*" in paused:
+        return []
+    due = or_(
+        and_(
+            OutboxMessage.state.in_(("pending", "retry_wait")), OutboxMessage.next_attempt_at <= now
+        ),
+        and_(OutboxMessage.state == "sending", OutboxMessage.claimed_until < now),
+    )
+    query = (
+        select(OutboxMessage)
+        .where(due, OutboxMessage.channel.in_(channels))
+        .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)  # PostgreSQL; SQLite relies on BEGIN IMMEDIATE
+    )
+    if paused:
+        query = query.where(
+            or_(OutboxMessage.campaign_id.is_(None), OutboxMessage.campaign_id.not_in(paused))
+        )
+    rows = list(session.scalars(query))
+    contact_ids = {row.contact_id for row in rows if row.contact_id is not None}
+    status = (
+        dict(
+            session.execute(
+                select(Contact.id, Contact.status).where(Contact.id.in_(contact_ids))
+            ).all()
+        )
+        if contact_ids
+        else {}
+    )
+    claimed: list[Claimed] = []
+    for row in rows:
+        if row.state == "sending":
+            row.possible_duplicate = True
+        if row.contact_id is not None and status.get(row.contact_id) != "active":
+            row.state, row.last_error, row.claimed_until = "failed", CONTACT_STOPPED, None
+            continue
+        row.state = "sending"
+        row.claimed_until = now + lease
+        row.attempts += 1
+        claimed.append(
+            Claimed(
+                OutboundMessage(
+                    id=row.id,
+                    recipient=row.recipient,
+                    text=row.text,
+                    parse_mode=row.parse_mode,
+                    buttons=row.buttons,
+                    idempotency_key=row.idempotency_key,
+                ),
+                row.channel,
+                row.attempts,
+                row.contact_id,
+            )
+        )
+    return claimed
+
+
+def mark_sent(session: Session, message_id: int, channel: str, external_id: str) -> None:
+    now = utcnow()
+    session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == message_id)
+        .values(
+            state="sent", external_id=external_id, sent_at=now, claimed_until=None, last_error=None
+        )
+    )
+    _channel_health(session, channel, ok=True, now=now)
+
+
+def mark_retry(session: Session, message_id: int, channel: str, at: datetime, error: str) -> None:
+    session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == message_id)
+        .values(state="retry_wait", next_attempt_at=at, claimed_until=None, last_error=error)
+    )
+    _channel_health(session, channel, ok=False, now=utcnow(), error=error)
+
+
+def mark_failed(session: Session, message_id: int, reason: str) -> None:
+    session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == message_id)
+        .values(state="failed", claimed_until=None, last_error=reason)
+    )
+
+
+def uncount_attempt(session: Session, message_id: int) -> None:
+    """A rate-limited try does not use up one of the message's attempts."""
+    session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == message_id)
+        .values(attempts=func.max(OutboxMessage.attempts - 1, 0))
+    )
+
+
+def mark_contact_gone(session: Session, channel: str, address: str) -> None:
+    session.execute(
+        update(Contact)
+        .where(Contact.channel == channel, Contact.address == address, Contact.status == "active")
+        .values(status="gone", status_changed_at=utcnow())
+    )
+
+
+def expire_leases(session: Session) -> int:
+    """At start-up, with the run lock held: whatever is 'sending' was in flight when we died."""
+    result = session.execute(
+        update(OutboxMessage).where(OutboxMessage.state == "sending").values(claimed_until=utcnow())
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def cancel_run(session: Session, run_id: int) -> int:
+    result = session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.run_id == run_id, OutboxMessage.state.in_(("pending", "retry_wait")))
+        .values(state="cancelled", last_error="cancelled by staff")
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def state_counts(session: Session) -> dict[str, int]:
+    rows = session.execute(select(OutboxMessage.state, func.count()).group_by(OutboxMessage.state))
+    return {state: int(count) for state, count in rows}
+
+
+def _channel_health(
+    session: Session, channel: str, *, ok: bool, now: datetime, error: str | None = None
+) -> None:
+    state = session.get(ChannelState, channel)
+    if state is None:
+        state = ChannelState(channel=channel)
+        session.add(state)
+    if ok:
+        state.last_ok_at = now
+    else:
+        state.last_error_at, state.last_error = now, error

@@ -1,0 +1,96 @@
+"""Firing a campaign: record the run once, plan it, enqueue its messages — one transaction.
+
+A cron run is unique per (campaign, fire time): a restart, a DST double fire or a second process
+firing the same instant finds the run already recorded and does nothing. A manual run
+(``campaign fire``) is a new run on every call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from bot import outbox
+from bot.campaigns import followup
+from bot.campaigns.base import Plan, RunContext
+from bot.db import Database
+from bot.models import CampaignControl, Run, utcnow
+from bot.schedules import FollowupCampaign
+from bot.templates import Templates
+
+PLANNERS = {"followup": followup.plan}
+
+
+@dataclass
+class FireResult:
+    run_id: int | None
+    enqueued: int = 0
+    planned: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    already_fired: bool = False
+
+
+def plan(spec: FollowupCampaign, run: RunContext, session: object, templates: Templates) -> Plan:
+    return PLANNERS[spec.kind](spec, run, session, templates)  # type: ignore[arg-type]
+
+
+def fire(
+    db: Database,
+    templates: Templates,
+    spec: FollowupCampaign,
+    fire_time: datetime,
+    *,
+    trigger: str,
+    only: str | None = None,
+) -> FireResult:
+    try:
+        with db.session() as session:
+            if session.scalar(
+                select(Run.id).where(Run.campaign_id == spec.id, Run.fire_time == fire_time)
+            ):
+                return FireResult(run_id=None, already_fired=True)
+            run = Run(campaign_id=spec.id, fire_time=fire_time, trigger=trigger)
+            session.add(run)
+            session.flush()
+            result = plan(spec, RunContext(spec.id, fire_time, only), session, templates)
+            enqueued = outbox.enqueue(session, result.messages, run_id=run.id, campaign_id=spec.id)
+            run.planned = enqueued
+            skipped = ", ".join(f"{why}: {n}" for why, n in sorted(result.skipped.items()))
+            run.note = f"skipped {skipped}" if skipped else None
+            return FireResult(run.id, enqueued, len(result.messages), result.skipped)
+    except IntegrityError:  # another process recorded the same run between our check and insert
+        return FireResult(run_id=None, already_fired=True)
+
+
+def is_paused(db: Database, campaign_id: str) -> bool:
+    with db.session() as session:
+        return bool(
+            session.scalar(
+                select(CampaignControl.campaign_id).where(
+                    CampaignControl.campaign_id.in_((campaign_id, "*")), CampaignControl.paused
+                )
+            )
+        )
+
+
+def set_paused(db: Database, campaign_id: str, paused: bool) -> None:
+    with db.session() as session:
+        control = session.get(CampaignControl, campaign_id) or CampaignControl(
+            campaign_id=campaign_id
+        )
+        control.paused, control.changed_at = paused, utcnow()
+        session.add(control)
+
+
+def last_fire_time(trigger: CronTrigger, now: datetime, lookback: timedelta) -> datetime | None:
+    """The latest instant ≤ now at which ``trigger`` fires, looking back at most ``lookback``."""
+    found = None
+    moment = trigger.get_next_fire_time(None, now - lookback)
+    while moment is not None and moment <= now:
+        found = moment
+        moment = trigger.get_next_fire_time(moment, moment + timedelta(microseconds=1))
+    return found

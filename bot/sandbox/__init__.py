@@ -1,0 +1,5 @@
+"""Local stand-ins for the outside services pledgebot talks to, for tests and the demo."""
+
+from bot.sandbox.telegram import SandboxThread, TelegramSandbox
+
+__all__ = ["SandboxThread", "TelegramSandbox"]

@@ -1,0 +1,343 @@
+"""The comms team's schedule files: ``schedules/*.toml`` → validated campaigns, or file:line errors.
+
+Each file holds ``[[campaign]]`` entries. Loading is all or nothing: any problem in any file is
+reported (every problem, with its file and line) and no campaign from the set is used.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+import tomllib
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Annotated, Any, Literal
+
+from apscheduler.triggers.cron import CronTrigger
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+from bot.errors import Problem, ScheduleError
+from bot.templates import TemplateProblem, Templates
+from bot.vocab import LANGUAGES, REGIONS, SECTORS, country_codes, time_zones
+
+DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_duration(value: str) -> timedelta:
+    match = DURATION.match(value)
+    if not match:
+        raise ValueError(f"not a duration like '30d', '6h', '15m' or '45s' (got {value!r})")
+    return timedelta(**{UNITS[match.group(2)]: int(match.group(1))})
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Audience(Strict):
+    country: list[str] = Field(default_factory=list)
+    region: list[str] = Field(default_factory=list)
+    sector: list[str] = Field(default_factory=list)
+    language: list[str] = Field(default_factory=list)
+
+    @field_validator("country")
+    @classmethod
+    def _countries(cls, values: list[str]) -> list[str]:
+        return _check_all(values, country_codes(), "country code (ISO 3166-1 alpha-2)")
+
+    @field_validator("region")
+    @classmethod
+    def _regions(cls, values: list[str]) -> list[str]:
+        return _check_all(values, REGIONS, "region")
+
+    @field_validator("sector")
+    @classmethod
+    def _sectors(cls, values: list[str]) -> list[str]:
+        return _check_all(values, SECTORS, "sector")
+
+    @field_validator("language")
+    @classmethod
+    def _languages(cls, values: list[str]) -> list[str]:
+        return _check_all(values, LANGUAGES, "language")
+
+
+def _check_all(values: list[str], known: Any, what: str) -> list[str]:
+    for value in values:
+        if value not in known:
+            hint = difflib.get_close_matches(value, sorted(known), n=1)
+            raise ValueError(
+                f"unknown {what} {value!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+            )
+    return values
+
+
+class CampaignBase(Strict):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{1,62}$")
+    description: str = ""
+    enabled: bool = True
+    cron: str | None = None
+    timezone: str = "UTC"
+    grace: str = "1h"
+    channels: list[str] = Field(default_factory=lambda: ["telegram"], min_length=1)
+    audience: Audience = Field(default_factory=Audience)
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                CronTrigger.from_crontab(value)
+            except ValueError as exc:
+                raise ValueError(f"bad cron expression {value!r}: {exc}") from exc
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        if value not in time_zones():
+            hint = difflib.get_close_matches(value, sorted(time_zones()), n=1)
+            raise ValueError(
+                f"unknown time zone {value!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+            )
+        return value
+
+    @field_validator("grace")
+    @classmethod
+    def _grace(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @field_validator("channels")
+    @classmethod
+    def _channels(cls, values: list[str]) -> list[str]:
+        from bot.channels.registry import known_channels
+
+        return _check_all(values, known_channels(), "channel")
+
+    @property
+    def grace_period(self) -> timedelta:
+        return parse_duration(self.grace)
+
+    def trigger(self) -> CronTrigger | None:
+        return CronTrigger.from_crontab(self.cron, timezone=self.timezone) if self.cron else None
+
+
+class FollowupCampaign(CampaignBase):
+    """Pillar-based prompts to the campaign's audience (``bot.campaigns.followup``)."""
+
+    kind: Literal["followup"]
+    pillar: Literal["act", "inspire", "scale_up"]
+    template: str = ""
+
+    def template_name(self) -> str:
+        return self.template or f"followup/{self.pillar}"
+
+
+CampaignSpec = Annotated[FollowupCampaign, Field(discriminator="kind")]
+_SPEC = TypeAdapter(CampaignSpec)
+KINDS = {"followup": FollowupCampaign}
+
+
+@dataclass
+class LoadedCampaign:
+    spec: FollowupCampaign
+    file: str
+    line: int
+    digest: str  # of the entry's content: hot reload re-adds only campaigns whose digest changed
+
+
+@dataclass
+class ScheduleSet:
+    campaigns: dict[str, LoadedCampaign] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+
+    def get(self, campaign_id: str) -> LoadedCampaign:
+        if campaign_id not in self.campaigns:
+            hint = difflib.get_close_matches(campaign_id, list(self.campaigns), n=1)
+            known = f"did you mean {hint[0]!r}?" if hint else f"known: {', '.join(self.campaigns)}"
+            raise ScheduleError(
+                [Problem("schedules", None, f"no campaign {campaign_id!r} ({known})")]
+            )
+        return self.campaigns[campaign_id]
+
+
+def schedule_files(paths: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        files.extend(sorted(path.glob("*.toml")) if path.is_dir() else [path])
+    return files
+
+
+def load_schedules(
+    paths: list[Path], templates: Templates, *, default_timezone: str = "UTC"
+) -> ScheduleSet:
+    """Read and validate schedule files; raise ScheduleError listing every problem."""
+    problems: list[Problem] = []
+    result = ScheduleSet()
+    for path in schedule_files(paths):
+        shown = str(path)
+        result.files.append(shown)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(Problem(shown, None, f"cannot read: {exc}"))
+            continue
+        for loaded in _load_file(shown, text, templates, default_timezone, problems):
+            previous = result.campaigns.get(loaded.spec.id)
+            if previous is not None:
+                problems.append(
+                    Problem(
+                        shown,
+                        loaded.line,
+                        f"duplicate campaign id {loaded.spec.id!r} "
+                        f"(first defined at {previous.file}:{previous.line})",
+                    )
+                )
+            else:
+                result.campaigns[loaded.spec.id] = loaded
+    if problems:
+        raise ScheduleError(problems)
+    return result
+
+
+def _load_file(
+    shown: str, text: str, templates: Templates, default_tz: str, problems: list[Problem]
+) -> list[LoadedCampaign]:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"\(at line (\d+), column \d+\)", str(exc))
+        message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
+        problems.append(
+            Problem(shown, int(match.group(1)) if match else None, f"invalid TOML: {message}")
+        )
+        return []
+    lines = _key_lines(text)
+    for key in data:
+        if key != "campaign":
+            problems.append(
+                Problem(
+                    shown, _top_line(text, key), f"unknown table {key!r} (expected [[campaign]])"
+                )
+            )
+    entries = data.get("campaign", [])
+    if not isinstance(entries, list):
+        problems.append(
+            Problem(shown, _top_line(text, "campaign"), "use [[campaign]] (an array of tables)")
+        )
+        return []
+    loaded: list[LoadedCampaign] = []
+    for index, entry in enumerate(entries):
+        where = lines[index] if index < len(lines) else {}
+        header = where.get("", 1)
+        entry = {"timezone": default_tz, **entry}
+        spec = _validate(shown, entry, where, header, problems)
+        if spec is None:
+            continue
+        before = len(problems)
+        _check_templates(shown, spec, where.get("template", header), templates, problems)
+        if len(problems) == before:
+            digest = hashlib.sha256(repr(sorted(entry.items())).encode()).hexdigest()
+            loaded.append(LoadedCampaign(spec, shown, header, digest))
+    return loaded
+
+
+def _validate(
+    shown: str, entry: dict[str, Any], where: dict[str, int], header: int, problems: list[Problem]
+) -> FollowupCampaign | None:
+    kind = entry.get("kind")
+    if kind not in KINDS:
+        line = where.get("kind", header)
+        got = "missing" if kind is None else f"got {kind!r}"
+        problems.append(Problem(shown, line, f"kind must be one of {', '.join(KINDS)} ({got})"))
+        return None
+    try:
+        return _SPEC.validate_python(entry)
+    except ValidationError as exc:
+        model = KINDS[kind]
+        for error in exc.errors():
+            loc = [str(part) for part in error["loc"] if part != kind]
+            key = loc[0] if loc else ""
+            line = where.get(".".join(loc[:2]), where.get(key, header))
+            problems.append(Problem(shown, line, _message(error, loc, model)))
+        return None
+
+
+def _message(error: Any, loc: list[str], model: type[BaseModel]) -> str:
+    name = ".".join(loc)
+    if error["type"] == "extra_forbidden":
+        fields = list(model.model_fields) if len(loc) == 1 else list(Audience.model_fields)
+        hint = difflib.get_close_matches(loc[-1], fields, n=1)
+        return f"unknown field {loc[-1]!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+    if error["type"] == "missing":
+        return f"{name} is required"
+    if error["type"] == "literal_error":
+        expected = error["ctx"]["expected"].replace("'", "")
+        return f"{name} must be one of {expected} (got {error['input']!r})"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{name}: {message}"
+
+
+SAMPLE_PLEDGEMAKER = SimpleNamespace(
+    id="sample",
+    name="Sample Organisation",
+    country="GH",
+    region="africa",
+    sector="ngo",
+    language="en",
+    timezone="Africa/Accra",
+    pledge_title="End child labour in our supply chain",
+    pledge_text="We pledge to act.",
+    x_handle="@sample",
+    website="https://example.org",
+)
+
+
+def _check_templates(
+    shown: str, spec: FollowupCampaign, line: int, templates: Templates, problems: list[Problem]
+) -> None:
+    name = spec.template_name()
+    if not templates.exists(name):
+        problems.append(
+            Problem(
+                shown, line, f"unknown template {name!r} (no {templates.root / (name + '.en.j2')})"
+            )
+        )
+        return
+    from bot.campaigns.followup import prompt_context
+
+    for language in LANGUAGES:
+        try:
+            templates.render(name, language, **prompt_context(spec, SAMPLE_PLEDGEMAKER))
+        except TemplateProblem as exc:
+            problems.append(Problem(shown, line, f"template {name!r} ({language}): {exc.problem}"))
+
+
+def _key_lines(text: str) -> list[dict[str, int]]:
+    """Line numbers of each [[campaign]] header ('') and its keys (inline tables: 'audience.x')."""
+    entries: list[dict[str, int]] = []
+    current: dict[str, int] | None = None
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if line.startswith("[[campaign]]"):
+            current = {"": number}
+            entries.append(current)
+        elif line.startswith("["):
+            current = None
+        elif current is not None and (match := re.match(r'^"?([A-Za-z0-9_-]+)"?\s*=', line)):
+            key = match.group(1)
+            current.setdefault(key, number)
+            for inner in re.findall(r"([A-Za-z0-9_-]+)\s*=", line[match.end() :]):
+                current.setdefault(f"{key}.{inner}", number)
+    return entries
+
+
+def _top_line(text: str, key: str) -> int | None:
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if re.match(rf"^\s*(\[+\s*{re.escape(key)}\b|{re.escape(key)}\s*=)", raw):
+            return number
+    return None

@@ -1,0 +1,44 @@
+"""`pledgebot status`: what a comms-team member checks first, as `label: value` lines."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from bot import outbox
+from bot.app import App
+from bot.models import CampaignControl, ChannelState, Contact, InboundEvent, OutboxMessage
+
+
+def collect(app: App) -> dict[str, str]:
+    figures: dict[str, str] = {"database": app.db.describe()}
+    with app.db.session() as session:
+        counts = outbox.state_counts(session)
+        for state in ("pending", "retry_wait", "sending", "sent", "failed", "cancelled"):
+            figures[f"outbox {state}"] = str(counts.get(state, 0))
+        figures["possible duplicates (resent after a crash)"] = str(
+            session.scalar(select(func.count()).where(OutboxMessage.possible_duplicate)) or 0
+        )
+        figures["inbox unprocessed"] = str(
+            session.scalar(select(func.count()).where(InboundEvent.processed_at.is_(None))) or 0
+        )
+        contacts = dict(
+            session.execute(select(Contact.status, func.count()).group_by(Contact.status)).all()
+        )
+        for state in ("active", "stopped", "gone"):
+            figures[f"contacts {state}"] = str(contacts.get(state, 0))
+        paused = sorted(
+            session.scalars(select(CampaignControl.campaign_id).where(CampaignControl.paused))
+        )
+        figures["paused"] = ", ".join("all sending" if p == "*" else p for p in paused) or "none"
+        for channel in app.config.channels:
+            state = session.get(ChannelState, channel)
+            enabled = getattr(app.config.channel_settings(channel), "enabled", False)
+            health = "disabled" if not enabled else "no traffic yet"
+            if state is not None and enabled:
+                ok, bad = state.last_ok_at, state.last_error_at
+                if bad is not None and (ok is None or bad > ok):
+                    health = f"failing since {bad:%Y-%m-%d %H:%M} UTC: {state.last_error}"
+                elif ok is not None:
+                    health = f"ok (last success {ok:%Y-%m-%d %H:%M} UTC)"
+            figures[f"channel {channel}"] = health
+    return figures

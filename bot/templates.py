@@ -1,0 +1,141 @@
+"""Rendering messages from ``templates/``: Jinja2 with StrictUndefined, escaped for the parse mode.
+
+Campaign templates are files ``templates/<name>.<language>.j2`` (English is the fallback).
+The bot's own short phrases (buttons, thank-you, command answers) are one TOML catalogue per
+language, ``templates/bot/<language>.toml``, each value a Jinja template. One ``Templates`` object
+per application (built in ``bot.app``); no module-level environment.
+"""
+
+from __future__ import annotations
+
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from jinja2 import (
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    Template,
+    TemplateError,
+    TemplateNotFound,
+    TemplateSyntaxError,
+    select_autoescape,
+)
+
+from bot.errors import Problem
+from bot.vocab import LANGUAGES
+
+FALLBACK_LANGUAGE = "en"
+
+
+class TemplateProblem(Exception):
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+        super().__init__(str(problem))
+
+
+class Templates:
+    def __init__(self, root: Path, *, parse_mode: str | None = "HTML") -> None:
+        self.root = root
+        # Telegram's HTML parse mode: escape every value; plain text would need no escaping.
+        self.env = Environment(
+            loader=FileSystemLoader(root),
+            undefined=StrictUndefined,
+            autoescape=select_autoescape(default=parse_mode == "HTML", default_for_string=True)
+            if parse_mode == "HTML"
+            else False,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=False,
+        )
+        self._phrases: dict[str, dict[str, Template]] = {}
+
+    # -- campaign templates ------------------------------------------------------------------
+    def filename(self, name: str, language: str) -> str:
+        own = f"{name}.{language}.j2"
+        return own if (self.root / own).exists() else f"{name}.{FALLBACK_LANGUAGE}.j2"
+
+    def exists(self, name: str) -> bool:
+        return (self.root / f"{name}.{FALLBACK_LANGUAGE}.j2").exists()
+
+    def render(self, name: str, language: str, **context: Any) -> str:
+        filename = self.filename(name, language)
+        try:
+            return self.env.get_template(filename).render(**context).strip()
+        except TemplateNotFound:
+            raise TemplateProblem(
+                Problem(self._shown(filename), None, "template not found")
+            ) from None
+        except TemplateSyntaxError as exc:
+            raise TemplateProblem(
+                Problem(self._shown(exc.filename or filename), exc.lineno, exc.message or str(exc))
+            ) from None
+        except TemplateError as exc:
+            line = _template_line(filename)
+            raise TemplateProblem(Problem(self._shown(filename), line, str(exc))) from None
+
+    def _shown(self, filename: str) -> str:
+        path = Path(filename)
+        return str(path if path.is_absolute() else self.root / filename)
+
+    # -- the bot's phrases -------------------------------------------------------------------
+    def phrase(self, key: str, language: str, **context: Any) -> str:
+        catalogue = self._catalogue(language)
+        template = catalogue.get(key) or self._catalogue(FALLBACK_LANGUAGE).get(key)
+        if template is None:
+            raise TemplateProblem(
+                Problem(
+                    str(self.root / "bot" / f"{FALLBACK_LANGUAGE}.toml"), None, f"no phrase {key!r}"
+                )
+            )
+        return template.render(**context).strip()
+
+    def _catalogue(self, language: str) -> dict[str, Template]:
+        if language not in self._phrases:
+            path = self.root / "bot" / f"{language}.toml"
+            try:
+                data = tomllib.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+            except tomllib.TOMLDecodeError as exc:
+                raise TemplateProblem(Problem(str(path), None, str(exc))) from None
+            compiled: dict[str, Template] = {}
+            for key, source in data.items():
+                try:
+                    compiled[key] = self.env.from_string(str(source))
+                except TemplateSyntaxError as exc:
+                    raise TemplateProblem(
+                        Problem(str(path), None, f"{key}: {exc.message}")
+                    ) from None
+            self._phrases[language] = compiled
+        return self._phrases[language]
+
+    def check_phrases(self) -> list[Problem]:
+        """Every language's catalogue must have every English key and parse."""
+        problems: list[Problem] = []
+        try:
+            reference = set(self._catalogue(FALLBACK_LANGUAGE))
+            for language in LANGUAGES:
+                missing = reference - set(self._catalogue(language))
+                for key in sorted(missing):
+                    problems.append(
+                        Problem(
+                            str(self.root / "bot" / f"{language}.toml"),
+                            None,
+                            f"missing phrase {key!r}",
+                        )
+                    )
+        except TemplateProblem as exc:
+            problems.append(exc.problem)
+        return problems
+
+
+def _template_line(filename: str) -> int | None:
+    """The template line of the error being handled (Jinja rewrites tracebacks to templates)."""
+    tb = sys.exc_info()[2]
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.endswith(filename):
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line

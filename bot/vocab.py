@@ -1,0 +1,42 @@
+"""The campaign's fixed vocabulary: pillars, kinds, sectors, regions, languages, countries."""
+
+from __future__ import annotations
+
+from functools import cache
+
+PILLARS = ("act", "inspire", "scale_up")
+UPDATE_KINDS = ("progress", "challenge", "solution")
+LANGUAGES = ("en", "fr", "es")
+SECTORS = (
+    "government",
+    "business",
+    "employers_organization",
+    "workers_organization",
+    "ngo",
+    "un_agency",
+    "academia",
+    "media",
+    "other",
+)
+# The ILO's five regions.
+REGIONS = ("africa", "americas", "arab_states", "asia_pacific", "europe_central_asia")
+
+
+# CLDR territories that are groupings or placeholders, not countries (XK, Kosovo, stays).
+NOT_COUNTRIES = frozenset({"ZZ", "EU", "EZ", "UN", "QO", "XA", "XB"})
+
+
+@cache
+def country_codes() -> frozenset[str]:
+    """ISO 3166-1 alpha-2 codes, from CLDR (babel); excludes CLDR's numeric region codes."""
+    from babel import Locale
+
+    codes = {code for code in Locale("en").territories if len(code) == 2 and code.isalpha()}
+    return frozenset(codes - NOT_COUNTRIES)
+
+
+@cache
+def time_zones() -> frozenset[str]:
+    import zoneinfo
+
+    return frozenset(zoneinfo.available_timezones())

@@ -1,0 +1,92 @@
+"""Shared fixtures: a config on a temporary SQLite database, the sample data, the sandbox."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.app import App, build_app
+from bot.config import Config, load_config
+from bot.importer import import_pledgemakers
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_CSV = ROOT / "data" / "sample" / "pledgemakers.csv"
+TOKEN_ENV = "PLEDGEBOT_TEST_TELEGRAM_TOKEN"
+
+
+def write_config(
+    folder: Path, *, base_url: str = "http://127.0.0.1:9/bot", extra: str = ""
+) -> Path:
+    """A config.toml in ``folder`` using the repo's templates and a copy of its schedules."""
+    schedules = folder / "schedules"
+    if not schedules.exists():
+        shutil.copytree(ROOT / "schedules", schedules)
+    path = folder / "config.toml"
+    path.write_text(
+        f"""
+timezone = "UTC"
+[database]
+url = "sqlite:///pledgebot.db"
+[paths]
+templates = "{ROOT / "templates"}"
+media = "media"
+[dispatcher]
+poll_interval = 0.05
+backoff_base = 0.05
+backoff_max = 0.5
+max_attempts = 4
+[channels.telegram]
+enabled = true
+token_env = "{TOKEN_ENV}"
+base_url = "{base_url}"
+poll_timeout = 1
+request_timeout = 3
+max_messages_per_second = 1000
+max_messages_per_chat_per_second = 100
+{extra}
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture
+def config_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv(TOKEN_ENV, "123456:TEST-TOKEN")
+    return write_config(tmp_path)
+
+
+@pytest.fixture
+def config(config_path: Path) -> Config:
+    return load_config(config_path, required=True)
+
+
+@pytest.fixture
+def app(config: Config) -> Iterator[App]:
+    app = build_app(config)
+    app.db.upgrade()
+    with app.db.session() as session:
+        import_pledgemakers(session, SAMPLE_CSV)
+    yield app
+    app.close()
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+async def live(tmp_path: Path):  # type: ignore[no-untyped-def]
+    from tests.auxil.live import start_live
+
+    running = await start_live(tmp_path)
+    yield running
+    await running.close()
+    running.app.close()
+    await running.sandbox.stop()
