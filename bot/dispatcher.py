@@ -84,7 +84,12 @@ class Dispatcher:
             if item.attempts >= self.settings.max_attempts:
                 self._fail(item, f"gave up after {item.attempts} attempts: {exc}")
             else:
-                self._retry(item, self.backoff.delay(item.attempts), str(exc))
+                self._retry(
+                    item,
+                    self.backoff.delay(item.attempts),
+                    str(exc),
+                    maybe_delivered=exc.maybe_delivered,
+                )
         except RecipientGone as exc:
             with self.db.session() as session:
                 outbox.mark_failed(session, message.id, f"recipient_gone: {exc}")
@@ -102,11 +107,19 @@ class Dispatcher:
                 outbox.mark_sent(session, message.id, item.channel, receipt.external_id)
 
     def _retry(
-        self, item: outbox.Claimed, delay: float, error: str, *, counted: bool = True
+        self,
+        item: outbox.Claimed,
+        delay: float,
+        error: str,
+        *,
+        counted: bool = True,
+        maybe_delivered: bool = False,
     ) -> None:
         at = utcnow() + timedelta(seconds=delay)
         with self.db.session() as session:
-            outbox.mark_retry(session, item.message.id, item.channel, at, error)
+            outbox.mark_retry(
+                session, item.message.id, item.channel, at, error, maybe_delivered=maybe_delivered
+            )
             if not counted:
                 outbox.uncount_attempt(session, item.message.id)
         log.info("message %s: retry in %.1f s (%s)", item.message.id, delay, error)

@@ -91,6 +91,14 @@ class RateLimited(DeliveryError):
 
 
 class TransientError(DeliveryError):
-    """Server error, timeout or connection problem: worth another try later."""
+    """Server error, timeout or connection problem: worth another try later.
+
+    ``maybe_delivered``: the request may have reached the platform (a timeout after sending), so
+    the retry is counted as a possible duplicate.
+    """
 
     retryable = True
+
+    def __init__(self, message: str = "", *, maybe_delivered: bool = False) -> None:
+        self.maybe_delivered = maybe_delivered
+        super().__init__(message)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 
 from rich.console import Console
 from rich.logging import RichHandler
@@ -44,5 +45,7 @@ def setup_logging(verbose: int = 0) -> None:
     logging.basicConfig(level=level, handlers=[handler], format="%(message)s", force=True)
     for noisy in ("httpx", "httpcore", "apscheduler", "telegram", "aiohttp.access", "alembic"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    # PTB 22 warns on every RetryAfter while its type moves to timedelta; we read it either way.
+    warnings.filterwarnings("ignore", message=".*retry_after.*")
     # PTB logs every 429 as an ERROR with a traceback; the dispatcher reschedules it and says so.
     logging.getLogger("telegram.ext.AIORateLimiter").setLevel(logging.CRITICAL)

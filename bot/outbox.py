@@ -169,12 +169,24 @@ def mark_sent(session: Session, message_id: int, channel: str, external_id: str)
     _channel_health(session, channel, ok=True, now=now)
 
 
-def mark_retry(session: Session, message_id: int, channel: str, at: datetime, error: str) -> None:
-    session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id == message_id)
-        .values(state="retry_wait", next_attempt_at=at, claimed_until=None, last_error=error)
-    )
+def mark_retry(
+    session: Session,
+    message_id: int,
+    channel: str,
+    at: datetime,
+    error: str,
+    *,
+    maybe_delivered: bool = False,
+) -> None:
+    values: dict[str, object] = {
+        "state": "retry_wait",
+        "next_attempt_at": at,
+        "claimed_until": None,
+        "last_error": error,
+    }
+    if maybe_delivered:  # e.g. a timeout after the request went out: the retry may duplicate
+        values["possible_duplicate"] = True
+    session.execute(update(OutboxMessage).where(OutboxMessage.id == message_id).values(**values))
     _channel_health(session, channel, ok=False, now=utcnow(), error=error)
 
 

@@ -10,6 +10,7 @@ the inbox makes after the events are committed.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections import OrderedDict
 from datetime import timedelta
 from typing import Any, ClassVar
@@ -191,18 +192,23 @@ class TelegramChannel:
             raise _delivery_error(exc) from exc
 
 
-def _seconds(value: int | timedelta) -> float:
+def _retry_after(exc: tg.RetryAfter) -> float:
+    with warnings.catch_warnings():  # PTB 22 warns while retry_after moves from int to timedelta
+        warnings.simplefilter("ignore")
+        value = exc.retry_after
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
 def _delivery_error(exc: tg.TelegramError) -> Exception:
     text = str(exc)
     if isinstance(exc, tg.RetryAfter):
-        return RateLimited(_seconds(exc.retry_after), f"Telegram: {text}")
+        return RateLimited(_retry_after(exc), f"Telegram: {text}")
     if isinstance(exc, tg.Forbidden) or any(m in text.lower() for m in GONE_MARKERS):
         return RecipientGone(f"Telegram: {text}")
     if isinstance(exc, tg.BadRequest | tg.ChatMigrated):
         return Rejected(f"Telegram: {text}")
+    if isinstance(exc, tg.TimedOut):
+        return TransientError(f"Telegram: {text or 'timed out'}", maybe_delivered=True)
     if isinstance(exc, tg.InvalidToken):
         return TransientError(f"Telegram rejected the bot token ({text}); check token_env")
     return TransientError(f"Telegram: {text or type(exc).__name__}")

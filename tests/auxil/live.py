@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from bot import contacts, runs
+from bot import contacts, outbox, runs
 from bot.app import App, build_app
 from bot.config import load_config
 from bot.importer import import_pledgemakers
@@ -86,7 +86,7 @@ class Live:
         def settled() -> bool:
             return (
                 self.count(InboundEvent, InboundEvent.processed_at.is_(None)) == 0
-                and self.count(OutboxMessage, OutboxMessage.state.in_(("pending", "sending"))) == 0
+                and self.count(OutboxMessage, OutboxMessage.state.in_(outbox.OPEN_STATES)) == 0
                 and self.sandbox.pending_updates == 0
             )
 

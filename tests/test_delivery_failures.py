@@ -1,0 +1,97 @@
+"""Sending when the platform misbehaves: 429, 5xx, timeouts, blocked users, too-long messages.
+
+End to end: the real python-telegram-bot client against the sandbox, which injects the faults.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from bot import outbox
+from bot.campaigns.base import PlannedMessage
+from bot.models import Contact, OutboxMessage
+from tests.auxil.live import Live, eventually
+
+GH = "gh-min-labour"
+
+
+def prompt_row(live: Live) -> OutboxMessage:
+    return live.scalar(select(OutboxMessage).where(OutboxMessage.campaign_id == "act-checkin"))
+
+
+async def test_429_waits_retry_after_then_delivers_once(live: Live) -> None:
+    await live.bind(GH, 601)
+    live.sandbox.inject_fault("sendMessage", retry_after=1)
+    await live.fire(to=GH)
+    row = prompt_row(live)
+    assert row.state == "sent"
+    assert live.sandbox.rate_limited == 1
+    assert row.attempts == 1, "a rate-limited try does not use up an attempt"
+    assert (row.sent_at - row.created_at).total_seconds() >= 0.9, "retry_after was honoured"
+    assert len([m for m in live.sandbox.sent_messages(601) if m.get("reply_markup")]) == 1
+
+
+async def test_5xx_is_retried_with_backoff_until_delivered(live: Live) -> None:
+    await live.bind(GH, 602)
+    live.sandbox.inject_fault("sendMessage", status=500, times=2)
+    await live.fire(to=GH)
+    row = prompt_row(live)
+    assert (row.state, row.attempts) == ("sent", 3)
+    assert len([m for m in live.sandbox.sent_messages(602) if m.get("reply_markup")]) == 1
+
+
+async def test_5xx_forever_fails_after_max_attempts_with_a_readable_reason(live: Live) -> None:
+    await live.bind(GH, 603)
+    live.sandbox.inject_fault("sendMessage", status=502, times=10)
+    await live.fire(to=GH, settle=False)
+    await eventually(lambda: prompt_row(live).state == "failed", "the prompt to fail")
+    row = prompt_row(live)
+    assert row.attempts == 4  # max_attempts in the test config
+    assert row.last_error.startswith("gave up after 4 attempts: Telegram:")
+
+
+async def test_timeout_is_retried_and_counted_as_possible_duplicate(live: Live) -> None:
+    await live.bind(GH, 604)
+    # The server carries the request out, then answers too late: the client times out.
+    live.sandbox.inject_fault("sendMessage", delay=4.0, deliver=True)
+    await live.fire(to=GH, settle=False)
+    await eventually(lambda: prompt_row(live).state == "sent", "the prompt to be resent", 20)
+    row = prompt_row(live)
+    assert row.attempts == 2 and row.possible_duplicate
+    prompts = [m for m in live.sandbox.sent_messages(604) if m.get("reply_markup")]
+    assert len(prompts) == 2, "delivered twice: the one duplicate the outbox counted"
+
+
+async def test_403_blocked_fails_and_marks_contact_gone(live: Live) -> None:
+    await live.bind(GH, 605)
+    live.sandbox.block(605)
+    await live.fire(to=GH, settle=False)
+    await eventually(lambda: prompt_row(live).state == "failed", "the prompt to fail")
+    row = prompt_row(live)
+    assert row.attempts == 1
+    assert row.last_error.startswith("recipient_gone: Telegram: Forbidden: bot was blocked")
+    assert live.scalar(select(Contact.status)) == "gone"
+    fired = await live.fire("act-checkin")
+    assert fired.skipped.get("contact gone") == 1
+
+
+async def test_too_long_message_is_rejected_not_retried(live: Live) -> None:
+    await live.bind(GH, 606)
+    with live.app.db.session() as session:
+        outbox.enqueue(
+            session,
+            [PlannedMessage("test:too-long", "telegram", "606", "x" * 4097, parse_mode="HTML")],
+        )
+    await live.settle()
+    row = live.scalar(select(OutboxMessage).where(OutboxMessage.idempotency_key == "test:too-long"))
+    assert (row.state, row.attempts) == ("failed", 1)
+    assert "too long" in row.last_error.lower()
+
+
+async def test_enqueue_is_idempotent_per_key(live: Live) -> None:
+    planned = [PlannedMessage("test:once", "telegram", "607", "hello")]
+    with live.app.db.session() as session:
+        assert outbox.enqueue(session, planned) == 1
+    with live.app.db.session() as session:
+        assert outbox.enqueue(session, planned + planned) == 0
+    assert live.count(OutboxMessage, OutboxMessage.idempotency_key == "test:once") == 1

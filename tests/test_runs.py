@@ -1,0 +1,68 @@
+"""Runs are recorded once per (campaign, fire time); cron instants are computed on the campaign's clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy import func, select
+
+from bot import runs
+from bot.app import App
+from bot.models import Contact, OutboxMessage, Run, utcnow
+
+
+def bind(app: App, pledgemaker_id: str, chat: str) -> None:
+    with app.db.session() as session:
+        session.add(
+            Contact(
+                pledgemaker_id=pledgemaker_id, channel="telegram", address=chat, bound_at=utcnow()
+            )
+        )
+
+
+def test_a_cron_instant_fires_once_even_if_fired_again(app: App) -> None:
+    bind(app, "gh-min-labour", "1")
+    spec = app.schedules().get("act-checkin").spec
+    instant = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    first = runs.fire(app.db, app.templates, spec, instant, trigger="cron")
+    again = runs.fire(app.db, app.templates, spec, instant, trigger="cron")
+    assert (first.enqueued, again.already_fired) == (1, True)
+    with app.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Run)) == 1
+        assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 1
+
+
+def test_manual_fires_are_new_runs_each_time(app: App) -> None:
+    bind(app, "gh-min-labour", "1")
+    spec = app.schedules().get("act-checkin").spec
+    a = runs.fire(app.db, app.templates, spec, utcnow(), trigger="manual")
+    b = runs.fire(app.db, app.templates, spec, utcnow(), trigger="manual")
+    assert a.run_id != b.run_id and a.enqueued == b.enqueued == 1
+
+
+def test_audience_filter_and_skips_are_reported(app: App) -> None:
+    bind(app, "gh-min-labour", "1")  # a government: in scale-up's audience
+    spec = app.schedules().get("scale-up-checkin").spec
+    fired = runs.fire(app.db, app.templates, spec, utcnow(), trigger="manual")
+    assert fired.enqueued == 1
+    assert fired.skipped == {"no contact": fired.skipped["no contact"]}
+    assert fired.skipped["no contact"] < 39, "NGOs and UN agencies are outside this audience"
+
+
+def test_last_fire_time_uses_the_campaign_time_zone() -> None:
+    trigger = CronTrigger.from_crontab("0 10 1 * *", timezone="Europe/Zurich")
+    now = datetime(2026, 12, 1, 9, 0, 5, tzinfo=UTC)  # 10:00:05 in Zurich (UTC+1 in winter)
+    assert runs.last_fire_time(trigger, now, timedelta(hours=1)) == datetime(
+        2026, 12, 1, 9, 0, tzinfo=UTC
+    )
+    assert runs.last_fire_time(trigger, now - timedelta(minutes=1), timedelta(hours=1)) is None
+
+
+def test_paused_campaign_is_reported_paused(app: App) -> None:
+    assert not runs.is_paused(app.db, "act-checkin")
+    runs.set_paused(app.db, "*", True)
+    assert runs.is_paused(app.db, "act-checkin")
+    runs.set_paused(app.db, "*", False)
+    runs.set_paused(app.db, "act-checkin", True)
+    assert runs.is_paused(app.db, "act-checkin") and not runs.is_paused(app.db, "inspire-checkin")
