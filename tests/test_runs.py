@@ -66,3 +66,29 @@ def test_paused_campaign_is_reported_paused(app: App) -> None:
     runs.set_paused(app.db, "*", False)
     runs.set_paused(app.db, "act-checkin", True)
     assert runs.is_paused(app.db, "act-checkin") and not runs.is_paused(app.db, "inspire-checkin")
+
+
+async def test_scheduler_job_fires_the_current_cron_instant_once(app: App) -> None:
+    from bot.scheduler import CampaignScheduler
+
+    bind(app, "gh-min-labour", "1")
+    path = app.config.path("schedules") / "every-minute.toml"
+    path.write_text(
+        '[[campaign]]\nid = "minutely"\nkind = "followup"\npillar = "act"\ncron = "* * * * *"\n',
+        encoding="utf-8",
+    )
+    woken: list[bool] = []
+    scheduler = CampaignScheduler(app.db, app.templates, app.schedules(), lambda: woken.append(True))
+    await scheduler.fire_due("minutely")
+    await scheduler.fire_due("minutely")  # the same minute again: already recorded
+    with app.db.session() as session:
+        fired = list(session.scalars(select(Run).where(Run.campaign_id == "minutely")))
+    assert len(fired) == 1 and fired[0].trigger == "cron" and fired[0].fire_time.second == 0
+    assert woken == [True]
+    runs.set_paused(app.db, "minutely", True)
+    scheduler.schedules = app.schedules()
+    with app.db.session() as session:
+        session.query(Run).delete()
+    await scheduler.fire_due("minutely")
+    with app.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Run)) == 0, "paused: not fired"

@@ -176,14 +176,6 @@ class TelegramChannel:
         except tg.TelegramError as exc:  # the spinner times out on its own; not worth failing for
             log.info("answerCallbackQuery failed: %s", exc)
 
-    async def remove_buttons(self, chat_id: str, message_id: str) -> None:
-        try:
-            await self.bot.edit_message_reply_markup(
-                chat_id=int(chat_id), message_id=int(message_id)
-            )
-        except tg.TelegramError as exc:
-            log.info("removing buttons failed: %s", exc)
-
     async def download(self, file_id: str) -> bytes:
         try:
             file = await self.bot.get_file(file_id)
