@@ -20,18 +20,18 @@ from sqlalchemy.orm import Session
 
 from bot.errors import ImportRowsError, Problem
 from bot.models import JourneyUpdate, Pledgemaker
-from bot.vocab import LANGUAGES, PILLARS, REGIONS, SECTORS, UPDATE_KINDS, country_codes, time_zones
+from bot.vocab import (
+    LANGUAGES,
+    PILLARS,
+    REGIONS,
+    SECTORS,
+    UPDATE_KINDS,
+    country_codes,
+    require_known,
+    time_zones,
+)
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-
-
-def _one_of(value: str, known: Any, what: str) -> str:
-    if value not in known:
-        hint = difflib.get_close_matches(value, sorted(known), n=1)
-        raise ValueError(
-            f"{value!r} is not a known {what}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-        )
-    return value
 
 
 class PledgemakerRow(BaseModel):
@@ -57,27 +57,27 @@ class PledgemakerRow(BaseModel):
     @field_validator("country")
     @classmethod
     def _country(cls, value: str) -> str:
-        return _one_of(value, country_codes(), "ISO 3166-1 alpha-2 country code")
+        return require_known(value, country_codes(), "country code (ISO 3166-1 alpha-2)")
 
     @field_validator("region")
     @classmethod
     def _region(cls, value: str) -> str:
-        return _one_of(value, REGIONS, "region")
+        return require_known(value, REGIONS, "region")
 
     @field_validator("sector")
     @classmethod
     def _sector(cls, value: str) -> str:
-        return _one_of(value, SECTORS, "sector")
+        return require_known(value, SECTORS, "sector")
 
     @field_validator("language")
     @classmethod
     def _language(cls, value: str) -> str:
-        return _one_of(value, LANGUAGES, "language")
+        return require_known(value, LANGUAGES, "language")
 
     @field_validator("timezone")
     @classmethod
     def _timezone(cls, value: str) -> str:
-        return _one_of(value, time_zones(), "IANA time zone")
+        return require_known(value, time_zones(), "IANA time zone")
 
 
 class UpdateRow(BaseModel):
@@ -93,12 +93,12 @@ class UpdateRow(BaseModel):
     @field_validator("pillar")
     @classmethod
     def _pillar(cls, value: str) -> str:
-        return _one_of(value, PILLARS, "pillar")
+        return require_known(value, PILLARS, "pillar")
 
     @field_validator("kind")
     @classmethod
     def _kind(cls, value: str) -> str:
-        return _one_of(value, UPDATE_KINDS, "kind")
+        return require_known(value, UPDATE_KINDS, "kind")
 
     @field_validator("submitted_at")
     @classmethod

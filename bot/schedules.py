@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from bot.errors import Problem, ScheduleError
 from bot.templates import TemplateProblem, Templates
-from bot.vocab import LANGUAGES, REGIONS, SECTORS, country_codes, time_zones
+from bot.vocab import LANGUAGES, REGIONS, SECTORS, country_codes, require_known, time_zones
 
 DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -67,11 +67,7 @@ class Audience(Strict):
 
 def _check_all(values: list[str], known: Any, what: str) -> list[str]:
     for value in values:
-        if value not in known:
-            hint = difflib.get_close_matches(value, sorted(known), n=1)
-            raise ValueError(
-                f"unknown {what} {value!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-            )
+        require_known(value, known, what)
     return values
 
 
@@ -98,12 +94,7 @@ class CampaignBase(Strict):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        if value not in time_zones():
-            hint = difflib.get_close_matches(value, sorted(time_zones()), n=1)
-            raise ValueError(
-                f"unknown time zone {value!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-            )
-        return value
+        return require_known(value, time_zones(), "time zone")
 
     @field_validator("grace")
     @classmethod

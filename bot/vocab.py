@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from functools import cache
 
 PILLARS = ("act", "inspire", "scale_up")
@@ -40,3 +42,14 @@ def time_zones() -> frozenset[str]:
     import zoneinfo
 
     return frozenset(zoneinfo.available_timezones())
+
+
+def require_known(value: str, known: Iterable[str], what: str) -> str:
+    """``value`` if it is in the vocabulary; else a ValueError with the closest known value."""
+    choices = sorted(known)
+    if value not in choices:
+        hint = difflib.get_close_matches(value, choices, n=1)
+        raise ValueError(
+            f"unknown {what} {value!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+        )
+    return value

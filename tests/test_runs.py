@@ -72,23 +72,19 @@ async def test_scheduler_job_fires_the_current_cron_instant_once(app: App) -> No
     from bot.scheduler import CampaignScheduler
 
     bind(app, "gh-min-labour", "1")
+    entry = '[[campaign]]\nid = "{}"\nkind = "followup"\npillar = "act"\ncron = "* * * * *"\n'
     path = app.config.path("schedules") / "every-minute.toml"
-    path.write_text(
-        '[[campaign]]\nid = "minutely"\nkind = "followup"\npillar = "act"\ncron = "* * * * *"\n',
-        encoding="utf-8",
-    )
+    path.write_text(entry.format("minutely") + entry.format("held"), encoding="utf-8")
+    runs.set_paused(app.db, "held", True)
     woken: list[bool] = []
-    scheduler = CampaignScheduler(app.db, app.templates, app.schedules(), lambda: woken.append(True))
+    scheduler = CampaignScheduler(
+        app.db, app.templates, app.schedules(), lambda: woken.append(True)
+    )
     await scheduler.fire_due("minutely")
     await scheduler.fire_due("minutely")  # the same minute again: already recorded
+    await scheduler.fire_due("held")
     with app.db.session() as session:
-        fired = list(session.scalars(select(Run).where(Run.campaign_id == "minutely")))
-    assert len(fired) == 1 and fired[0].trigger == "cron" and fired[0].fire_time.second == 0
+        fired = list(session.scalars(select(Run)))
+    assert [r.campaign_id for r in fired] == ["minutely"], "once, and the paused one not at all"
+    assert fired[0].trigger == "cron" and fired[0].fire_time.second == 0
     assert woken == [True]
-    runs.set_paused(app.db, "minutely", True)
-    scheduler.schedules = app.schedules()
-    with app.db.session() as session:
-        session.query(Run).delete()
-    await scheduler.fire_due("minutely")
-    with app.db.session() as session:
-        assert session.scalar(select(func.count()).select_from(Run)) == 0, "paused: not fired"

@@ -1,0 +1,260 @@
+"""config.toml mistakes: one line on stderr naming file and key, exit 2, no traceback, no changes.
+
+Also: secrets come only from the environment, only commands that talk to a channel need them, and
+the secret's value never shows up in any output.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from bot.app import build_app
+from bot.config import load_config
+from bot.errors import ConfigError
+from bot.importer import import_pledgemakers
+from bot.models import InviteToken, Pledgemaker
+from tests.conftest import SAMPLE_CSV, TOKEN_ENV, cli_env, write_config
+
+PLEDGEBOT = Path(sys.executable).parent / "pledgebot"
+TOKEN = "123456:TEST-TOKEN-not-for-printing"
+
+
+def run_cli(
+    cwd: Path, *args: str, token: str | None = TOKEN, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run the console script; ``token=None`` runs it with the secret variable unset."""
+    environment = cli_env(**env) if token is None else cli_env(**{TOKEN_ENV: token}, **env)
+    if token is None:
+        environment.pop(TOKEN_ENV, None)
+    return subprocess.run(
+        [str(PLEDGEBOT), *args],
+        cwd=cwd,
+        env=environment,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def edit_config(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text, f"{old!r} not in the generated config"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+def count(config_path: Path, model: type) -> int:
+    app = build_app(load_config(config_path, required=True))
+    try:
+        with app.db.session() as session:
+            return int(session.scalar(select(func.count()).select_from(model)) or 0)
+    finally:
+        app.close()
+
+
+def import_sample(config_path: Path) -> None:
+    app = build_app(load_config(config_path, required=True))
+    try:
+        app.db.upgrade()
+        with app.db.session() as session:
+            import_pledgemakers(session, SAMPLE_CSV)
+    finally:
+        app.close()
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], line: str, code: int) -> None:
+    assert proc.returncode == code, proc.stderr
+    assert proc.stdout == ""
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr == line + "\n"
+
+
+# -- one bad value, one line -----------------------------------------------------------------------
+BAD_CONFIGS = {
+    "bad-token-env": (
+        (f'token_env = "{TOKEN_ENV}"', 'token_env = "not a valid name!"'),
+        "config.toml: channels.telegram.token_env: String should match pattern "
+        "'^[A-Za-z_][A-Za-z0-9_]*$' (got 'not a valid name!')",
+    ),
+    "unknown-key": (
+        ('url = "sqlite:///pledgebot.db"', 'urll = "sqlite:///pledgebot.db"'),
+        "config.toml: database.urll: unknown key",
+    ),
+    "unknown-channel-table": (
+        ("[channels.telegram]", '[channels.whatsapp]\nenabled = true\n[channels.telegram]'),
+        "config.toml: channels.whatsapp: unknown channel (known: telegram)",
+    ),
+    "unknown-channel-key": (
+        ("poll_timeout = 1", "poll_timeout = 1\npoll_timout = 2"),
+        "config.toml: channels.telegram.poll_timout: unknown key",
+    ),
+    "bad-timezone": (
+        ('timezone = "UTC"', 'timezone = "Mars/Olympus_Mons"'),
+        "config.toml: timezone: unknown time zone 'Mars/Olympus_Mons' (got 'Mars/Olympus_Mons')",
+    ),
+    "invalid-toml": (
+        ("[database]", "[database"),
+        "config.toml: not valid TOML: Expected ']' at the end of a table declaration "
+        "(at line 3, column 10)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", ["bad-token-env", "unknown-key"])
+def test_bad_config_is_one_line_exit_2_and_touches_nothing(tmp_path: Path, case: str) -> None:
+    (old, new), expected = BAD_CONFIGS[case]
+    edit_config(write_config(tmp_path), old, new)
+    proc = run_cli(tmp_path, "import", "pledgemakers", str(SAMPLE_CSV))
+    assert_one_line_error(proc, expected, 2)
+    assert not (tmp_path / "pledgebot.db").exists(), "a bad config must not create the database"
+
+
+@pytest.mark.parametrize("case", list(BAD_CONFIGS))
+def test_every_bad_config_is_a_config_error_naming_file_and_key(tmp_path: Path, case: str) -> None:
+    """What the CLI prints is str(ConfigError); its exit code is 2 (see the two CLI runs above)."""
+    (old, new), expected = BAD_CONFIGS[case]
+    path = write_config(tmp_path)
+    edit_config(path, old, new)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, required=True)
+    assert caught.value.exit_code == 2
+    assert str(caught.value) == expected.replace("config.toml", str(path), 1)
+    assert "\n" not in str(caught.value)
+
+
+def test_missing_config_file_given_with_config_is_an_error(tmp_path: Path) -> None:
+    proc = run_cli(tmp_path, "--config", "missing.toml", "status")
+    assert_one_line_error(proc, "missing.toml: file not found", 2)
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- the secret --------------------------------------------------------------------------------------
+def test_unset_secret_fails_only_commands_that_use_the_channel(tmp_path: Path) -> None:
+    write_config(tmp_path)
+    upgrade = run_cli(tmp_path, "db", "upgrade", token=None)
+    assert upgrade.returncode == 0, upgrade.stderr
+    imported = run_cli(tmp_path, "import", "pledgemakers", str(SAMPLE_CSV), token=None)
+    assert imported.returncode == 0, imported.stderr
+    assert imported.stdout == "pledgemakers created: 40\npledgemakers updated: 0\n"
+    checked = run_cli(tmp_path, "schedules", "check", token=None)
+    assert checked.returncode == 0, checked.stderr
+
+    invite = run_cli(tmp_path, "contacts", "invite", "gh-min-labour", token=None)
+    assert_one_line_error(
+        invite,
+        f"config.toml: channels.telegram.token_env: environment variable {TOKEN_ENV} "
+        "is not set (it holds the secret)",
+        2,
+    )
+    assert count(tmp_path / "config.toml", InviteToken) == 0
+
+
+def test_a_disabled_channel_needs_no_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_config(tmp_path)
+    edit_config(path, "enabled = true", "enabled = false")
+    edit_config(path, f'token_env = "{TOKEN_ENV}"', 'token_env = "PLEDGEBOT_TEST_NEVER_SET"')
+    monkeypatch.delenv("PLEDGEBOT_TEST_NEVER_SET", raising=False)
+    app = build_app(load_config(path, required=True))
+    try:
+        assert app.config.enabled_channels() == []
+        assert app.enabled_channels() == {}
+        with pytest.raises(ConfigError) as caught:
+            app.channel("telegram")  # what `contacts invite` asks for: refused, no secret read
+        assert str(caught.value) == f"{path}: channels.telegram.enabled: the channel is not enabled"
+    finally:
+        app.close()
+
+    status = run_cli(tmp_path, "status", token=None)
+    assert status.returncode == 0, status.stderr
+    assert "channel telegram: disabled" in status.stdout.splitlines()
+
+
+# -- relative paths ----------------------------------------------------------------------------------
+def test_relative_database_url_resolves_against_the_config_folder(tmp_path: Path) -> None:
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    write_config(sub)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    proc = run_cli(
+        elsewhere, "--config", "../sub/config.toml", "import", "pledgemakers", str(SAMPLE_CSV)
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (sub / "pledgebot.db").is_file()
+    assert list(elsewhere.iterdir()) == []
+    assert not (tmp_path / "pledgebot.db").exists()
+    assert count(sub / "config.toml", Pledgemaker) == 40
+
+    config = load_config(sub / "config.toml", required=True)
+    assert config.database_url == f"sqlite:///{(sub / 'pledgebot.db').resolve()}"
+    assert config.path("schedules") == sub.resolve() / "schedules"
+
+
+# -- the secret's value never leaks -------------------------------------------------------------------
+PASTED = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
+
+
+def test_token_pasted_into_the_file_is_masked_in_the_error(tmp_path: Path) -> None:
+    edit_config(write_config(tmp_path), f'token_env = "{TOKEN_ENV}"', f'token_env = "{PASTED}"')
+    proc = run_cli(tmp_path, "status", token=PASTED)
+    assert proc.returncode == 2
+    assert PASTED not in proc.stdout + proc.stderr
+    assert "AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw" not in proc.stderr
+    assert proc.stderr == (
+        "config.toml: channels.telegram.token_env: String should match pattern "
+        "'^[A-Za-z_][A-Za-z0-9_]*$' (got '***')\n"
+    )
+
+
+def test_unreachable_channel_error_never_shows_the_token(tmp_path: Path) -> None:
+    """write_config points base_url at a closed port and sets no bot_username."""
+    path = write_config(tmp_path)
+    secret = "a-long-secret-that-is-not-token-shaped"
+    import_sample(path)
+    proc = run_cli(tmp_path, "-vv", "contacts", "invite", "gh-min-labour", token=secret)
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    assert secret not in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines()[-1].startswith("cannot reach telegram to learn the bot's")
+    assert count(path, InviteToken) == 0, "no link printed, so no usable token is left behind"
+
+
+async def test_token_rejected_by_the_server_is_masked(tmp_path: Path) -> None:
+    """python-telegram-bot puts the token in its InvalidToken message; it must be scrubbed."""
+    import asyncio
+
+    from bot.sandbox import TelegramSandbox
+
+    sandbox = TelegramSandbox()
+    await sandbox.start()
+    try:
+        write_config(tmp_path, base_url=sandbox.base_url)
+        import_sample(tmp_path / "config.toml")
+        wrong = "wrong-secret-value-xyz"  # not token-shaped: masked because it was read as a secret
+        if True:
+            env = cli_env(**{TOKEN_ENV: wrong})
+            proc = await asyncio.create_subprocess_exec(
+                str(PLEDGEBOT),
+                "contacts",
+                "invite",
+                "gh-min-labour",
+                cwd=tmp_path,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            out, err = await asyncio.wait_for(proc.communicate(), 60)
+            stdout, stderr = out.decode(), err.decode()
+            assert proc.returncode == 1, stderr
+            assert wrong not in stdout + stderr
+            assert stdout == ""
+            assert "rejected" in stderr and "***" in stderr
+    finally:
+        await sandbox.stop()
