@@ -223,6 +223,8 @@ def pause(
 ) -> None:
     """Stop sending (one campaign, or everything) until resume."""
     app = open_app()
+    if campaign_id:
+        app.schedules().get(campaign_id)  # a typo must not pause nothing while saying it did
     runs.set_paused(app.db, campaign_id or "*", True)
     out.print(f"paused: {campaign_id or 'all sending'}")
 
@@ -233,6 +235,8 @@ def resume(
 ) -> None:
     """Resume sending after pause."""
     app = open_app()
+    if campaign_id:
+        app.schedules().get(campaign_id)
     runs.set_paused(app.db, campaign_id or "*", False)
     out.print(f"resumed: {campaign_id or 'all sending'}")
 

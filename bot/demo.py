@@ -167,9 +167,10 @@ def answer_prompts(sandbox: TelegramSandbox, chats: dict[int, tuple[str, str]]) 
         elif style == 2:
             sandbox.push_message(chat_id, progress)
             sandbox.push_message(chat_id, "🙂 More soon.")  # minutes apart at most: one answer
-        elif style == 3:
-            sandbox.press_button(chat_id, prompt["message_id"], "pb:challenge")
-            sandbox.push_message(chat_id, challenge)
+        elif style == 3:  # alternately a challenge and a solution
+            kind = "challenge" if (index // 8) % 2 == 0 else "solution"
+            sandbox.press_button(chat_id, prompt["message_id"], f"pb:{kind}")
+            sandbox.push_message(chat_id, challenge if kind == "challenge" else progress)
         elif style == 4:
             sandbox.push_message(chat_id, "thanks!")  # a bare acknowledgement: no update
         elif style == 5:
@@ -231,7 +232,7 @@ def summary(app: App, prompts: int) -> dict[str, str]:
             OutboxMessage.state == "sent", model=OutboxMessage
         )
         figures["messages failed"] = count(OutboxMessage.state == "failed", model=OutboxMessage)
-    result = {label: str(value) for label, value in figures.items()}
-    result["prompts queued"] = str(prompts)
+    result = {"prompts queued": str(prompts)}
+    result.update({label: str(value) for label, value in figures.items()})
     result["database"] = db.url.removeprefix("sqlite:///")
     return result

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import difflib
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -114,7 +115,9 @@ class ImportResult:
     updated: int
 
 
-def read_rows(path: Path, model: type[BaseModel]) -> list[tuple[int, BaseModel]]:
+def read_rows(
+    path: Path, model: type[BaseModel], check: Callable[[Any], str | None] | None = None
+) -> list[tuple[int, BaseModel]]:
     """Parse and validate a CSV file; raise ImportRowsError listing every bad row."""
     shown = str(path)
     try:
@@ -124,7 +127,8 @@ def read_rows(path: Path, model: type[BaseModel]) -> list[tuple[int, BaseModel]]
             [Problem(shown, None, f"cannot read: {exc.strerror or exc}")]
         ) from None
     except UnicodeDecodeError as exc:
-        raise ImportRowsError([Problem(shown, None, f"not UTF-8 (byte {exc.start})")]) from None
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise ImportRowsError([Problem(shown, line, f"not UTF-8 (byte {exc.start})")]) from None
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = next(reader)
@@ -165,6 +169,9 @@ def read_rows(path: Path, model: type[BaseModel]) -> list[tuple[int, BaseModel]]
                     Problem(shown, start, f"{field}: {message} (got {error['input']!r})")
                 )
             continue
+        if check is not None and (complaint := check(row)):
+            problems.append(Problem(shown, start, complaint))
+            continue
         row_id = row.id
         if row_id in seen:
             problems.append(Problem(shown, start, f"id {row_id!r} repeats line {seen[row_id]}"))
@@ -178,7 +185,10 @@ def read_rows(path: Path, model: type[BaseModel]) -> list[tuple[int, BaseModel]]
 
 def _check_header(shown: str, header: list[str], model: type[BaseModel]) -> list[Problem]:
     fields = list(model.model_fields)
-    problems = []
+    problems = [
+        Problem(shown, 1, f"column {column!r} appears more than once")
+        for column in sorted({c for c in header if header.count(c) > 1})
+    ]
     if not header or header[0] != "id":
         problems.append(Problem(shown, 1, "the first column must be 'id'"))
     for column in header:
@@ -220,15 +230,14 @@ def import_pledgemakers(session: Session, path: Path) -> ImportResult:
 
 
 def import_updates(session: Session, path: Path) -> ImportResult:
-    rows = read_rows(path, UpdateRow)
     known = set(session.scalars(select(Pledgemaker.id)))
-    problems = [
-        Problem(str(path), line, f"pledgemaker_id: no pledgemaker {row.pledgemaker_id!r}")
-        for line, row in rows
-        if row.pledgemaker_id not in known
-    ]
-    if problems:
-        raise ImportRowsError(problems)
+
+    def unknown_pledgemaker(row: UpdateRow) -> str | None:
+        if row.pledgemaker_id in known:
+            return None
+        return f"pledgemaker_id: no pledgemaker {row.pledgemaker_id!r}"
+
+    rows = read_rows(path, UpdateRow, unknown_pledgemaker)
     existing = {
         u.source_ref: u
         for u in session.scalars(select(JourneyUpdate).where(JourneyUpdate.source == "import"))

@@ -11,7 +11,7 @@ import hashlib
 import re
 import tomllib
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Annotated, Any, Literal
@@ -274,6 +274,7 @@ def _message(error: Any, loc: list[str], model: type[BaseModel]) -> str:
 
 
 SAMPLE_PLEDGEMAKER = SimpleNamespace(
+    pledge_date=date(2021, 1, 15),
     id="sample",
     name="Sample Organisation",
     country="GH",
@@ -309,19 +310,25 @@ def _check_templates(
 
 
 def _key_lines(text: str) -> list[dict[str, int]]:
-    """Line numbers of each [[campaign]] header ('') and its keys (inline tables: 'audience.x')."""
+    """Line numbers of each [[campaign]] header ('') and its keys ('audience.sector' too)."""
     entries: list[dict[str, int]] = []
     current: dict[str, int] | None = None
+    prefix = ""
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
-        if line.startswith("[[campaign]]"):
-            current = {"": number}
+        if re.match(r"^\[\[\s*campaign\s*\]\]", line):
+            current, prefix = {"": number}, ""
             entries.append(current)
+        elif sub := re.match(r"^\[\s*campaign\.([A-Za-z0-9_-]+)\s*\]", line):
+            prefix = sub.group(1) + "."
+            if current is not None:
+                current.setdefault(sub.group(1), number)
         elif line.startswith("["):
             current = None
-        elif current is not None and (match := re.match(r'^"?([A-Za-z0-9_-]+)"?\s*=', line)):
-            key = match.group(1)
+        elif current is not None and (match := re.match(r'^"?([A-Za-z0-9_.-]+)"?\s*=', line)):
+            key = prefix + match.group(1).replace(" ", "")
             current.setdefault(key, number)
+            current.setdefault(key.split(".")[0], number)
             for inner in re.findall(r"([A-Za-z0-9_-]+)\s*=", line[match.end() :]):
                 current.setdefault(f"{key}.{inner}", number)
     return entries

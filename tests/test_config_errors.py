@@ -31,7 +31,7 @@ def run_cli(
     environment = cli_env(**env) if token is None else cli_env(**{TOKEN_ENV: token}, **env)
     if token is None:
         environment.pop(TOKEN_ENV, None)
-    return subprocess.run(
+    proc = subprocess.run(
         [str(PLEDGEBOT), *args],
         cwd=cwd,
         env=environment,
@@ -40,6 +40,9 @@ def run_cli(
         text=True,
         timeout=60,
     )
+    if token:
+        assert token not in proc.stdout + proc.stderr, "the secret's value was printed"
+    return proc
 
 
 def edit_config(path: Path, old: str, new: str) -> None:
@@ -86,7 +89,7 @@ BAD_CONFIGS = {
         "config.toml: database.urll: unknown key",
     ),
     "unknown-channel-table": (
-        ("[channels.telegram]", '[channels.whatsapp]\nenabled = true\n[channels.telegram]'),
+        ("[channels.telegram]", "[channels.whatsapp]\nenabled = true\n[channels.telegram]"),
         "config.toml: channels.whatsapp: unknown channel (known: telegram)",
     ),
     "unknown-channel-key": (
@@ -154,7 +157,9 @@ def test_unset_secret_fails_only_commands_that_use_the_channel(tmp_path: Path) -
     assert count(tmp_path / "config.toml", InviteToken) == 0
 
 
-def test_a_disabled_channel_needs_no_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_disabled_channel_needs_no_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = write_config(tmp_path)
     edit_config(path, "enabled = true", "enabled = false")
     edit_config(path, f'token_env = "{TOKEN_ENV}"', 'token_env = "PLEDGEBOT_TEST_NEVER_SET"')
@@ -234,27 +239,29 @@ async def test_token_rejected_by_the_server_is_masked(tmp_path: Path) -> None:
     sandbox = TelegramSandbox()
     await sandbox.start()
     try:
-        write_config(tmp_path, base_url=sandbox.base_url)
-        import_sample(tmp_path / "config.toml")
+        import_sample(write_config(tmp_path, base_url=sandbox.base_url))
         wrong = "wrong-secret-value-xyz"  # not token-shaped: masked because it was read as a secret
-        if True:
-            env = cli_env(**{TOKEN_ENV: wrong})
-            proc = await asyncio.create_subprocess_exec(
-                str(PLEDGEBOT),
-                "contacts",
-                "invite",
-                "gh-min-labour",
-                cwd=tmp_path,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-            )
-            out, err = await asyncio.wait_for(proc.communicate(), 60)
-            stdout, stderr = out.decode(), err.decode()
-            assert proc.returncode == 1, stderr
-            assert wrong not in stdout + stderr
-            assert stdout == ""
-            assert "rejected" in stderr and "***" in stderr
+        proc = await asyncio.create_subprocess_exec(
+            str(PLEDGEBOT),
+            "contacts",
+            "invite",
+            "gh-min-labour",
+            cwd=tmp_path,
+            env=cli_env(**{TOKEN_ENV: wrong}),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
     finally:
         await sandbox.stop()
+    stdout, stderr = out.decode(), err.decode()
+    assert proc.returncode == 1, stderr
+    assert stdout == ""
+    assert wrong not in stderr
+    assert stderr == (
+        "cannot reach telegram to learn the bot's username (Telegram rejected the bot token "
+        "(The token `***` was rejected by the server.); check token_env); "
+        "set channels.telegram.bot_username in the config\n"
+    )
+    assert count(tmp_path / "config.toml", InviteToken) == 0

@@ -1,0 +1,33 @@
+"""`pledgebot demo` runs the whole loop and prints one `label: number` line per figure."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT, cli_env
+
+PLEDGEBOT = str(Path(sys.executable).parent / "pledgebot")
+
+
+def test_demo_runs_the_whole_loop_and_prints_a_summary(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [PLEDGEBOT, "--config", str(ROOT / "config.toml"), "demo", "--folder", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=cli_env(),
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = dict(line.split(": ", 1) for line in done.stdout.splitlines())
+    assert lines["pledgemakers imported"] == "40"
+    assert lines["invitations accepted"] == "40"
+    assert lines["prompts sent"] == "40"
+    assert int(lines["replies stored"]) > int(lines["journey updates"]) > 0
+    assert int(lines["updates act"]) == int(lines["journey updates"])
+    assert int(lines["updates with media"]) > 0 and int(lines["prompts snoozed"]) > 0
+    assert lines["opted out"] == "1" and lines["messages failed"] == "0"
+    assert Path(lines["database"]).is_file()
+    assert Path(lines["database"]).parent == tmp_path
