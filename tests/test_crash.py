@@ -123,8 +123,8 @@ def test_kill9_while_receiving_500_messages_stores_each_exactly_once(world: Any)
     def user_traffic() -> None:
         for i, text in enumerate(texts):
             sandbox.push_message(chats[i % len(chats)], text)
-            if i % 25 == 0:
-                time.sleep(0.05)
+            if i % 10 == 0:  # ~5 s of traffic: the kill lands while messages still arrive
+                time.sleep(0.1)
 
     pusher = threading.Thread(target=user_traffic)
     bot.start()
