@@ -9,6 +9,7 @@ from bot.channels.registry import adapter_class
 from bot.config import Config, read_secret
 from bot.conversation import Conversation
 from bot.db import Database
+from bot.errors import ConfigError
 from bot.schedules import ScheduleSet, load_schedules
 from bot.templates import Templates
 
@@ -33,8 +34,6 @@ class App:
         if name not in self.channels:
             settings = self.config.channel_settings(name)
             if not getattr(settings, "enabled", False):
-                from bot.errors import ConfigError
-
                 raise ConfigError(
                     self.config.source, f"channels.{name}.enabled", "the channel is not enabled"
                 )

@@ -8,17 +8,39 @@ Relative paths resolve against the folder of the config file.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 
 from bot.errors import ConfigError
 from bot.logs import register_secret
 
-ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _env_name(value: str) -> str:
+    if not ENV_NAME.fullmatch(value):
+        raise ValueError(
+            "must be the name of an environment variable (letters, digits, _), "
+            "not the secret itself"
+        )
+    return value
+
+
+# A setting that names the environment variable holding a secret (e.g. token_env).
+EnvVarName = Annotated[str, AfterValidator(_env_name)]
 
 
 class Section(BaseModel):
@@ -163,6 +185,11 @@ def _as_config_error(
     elif first["type"] == "value_error":
         message = message.removeprefix("Value error, ")
     got = first.get("input")
-    if first["type"] != "extra_forbidden" and not isinstance(got, dict | list):
-        message += f" (got {got!r})"
+    shown = repr(got)
+    if (
+        first["type"] != "extra_forbidden"
+        and not isinstance(got, dict | list)
+        and shown not in message
+    ):
+        message += f" (got {shown})"
     return ConfigError(source, key, message)

@@ -26,6 +26,7 @@ from bot.models import Contact, JourneyUpdate, OutboxMessage, Pledgemaker, Promp
 from bot.models import InboundEvent as EventRow
 from bot.runner import serve
 from bot.sandbox import TelegramSandbox
+from bot.vocab import PILLARS, UPDATE_KINDS
 
 TOKEN_ENV = "PLEDGEBOT_DEMO_TELEGRAM_TOKEN"
 CAMPAIGN = "act-checkin"
@@ -193,46 +194,38 @@ def _settled(app: App) -> bool:
     return unprocessed == 0 and unsent == 0
 
 
+def _with_media(app: App) -> int:
+    # Counted in Python: JSON columns have no portable equality in SQL (PostgreSQL's json).
+    with app.db.session() as session:
+        return sum(1 for media in session.scalars(select(JourneyUpdate.media)) if media)
+
+
 def summary(app: App, prompts: int) -> dict[str, str]:
-    db = app.db
-    with db.session() as session:
-
-        def count(*conditions: object, model: object) -> int:
-            return int(
-                session.scalar(select(func.count()).select_from(model).where(*conditions)) or 0
-            )
-
-        figures = {
-            "pledgemakers imported": count(Pledgemaker.id != "", model=Pledgemaker),
-            "invitations accepted": count(Contact.id > 0, model=Contact),
-            "prompts sent": count(
-                Prompt.outbox_id == OutboxMessage.id,
-                OutboxMessage.state == "sent",
-                model=Prompt.__table__.join(OutboxMessage.__table__),
-            ),
-            "replies stored": count(Reply.id > 0, model=Reply),
-            "acknowledgements (no update)": count(Reply.acknowledgement, model=Reply),
-            "journey updates": count(JourneyUpdate.source == "reply", model=JourneyUpdate),
-        }
-        for pillar in ("act", "inspire", "scale_up"):
-            figures[f"updates {pillar}"] = count(
-                JourneyUpdate.source == "reply", JourneyUpdate.pillar == pillar, model=JourneyUpdate
-            )
-        for kind in ("progress", "challenge", "solution"):
-            figures[f"updates {kind}"] = count(
-                JourneyUpdate.source == "reply", JourneyUpdate.kind == kind, model=JourneyUpdate
-            )
-        figures["updates with media"] = sum(
-            1 for media in session.scalars(select(JourneyUpdate.media)) if media
-        )
-        figures["prompts snoozed"] = count(Prompt.state == "snoozed", model=Prompt)
-        figures["prompts still open"] = count(Prompt.state == "open", model=Prompt)
-        figures["opted out"] = count(Contact.status == "stopped", model=Contact)
-        figures["messages sent in total"] = count(
-            OutboxMessage.state == "sent", model=OutboxMessage
-        )
-        figures["messages failed"] = count(OutboxMessage.state == "failed", model=OutboxMessage)
-    result = {"prompts queued": str(prompts)}
-    result.update({label: str(value) for label, value in figures.items()})
-    result["database"] = db.url.removeprefix("sqlite:///")
+    replied = JourneyUpdate.source == "reply"
+    sent_prompts = Prompt.__table__.join(OutboxMessage.__table__)
+    figures = {
+        "prompts queued": prompts,
+        "pledgemakers imported": _count(app, Pledgemaker),
+        "invitations accepted": _count(app, Contact),
+        "prompts sent": _count(app, sent_prompts, OutboxMessage.state == "sent"),
+        "replies stored": _count(app, Reply),
+        "acknowledgements (no update)": _count(app, Reply, Reply.acknowledgement),
+        "journey updates": _count(app, JourneyUpdate, replied),
+        **{
+            f"updates {p}": _count(app, JourneyUpdate, replied, JourneyUpdate.pillar == p)
+            for p in PILLARS
+        },
+        **{
+            f"updates {k}": _count(app, JourneyUpdate, replied, JourneyUpdate.kind == k)
+            for k in UPDATE_KINDS
+        },
+        "updates with media": _with_media(app),
+        "prompts snoozed": _count(app, Prompt, Prompt.state == "snoozed"),
+        "prompts still open": _count(app, Prompt, Prompt.state == "open"),
+        "opted out": _count(app, Contact, Contact.status == "stopped"),
+        "messages sent in total": _count(app, OutboxMessage, OutboxMessage.state == "sent"),
+        "messages failed": _count(app, OutboxMessage, OutboxMessage.state == "failed"),
+    }
+    result = {label: str(value) for label, value in figures.items()}
+    result["database"] = app.db.url.removeprefix("sqlite:///")
     return result

@@ -22,7 +22,7 @@ from bot.aio import wait_any
 from bot.channels.base import Channel
 from bot.config import DispatcherSettings
 from bot.db import Database
-from bot.errors import DeliveryError, RateLimited, RecipientGone, Rejected, TransientError
+from bot.errors import DeliveryError, RateLimited, RecipientGone, TransientError
 from bot.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -70,41 +70,53 @@ class Dispatcher:
                 limit=self.settings.batch_size,
                 lease=timedelta(seconds=self.settings.lease_seconds),
             )
-        if claimed:
-            await asyncio.gather(*(self._deliver(item) for item in claimed))
+        if not claimed:
+            return 0
+        outcomes = await asyncio.gather(*(self._deliver(item) for item in claimed))
+        # Channel health: written once per batch, not per message (dispatch is the hot path).
+        by_channel: dict[str, list[str | None]] = {}
+        for item, outcome in zip(claimed, outcomes, strict=True):
+            by_channel.setdefault(item.channel, []).append(outcome)
+        with self.db.session() as session:
+            for channel, results in by_channel.items():
+                errors = [error for error in results if error is not None]
+                if errors:
+                    outbox.record_health(session, channel, error=errors[-1])
+                if len(errors) < len(results):  # recorded last: it still works for some
+                    outbox.record_health(session, channel)
         return len(claimed)
 
-    async def _deliver(self, item: outbox.Claimed) -> None:
+    async def _deliver(self, item: outbox.Claimed) -> str | None:
+        """Send one message and commit its outcome; returns the platform error, if any."""
         message = item.message
         try:
             receipt = await self.channels[item.channel].send(message)
         except RateLimited as exc:
             self._retry(item, exc.retry_after, str(exc), counted=False)
+            return str(exc)
         except TransientError as exc:
             if item.attempts >= self.settings.max_attempts:
                 self._fail(item, f"gave up after {item.attempts} attempts: {exc}")
             else:
-                self._retry(
-                    item,
-                    self.backoff.delay(item.attempts),
-                    str(exc),
-                    maybe_delivered=exc.maybe_delivered,
-                )
+                delay = self.backoff.delay(item.attempts)
+                self._retry(item, delay, str(exc), maybe_delivered=exc.maybe_delivered)
+            return str(exc)
         except RecipientGone as exc:
             with self.db.session() as session:
                 outbox.mark_failed(session, message.id, f"recipient_gone: {exc}")
                 outbox.mark_contact_gone(session, item.channel, message.recipient)
             log.info("message %s: recipient gone (%s)", message.id, exc)
-        except Rejected as exc:
+            return None  # the platform works; this recipient is gone
+        except DeliveryError as exc:  # Rejected, or any other permanent refusal
             self._fail(item, f"rejected: {exc}")
-        except DeliveryError as exc:
-            self._fail(item, f"rejected: {exc}")
+            return None
         except Exception as exc:  # an adapter bug: keep the message, retry later, shout in the log
             log.exception("message %s: unexpected error from %s", message.id, item.channel)
             self._retry(item, self.backoff.delay(item.attempts), f"internal error: {exc!r}")
-        else:
-            with self.db.session() as session:
-                outbox.mark_sent(session, message.id, item.channel, receipt.external_id)
+            return f"internal error: {exc!r}"
+        with self.db.session() as session:
+            outbox.mark_sent(session, message.id, receipt.external_id)
+        return None
 
     def _retry(
         self,
@@ -118,10 +130,13 @@ class Dispatcher:
         at = utcnow() + timedelta(seconds=delay)
         with self.db.session() as session:
             outbox.mark_retry(
-                session, item.message.id, item.channel, at, error, maybe_delivered=maybe_delivered
+                session,
+                item.message.id,
+                at,
+                error,
+                counted=counted,
+                maybe_delivered=maybe_delivered,
             )
-            if not counted:
-                outbox.uncount_attempt(session, item.message.id)
         log.info("message %s: retry in %.1f s (%s)", item.message.id, delay, error)
 
     def _fail(self, item: outbox.Claimed, reason: str) -> None:

@@ -8,14 +8,23 @@ from __future__ import annotations
 import csv
 import difflib
 import io
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -32,74 +41,92 @@ from bot.vocab import (
     time_zones,
 )
 
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+def _vocabulary(known: Callable[[], Iterable[str]], what: str) -> AfterValidator:
+    return AfterValidator(lambda value: require_known(value, known(), what))
+
+
+def _shaped(pattern: str, rule: str) -> AfterValidator:
+    compiled = re.compile(pattern)
+
+    def check(value: str | None) -> str | None:
+        if value is not None and not compiled.fullmatch(value):
+            raise ValueError(rule)
+        return value
+
+    return AfterValidator(check)
+
+
+def _iso(parse: Callable[[str], Any], example: str) -> BeforeValidator:
+    """Only ISO 8601 text: pydantic alone would also take a Unix timestamp as a date."""
+
+    def check(value: Any) -> Any:
+        text = str(value).strip()
+        try:
+            return parse(text)
+        except ValueError as exc:
+            if re.match(r"\d{4}-\d{2}-\d{2}", text):  # the right shape, an impossible value
+                raise ValueError(str(exc)) from None
+            raise ValueError(f"not an ISO 8601 value like {example}") from None
+
+    return BeforeValidator(check)
+
+
+def _blank_is_none(value: Any) -> Any:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+StableId = Annotated[
+    str,
+    _shaped(
+        r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}",
+        "must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit",
+    ),
+]
+Country = Annotated[str, _vocabulary(country_codes, "country code (ISO 3166-1 alpha-2)")]
+Region = Annotated[str, _vocabulary(lambda: REGIONS, "region")]
+Sector = Annotated[str, _vocabulary(lambda: SECTORS, "sector")]
+Language = Annotated[str, _vocabulary(lambda: LANGUAGES, "language")]
+TimeZone = Annotated[str, _vocabulary(time_zones, "IANA time zone")]
+Pillar = Annotated[str, _vocabulary(lambda: PILLARS, "pillar")]
+Kind = Annotated[str, _vocabulary(lambda: UPDATE_KINDS, "kind")]
+Handle = Annotated[
+    str | None,
+    BeforeValidator(_blank_is_none),
+    _shaped(r"@[A-Za-z0-9_]{1,15}", "must be @ and 1-15 letters, digits or '_'"),
+]
+Website = Annotated[
+    str | None,
+    BeforeValidator(_blank_is_none),
+    _shaped(r"https?://\S+", "must start with https:// (or http://)"),
+]
 
 
 class PledgemakerRow(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    id: str = Field(pattern=ID_PATTERN)
+    id: StableId
     name: str = Field(min_length=1, max_length=300)
-    country: str
-    region: str
-    sector: str
-    language: str
-    timezone: str
+    country: Country
+    region: Region
+    sector: Sector
+    language: Language
+    timezone: TimeZone
     pledge_title: str = Field(min_length=1, max_length=300)
     pledge_text: str = Field(min_length=1)
-    pledge_date: date
-    x_handle: str | None = Field(default=None, pattern=r"^@[A-Za-z0-9_]{1,15}$")
-    website: str | None = Field(default=None, pattern=r"^https?://\S+$")
-
-    @field_validator("x_handle", "website", mode="before")
-    @classmethod
-    def _blank_is_none(cls, value: Any) -> Any:
-        return None if isinstance(value, str) and not value.strip() else value
-
-    @field_validator("country")
-    @classmethod
-    def _country(cls, value: str) -> str:
-        return require_known(value, country_codes(), "country code (ISO 3166-1 alpha-2)")
-
-    @field_validator("region")
-    @classmethod
-    def _region(cls, value: str) -> str:
-        return require_known(value, REGIONS, "region")
-
-    @field_validator("sector")
-    @classmethod
-    def _sector(cls, value: str) -> str:
-        return require_known(value, SECTORS, "sector")
-
-    @field_validator("language")
-    @classmethod
-    def _language(cls, value: str) -> str:
-        return require_known(value, LANGUAGES, "language")
-
-    @field_validator("timezone")
-    @classmethod
-    def _timezone(cls, value: str) -> str:
-        return require_known(value, time_zones(), "IANA time zone")
+    pledge_date: Annotated[date, _iso(date.fromisoformat, "2021-06-12")]
+    x_handle: Handle = None
+    website: Website = None
 
 
 class UpdateRow(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    id: str = Field(pattern=ID_PATTERN)
+    id: StableId
     pledgemaker_id: str = Field(min_length=1)
-    pillar: str
-    kind: str
+    pillar: Pillar
+    kind: Kind
     text: str = Field(min_length=1)
-    submitted_at: datetime
+    submitted_at: Annotated[datetime, _iso(datetime.fromisoformat, "2021-06-12T09:30:00+00:00")]
     consent_to_publish: bool
-
-    @field_validator("pillar")
-    @classmethod
-    def _pillar(cls, value: str) -> str:
-        return require_known(value, PILLARS, "pillar")
-
-    @field_validator("kind")
-    @classmethod
-    def _kind(cls, value: str) -> str:
-        return require_known(value, UPDATE_KINDS, "kind")
 
     @field_validator("submitted_at")
     @classmethod
@@ -165,9 +192,10 @@ def read_rows(
             for error in exc.errors():
                 field = ".".join(str(p) for p in error["loc"])
                 message = str(error["msg"]).removeprefix("Value error, ")
-                problems.append(
-                    Problem(shown, start, f"{field}: {message} (got {error['input']!r})")
-                )
+                got = repr(error["input"])
+                if got not in message:  # vocabulary errors already quote the value
+                    message += f" (got {got})"
+                problems.append(Problem(shown, start, f"{field}: {message}"))
             continue
         if check is not None and (complaint := check(row)):
             problems.append(Problem(shown, start, complaint))

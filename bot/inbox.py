@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from bot.aio import wait_any
 from bot.channels.base import ChatChannel, InboundEvent
@@ -25,12 +26,13 @@ from bot.db import Database
 from bot.errors import DeliveryError
 from bot.models import ChannelState, utcnow
 from bot.models import InboundEvent as EventRow
+from bot.outbox import record_health
 
 log = logging.getLogger(__name__)
 
 
 def store_events(
-    session: Any, channel: str, events: list[InboundEvent], cursor: int | None
+    session: Session, channel: str, events: list[InboundEvent], cursor: int | None
 ) -> list[InboundEvent]:
     """Insert events not seen before and remember the cursor; returns the new events."""
     keys = [event.key for event in events]
@@ -62,11 +64,7 @@ def store_events(
                 received_at=utcnow(),
             )
         )
-    state = session.get(ChannelState, channel)
-    if state is None:
-        state = ChannelState(channel=channel)
-        session.add(state)
-    state.poll_offset = cursor
+    record_health(session, channel).poll_offset = cursor
     return fresh
 
 
@@ -75,7 +73,6 @@ class Listener:
         self.db = db
         self.channel = channel
         self.on_stored = on_stored
-        self.stored = 0
 
     def _cursor(self) -> int | None:
         with self.db.session() as session:
@@ -101,27 +98,19 @@ class Listener:
                 log.warning(
                     "polling %s failed (%s); again in %.1f s", self.channel.name, exc, delay
                 )
-                self._health(str(exc))
+                with self.db.session() as session:
+                    record_health(session, self.channel.name, error=str(exc))
                 await wait_any(stop, timeout=delay)
                 continue
             failures = 0
             with self.db.session() as session:
                 fresh = store_events(session, self.channel.name, events, next_cursor)
             cursor = next_cursor
-            self.stored += len(fresh)
             if fresh:
                 self.on_stored.set()
             for event in fresh:
                 if event.kind == "button":
                     await self.channel.answer_button(event)
-
-    def _health(self, error: str) -> None:
-        with self.db.session() as session:
-            state = session.get(ChannelState, self.channel.name) or ChannelState(
-                channel=self.channel.name
-            )
-            state.last_error_at, state.last_error = utcnow(), error
-            session.add(state)
 
 
 class Processor:

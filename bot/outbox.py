@@ -27,7 +27,6 @@ class Claimed:
     message: OutboundMessage
     channel: str
     attempts: int
-    contact_id: int | None
 
 
 def enqueue(
@@ -36,7 +35,6 @@ def enqueue(
     *,
     run_id: int | None = None,
     campaign_id: str | None = None,
-    not_before: datetime | None = None,
 ) -> int:
     """Insert the messages whose idempotency key is new; returns how many were inserted."""
     existing: set[str] = set()
@@ -67,7 +65,7 @@ def enqueue(
             parse_mode=message.parse_mode,
             buttons=message.buttons,
             state="pending",
-            next_attempt_at=not_before or now,
+            next_attempt_at=now,
             created_at=now,
         )
         session.add(row)
@@ -151,43 +149,47 @@ def claim(
                 ),
                 row.channel,
                 row.attempts,
-                row.contact_id,
             )
         )
     return claimed
 
 
-def mark_sent(session: Session, message_id: int, channel: str, external_id: str) -> None:
-    now = utcnow()
+def mark_sent(session: Session, message_id: int, external_id: str) -> None:
     session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.id == message_id)
         .values(
-            state="sent", external_id=external_id, sent_at=now, claimed_until=None, last_error=None
+            state="sent",
+            external_id=external_id,
+            sent_at=utcnow(),
+            claimed_until=None,
+            last_error=None,
         )
     )
-    _channel_health(session, channel, ok=True, now=now)
 
 
 def mark_retry(
     session: Session,
     message_id: int,
-    channel: str,
     at: datetime,
     error: str,
     *,
+    counted: bool = True,
     maybe_delivered: bool = False,
 ) -> None:
+    """Back to the queue at ``at``. ``counted=False``: this try does not use up an attempt
+    (a rate limit); ``maybe_delivered``: the platform may have it already (a timeout)."""
     values: dict[str, object] = {
         "state": "retry_wait",
         "next_attempt_at": at,
         "claimed_until": None,
         "last_error": error,
     }
-    if maybe_delivered:  # e.g. a timeout after the request went out: the retry may duplicate
+    if not counted:
+        values["attempts"] = OutboxMessage.attempts - 1
+    if maybe_delivered:
         values["possible_duplicate"] = True
     session.execute(update(OutboxMessage).where(OutboxMessage.id == message_id).values(**values))
-    _channel_health(session, channel, ok=False, now=utcnow(), error=error)
 
 
 def mark_failed(session: Session, message_id: int, reason: str) -> None:
@@ -195,15 +197,6 @@ def mark_failed(session: Session, message_id: int, reason: str) -> None:
         update(OutboxMessage)
         .where(OutboxMessage.id == message_id)
         .values(state="failed", claimed_until=None, last_error=reason)
-    )
-
-
-def uncount_attempt(session: Session, message_id: int) -> None:
-    """A rate-limited try does not use up one of the message's attempts."""
-    session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id == message_id)
-        .values(attempts=func.max(OutboxMessage.attempts - 1, 0))
     )
 
 
@@ -237,14 +230,14 @@ def state_counts(session: Session) -> dict[str, int]:
     return {state: int(count) for state, count in rows}
 
 
-def _channel_health(
-    session: Session, channel: str, *, ok: bool, now: datetime, error: str | None = None
-) -> None:
+def record_health(session: Session, channel: str, *, error: str | None = None) -> ChannelState:
+    """Remember when a channel last worked, or last failed and why (for `pledgebot status`)."""
     state = session.get(ChannelState, channel)
     if state is None:
         state = ChannelState(channel=channel)
         session.add(state)
-    if ok:
-        state.last_ok_at = now
+    if error is None:
+        state.last_ok_at = utcnow()
     else:
-        state.last_error_at, state.last_error = now, error
+        state.last_error_at, state.last_error = utcnow(), error
+    return state

@@ -21,7 +21,7 @@ from typing import IO
 from bot import outbox
 from bot.app import App
 from bot.dispatcher import Dispatcher
-from bot.errors import DeliveryError, UserInputError
+from bot.errors import UserInputError
 from bot.inbox import Listener, Processor
 from bot.scheduler import CampaignScheduler
 
@@ -72,10 +72,8 @@ async def serve(app: App, stop: asyncio.Event, *, with_scheduler: bool = True) -
             await channel.start()
             if hasattr(channel, "set_commands"):
                 await channel.set_commands()
-        except DeliveryError as exc:  # optional calls: the loops retry the platform themselves
+        except Exception as exc:  # getMe / setMyCommands: the loops retry the platform anyway
             log.warning("%s: start-up call failed (%s); continuing", name, exc)
-        except Exception as exc:
-            log.warning("%s: optional start-up call failed (%s); continuing", name, exc)
     dispatcher = Dispatcher(app.db, channels, app.config.dispatcher)
     chat_channels = {n: c for n, c in channels.items() if c.capabilities.inbound}
     processor = Processor(

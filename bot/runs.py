@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from bot import outbox
 from bot.campaigns import followup
@@ -34,8 +35,8 @@ class FireResult:
     already_fired: bool = False
 
 
-def plan(spec: FollowupCampaign, run: RunContext, session: object, templates: Templates) -> Plan:
-    return PLANNERS[spec.kind](spec, run, session, templates)  # type: ignore[arg-type]
+def plan(spec: FollowupCampaign, run: RunContext, session: Session, templates: Templates) -> Plan:
+    return PLANNERS[spec.kind](spec, run, session, templates)
 
 
 def fire(

@@ -48,7 +48,8 @@ def require_known(value: str, known: Iterable[str], what: str) -> str:
     """``value`` if it is in the vocabulary; else a ValueError with the closest known value."""
     choices = sorted(known)
     if value not in choices:
-        hint = difflib.get_close_matches(value, choices, n=1)
+        starts = [choice for choice in choices if value and choice.startswith(value)]
+        hint = starts if len(starts) == 1 else difflib.get_close_matches(value, choices, n=1)
         raise ValueError(
             f"unknown {what} {value!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
         )

@@ -82,10 +82,10 @@ def cli_env(**extra: str) -> dict[str, str]:
 
 
 @pytest.fixture
-async def live(tmp_path: Path):  # type: ignore[no-untyped-def]
+async def live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     from tests.auxil.live import start_live
 
-    running = await start_live(tmp_path)
+    running = await start_live(tmp_path, monkeypatch)
     yield running
     await running.close()
     running.app.close()

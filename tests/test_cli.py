@@ -11,7 +11,6 @@ import io
 import json
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,10 +28,10 @@ from bot.errors import ScheduleError, UserInputError
 from bot.importer import import_pledgemakers, import_updates
 from bot.models import InviteToken, OutboxMessage, Run, utcnow
 from bot.status import collect
+from tests.auxil.cli import pledgebot
 from tests.auxil.live import Live
-from tests.conftest import ROOT, SAMPLE_CSV, TOKEN_ENV, cli_env, write_config
+from tests.conftest import ROOT, SAMPLE_CSV, write_config
 
-PLEDGEBOT = Path(sys.executable).parent / "pledgebot"
 TOKEN = "123456:TEST-TOKEN-for-the-cli"
 GH = "gh-min-labour"  # English, government; bound to chat 700 below
 ILO = "ilo"  # bound to chat 701 below
@@ -41,19 +40,7 @@ LINK = re.compile(r"^https://t\.me/pledge_test_bot\?start=([A-Za-z0-9_-]{1,64})$
 
 
 def run_cli(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """The console script with stdin not a TTY (like cron, CI or a pipe)."""
-    proc = subprocess.run(
-        [str(PLEDGEBOT), *args],
-        cwd=cwd,
-        env=cli_env(**{TOKEN_ENV: TOKEN}, **env),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert "Traceback" not in proc.stderr, proc.stderr
-    assert TOKEN not in proc.stdout + proc.stderr
-    return proc
+    return pledgebot(cwd, *args, token=TOKEN, **env)
 
 
 def assert_error(proc: subprocess.CompletedProcess[str], line: str, code: int = 1) -> None:

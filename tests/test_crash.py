@@ -3,10 +3,8 @@ and duplicates sent only for messages that were on the wire at the kill (and cou
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -23,10 +21,10 @@ from bot.config import load_config
 from bot.importer import import_pledgemakers
 from bot.models import Contact, InboundEvent, OutboxMessage, Pledgemaker, Reply, utcnow
 from bot.sandbox import SandboxThread
+from tests.auxil.cli import PLEDGEBOT
 from tests.conftest import SAMPLE_CSV, TOKEN_ENV, cli_env, write_config
 
 pytestmark = pytest.mark.crash
-PLEDGEBOT = str(Path(sys.executable).parent / "pledgebot")
 
 
 def wait_for(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
@@ -66,14 +64,12 @@ class Bot:
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[tuple[SandboxThread, App, Bot]]:
+def world(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[SandboxThread, App, Bot]]:
     with SandboxThread(overall_rate=5000.0, chat_rate=1000.0, chat_burst=1000) as sandbox:
-        os.environ[TOKEN_ENV] = sandbox.token
-        write_config(
-            tmp_path,
-            base_url=sandbox.base_url,
-            extra="",
-        )
+        monkeypatch.setenv(TOKEN_ENV, sandbox.token)
+        write_config(tmp_path, base_url=sandbox.base_url)
         app = build_app(load_config(tmp_path / "config.toml", required=True))
         app.db.upgrade()
         with app.db.session() as session:

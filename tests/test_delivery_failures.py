@@ -5,12 +5,16 @@ End to end: the real python-telegram-bot client against the sandbox, which injec
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from sqlalchemy import select
 
 from bot import outbox
 from bot.campaigns.base import PlannedMessage
 from bot.models import Contact, OutboxMessage
-from tests.auxil.live import Live, eventually
+from bot.sandbox import TelegramSandbox
+from tests.auxil.live import Live, eventually, start_live
 
 GH = "gh-min-labour"
 
@@ -95,3 +99,22 @@ async def test_enqueue_is_idempotent_per_key(live: Live) -> None:
     with live.app.db.session() as session:
         assert outbox.enqueue(session, planned + planned) == 0
     assert live.count(OutboxMessage, OutboxMessage.idempotency_key == "test:once") == 1
+
+
+async def test_failing_start_up_calls_are_logged_not_fatal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def break_start_up(sandbox: TelegramSandbox) -> None:
+        sandbox.inject_fault("getMe", status=500)
+        sandbox.inject_fault("setMyCommands", status=500)
+
+    live = await start_live(tmp_path, monkeypatch, before_start=break_start_up)
+    try:
+        await live.bind(GH, 650)  # the loops run: the chat binds and gets its confirmation
+        await live.fire(to=GH)
+        assert prompt_row(live).state == "sent"
+        assert live.sandbox.method_calls["getMe"] >= 1
+    finally:
+        await live.close()
+        live.app.close()
+        await live.sandbox.stop()

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.conftest import ROOT, cli_env
-
-PLEDGEBOT = str(Path(sys.executable).parent / "pledgebot")
+from tests.auxil.cli import pledgebot
+from tests.conftest import ROOT
 
 
 def test_demo_runs_the_whole_loop_and_prints_a_summary(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [PLEDGEBOT, "--config", str(ROOT / "config.toml"), "demo", "--folder", str(tmp_path)],
-        capture_output=True,
-        text=True,
+    done = pledgebot(
+        tmp_path,
+        "--config",
+        str(ROOT / "config.toml"),
+        "demo",
+        "--folder",
+        str(tmp_path),
         timeout=300,
-        env=cli_env(),
-        cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
     lines = dict(line.split(": ", 1) for line in done.stdout.splitlines())

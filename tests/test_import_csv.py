@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,9 +14,9 @@ from bot.config import Config, load_config
 from bot.errors import ImportRowsError
 from bot.importer import import_pledgemakers, import_updates
 from bot.models import JourneyUpdate, Pledgemaker
-from tests.conftest import ROOT, TOKEN_ENV, cli_env
+from tests.auxil.cli import pledgebot
+from tests.conftest import ROOT
 
-PLEDGEBOT = Path(sys.executable).parent / "pledgebot"
 SAMPLE_UPDATES = ROOT / "data" / "sample" / "updates.csv"
 HEADER = (
     "id,name,country,region,sector,language,timezone,pledge_title,pledge_text,pledge_date,"
@@ -38,15 +37,7 @@ def row(**changes: str) -> str:
 
 
 def run_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(PLEDGEBOT), *args],
-        cwd=cwd,
-        env=cli_env(**{TOKEN_ENV: "123456:TEST-TOKEN"}),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return pledgebot(cwd, *args)  # importing needs no secret
 
 
 @pytest.fixture
@@ -88,55 +79,58 @@ def rejected(app: App, path: Path, importer=import_pledgemakers) -> list[str]:  
     [
         pytest.param(
             row(id="a", country="XX"),
-            ":3: country: unknown country code (ISO 3166-1 alpha-2) 'XX' (got 'XX')",
+            ":3: country: unknown country code (ISO 3166-1 alpha-2) 'XX'",
             id="country",
         ),
         pytest.param(
             row(id="a", region="afrika"),
-            ":3: region: unknown region 'afrika' (did you mean 'africa'?) (got 'afrika')",
+            ":3: region: unknown region 'afrika' (did you mean 'africa'?)",
             id="region-typo",
         ),
         pytest.param(
             row(id="a", sector="charity"),
-            ":3: sector: unknown sector 'charity' (got 'charity')",
+            ":3: sector: unknown sector 'charity'",
             id="sector",
         ),
         pytest.param(
             row(id="a", language="de"),
-            ":3: language: unknown language 'de' (got 'de')",
+            ":3: language: unknown language 'de'",
             id="language",
         ),
         pytest.param(
             row(id="a", timezone="Africa/Acra"),
-            ":3: timezone: unknown IANA time zone 'Africa/Acra' "
-            "(did you mean 'Africa/Accra'?) (got 'Africa/Acra')",
+            ":3: timezone: unknown IANA time zone 'Africa/Acra' (did you mean 'Africa/Accra'?)",
             id="timezone",
         ),
         pytest.param(
             row(id="a", pledge_date="2021-02-30"),
-            ":3: pledge_date: Input should be a valid date or datetime, "
-            "day value is outside expected range (got '2021-02-30')",
+            ":3: pledge_date: day is out of range for month (got '2021-02-30')",
             id="date",
         ),
         pytest.param(
             row(id="a", pledge_date="12/06/2021"),
-            ":3: pledge_date: Input should be a valid date or datetime, "
-            "invalid character in year (got '12/06/2021')",
+            ":3: pledge_date: not an ISO 8601 value like 2021-06-12 (got '12/06/2021')",
             id="date-format",
         ),
         pytest.param(
+            row(id="a", pledge_date="1609459200"),
+            ":3: pledge_date: not an ISO 8601 value like 2021-06-12 (got '1609459200')",
+            id="date-timestamp",
+        ),
+        pytest.param(
             row(id="a", x_handle="ilo"),
-            ":3: x_handle: String should match pattern '^@[A-Za-z0-9_]{1,15}$' (got 'ilo')",
+            ":3: x_handle: must be @ and 1-15 letters, digits or '_' (got 'ilo')",
             id="x-handle",
         ),
         pytest.param(
             row(id="a", website="www.example.org"),
-            ":3: website: String should match pattern '^https?://\\S+$' (got 'www.example.org')",
+            ":3: website: must start with https:// (or http://) (got 'www.example.org')",
             id="website",
         ),
         pytest.param(
             row(id="a b"),
-            ":3: id: String should match pattern '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$' (got 'a b')",
+            ":3: id: must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"
+            " (got 'a b')",
             id="id",
         ),
         pytest.param(
@@ -180,10 +174,10 @@ def test_every_bad_row_at_once_through_the_cli(tmp_path: Path, config_path: Path
     assert proc.stdout == ""
     assert "Traceback" not in proc.stderr
     assert proc.stderr.splitlines() == [
-        "people.csv:3: country: unknown country code (ISO 3166-1 alpha-2) 'XX' (got 'XX')",
-        "people.csv:5: region: unknown region 'asia' (did you mean 'africa'?) (got 'asia')",
-        "people.csv:5: sector: unknown sector 'charity' (got 'charity')",
-        "people.csv:8: language: unknown language 'de' (got 'de')",
+        "people.csv:3: country: unknown country code (ISO 3166-1 alpha-2) 'XX'",
+        "people.csv:5: region: unknown region 'asia' (did you mean 'asia_pacific'?)",
+        "people.csv:5: sector: unknown sector 'charity'",
+        "people.csv:8: language: unknown language 'de'",
         "people.csv:9: id 'ok-1' repeats line 2",
     ]
     app = build_app(load_config(config_path, required=True))
@@ -203,14 +197,14 @@ def test_embedded_newlines_shift_later_line_numbers(empty_app: App, tmp_path: Pa
         + "\n"
     )
     assert rejected(empty_app, write(tmp_path, text)) == [
-        ":5: country: unknown country code (ISO 3166-1 alpha-2) 'XX' (got 'XX')"
+        ":5: country: unknown country code (ISO 3166-1 alpha-2) 'XX'"
     ]
 
 
 def test_crlf_line_endings_and_a_byte_order_mark_are_fine(empty_app: App, tmp_path: Path) -> None:
     text = "\ufeff" + f"{HEADER}\r\n{GOOD_ROW}\r\n" + row(id="b", country="XX") + "\r\n"
     assert rejected(empty_app, write(tmp_path, text)) == [
-        ":3: country: unknown country code (ISO 3166-1 alpha-2) 'XX' (got 'XX')"
+        ":3: country: unknown country code (ISO 3166-1 alpha-2) 'XX'"
     ]
     with empty_app.db.session() as session:
         result = import_pledgemakers(
@@ -334,7 +328,7 @@ def test_update_for_an_unknown_pledgemaker_is_a_row_error(app: App, tmp_path: Pa
         ),
         pytest.param(
             "u2,ilo,acting,progress,Text,2021-07-14T10:15:00+00:00,yes",
-            ":3: pillar: unknown pillar 'acting' (did you mean 'act'?) (got 'acting')",
+            ":3: pillar: unknown pillar 'acting' (did you mean 'act'?)",
             id="pillar",
         ),
         pytest.param(
@@ -376,6 +370,6 @@ def test_unknown_pledgemaker_is_listed_with_the_other_row_errors(app: App, tmp_p
         "u2,nobody,act,progress,Text,2021-07-14T10:15:00+00:00,yes\n",
     )
     assert rejected(app, path, import_updates) == [
-        ":2: pillar: unknown pillar 'acting' (did you mean 'act'?) (got 'acting')",
+        ":2: pillar: unknown pillar 'acting' (did you mean 'act'?)",
         ":3: pledgemaker_id: no pledgemaker 'nobody'",
     ]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,24 +15,14 @@ import pytest
 from bot.errors import ScheduleError
 from bot.schedules import load_schedules
 from bot.templates import Templates
-from tests.conftest import ROOT, TOKEN_ENV, cli_env, write_config
+from tests.auxil.cli import pledgebot
+from tests.conftest import ROOT, write_config
 
-PLEDGEBOT = Path(sys.executable).parent / "pledgebot"
 TEMPLATES = Templates(ROOT / "templates")
 
 
 def run_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = cli_env()
-    env.pop(TOKEN_ENV, None)  # checking schedules needs no secret
-    return subprocess.run(
-        [str(PLEDGEBOT), *args],
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return pledgebot(cwd, *args)  # checking schedules needs no secret
 
 
 def problems_of(tmp_path: Path, **files: str) -> list[str]:

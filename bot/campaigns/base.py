@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from bot.models import Contact, Pledgemaker
@@ -40,7 +40,7 @@ class Plan:
     skipped: dict[str, int]  # reason → number of pledgemakers left out
 
 
-def audience_query(audience: Audience):  # type: ignore[no-untyped-def]
+def audience_query(audience: Audience) -> Select[tuple[Pledgemaker]]:
     query = select(Pledgemaker).order_by(Pledgemaker.id)
     for column, values in (
         (Pledgemaker.country, audience.country),

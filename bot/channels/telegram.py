@@ -30,7 +30,7 @@ from telegram.ext import AIORateLimiter, ExtBot
 from telegram.request import HTTPXRequest
 
 from bot.channels.base import Capabilities, InboundEvent, OutboundMessage, Receipt
-from bot.config import ENV_NAME_PATTERN
+from bot.config import EnvVarName
 from bot.errors import RateLimited, RecipientGone, Rejected, TransientError
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ COMMANDS = {
 class TelegramSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     enabled: bool = False
-    token_env: str = Field(default="TELEGRAM_BOT_TOKEN", pattern=ENV_NAME_PATTERN)
+    token_env: EnvVarName = "TELEGRAM_BOT_TOKEN"
     # Means exactly what python-telegram-bot's base_url means: the token is appended.
     base_url: str = "https://api.telegram.org/bot"
     base_file_url: str | None = None  # default: base_url with /bot → /file/bot

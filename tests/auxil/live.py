@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from bot import contacts, outbox, runs
@@ -17,7 +18,7 @@ from bot.importer import import_pledgemakers
 from bot.models import Contact, InboundEvent, OutboxMessage, utcnow
 from bot.runner import serve
 from bot.sandbox import TelegramSandbox
-from tests.conftest import SAMPLE_CSV, write_config
+from tests.conftest import SAMPLE_CSV, TOKEN_ENV, write_config
 
 
 async def eventually(check: Callable[[], Any], what: str, timeout: float = 15) -> Any:
@@ -103,15 +104,19 @@ class Live:
         return [m["text"] for m in self.sandbox.sent_messages(chat_id)]
 
 
-async def start_live(tmp_path: Path, *, extra: str = "", **sandbox_kwargs: Any) -> Live:
-    sandbox = TelegramSandbox(
-        **{"overall_rate": 1000.0, "chat_rate": 100.0, "chat_burst": 100, **sandbox_kwargs}
-    )
+async def start_live(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    before_start: Callable[[TelegramSandbox], None] | None = None,
+) -> Live:
+    """Sandbox first (its port goes into the config), then pledgebot's loops."""
+    sandbox = TelegramSandbox(overall_rate=1000.0, chat_rate=100.0, chat_burst=100)
     await sandbox.start()
-    import os
-
-    os.environ["PLEDGEBOT_TEST_TELEGRAM_TOKEN"] = sandbox.token
-    path = write_config(tmp_path, base_url=sandbox.base_url, extra=extra)
+    if before_start is not None:
+        before_start(sandbox)
+    monkeypatch.setenv(TOKEN_ENV, sandbox.token)
+    path = write_config(tmp_path, base_url=sandbox.base_url)
     app = build_app(load_config(path, required=True))
     app.db.upgrade()
     with app.db.session() as session:
