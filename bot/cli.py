@@ -143,37 +143,32 @@ def contacts_invite(
     valid_days: Annotated[int, typer.Option(min=1, max=365, help="Days the link works.")] = 30,
 ) -> None:
     """Print a single-use link that binds a chat to the pledgemaker."""
-    from datetime import timedelta
+    from datetime import datetime, timedelta
 
     from bot.contacts import create_invite
 
     app = open_app()
     adapter = app.channel(channel)
-    with app.db.session() as session:
-        invite = create_invite(
-            session, pledgemaker_id, channel, valid_for=timedelta(days=valid_days)
-        )
-        token, expires = invite.token, invite.expires_at
 
-    async def link() -> str:
+    async def link() -> tuple[str, datetime]:
         try:
-            return str(await adapter.invite_link(token))
+            try:  # the bot's username first: if it cannot be learnt, no token is created
+                await adapter.username()
+            except Exception as exc:
+                raise UserInputError(
+                    f"cannot reach {channel} to learn the bot's username ({exc}); "
+                    f"set channels.{channel}.bot_username in the config"
+                ) from None
+            with app.db.session() as session:
+                invite = create_invite(
+                    session, pledgemaker_id, channel, valid_for=timedelta(days=valid_days)
+                )
+                token, expires = invite.token, invite.expires_at
+            return str(await adapter.invite_link(token)), expires
         finally:
             await adapter.aclose()
 
-    try:
-        url = asyncio.run(link())
-    except Exception as exc:
-        with app.db.session() as session:  # no link printed: leave no usable token behind
-            from bot.models import InviteToken
-
-            row = session.get(InviteToken, token)
-            if row is not None:
-                session.delete(row)
-        raise UserInputError(
-            f"cannot reach {channel} to learn the bot's username ({exc}); "
-            f"set channels.{channel}.bot_username in the config"
-        ) from None
+    url, expires = asyncio.run(link())
     print(url)  # plain print: the link must never be wrapped
     err.print(f"single use, valid until {expires:%Y-%m-%d %H:%M} UTC")
 
@@ -193,18 +188,18 @@ def campaign_fire(
     app = open_app()
     spec = app.schedules().get(campaign_id).spec
     now = utcnow()
-    with app.db.session() as session:
-        preview = runs.plan(spec, RunContext(spec.id, now, to), session, app.templates)
-        session.rollback()
-    if dry_run:
-        for message in preview.messages:
-            out.print(f"--- {message.channel} {message.recipient} ({message.pledgemaker_id})")
-            out.print(message.text, markup=False)
-        out.print(f"would send: {len(preview.messages)}")
-        return
-    if to is None and not yes:
-        if not sys.stdin.isatty():
-            raise UserInputError("refusing to message a whole audience without --yes")
+    confirm = to is None and not yes
+    if confirm and not dry_run and not sys.stdin.isatty():
+        raise UserInputError("refusing to message a whole audience without --yes")
+    if dry_run or confirm:  # planning is pure: the preview writes nothing
+        with app.db.session() as session:
+            preview = runs.plan(spec, RunContext(spec.id, now, to), session, app.templates)
+        if dry_run:
+            for message in preview.messages:
+                out.print(f"--- {message.channel} {message.recipient} ({message.pledgemaker_id})")
+                out.print(message.text, markup=False)
+            out.print(f"would send: {len(preview.messages)}")
+            return
         if not typer.confirm(f"Send {campaign_id} now to {len(preview.messages)} pledgemaker(s)?"):
             raise typer.Exit(1)
     result = runs.fire(app.db, app.templates, spec, now, trigger="manual", only=to)

@@ -194,7 +194,7 @@ class JourneyUpdate(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     pledgemaker_id: Mapped[str] = mapped_column(ForeignKey("pledgemakers.id"), index=True)
     prompt_id: Mapped[int | None] = mapped_column(ForeignKey("prompts.id"), index=True)
-    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"), index=True)
     pillar: Mapped[str] = mapped_column(String(16))
     kind: Mapped[str] = mapped_column(String(16))  # progress | challenge | solution
     text: Mapped[str] = mapped_column(Text, default="")
@@ -211,6 +211,8 @@ class Reply(Base):
     """An inbound message from a chat, stored at once; linked to its prompt when it can be."""
 
     __tablename__ = "replies"
+    # An edit finds the reply it changes by the platform's message identity.
+    __table_args__ = (Index("ix_replies_message", "channel", "chat_id", "external_id"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     inbound_event_id: Mapped[int] = mapped_column(ForeignKey("inbound_events.id"), unique=True)
     channel: Mapped[str] = mapped_column(String(32))

@@ -7,7 +7,6 @@ reported (every problem, with its file and line) and no campaign from the set is
 from __future__ import annotations
 
 import difflib
-import hashlib
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -137,7 +136,6 @@ class LoadedCampaign:
     spec: FollowupCampaign
     file: str
     line: int
-    digest: str  # of the entry's content: hot reload re-adds only campaigns whose digest changed
 
 
 @dataclass
@@ -231,8 +229,7 @@ def _load_file(
         before = len(problems)
         _check_templates(shown, spec, where.get("template", header), templates, problems)
         if len(problems) == before:
-            digest = hashlib.sha256(repr(sorted(entry.items())).encode()).hexdigest()
-            loaded.append(LoadedCampaign(spec, shown, header, digest))
+            loaded.append(LoadedCampaign(spec, shown, header))
     return loaded
 
 

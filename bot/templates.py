@@ -21,7 +21,6 @@ from jinja2 import (
     TemplateError,
     TemplateNotFound,
     TemplateSyntaxError,
-    select_autoescape,
 )
 
 from bot.errors import Problem
@@ -43,9 +42,7 @@ class Templates:
         self.env = Environment(
             loader=FileSystemLoader(root),
             undefined=StrictUndefined,
-            autoescape=select_autoescape(default=parse_mode == "HTML", default_for_string=True)
-            if parse_mode == "HTML"
-            else False,
+            autoescape=parse_mode == "HTML",
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=False,
@@ -53,17 +50,17 @@ class Templates:
         self._phrases: dict[str, dict[str, Template]] = {}
 
     # -- campaign templates ------------------------------------------------------------------
-    def filename(self, name: str, language: str) -> str:
-        own = f"{name}.{language}.j2"
-        return own if (self.root / own).exists() else f"{name}.{FALLBACK_LANGUAGE}.j2"
-
     def exists(self, name: str) -> bool:
         return (self.root / f"{name}.{FALLBACK_LANGUAGE}.j2").exists()
 
     def render(self, name: str, language: str, **context: Any) -> str:
-        filename = self.filename(name, language)
+        """``<name>.<language>.j2``, else the English one; Jinja caches both lookups."""
+        candidates = [f"{name}.{language}.j2", f"{name}.{FALLBACK_LANGUAGE}.j2"]
+        filename = candidates[-1]
         try:
-            return self.env.get_template(filename).render(**context).strip()
+            template = self.env.select_template(candidates)
+            filename = template.name or filename
+            return template.render(**context).strip()
         except TemplateNotFound:
             raise TemplateProblem(
                 Problem(self._shown(filename), None, "template not found")

@@ -143,6 +143,23 @@ def test_invite_prints_one_unwrapped_link_and_each_call_a_new_token(folder: Path
         app.close()
 
 
+def test_invite_learns_the_username_from_get_me_before_run_ever_started(tmp_path: Path) -> None:
+    from bot.sandbox import SandboxThread
+
+    with SandboxThread(bot_username="campaign_sandbox_bot") as sandbox:
+        write_config(tmp_path, base_url=sandbox.base_url)
+        app = open_app(tmp_path)
+        app.db.upgrade()
+        with app.db.session() as session:
+            import_pledgemakers(session, SAMPLE_CSV)
+        app.close()
+        proc = pledgebot(tmp_path, "contacts", "invite", GH, token=sandbox.token)
+    assert proc.returncode == 0, proc.stderr
+    assert re.fullmatch(
+        r"https://t\.me/campaign_sandbox_bot\?start=[A-Za-z0-9_-]{32}\n", proc.stdout
+    )
+
+
 def test_invite_for_an_unknown_pledgemaker(folder: Path) -> None:
     before = db_count(folder, InviteToken)
     proc = run_cli(folder, "contacts", "invite", "nobody")
