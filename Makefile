@@ -27,6 +27,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/dispatch.py
+	$(BIN)/python bench/fairness.py
 
 clean:
 	rm -rf $(VENV) demo-data .pytest_cache

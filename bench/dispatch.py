@@ -44,7 +44,7 @@ async def raw_client(channel: TelegramChannel, chats: list[int]) -> float:
 
 
 async def through_outbox(
-    channel: TelegramChannel, chats: list[int], folder: Path, tag: str
+    channel: TelegramChannel, sandbox: TelegramSandbox, chats: list[int], folder: Path, tag: str
 ) -> float:
     db = Database(f"sqlite:///{folder / f'bench-{tag}.db'}")
     db.upgrade()
@@ -56,10 +56,17 @@ async def through_outbox(
                 for i, chat in enumerate(chats)
             ],
         )
-    dispatcher = Dispatcher(db, {"telegram": channel}, DispatcherSettings(batch_size=CONCURRENCY))
+    dispatcher = Dispatcher(
+        db, {"telegram": channel}, DispatcherSettings(batch_size=CONCURRENCY, poll_interval=0.01)
+    )
+    target = sandbox.method_calls["sendMessage"] + len(chats)
+    stop = asyncio.Event()
     started = time.perf_counter()
-    while await dispatcher.dispatch_once():
-        pass
+    running = asyncio.create_task(dispatcher.run(stop))
+    while sandbox.method_calls["sendMessage"] < target:  # noqa: ASYNC110 - no event to await
+        await asyncio.sleep(0.005)
+    stop.set()
+    await running  # returns once every outcome on the wire is recorded
     elapsed = time.perf_counter() - started
     db.dispose()
     return elapsed
@@ -84,7 +91,9 @@ async def main(messages: int, rounds: int) -> None:
         await raw_client(channel, chats[:50])  # warm up connections
         for round_number in range(rounds):
             raw.append(await raw_client(channel, chats))
-            outbox.append(await through_outbox(channel, chats, Path(folder), str(round_number)))
+            outbox.append(
+                await through_outbox(channel, sandbox, chats, Path(folder), str(round_number))
+            )
     await channel.aclose()
     await sandbox.stop()
     raw_median, outbox_median = statistics.median(raw), statistics.median(outbox)

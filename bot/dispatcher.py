@@ -13,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
 from bot import outbox
-from bot.aio import wait_any
 from bot.channels.base import Channel
 from bot.config import DispatcherSettings
 from bot.db import Database
@@ -26,6 +26,7 @@ from bot.errors import DeliveryError, RateLimited, RecipientGone, TransientError
 from bot.models import utcnow
 
 log = logging.getLogger(__name__)
+Sending = asyncio.Task[str | None]  # one send on the wire; its result is the error, if any
 
 
 @dataclass
@@ -39,6 +40,25 @@ class Backoff:
         return step / 2 + random.uniform(0, step / 2)
 
 
+class HealthNotes:
+    """Outcomes since the last write, per channel: the latest error, and whether any send worked."""
+
+    def __init__(self) -> None:
+        self._notes: dict[str, tuple[str | None, bool]] = {}
+        self._written = time.monotonic()
+
+    def add(self, channel: str, error: str | None) -> None:
+        last_error, worked = self._notes.get(channel, (None, False))
+        self._notes[channel] = (error or last_error, worked or error is None)
+
+    def due(self, *, idle: bool) -> bool:
+        return bool(self._notes) and (idle or time.monotonic() - self._written >= 1.0)
+
+    def take(self) -> dict[str, tuple[str | None, bool]]:
+        notes, self._notes, self._written = self._notes, {}, time.monotonic()
+        return notes
+
+
 class Dispatcher:
     def __init__(
         self, db: Database, channels: Mapping[str, Channel], settings: DispatcherSettings
@@ -50,41 +70,76 @@ class Dispatcher:
         self.wake = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Send until ``stop`` is set; finishes the sends already on the wire before returning."""
+        """Send until ``stop`` is set; finishes the sends already on the wire before returning.
+
+        Up to ``batch_size`` sends are in flight, at most one per recipient, so a chat held to
+        its per-chat rate never holds up the others. Free slots are refilled in groups (a claim
+        is a write transaction) and channel health is written at most once a second.
+        """
+        in_flight: dict[Sending, outbox.Claimed] = {}
+        refill_at = max(1, self.settings.batch_size // 2)
+        health = HealthNotes()
         while not stop.is_set():
-            try:
-                sent = await self.dispatch_once()
-            except Exception:  # a database hiccup must not kill the process; try again shortly
-                log.exception("dispatcher pass failed")
-                sent = 0
-            if sent == 0:
+            free = self.settings.batch_size - len(in_flight)
+            claimed: list[outbox.Claimed] = []
+            if free >= refill_at or not in_flight:
+                try:
+                    busy = {item.message.recipient for item in in_flight.values()}
+                    claimed = self._claim(free, busy)
+                except Exception:  # a database hiccup must not kill the process; try again soon
+                    log.exception("claiming from the outbox failed")
+            for item in claimed:
+                in_flight[asyncio.create_task(self._deliver(item))] = item
+            if not claimed:
                 self.wake.clear()
-                await wait_any(stop, self.wake, timeout=self.settings.poll_interval)
+                waiters = [asyncio.ensure_future(e.wait()) for e in (stop, self.wake)]
+                await asyncio.wait(
+                    [*in_flight, *waiters],
+                    timeout=self.settings.poll_interval,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                for waiter in waiters:
+                    waiter.cancel()
+            for task in [task for task in in_flight if task.done()]:
+                health.add(in_flight.pop(task).channel, task.result())
+            if health.due(idle=not in_flight):
+                self._write_health(health)
+        if in_flight:
+            await asyncio.wait(in_flight)
+            for task, item in in_flight.items():
+                health.add(item.channel, task.result())
+        self._write_health(health)
 
     async def dispatch_once(self) -> int:
-        """Claim one batch and deliver it; returns how many messages were claimed."""
+        """Claim one batch, deliver it, return how many were claimed (for tests and benches)."""
+        claimed = self._claim(self.settings.batch_size, set())
+        results = await asyncio.gather(*(self._deliver(item) for item in claimed))
+        health = HealthNotes()
+        for item, result in zip(claimed, results, strict=True):
+            health.add(item.channel, result)
+        self._write_health(health)
+        return len(claimed)
+
+    def _claim(self, limit: int, busy: set[str]) -> list[outbox.Claimed]:
         with self.db.session() as session:
-            claimed = outbox.claim(
+            return outbox.claim(
                 session,
                 channels=list(self.channels),
-                limit=self.settings.batch_size,
+                limit=limit,
                 lease=timedelta(seconds=self.settings.lease_seconds),
+                skip_recipients=busy,
             )
-        if not claimed:
-            return 0
-        outcomes = await asyncio.gather(*(self._deliver(item) for item in claimed))
-        # Channel health: written once per batch, not per message (dispatch is the hot path).
-        by_channel: dict[str, list[str | None]] = {}
-        for item, outcome in zip(claimed, outcomes, strict=True):
-            by_channel.setdefault(item.channel, []).append(outcome)
+
+    def _write_health(self, health: HealthNotes) -> None:
+        notes = health.take()
+        if not notes:
+            return
         with self.db.session() as session:
-            for channel, results in by_channel.items():
-                errors = [error for error in results if error is not None]
-                if errors:
-                    outbox.record_health(session, channel, error=errors[-1])
-                if len(errors) < len(results):  # recorded last: it still works for some
+            for channel, (error, worked) in notes.items():
+                if error is not None:
+                    outbox.record_health(session, channel, error=error)
+                if worked:  # recorded last: the channel still works for some messages
                     outbox.record_health(session, channel)
-        return len(claimed)
 
     async def _deliver(self, item: outbox.Claimed) -> str | None:
         """Send one message and commit its outcome; returns the platform error, if any."""

@@ -8,6 +8,7 @@ the platform accepted just before the crash may arrive twice; that bound is coun
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -92,9 +93,14 @@ def claim(
     channels: list[str],
     limit: int,
     lease: timedelta,
+    skip_recipients: set[str] | None = None,
     now: datetime | None = None,
 ) -> list[Claimed]:
-    """Take up to ``limit`` due messages for sending. Run inside one (immediate) transaction."""
+    """Take up to ``limit`` due messages for sending. Run inside one (immediate) transaction.
+
+    At most one message per recipient is taken, none for ``skip_recipients`` (already in
+    flight): messages to one chat go out one after another, in order.
+    """
     now = now or utcnow()
     paused = set(session.scalars(select(CampaignControl.campaign_id).where(CampaignControl.paused)))
     if "*" in paused:
@@ -116,7 +122,9 @@ def claim(
         query = query.where(
             or_(OutboxMessage.campaign_id.is_(None), OutboxMessage.campaign_id.not_in(paused))
         )
-    rows = list(session.scalars(query))
+    if skip_recipients:
+        query = query.where(OutboxMessage.recipient.not_in(skip_recipients))
+    rows = _one_per_recipient(session.scalars(query))
     contact_ids = {row.contact_id for row in rows if row.contact_id is not None}
     status = (
         dict(
@@ -152,6 +160,13 @@ def claim(
             )
         )
     return claimed
+
+
+def _one_per_recipient(rows: Iterable[OutboxMessage]) -> list[OutboxMessage]:
+    taken: dict[tuple[str, str], OutboxMessage] = {}
+    for row in rows:
+        taken.setdefault((row.channel, row.recipient), row)
+    return list(taken.values())
 
 
 def mark_sent(session: Session, message_id: int, external_id: str) -> None:

@@ -1,0 +1,87 @@
+"""Head-of-line blocking: does one busy chat delay everybody else's messages?
+
+100 messages queued for one chat (held to its per-chat limit) and, behind them, one message for
+each of 100 other chats. Printed: when the other chats were served, as a share of the time the
+busy chat needed. A dispatcher that lets one chat hold up the queue scores near 1.0; a fair one
+near 0.
+
+    .venv/bin/python bench/fairness.py [--per-chat-rate 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+
+from pydantic import SecretStr
+from sqlalchemy import select
+
+from bot.campaigns.base import PlannedMessage
+from bot.channels.telegram import TelegramChannel, TelegramSettings
+from bot.config import DispatcherSettings
+from bot.db import Database
+from bot.dispatcher import Dispatcher
+from bot.models import OutboxMessage
+from bot.outbox import enqueue
+from bot.sandbox import TelegramSandbox
+
+BUSY_CHAT, OTHERS = 500, list(range(600, 700))
+
+
+async def main(per_chat_rate: float) -> None:
+    sandbox = TelegramSandbox(overall_rate=1e6, chat_rate=per_chat_rate, chat_burst=2)
+    await sandbox.start()
+    for chat in [BUSY_CHAT, *OTHERS]:
+        sandbox.add_chat(chat)
+    settings = TelegramSettings(
+        enabled=True,
+        base_url=sandbox.base_url,
+        max_messages_per_second=1e6,
+        max_messages_per_chat_per_second=per_chat_rate,
+    )
+    channel = TelegramChannel(settings, SecretStr(sandbox.token))
+    with tempfile.TemporaryDirectory() as folder:
+        db = Database(f"sqlite:///{Path(folder) / 'fair.db'}")
+        db.upgrade()
+        planned = [
+            PlannedMessage(f"busy:{i}", "telegram", str(BUSY_CHAT), f"busy {i}") for i in range(100)
+        ]
+        planned += [PlannedMessage(f"other:{c}", "telegram", str(c), "hello") for c in OTHERS]
+        with db.session() as session:
+            enqueue(session, planned)
+        dispatcher = Dispatcher(db, {"telegram": channel}, DispatcherSettings(poll_interval=0.05))
+        stop = asyncio.Event()
+        started = time.perf_counter()
+        task = asyncio.create_task(dispatcher.run(stop))
+        while True:
+            with db.session() as session:
+                left = session.scalar(
+                    select(OutboxMessage.id).where(OutboxMessage.state != "sent").limit(1)
+                )
+            if left is None:
+                break
+            await asyncio.sleep(0.05)
+        total = time.perf_counter() - started
+        stop.set()
+        await task
+        with db.session() as session:
+            rows = list(session.execute(select(OutboxMessage.recipient, OutboxMessage.sent_at)))
+        db.dispose()
+    await channel.aclose()
+    await sandbox.stop()
+    first = min(sent for _, sent in rows)
+    others = max(sent for chat, sent in rows if chat != str(BUSY_CHAT))
+    busy = max(sent for chat, sent in rows if chat == str(BUSY_CHAT))
+    print(f"per-chat limit: {per_chat_rate:g}/s; wall time {total:.1f} s")
+    print(f"other chats served after: {(others - first).total_seconds():.2f} s")
+    print(f"busy chat served after: {(busy - first).total_seconds():.2f} s")
+    print(f"others / busy: {(others - first) / (busy - first):.2f}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--per-chat-rate", type=float, default=20)
+    asyncio.run(main(parser.parse_args().per_chat_rate))
