@@ -47,13 +47,10 @@ UPDATE_FIELDS = [
 def rows(app: App, what: str) -> tuple[list[str], list[dict[str, Any]]]:
     with app.db.session() as session:
         if what == "replies":
-            pillars = dict(session.execute(select(Prompt.id, Prompt.pillar)).all())
+            query = select(Reply, Prompt.pillar).outerjoin(Prompt).order_by(Reply.id)
             found = [
-                {
-                    **{f: getattr(r, f, None) for f in REPLY_FIELDS if f != "pillar"},
-                    "pillar": pillars.get(r.prompt_id),
-                }
-                for r in session.scalars(select(Reply).order_by(Reply.id))
+                {**{f: getattr(reply, f) for f in REPLY_FIELDS if f != "pillar"}, "pillar": pillar}
+                for reply, pillar in session.execute(query)
             ]
             return REPLY_FIELDS, found
         updates = session.scalars(select(JourneyUpdate).order_by(JourneyUpdate.id))
