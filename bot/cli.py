@@ -193,7 +193,9 @@ def campaign_fire(
         raise UserInputError("refusing to message a whole audience without --yes")
     if dry_run or confirm:  # planning is pure: the preview writes nothing
         with app.db.session() as session:
-            preview = runs.plan(spec, RunContext(spec.id, now, to), session, app.templates)
+            preview = runs.plan(
+                spec, RunContext(spec.id, now, to, manual=True), session, app.templates
+            )
         if dry_run:
             for message in preview.messages:
                 out.print(f"--- {message.channel} {message.recipient} ({message.pledgemaker_id})")

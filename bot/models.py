@@ -137,6 +137,9 @@ class OutboxMessage(Base):
     text: Mapped[str] = mapped_column(Text)
     parse_mode: Mapped[str | None] = mapped_column(String(16))
     buttons: Mapped[list[list[dict[str, str]]] | None] = mapped_column(JSON)
+    # The recipient's zone, quiet hours and blackout dates, re-checked at send time; None for
+    # messages that go out at once (bot answers, a deliberate manual `campaign fire`).
+    send_window: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     state: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -229,6 +232,17 @@ class Reply(Base):
     acknowledgement: Mapped[bool] = mapped_column(Boolean, default=False)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     edited_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Cadence(Base):
+    """One pledgemaker's next slot in one cadence campaign; swept by ``bot.sweeper``."""
+
+    __tablename__ = "cadences"
+    __table_args__ = (Index("ix_cadences_due", "campaign_id", "next_due_at"),)
+    campaign_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    pledgemaker_id: Mapped[str] = mapped_column(ForeignKey("pledgemakers.id"), primary_key=True)
+    next_due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_slot_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class CampaignControl(Base):

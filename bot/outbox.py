@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from bot.campaigns.base import PlannedMessage
 from bot.channels.base import OutboundMessage
+from bot.localtime import SendWindow
 from bot.models import CampaignControl, ChannelState, Contact, OutboxMessage, Prompt, utcnow
 
 CONTACT_STOPPED = "contact_stopped"
@@ -65,8 +66,9 @@ def enqueue(
             text=message.text,
             parse_mode=message.parse_mode,
             buttons=message.buttons,
+            send_window=message.window.to_record() if message.window else None,
             state="pending",
-            next_attempt_at=now,
+            next_attempt_at=message.window.next_allowed(now) if message.window else now,
             created_at=now,
         )
         session.add(row)
@@ -137,6 +139,13 @@ def claim(
     )
     claimed: list[Claimed] = []
     for row in rows:
+        if row.send_window is not None:  # quiet hours and blackout dates hold at send time too
+            allowed = SendWindow.from_record(row.send_window).next_allowed(now)
+            if allowed > now:
+                row.next_attempt_at = allowed
+                if row.state == "sending":  # a lease expired inside quiet hours: still uncertain
+                    row.state, row.possible_duplicate, row.claimed_until = "pending", True, None
+                continue
         if row.state == "sending":
             row.possible_duplicate = True
         if row.contact_id is not None and status.get(row.contact_id) != "active":

@@ -57,7 +57,8 @@ def fire(
             run = Run(campaign_id=spec.id, fire_time=fire_time, trigger=trigger)
             session.add(run)
             session.flush()
-            result = plan(spec, RunContext(spec.id, fire_time, only), session, templates)
+            context = RunContext(spec.id, fire_time, only, manual=trigger == "manual")
+            result = plan(spec, context, session, templates)
             enqueued = outbox.enqueue(session, result.messages, run_id=run.id, campaign_id=spec.id)
             run.planned = enqueued
             skipped = ", ".join(f"{why}: {n}" for why, n in sorted(result.skipped.items()))

@@ -13,12 +13,14 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from bot import runs
+from bot import runs, sweeper
 from bot.db import Database
 from bot.schedules import ScheduleSet
 from bot.templates import Templates
 
 log = logging.getLogger(__name__)
+SWEEP_SECONDS = 60  # how often cadences are swept; a slot goes out at most this late
+MEMBERS_EVERY = timedelta(minutes=15)  # how often new audience members get a cadence
 
 
 class CampaignScheduler:
@@ -32,6 +34,7 @@ class CampaignScheduler:
         self.db, self.templates, self.schedules = db, templates, schedules
         self.on_enqueued = on_enqueued
         self.scheduler = AsyncIOScheduler(timezone=UTC, jobstores={"default": MemoryJobStore()})
+        self._members_checked: datetime | None = None
 
     def start(self) -> None:
         for loaded in self.schedules.campaigns.values():
@@ -50,11 +53,47 @@ class CampaignScheduler:
                 replace_existing=True,
             )
             log.info("campaign %s scheduled (%s %s)", spec.id, spec.cron, spec.timezone)
+        if any(loaded.spec.every for loaded in self.schedules.campaigns.values()):
+            self.scheduler.add_job(
+                self.sweep_cadences,
+                trigger="interval",
+                seconds=SWEEP_SECONDS,
+                id="cadence-sweeper",
+                next_run_time=datetime.now(UTC),  # at start too: catch up what fell due while down
+                coalesce=True,
+                max_instances=1,
+            )
         self.scheduler.start()
 
     def shutdown(self) -> None:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+
+    async def sweep_cadences(self) -> None:
+        """One pass over every cadence campaign: new audience members, then what is due."""
+        now = datetime.now(UTC)
+        refresh = self._members_checked is None or now - self._members_checked >= MEMBERS_EVERY
+        enqueued = 0
+        for loaded in self.schedules.campaigns.values():
+            spec = loaded.spec
+            if not spec.every or not spec.enabled or runs.is_paused(self.db, spec.id):
+                continue
+            if refresh:
+                with self.db.session() as session:
+                    sweeper.ensure_cadences(session, spec, now)
+            result = sweeper.sweep(self.db, self.templates, spec, now)
+            enqueued += result.enqueued
+            if result.enqueued or result.skipped:
+                log.info(
+                    "cadence %s: %d prompts, skipped %s",
+                    spec.id,
+                    result.enqueued,
+                    result.skipped or "none",
+                )
+        if refresh:
+            self._members_checked = now
+        if enqueued:
+            self.on_enqueued()
 
     async def fire_due(self, campaign_id: str) -> None:
         spec = self.schedules.campaigns[campaign_id].spec

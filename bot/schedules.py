@@ -16,9 +16,17 @@ from types import SimpleNamespace
 from typing import Any, Literal
 
 from apscheduler.triggers.cron import CronTrigger
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from bot.errors import Problem, ScheduleError
+from bot.localtime import QuietHours, SendWindow, parse_clock
 from bot.templates import TemplateProblem, Templates
 from bot.vocab import LANGUAGES, REGIONS, SECTORS, country_codes, require_known, time_zones
 
@@ -70,15 +78,80 @@ def _check_all(values: list[str], known: Any, what: str) -> list[str]:
     return values
 
 
+class ActiveWindow(Strict):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    start: date | None = Field(default=None, alias="from")
+    until: date | None = None
+
+
 class CampaignBase(Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{1,62}$")
     description: str = ""
     enabled: bool = True
+    # When: a cron in the campaign's zone, or a cadence per pledgemaker in their own zone.
     cron: str | None = None
     timezone: str = "UTC"
+    relative_to: Literal["pledge_date", "last_reply"] | None = None
+    first_after: str | None = None
+    every: str | None = None
+    at: str = "10:00"
+    quiet_hours: list[str] = Field(default_factory=list)
+    blackout: list[date] = Field(default_factory=list)
+    active: ActiveWindow = Field(default_factory=ActiveWindow)
+    skip_if_updated_within: str | None = None
     grace: str = "1h"
     channels: list[str] = Field(default_factory=lambda: ["telegram"], min_length=1)
     audience: Audience = Field(default_factory=Audience)
+
+    @field_validator("quiet_hours", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet(cls, values: list[str]) -> list[str]:
+        spans = [QuietHours.parse(v) for v in values]
+        for i, span in enumerate(spans):
+            for other in spans[i + 1 :]:
+                if span.overlaps(other):
+                    raise ValueError(f"quiet hours {values[i]!r} and the next overlap; merge them")
+        return values
+
+    @field_validator("blackout", mode="before")
+    @classmethod
+    def _dates(cls, values: Any) -> Any:
+        for value in values if isinstance(values, list) else [values]:
+            if not isinstance(value, date):
+                raise ValueError(f"{value!r} is not a date; write dates like 2026-12-25, unquoted")
+        return values
+
+    @field_validator("at")
+    @classmethod
+    def _at(cls, value: str) -> str:
+        parse_clock(value)
+        return value
+
+    @field_validator("first_after", "every", "skip_if_updated_within")
+    @classmethod
+    def _days(cls, value: str | None) -> str | None:
+        if value is not None and parse_duration(value) % timedelta(days=1):
+            raise ValueError(f"use whole days, like '30d' (got {value!r})")
+        return value
+
+    @model_validator(mode="after")
+    def _timing(self) -> CampaignBase:
+        if self.cron and (self.every or self.relative_to):
+            raise ValueError("every: use either cron or every + relative_to, not both")
+        if bool(self.every) != bool(self.relative_to):
+            missing = "relative_to" if self.every else "every"
+            raise ValueError(f"{missing}: a cadence needs both every and relative_to")
+        if any(q.contains(parse_clock(self.at)) for q in self.quiet_spans()):
+            raise ValueError(f"at: {self.at} falls inside the quiet hours")
+        window = self.active
+        if window.start and window.until and window.start > window.until:
+            raise ValueError("active: 'from' is after 'until'")
+        return self
 
     @field_validator("cron")
     @classmethod
@@ -111,6 +184,19 @@ class CampaignBase(Strict):
     @property
     def grace_period(self) -> timedelta:
         return parse_duration(self.grace)
+
+    def quiet_spans(self) -> tuple[QuietHours, ...]:
+        return tuple(QuietHours.parse(q) for q in self.quiet_hours)
+
+    def send_window(self, zone: str) -> SendWindow:
+        """When this campaign may reach a recipient living in ``zone``."""
+        return SendWindow(zone, self.quiet_spans(), frozenset(self.blackout))
+
+    def is_active_on(self, day: date) -> bool:
+        window = self.active
+        return (window.start is None or day >= window.start) and (
+            window.until is None or day <= window.until
+        )
 
     def trigger(self) -> CronTrigger | None:
         return CronTrigger.from_crontab(self.cron, timezone=self.timezone) if self.cron else None
@@ -248,6 +334,9 @@ def _validate(
         model = KINDS[kind]
         for error in exc.errors():
             loc = [str(part) for part in error["loc"] if part != kind]
+            if not loc:  # a rule across fields names its key first: "every: …"
+                named = str(error["msg"]).removeprefix("Value error, ").split(":")[0]
+                loc = [named] if named in model.model_fields else []
             key = loc[0] if loc else ""
             line = where.get(".".join(loc[:2]), where.get(key, header))
             problems.append(Problem(shown, line, _message(error, loc, model)))
@@ -257,7 +346,9 @@ def _validate(
 def _message(error: Any, loc: list[str], model: type[BaseModel]) -> str:
     name = ".".join(loc)
     if error["type"] == "extra_forbidden":
-        fields = list(model.model_fields) if len(loc) == 1 else list(Audience.model_fields)
+        nested = {"audience": Audience, "active": ActiveWindow}
+        owner = model if len(loc) == 1 else nested.get(loc[0], model)
+        fields = [info.alias or field for field, info in owner.model_fields.items()]
         hint = difflib.get_close_matches(loc[-1], fields, n=1)
         return f"unknown field {loc[-1]!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
     if error["type"] == "missing":
@@ -266,7 +357,7 @@ def _message(error: Any, loc: list[str], model: type[BaseModel]) -> str:
         expected = error["ctx"]["expected"].replace("'", "")
         return f"{name} must be one of {expected} (got {error['input']!r})"
     message = str(error["msg"]).removeprefix("Value error, ")
-    return f"{name}: {message}"
+    return message if message.startswith(f"{name}:") else f"{name}: {message}"
 
 
 SAMPLE_PLEDGEMAKER = SimpleNamespace(

@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
+from bot.localtime import SendWindow
 from bot.models import Contact, Pledgemaker
 from bot.schedules import Audience
 
@@ -23,6 +24,7 @@ class PlannedMessage:
     parse_mode: str | None = None
     buttons: list[list[dict[str, str]]] | None = None
     pillar: str | None = None  # set: this message is a prompt on that pillar
+    window: SendWindow | None = None  # when it may go out; None: at once
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class RunContext:
     campaign_id: str
     fire_time: datetime
     only: str | None = None  # a pledgemaker id: `campaign fire --to`, ignoring the audience
+    manual: bool = False  # `campaign fire`: no quiet hours or blackout dates (opt-outs still)
 
 
 @dataclass

@@ -6,6 +6,7 @@ enqueues twice. Stopped and gone contacts are skipped here and again at send tim
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -19,7 +20,7 @@ from bot.campaigns.base import (
     contacts_by_pledgemaker,
 )
 from bot.errors import UserInputError
-from bot.models import Pledgemaker
+from bot.models import Contact, Pledgemaker
 from bot.schedules import FollowupCampaign
 from bot.templates import Templates
 
@@ -39,7 +40,33 @@ def prompt_buttons(templates: Templates, language: str) -> list[list[dict[str, s
     return [[button("progress"), button("challenge")], [button("solution"), button("snooze")]]
 
 
+def prompt(
+    spec: FollowupCampaign,
+    pledgemaker: Pledgemaker,
+    contact: Contact,
+    slot: datetime,
+    templates: Templates,
+    *,
+    manual: bool = False,
+) -> PlannedMessage:
+    """The prompt for one pledgemaker's slot. Key: (campaign, pledgemaker, due slot)."""
+    language = contact.language or pledgemaker.language
+    return PlannedMessage(
+        idempotency_key=f"followup:{spec.id}:{pledgemaker.id}:{slot:%Y-%m-%dT%H:%M:%S.%fZ}",
+        channel=contact.channel,
+        recipient=contact.address,
+        text=templates.render(spec.template_name(), language, **prompt_context(spec, pledgemaker)),
+        pledgemaker_id=pledgemaker.id,
+        contact_id=contact.id,
+        parse_mode="HTML",
+        buttons=prompt_buttons(templates, language),
+        pillar=spec.pillar,
+        window=None if manual else spec.send_window(pledgemaker.timezone),
+    )
+
+
 def plan(spec: FollowupCampaign, run: RunContext, session: Session, templates: Templates) -> Plan:
+    """One run (cron or manual): a prompt to everyone in the audience, or to ``run.only``."""
     if run.only is not None:
         pledgemaker = session.get(Pledgemaker, run.only)
         if pledgemaker is None:
@@ -48,7 +75,6 @@ def plan(spec: FollowupCampaign, run: RunContext, session: Session, templates: T
     else:
         pledgemakers = list(session.scalars(audience_query(spec.audience)))
     contacts = contacts_by_pledgemaker(session, [p.id for p in pledgemakers], spec.channels)
-    slot = run.fire_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     messages: list[PlannedMessage] = []
     skipped: dict[str, int] = {}
     for pledgemaker in pledgemakers:
@@ -61,20 +87,7 @@ def plan(spec: FollowupCampaign, run: RunContext, session: Session, templates: T
                 )
             skipped[why] = skipped.get(why, 0) + 1
             continue
-        language = contact.language or pledgemaker.language
         messages.append(
-            PlannedMessage(
-                idempotency_key=f"followup:{spec.id}:{pledgemaker.id}:{slot}",
-                channel=contact.channel,
-                recipient=contact.address,
-                text=templates.render(
-                    spec.template_name(), language, **prompt_context(spec, pledgemaker)
-                ),
-                pledgemaker_id=pledgemaker.id,
-                contact_id=contact.id,
-                parse_mode="HTML",
-                buttons=prompt_buttons(templates, language),
-                pillar=spec.pillar,
-            )
+            prompt(spec, pledgemaker, contact, run.fire_time, templates, manual=run.manual)
         )
     return Plan(messages, skipped)

@@ -85,6 +85,22 @@ def upgrade() -> None:
         sa.UniqueConstraint("campaign_id", "fire_time", name=op.f("uq_runs_campaign_id")),
     )
     op.create_table(
+        "cadences",
+        sa.Column("campaign_id", sa.String(length=64), nullable=False),
+        sa.Column("pledgemaker_id", sa.String(length=64), nullable=False),
+        sa.Column("next_due_at", sa.DateTime(), nullable=False),
+        sa.Column("last_slot_at", sa.DateTime(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["pledgemaker_id"],
+            ["pledgemakers.id"],
+            name=op.f("fk_cadences_pledgemaker_id_pledgemakers"),
+        ),
+        sa.PrimaryKeyConstraint("campaign_id", "pledgemaker_id", name=op.f("pk_cadences")),
+    )
+    with op.batch_alter_table("cadences", schema=None) as batch_op:
+        batch_op.create_index("ix_cadences_due", ["campaign_id", "next_due_at"], unique=False)
+
+    op.create_table(
         "contacts",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("pledgemaker_id", sa.String(length=64), nullable=False),
@@ -141,6 +157,7 @@ def upgrade() -> None:
         sa.Column("text", sa.Text(), nullable=False),
         sa.Column("parse_mode", sa.String(length=16), nullable=True),
         sa.Column("buttons", sa.JSON(), nullable=True),
+        sa.Column("send_window", sa.JSON(), nullable=True),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("next_attempt_at", sa.DateTime(), nullable=False),
@@ -324,6 +341,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_contacts_pledgemaker_id"))
 
     op.drop_table("contacts")
+    with op.batch_alter_table("cadences", schema=None) as batch_op:
+        batch_op.drop_index("ix_cadences_due")
+
+    op.drop_table("cadences")
     op.drop_table("runs")
     with op.batch_alter_table("pledgemakers", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_pledgemakers_country"))

@@ -1,0 +1,86 @@
+"""`schedules check` on the timing fields: cadences, quiet hours, blackout dates, active window."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.test_schedules_check import campaign, problems_of
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        pytest.param(
+            'pillar = "act"\ncron = "0 10 * * *"\nrelative_to = "pledge_date"\nevery = "30d"\n',
+            "x.toml:8: every: use either cron or every + relative_to, not both",
+            id="cron-and-cadence",
+        ),
+        pytest.param(
+            'pillar = "act"\nevery = "30d"\n',
+            "x.toml:2: relative_to: a cadence needs both every and relative_to",
+            id="every-alone",
+        ),
+        pytest.param(
+            'pillar = "act"\nrelative_to = "last_replies"\nevery = "30d"\n',
+            "x.toml:6: relative_to must be one of pledge_date or last_reply (got 'last_replies')",
+            id="relative-to-typo",
+        ),
+        pytest.param(
+            'pillar = "act"\nrelative_to = "pledge_date"\nevery = "36h"\n',
+            "x.toml:7: every: use whole days, like '30d' (got '36h')",
+            id="every-not-days",
+        ),
+        pytest.param(
+            'pillar = "act"\nat = "25:00"\n',
+            "x.toml:6: at: not a time of day like '10:00' (got '25:00')",
+            id="bad-at",
+        ),
+        pytest.param(
+            'pillar = "act"\nquiet_hours = ["20:00-08:00", "07:00-09:00"]\n',
+            "x.toml:6: quiet_hours: quiet hours '20:00-08:00' and the next overlap; merge them",
+            id="overlapping-quiet-hours",
+        ),
+        pytest.param(
+            'pillar = "act"\nquiet_hours = "09:00-11:00"\n',
+            "x.toml:2: at: 10:00 falls inside the quiet hours",
+            id="at-inside-quiet-hours",
+        ),
+        pytest.param(
+            'pillar = "act"\nactive = { from = 2027-01-01, until = 2026-01-01 }\n',
+            "x.toml:6: active: 'from' is after 'until'",
+            id="active-backwards",
+        ),
+        pytest.param(
+            'pillar = "act"\nactive = { from = 2026-01-01, untill = 2027-01-01 }\n',
+            "x.toml:6: unknown field 'untill' (did you mean 'until'?)",
+            id="active-key-typo",
+        ),
+        pytest.param(
+            'pillar = "act"\nblackout = [2026-12-25, "boxing day"]\n',
+            "x.toml:6: blackout: 'boxing day' is not a date; write dates like 2026-12-25, unquoted",
+            id="blackout-not-a-date",
+        ),
+    ],
+)
+def test_timing_errors_name_file_and_line(tmp_path: Path, body: str, expected: str) -> None:
+    assert problems_of(tmp_path, x=campaign(body)) == [expected]
+
+
+def test_a_complete_cadence_campaign_is_valid(tmp_path: Path) -> None:
+    from bot.schedules import load_schedules
+    from tests.test_schedules_check import TEMPLATES
+
+    (tmp_path / "ok.toml").write_text(
+        campaign(
+            'pillar = "act"\nrelative_to = "last_reply"\nfirst_after = "14d"\nevery = "30d"\n'
+            'at = "10:00"\nquiet_hours = "20:00-08:00"\nblackout = [2026-12-25]\n'
+            "active = { from = 2026-01-01, until = 2027-06-30 }\n"
+            'skip_if_updated_within = "21d"\ngrace = "6h"\n'
+        ),
+        encoding="utf-8",
+    )
+    spec = load_schedules([tmp_path], TEMPLATES).get("c-one").spec
+    assert spec.every == "30d" and spec.relative_to == "last_reply"
+    assert spec.send_window("Asia/Kathmandu").zone == "Asia/Kathmandu"
