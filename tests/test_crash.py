@@ -69,6 +69,12 @@ def world(
 ) -> Iterator[tuple[SandboxThread, App, Bot]]:
     with SandboxThread(overall_rate=5000.0, chat_rate=1000.0, chat_burst=1000) as sandbox:
         monkeypatch.setenv(TOKEN_ENV, sandbox.token)
+        # Only an on-demand campaign: no cron or cadence may add prompts while we count them.
+        (tmp_path / "schedules").mkdir()
+        (tmp_path / "schedules" / "crash.toml").write_text(
+            '[[campaign]]\nid = "act-checkin"\nkind = "followup"\npillar = "act"\n',
+            encoding="utf-8",
+        )
         write_config(tmp_path, base_url=sandbox.base_url)
         app = build_app(load_config(tmp_path / "config.toml", required=True))
         app.db.upgrade()

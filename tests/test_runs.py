@@ -94,3 +94,33 @@ async def test_scheduler_job_fires_the_current_cron_instant_once(app: App) -> No
     assert [r.campaign_id for r in fired] == ["minutely"], "once, and the paused one not at all"
     assert fired[0].trigger == "cron" and fired[0].fire_time.second == 0
     assert woken == [True]
+
+
+async def test_scheduler_sweeps_due_cadences_and_skips_paused_ones(app: App) -> None:
+    from bot.models import Cadence
+    from bot.scheduler import CampaignScheduler
+
+    bind(app, "gh-min-labour", "1")
+    entry = (
+        '[[campaign]]\nid = "{}"\nkind = "followup"\npillar = "act"\n'
+        'relative_to = "pledge_date"\nevery = "30d"\ngrace = "1d"\n'
+        'audience = {{ sector = ["government"] }}\n'
+    )
+    path = app.config.path("schedules") / "cadences.toml"
+    path.write_text(entry.format("monthly") + entry.format("held"), encoding="utf-8")
+    runs.set_paused(app.db, "held", True)
+    woken: list[bool] = []
+    scheduler = CampaignScheduler(
+        app.db, app.templates, app.schedules(), lambda: woken.append(True)
+    )
+    await scheduler.sweep_cadences()  # first pass: every audience member gets a future slot
+    with app.db.session() as session:
+        members = session.scalar(select(func.count()).select_from(Cadence))
+        session.get(Cadence, ("monthly", "gh-min-labour")).next_due_at = utcnow() - timedelta(
+            minutes=5
+        )
+    assert members and woken == []
+    await scheduler.sweep_cadences()
+    with app.db.session() as session:
+        queued = list(session.scalars(select(OutboxMessage.campaign_id)))
+    assert queued == ["monthly"] and woken == [True]

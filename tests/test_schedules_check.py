@@ -141,11 +141,16 @@ def test_the_repositorys_own_schedules_pass(tmp_path: Path) -> None:
     write_config(tmp_path)  # its [paths] schedules is a copy of the repository's schedules/
     proc = run_cli(tmp_path, "schedules", "check")
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == "3 campaign(s) in 1 file(s): OK\n"
+    assert proc.stdout == "4 campaign(s) in 1 file(s): OK\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.toml", "schedules"]
 
     found = load_schedules([ROOT / "schedules"], TEMPLATES)  # and the original, in place
-    assert sorted(found.campaigns) == ["act-checkin", "inspire-checkin", "scale-up-checkin"]
+    assert sorted(found.campaigns) == [
+        "act-cadence",
+        "act-checkin",
+        "inspire-checkin",
+        "scale-up-checkin",
+    ]
 
 
 def test_template_with_an_undefined_variable_names_file_and_language(tmp_path: Path) -> None:
@@ -153,6 +158,9 @@ def test_template_with_an_undefined_variable_names_file_and_language(tmp_path: P
     shutil.copytree(ROOT / "templates", templates)
     broken = templates / "followup" / "act.fr.j2"
     broken.write_text("<b>Agir</b> · {{ pledgemaker.nme }}\n", encoding="utf-8")
+    (tmp_path / "schedules").mkdir()
+    schedule = tmp_path.resolve() / "schedules" / "act.toml"
+    schedule.write_text(campaign('pillar = "act"\ntemplate = "followup/act"\n'), encoding="utf-8")
     config = write_config(tmp_path)
     text = config.read_text(encoding="utf-8")
     config.write_text(text.replace(f'templates = "{ROOT / "templates"}"', 'templates = "tpl"'))
@@ -160,8 +168,7 @@ def test_template_with_an_undefined_variable_names_file_and_language(tmp_path: P
     assert proc.returncode == 1
     assert proc.stdout == ""
     [line] = proc.stderr.splitlines()  # only French is broken: one problem
-    schedule = tmp_path.resolve() / "schedules" / "2026-followups.toml"
-    assert line.startswith(f"{schedule}:13: template 'followup/act' (fr): ")
+    assert line.startswith(f"{schedule}:6: template 'followup/act' (fr): ")
     assert f"{templates.resolve() / 'followup' / 'act.fr.j2'}:1: " in line
     assert "'nme'" in line
     assert not (tmp_path / "pledgebot.db").exists()
