@@ -135,6 +135,47 @@ def schedules_check(
     out.print(f"{len(found.campaigns)} campaign(s) in {len(found.files)} file(s): OK")
 
 
+@schedules_cli.command("preview")
+def schedules_preview(
+    days: Annotated[int, typer.Option(min=1, max=366, help="How far ahead.")] = 7,
+    campaign: Annotated[str | None, typer.Option(help="Only this campaign.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    include_skipped: Annotated[
+        bool, typer.Option("--include-skipped", help="Also list slots that send nothing.")
+    ] = False,
+) -> None:
+    """Who gets what, when (their local time and UTC), rendered in their language. Sends nothing."""
+    import json
+
+    from bot.models import utcnow
+    from bot.preview import preview
+
+    if fmt not in ("table", "json"):
+        raise UserInputError(f"--format must be table or json (got {fmt!r})")
+    app = open_app()
+    with app.db.session() as session:
+        items = preview(
+            session, app.schedules(), app.templates, now=utcnow(), days=days, campaign_id=campaign
+        )
+    if not include_skipped:
+        items = [item for item in items if not item.skipped]
+    if fmt == "json":
+        print(json.dumps([item.to_record() for item in items], ensure_ascii=False, indent=2))
+        return
+    table = Table("campaign", "pledgemaker", "their time", "UTC", "to", "message")
+    for item in items:
+        table.add_row(
+            item.campaign_id,
+            item.pledgemaker_id,
+            f"{item.send_local:%a %d %b %H:%M} {item.zone}",
+            f"{item.send_utc:%Y-%m-%d %H:%M}",
+            f"{item.channel} {item.recipient}".strip(),
+            f"(skipped: {item.skipped})" if item.skipped else item.text.splitlines()[0][:60],
+        )
+    out.print(table)
+    err.print(f"{len(items)} message(s) in the next {days} day(s)")
+
+
 # -- contacts ------------------------------------------------------------------------------------
 @contacts_cli.command("invite")
 def contacts_invite(

@@ -67,14 +67,12 @@ def ensure_cadences(session: Session, spec: FollowupCampaign, now: datetime) -> 
     missing = session.scalars(
         audience_query(spec.audience).where(Pledgemaker.id.not_in(known))
     ).all()
-    first_after = parse_duration(spec.first_after or spec.every or "1d")
     for pledgemaker in missing:
-        base = pledgemaker.pledge_date + first_after
         session.add(
             Cadence(
                 campaign_id=spec.id,
                 pledgemaker_id=pledgemaker.id,
-                next_due_at=next_slot_after(spec, pledgemaker.timezone, base, now),
+                next_due_at=first_slot(spec, pledgemaker, now),
             )
         )
     return len(missing)
@@ -111,35 +109,69 @@ def _plan_batch(
     ids = [row.pledgemaker_id for row in due]
     people = {p.id: p for p in session.scalars(select(Pledgemaker).where(Pledgemaker.id.in_(ids)))}
     contacts = contacts_by_pledgemaker(session, ids, spec.channels)
-    last_replies = _last_replies(session, spec, ids)
-    recently_updated = _recently_updated(session, spec, ids, now)
+    last_replies = last_replies_on_pillar(session, spec, ids)
+    last_updates = latest_updates(session, spec, ids)
     planned = []
     for row in due:
         pledgemaker = people[row.pledgemaker_id]
-        slot, zone = row.next_due_at, pledgemaker.timezone
+        slot = row.next_due_at
         contact, why = choose_contact(contacts.get(pledgemaker.id, []), spec.channels)
-        if now - slot > spec.grace_period:
-            result.skip("missed (past grace)")
-        elif not spec.is_active_on(local_day(slot, zone)):
-            result.skip("outside active window")
-        elif local_day(slot, zone) in spec.blackout:
-            result.skip("blackout date")
-        elif pledgemaker.id in recently_updated:
-            result.skip("updated recently")
-        elif contact is None:
-            result.skip(why)
-        else:
+        reason = skip_reason(spec, pledgemaker, slot, now, last_updates.get(pledgemaker.id)) or (
+            why if contact is None else None
+        )
+        if reason is not None:
+            result.skip(reason)
+        elif contact is not None:
             planned.append(prompt(spec, pledgemaker, contact, slot, templates))
         row.last_slot_at = slot
-        base = local_day(slot, zone)
-        if spec.relative_to == "last_reply" and pledgemaker.id in last_replies:
-            base = max(base, local_day(last_replies[pledgemaker.id], zone))
-        every = parse_duration(spec.every or "1d")
-        row.next_due_at = next_slot_after(spec, zone, base + every, max(slot, now))
+        row.next_due_at = following_slot(
+            spec, pledgemaker.timezone, slot, now, last_replies.get(pledgemaker.id)
+        )
     result.enqueued += outbox.enqueue(session, planned, campaign_id=spec.id)
 
 
-def _last_replies(session: Session, spec: FollowupCampaign, ids: list[str]) -> dict[str, datetime]:
+def skip_reason(
+    spec: FollowupCampaign,
+    pledgemaker: Pledgemaker,
+    slot: datetime,
+    now: datetime,
+    last_update: datetime | None,
+) -> str | None:
+    """Why this slot sends nothing, or None. Shared by the sweep and the preview."""
+    day = local_day(slot, pledgemaker.timezone)
+    if now - slot > spec.grace_period:
+        return "missed (past grace)"
+    if not spec.is_active_on(day):
+        return "outside active window"
+    if day in spec.blackout:
+        return "blackout date"
+    within = spec.skip_if_updated_within
+    if within and last_update is not None and slot - last_update <= parse_duration(within):
+        return "updated recently"
+    return None
+
+
+def following_slot(
+    spec: FollowupCampaign, zone: str, slot: datetime, now: datetime, last_reply: datetime | None
+) -> datetime:
+    """The slot after ``slot``: ``every`` days on from it, or from the last reply if later."""
+    base = local_day(slot, zone)
+    if spec.relative_to == "last_reply" and last_reply is not None:
+        base = max(base, local_day(last_reply, zone))
+    every = parse_duration(spec.every or "1d")
+    return next_slot_after(spec, zone, base + every, max(slot, now))
+
+
+def first_slot(spec: FollowupCampaign, pledgemaker: Pledgemaker, now: datetime) -> datetime:
+    """A new audience member's first slot: ``first_after`` from the pledge, or the next one."""
+    first_after = parse_duration(spec.first_after or spec.every or "1d")
+    base = pledgemaker.pledge_date + first_after
+    return next_slot_after(spec, pledgemaker.timezone, base, now)
+
+
+def last_replies_on_pillar(
+    session: Session, spec: FollowupCampaign, ids: list[str]
+) -> dict[str, datetime]:
     """When each pledgemaker last answered a prompt on this campaign's pillar."""
     if spec.relative_to != "last_reply":
         return {}
@@ -152,18 +184,13 @@ def _last_replies(session: Session, spec: FollowupCampaign, ids: list[str]) -> d
     return {pledgemaker_id: at for pledgemaker_id, at in rows if at is not None}
 
 
-def _recently_updated(
-    session: Session, spec: FollowupCampaign, ids: list[str], now: datetime
-) -> set[str]:
+def latest_updates(session: Session, spec: FollowupCampaign, ids: list[str]) -> dict[str, datetime]:
+    """When each pledgemaker last shared a journey update on this pillar (for skip_if_updated)."""
     if not spec.skip_if_updated_within:
-        return set()
-    since = now - parse_duration(spec.skip_if_updated_within)
-    return set(
-        session.scalars(
-            select(JourneyUpdate.pledgemaker_id).where(
-                JourneyUpdate.pledgemaker_id.in_(ids),
-                JourneyUpdate.pillar == spec.pillar,
-                JourneyUpdate.created_at >= since,
-            )
-        )
+        return {}
+    rows = session.execute(
+        select(JourneyUpdate.pledgemaker_id, func.max(JourneyUpdate.created_at))
+        .where(JourneyUpdate.pledgemaker_id.in_(ids), JourneyUpdate.pillar == spec.pillar)
+        .group_by(JourneyUpdate.pledgemaker_id)
     )
+    return {pledgemaker_id: at for pledgemaker_id, at in rows if at is not None}

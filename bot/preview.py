@@ -1,0 +1,151 @@
+"""`pledgebot schedules preview`: who gets what, when, without sending or writing anything.
+
+It walks the same functions the real planners use — ``runs.plan`` for cron runs; the sweeper's
+``first_slot``, ``skip_reason`` and ``following_slot`` for cadences; ``followup.prompt`` for
+the text; the send window for quiet hours — so the preview and the real sends cannot disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot import runs, sweeper
+from bot.campaigns.base import RunContext, audience_query, choose_contact, contacts_by_pledgemaker
+from bot.campaigns.followup import prompt
+from bot.models import Cadence
+from bot.schedules import FollowupCampaign, ScheduleSet
+from bot.templates import Templates
+
+
+@dataclass(frozen=True)
+class PreviewItem:
+    campaign_id: str
+    pledgemaker_id: str
+    due_utc: datetime  # the slot or fire time
+    send_utc: datetime  # after quiet hours and blackout dates
+    zone: str
+    channel: str = ""
+    recipient: str = ""
+    text: str = ""
+    skipped: str = ""  # why nothing is sent for this slot
+
+    @property
+    def send_local(self) -> datetime:
+        return self.send_utc.astimezone(ZoneInfo(self.zone))
+
+    def to_record(self) -> dict[str, str]:
+        return {
+            "campaign": self.campaign_id,
+            "pledgemaker": self.pledgemaker_id,
+            "due_utc": self.due_utc.isoformat(),
+            "send_utc": self.send_utc.isoformat(),
+            "send_local": self.send_local.isoformat(),
+            "time_zone": self.zone,
+            "channel": self.channel,
+            "recipient": self.recipient,
+            "text": self.text,
+            "skipped": self.skipped,
+        }
+
+
+def preview(
+    session: Session,
+    schedules: ScheduleSet,
+    templates: Templates,
+    *,
+    now: datetime,
+    days: int,
+    campaign_id: str | None = None,
+) -> list[PreviewItem]:
+    end = now + timedelta(days=days)
+    specs = (
+        [schedules.get(campaign_id).spec]
+        if campaign_id
+        else [loaded.spec for loaded in schedules.campaigns.values() if loaded.spec.enabled]
+    )
+    items: list[PreviewItem] = []
+    for spec in specs:
+        if spec.every:
+            items.extend(_cadence(session, spec, templates, now, end))
+        elif spec.cron:
+            items.extend(_cron(session, spec, templates, now, end))
+    return sorted(items, key=lambda item: (item.send_utc, item.campaign_id, item.pledgemaker_id))
+
+
+def _cron(
+    session: Session, spec: FollowupCampaign, templates: Templates, now: datetime, end: datetime
+) -> list[PreviewItem]:
+    trigger = spec.trigger()
+    assert trigger is not None
+    items: list[PreviewItem] = []
+    fire = trigger.get_next_fire_time(None, now)
+    while fire is not None and fire <= end:
+        for message in runs.plan(spec, RunContext(spec.id, fire), session, templates).messages:
+            window = message.window
+            assert window is not None  # cron runs always carry the recipient's window
+            items.append(
+                PreviewItem(
+                    spec.id,
+                    message.pledgemaker_id or "",
+                    fire,
+                    window.next_allowed(fire),
+                    window.zone,
+                    message.channel,
+                    message.recipient,
+                    message.text,
+                )
+            )
+        fire = trigger.get_next_fire_time(fire, fire + timedelta(microseconds=1))
+    return items
+
+
+def _cadence(
+    session: Session, spec: FollowupCampaign, templates: Templates, now: datetime, end: datetime
+) -> list[PreviewItem]:
+    people = list(session.scalars(audience_query(spec.audience)))
+    ids = [p.id for p in people]
+    slots = dict(
+        session.execute(
+            select(Cadence.pledgemaker_id, Cadence.next_due_at).where(
+                Cadence.campaign_id == spec.id
+            )
+        ).all()
+    )
+    contacts = contacts_by_pledgemaker(session, ids, spec.channels)
+    replies = sweeper.last_replies_on_pillar(session, spec, ids)
+    updates = sweeper.latest_updates(session, spec, ids)
+    items: list[PreviewItem] = []
+    for pledgemaker in people:
+        zone = pledgemaker.timezone
+        slot = slots.get(pledgemaker.id) or sweeper.first_slot(spec, pledgemaker, now)
+        contact, why = choose_contact(contacts.get(pledgemaker.id, []), spec.channels)
+        while slot <= end:
+            reason = sweeper.skip_reason(
+                spec, pledgemaker, slot, max(slot, now), updates.get(pledgemaker.id)
+            )
+            if reason is None and contact is not None:
+                message = prompt(spec, pledgemaker, contact, slot, templates)
+                assert message.window is not None
+                items.append(
+                    PreviewItem(
+                        spec.id,
+                        pledgemaker.id,
+                        slot,
+                        message.window.next_allowed(slot),
+                        zone,
+                        message.channel,
+                        message.recipient,
+                        message.text,
+                    )
+                )
+            else:
+                items.append(
+                    PreviewItem(spec.id, pledgemaker.id, slot, slot, zone, skipped=reason or why)
+                )
+            slot = sweeper.following_slot(spec, zone, slot, slot, replies.get(pledgemaker.id))
+    return items

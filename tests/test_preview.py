@@ -1,0 +1,105 @@
+"""`schedules preview` shows exactly what the planners will do: compared with real sweeps/runs."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import time_machine
+from sqlalchemy import select
+
+from bot import runs, sweeper
+from bot.app import App
+from bot.models import Contact, OutboxMessage, utcnow
+from bot.preview import preview
+from tests.auxil.cli import pledgebot
+
+NOW = datetime(2026, 11, 30, 6, 0, tzinfo=UTC)
+
+
+def bind(app: App, *pairs: tuple[str, str]) -> None:
+    with app.db.session() as session:
+        for pledgemaker_id, chat in pairs:
+            session.add(
+                Contact(
+                    pledgemaker_id=pledgemaker_id,
+                    channel="telegram",
+                    address=chat,
+                    bound_at=utcnow(),
+                )
+            )
+
+
+def test_cadence_preview_matches_what_the_sweeps_then_send(app: App) -> None:
+    bind(app, ("gh-min-labour", "1"), ("ilo", "2"), ("cl-mintrab", "3"))
+    spec = app.schedules().get("act-cadence").spec
+    with app.db.session() as session:
+        shown = preview(
+            session, app.schedules(), app.templates, now=NOW, days=70, campaign_id="act-cadence"
+        )
+    expected = {(i.recipient, i.send_utc, i.text) for i in shown if not i.skipped}
+    assert {r for r, _, _ in expected} == {"1", "2", "3"}
+    sending = [i for i in shown if not i.skipped]
+    assert all(i.send_local.date() not in spec.blackout for i in sending)
+    assert all(i.send_local.hour == 10 for i in sending), "10:00 in each pledgemaker's zone"
+    with app.db.session() as session:
+        sweeper.ensure_cadences(session, spec, NOW)
+    moment = NOW
+    while moment <= NOW + timedelta(days=70):  # what really happens, an hour at a time
+        with time_machine.travel(moment, tick=False):
+            sweeper.sweep(app.db, app.templates, spec, moment)
+        moment += timedelta(hours=1)
+    with app.db.session() as session:
+        sent = {
+            (row.recipient, row.next_attempt_at, row.text)
+            for row in session.scalars(select(OutboxMessage))
+        }
+    assert sent == expected
+
+
+def test_cron_preview_matches_a_real_run(app: App) -> None:
+    bind(app, ("gh-min-labour", "1"), ("nz-supply-chain-centre", "4"))
+    spec = (
+        app.schedules()
+        .get("inspire-checkin")
+        .spec.model_copy(update={"quiet_hours": ["20:00-08:00"]})
+    )
+    schedules = app.schedules()
+    schedules.campaigns["inspire-checkin"].spec = spec
+    with app.db.session() as session:
+        shown = preview(
+            session, schedules, app.templates, now=NOW, days=60, campaign_id="inspire-checkin"
+        )
+    fire = shown[0].due_utc
+    assert all(item.due_utc == fire for item in shown[:2])
+    with time_machine.travel(fire, tick=False):
+        runs.fire(app.db, app.templates, spec, fire, trigger="cron")
+    with app.db.session() as session:
+        sent = {(r.recipient, r.next_attempt_at) for r in session.scalars(select(OutboxMessage))}
+    assert sent == {(i.recipient, i.send_utc) for i in shown if i.due_utc == fire}
+    night = [i for i in shown if i.send_utc != i.due_utc]
+    assert night and all(i.send_local.hour == 8 for i in night), "held until 08:00 their time"
+
+
+def test_preview_command_prints_json_and_writes_nothing(app: App, config_path: Path) -> None:
+    bind(app, ("gh-min-labour", "1"))
+    proc = pledgebot(
+        config_path.parent,
+        "schedules",
+        "preview",
+        "--days",
+        "40",
+        "--format",
+        "json",
+        "--campaign",
+        "act-cadence",
+    )
+    assert proc.returncode == 0, proc.stderr
+    [item] = json.loads(proc.stdout)
+    assert item["pledgemaker"] == "gh-min-labour" and item["send_local"][11:16] == "10:00"
+    assert item["time_zone"] == "Africa/Accra" and item["text"].startswith("<b>Act</b>")
+    with app.db.session() as session:
+        assert session.scalar(select(OutboxMessage.id)) is None
+    bad = pledgebot(config_path.parent, "schedules", "preview", "--format", "xml")
+    assert (bad.returncode, bad.stderr) == (1, "--format must be table or json (got 'xml')\n")
