@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO
 
 from bot import outbox
+from bot.alerts import Alerts
 from bot.app import App
 from bot.dispatcher import Dispatcher
 from bot.errors import UserInputError
@@ -86,7 +87,15 @@ async def serve(app: App, stop: asyncio.Event, *, with_scheduler: bool = True) -
     listeners = [Listener(app.db, c, processor.wake) for c in chat_channels.values()]
     scheduler = None
     if with_scheduler:
-        scheduler = CampaignScheduler(app.db, app.templates, app.schedules(), dispatcher.wake.set)
+        scheduler = CampaignScheduler(
+            app.db,
+            app.templates,
+            app.schedules(),
+            dispatcher.wake.set,
+            alerts=Alerts(app.db, app.config.alerts),
+            loader=app.schedules,
+            watched=[app.config.path("schedules")],
+        )
         scheduler.start()
     stop_listening = asyncio.Event()
     stop_processing = asyncio.Event()

@@ -8,10 +8,10 @@ firing the same instant finds the run already recorded and does nothing. A manua
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -88,11 +88,53 @@ def set_paused(db: Database, campaign_id: str, paused: bool) -> None:
         session.add(control)
 
 
-def last_fire_time(trigger: CronTrigger, now: datetime, lookback: timedelta) -> datetime | None:
-    """The latest instant ≤ now at which ``trigger`` fires, looking back at most ``lookback``."""
-    found = None
-    moment = trigger.get_next_fire_time(None, now - lookback)
-    while moment is not None and moment <= now:
-        found = moment
-        moment = trigger.get_next_fire_time(moment, moment + timedelta(microseconds=1))
+def first_occurrence(instant: datetime) -> datetime:
+    """The run key of a cron instant: in a repeated (fall-back) hour, its first occurrence, so
+    the wall-clock time that happens twice is one run, not two."""
+    return instant.replace(fold=0).astimezone(UTC)
+
+
+def fire_times(trigger: CronTrigger, *, after: datetime, until: datetime) -> list[datetime]:
+    """Each instant the trigger fires in (after, until], as run keys (UTC, first occurrence)."""
+    found: list[datetime] = []
+    moment = trigger.get_next_fire_time(None, after.astimezone(UTC) + timedelta(microseconds=1))
+    while moment is not None and moment.astimezone(UTC) <= until and len(found) < 10_000:
+        key = first_occurrence(moment)
+        if key > after and key not in found:
+            found.append(key)
+        # Step in UTC: local times in a repeated hour compare equal across the two folds.
+        moment = trigger.get_next_fire_time(
+            moment, moment.astimezone(UTC) + timedelta(microseconds=1)
+        )
     return found
+
+
+def last_fire_time(trigger: CronTrigger, now: datetime, lookback: timedelta) -> datetime | None:
+    """The latest run key ≤ now at which ``trigger`` fires, looking back at most ``lookback``."""
+    found = fire_times(trigger, after=now - lookback - timedelta(microseconds=1), until=now)
+    return found[-1] if found else None
+
+
+def last_run_time(db: Database, campaign_id: str) -> datetime | None:
+    with db.session() as session:
+        return session.scalar(select(func.max(Run.fire_time)).where(Run.campaign_id == campaign_id))
+
+
+def record_missed(db: Database, campaign_id: str, fire_time: datetime) -> None:
+    """Record a run that was not fired (down past its grace): recorded once, never fired later."""
+    try:
+        with db.session() as session:
+            if session.scalar(
+                select(Run.id).where(Run.campaign_id == campaign_id, Run.fire_time == fire_time)
+            ):
+                return
+            session.add(
+                Run(
+                    campaign_id=campaign_id,
+                    fire_time=fire_time,
+                    trigger="missed",
+                    note="missed while pledgebot was down (past grace)",
+                )
+            )
+    except IntegrityError:
+        return

@@ -6,21 +6,26 @@ instant it stands for and asks ``bot.runs.fire`` to record and plan it once.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot import runs, sweeper
+from bot.alerts import Alerts
 from bot.db import Database
-from bot.schedules import ScheduleSet
+from bot.errors import ScheduleError
+from bot.schedules import ScheduleSet, schedule_files
 from bot.templates import Templates
 
 log = logging.getLogger(__name__)
 SWEEP_SECONDS = 60  # how often cadences are swept; a slot goes out at most this late
 MEMBERS_EVERY = timedelta(minutes=15)  # how often new audience members get a cadence
+RELOAD_SECONDS = 5  # how often schedule files are checked for edits
 
 
 class CampaignScheduler:
@@ -30,17 +35,56 @@ class CampaignScheduler:
         templates: Templates,
         schedules: ScheduleSet,
         on_enqueued: Callable[[], None],
+        *,
+        alerts: Alerts | None = None,
+        loader: Callable[[], ScheduleSet] | None = None,
+        watched: list[Path] | None = None,
     ) -> None:
         self.db, self.templates, self.schedules = db, templates, schedules
         self.on_enqueued = on_enqueued
+        self.alerts = alerts
+        self.loader, self.watched = loader, watched or []
         self.scheduler = AsyncIOScheduler(timezone=UTC, jobstores={"default": MemoryJobStore()})
         self._members_checked: datetime | None = None
+        self._fingerprint = self._files_fingerprint()
 
     def start(self) -> None:
-        for loaded in self.schedules.campaigns.values():
-            spec = loaded.spec
-            trigger = spec.trigger()
-            if trigger is None or not spec.enabled:
+        self._apply(self.schedules, previous=ScheduleSet())
+        self.catch_up(datetime.now(UTC))
+        self.scheduler.add_job(
+            self.sweep_cadences,
+            trigger="interval",
+            seconds=SWEEP_SECONDS,
+            id="cadence-sweeper",
+            next_run_time=datetime.now(UTC),  # at start too: catch up what fell due while down
+            coalesce=True,
+            max_instances=1,
+        )
+        if self.loader is not None:
+            self.scheduler.add_job(
+                self.reload,
+                trigger="interval",
+                seconds=RELOAD_SECONDS,
+                id="schedule-reload",
+                coalesce=True,
+                max_instances=1,
+            )
+        self.scheduler.start()
+
+    # -- jobs from the files, and hot reload ---------------------------------------------------
+    def _apply(self, new: ScheduleSet, previous: ScheduleSet) -> list[str]:
+        """Make APScheduler's jobs match ``new``; only changed campaigns are touched."""
+        changed = []
+        for campaign_id in set(previous.campaigns) | set(new.campaigns):
+            old, now = previous.campaigns.get(campaign_id), new.campaigns.get(campaign_id)
+            if old is not None and now is not None and old.spec == now.spec:
+                continue  # untouched: its next fire time stays as it was
+            changed.append(campaign_id)
+            if self.scheduler.get_job(campaign_id) is not None:
+                self.scheduler.remove_job(campaign_id)
+            spec = now.spec if now is not None else None
+            trigger = spec.trigger() if spec is not None and spec.enabled else None
+            if spec is None or trigger is None:
                 continue
             self.scheduler.add_job(
                 self.fire_due,
@@ -50,20 +94,64 @@ class CampaignScheduler:
                 misfire_grace_time=int(spec.grace_period.total_seconds()) or 1,
                 coalesce=True,
                 max_instances=1,
-                replace_existing=True,
             )
             log.info("campaign %s scheduled (%s %s)", spec.id, spec.cron, spec.timezone)
-        if any(loaded.spec.every for loaded in self.schedules.campaigns.values()):
-            self.scheduler.add_job(
-                self.sweep_cadences,
-                trigger="interval",
-                seconds=SWEEP_SECONDS,
-                id="cadence-sweeper",
-                next_run_time=datetime.now(UTC),  # at start too: catch up what fell due while down
-                coalesce=True,
-                max_instances=1,
-            )
-        self.scheduler.start()
+        self.schedules = new
+        return sorted(changed)
+
+    def _files_fingerprint(self) -> tuple[tuple[str, int, int], ...]:
+        files = schedule_files(self.watched)
+        return tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files if f.exists())
+
+    async def reload(self) -> list[str]:
+        """Apply edited schedule files; an invalid edit keeps the last good schedule and alerts."""
+        fingerprint = self._files_fingerprint()
+        if fingerprint == self._fingerprint or self.loader is None:
+            return []
+        self._fingerprint = fingerprint
+        try:
+            new = self.loader()
+        except ScheduleError as exc:
+            text = "schedule edit NOT applied; still running the last good schedule:\n" + str(exc)
+            digest = hashlib.sha256(str(exc).encode()).hexdigest()[:16]
+            if self.alerts is not None:
+                self.alerts.raise_alert(f"schedules:{digest}", text)
+            return []
+        changed = self._apply(new, previous=self.schedules)
+        if changed:
+            log.info("schedules reloaded; changed: %s", ", ".join(changed))
+        return changed
+
+    def catch_up(self, now: datetime) -> None:
+        """Runs missed while the bot was down: the last one fires if within grace; others are
+        recorded as missed and staff are told. Only instants after the campaign's last recorded
+        run count, so a new install does not report a year of misses."""
+        for loaded in self.schedules.campaigns.values():
+            spec = loaded.spec
+            trigger = spec.trigger()
+            if trigger is None or not spec.enabled or runs.is_paused(self.db, spec.id):
+                continue
+            last = runs.last_run_time(self.db, spec.id)
+            instants = runs.fire_times(trigger, after=last, until=now) if last else []
+            latest = runs.last_fire_time(trigger, now, spec.grace_period)
+            if latest is not None and latest not in instants:
+                instants.append(latest)
+            missed = [t for t in instants if now - t > spec.grace_period]
+            for instant in missed:
+                runs.record_missed(self.db, spec.id, instant)
+            if missed and self.alerts is not None:
+                self.alerts.raise_alert(
+                    f"missed:{spec.id}:{missed[-1].isoformat()}",
+                    f"campaign {spec.id}: {len(missed)} run(s) missed while pledgebot was down "
+                    f"(last {missed[-1]:%Y-%m-%d %H:%M} UTC, past its grace of {spec.grace}); "
+                    "fire it by hand if it is still wanted: pledgebot campaign fire " + spec.id,
+                )
+            due = [t for t in instants if now - t <= spec.grace_period]
+            if due:
+                result = runs.fire(self.db, self.templates, spec, due[-1], trigger="catch-up")
+                if not result.already_fired:
+                    log.info("campaign %s: missed run at %s fired now", spec.id, due[-1])
+                    self.on_enqueued()
 
     def shutdown(self) -> None:
         if self.scheduler.running:
