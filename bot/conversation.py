@@ -23,6 +23,7 @@ from bot.channels.base import InboundEvent
 from bot.config import ConversationSettings
 from bot.models import Contact, JourneyUpdate, OutboxMessage, Pledgemaker, Prompt, Reply, utcnow
 from bot.models import InboundEvent as EventRow
+from bot.reminders import cancel_reminders
 from bot.templates import Templates
 from bot.vocab import LANGUAGES
 
@@ -221,6 +222,7 @@ class Turn:
             return "ignored: button on a message that is not a prompt"
         if kind == "snooze":
             prompt.state, prompt.closed_at = "snoozed", self.now
+            cancel_reminders(self.session, prompt.id)
             self.say("snoozed")
             return f"prompt {prompt.id}: snoozed"
         prompt.requested_kind = kind
@@ -276,6 +278,7 @@ class Turn:
         self.session.add(update)
         self.attach(reply, update)
         prompt.state, prompt.closed_at = "answered", self.now
+        cancel_reminders(self.session, prompt.id)
         self.say("thanks", key=f"thanks:{self.channel}:{self.row.id}", name=self.name())
         return f"update {update.id} created for prompt {prompt.id}"
 

@@ -164,6 +164,7 @@ class Prompt(Base):
     pillar: Mapped[str] = mapped_column(String(16))
     state: Mapped[str] = mapped_column(String(16), default="open")  # open | answered | snoozed
     requested_kind: Mapped[str | None] = mapped_column(String(16))  # from a button press
+    reminders_sent: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import IO
 
@@ -95,6 +96,7 @@ async def serve(app: App, stop: asyncio.Event, *, with_scheduler: bool = True) -
             alerts=Alerts(app.db, app.config.alerts),
             loader=app.schedules,
             watched=[app.config.path("schedules")],
+            prompt_ttl=timedelta(days=app.config.conversation.prompt_ttl_days),
         )
         scheduler.start()
     stop_listening = asyncio.Event()

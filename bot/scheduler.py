@@ -19,6 +19,7 @@ from bot import runs, sweeper
 from bot.alerts import Alerts
 from bot.db import Database
 from bot.errors import ScheduleError
+from bot.reminders import remind
 from bot.schedules import ScheduleSet, schedule_files
 from bot.templates import Templates
 
@@ -39,11 +40,13 @@ class CampaignScheduler:
         alerts: Alerts | None = None,
         loader: Callable[[], ScheduleSet] | None = None,
         watched: list[Path] | None = None,
+        prompt_ttl: timedelta = timedelta(days=7),
     ) -> None:
         self.db, self.templates, self.schedules = db, templates, schedules
         self.on_enqueued = on_enqueued
         self.alerts = alerts
         self.loader, self.watched = loader, watched or []
+        self.prompt_ttl = prompt_ttl
         self.scheduler = AsyncIOScheduler(timezone=UTC, jobstores={"default": MemoryJobStore()})
         self._members_checked: datetime | None = None
         self._fingerprint = self._files_fingerprint()
@@ -158,26 +161,28 @@ class CampaignScheduler:
             self.scheduler.shutdown(wait=False)
 
     async def sweep_cadences(self) -> None:
-        """One pass over every cadence campaign: new audience members, then what is due."""
+        """One pass: new audience members, the cadence slots that are due, due reminders."""
         now = datetime.now(UTC)
         refresh = self._members_checked is None or now - self._members_checked >= MEMBERS_EVERY
         enqueued = 0
         for loaded in self.schedules.campaigns.values():
             spec = loaded.spec
-            if not spec.every or not spec.enabled or runs.is_paused(self.db, spec.id):
+            if not spec.enabled or runs.is_paused(self.db, spec.id):
                 continue
-            if refresh:
-                with self.db.session() as session:
-                    sweeper.ensure_cadences(session, spec, now)
-            result = sweeper.sweep(self.db, self.templates, spec, now)
-            enqueued += result.enqueued
-            if result.enqueued or result.skipped:
-                log.info(
-                    "cadence %s: %d prompts, skipped %s",
-                    spec.id,
-                    result.enqueued,
-                    result.skipped or "none",
-                )
+            if spec.every:
+                if refresh:
+                    with self.db.session() as session:
+                        sweeper.ensure_cadences(session, spec, now)
+                result = sweeper.sweep(self.db, self.templates, spec, now)
+                enqueued += result.enqueued
+                if result.enqueued or result.skipped:
+                    log.info(
+                        "cadence %s: %d prompts, skipped %s",
+                        spec.id,
+                        result.enqueued,
+                        result.skipped or "none",
+                    )
+            enqueued += remind(self.db, self.templates, spec, now, self.prompt_ttl)
         if refresh:
             self._members_checked = now
         if enqueued:

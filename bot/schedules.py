@@ -84,6 +84,18 @@ class ActiveWindow(Strict):
     until: date | None = None
 
 
+class Reminders(Strict):
+    after: str = "3d"  # no answer this long after the prompt (or the last reminder): remind
+    times: int = Field(default=1, ge=1, le=5)
+    template: str = "followup/reminder"
+
+    @field_validator("after")
+    @classmethod
+    def _after(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+
 class CampaignBase(Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{1,62}$")
     description: str = ""
@@ -99,6 +111,7 @@ class CampaignBase(Strict):
     blackout: list[date] = Field(default_factory=list)
     active: ActiveWindow = Field(default_factory=ActiveWindow)
     skip_if_updated_within: str | None = None
+    reminders: Reminders | None = None
     grace: str = "1h"
     channels: list[str] = Field(default_factory=lambda: ["telegram"], min_length=1)
     audience: Audience = Field(default_factory=Audience)
@@ -313,7 +326,7 @@ def _load_file(
         if spec is None:
             continue
         before = len(problems)
-        _check_templates(shown, spec, where.get("template", header), templates, problems)
+        _check_templates(shown, spec, where, templates, problems)
         if len(problems) == before:
             loaded.append(LoadedCampaign(spec, shown, header))
     return loaded
@@ -346,7 +359,7 @@ def _validate(
 def _message(error: Any, loc: list[str], model: type[BaseModel]) -> str:
     name = ".".join(loc)
     if error["type"] == "extra_forbidden":
-        nested = {"audience": Audience, "active": ActiveWindow}
+        nested = {"audience": Audience, "active": ActiveWindow, "reminders": Reminders}
         owner = model if len(loc) == 1 else nested.get(loc[0], model)
         fields = [info.alias or field for field, info in owner.model_fields.items()]
         hint = difflib.get_close_matches(loc[-1], fields, n=1)
@@ -377,23 +390,31 @@ SAMPLE_PLEDGEMAKER = SimpleNamespace(
 
 
 def _check_templates(
-    shown: str, spec: FollowupCampaign, line: int, templates: Templates, problems: list[Problem]
+    shown: str,
+    spec: FollowupCampaign,
+    where: dict[str, int],
+    templates: Templates,
+    problems: list[Problem],
 ) -> None:
-    name = spec.template_name()
-    if not templates.exists(name):
-        problems.append(
-            Problem(
-                shown, line, f"unknown template {name!r} (no {templates.root / (name + '.en.j2')})"
-            )
-        )
-        return
+    """Render every template the campaign uses, in every language, against a sample context."""
     from bot.campaigns.followup import prompt_context
 
-    for language in LANGUAGES:
-        try:
-            templates.render(name, language, **prompt_context(spec, SAMPLE_PLEDGEMAKER))
-        except TemplateProblem as exc:
-            problems.append(Problem(shown, line, f"template {name!r} ({language}): {exc.problem}"))
+    header = where.get("", 1)
+    names = [(spec.template_name(), where.get("template", header))]
+    if spec.reminders is not None:
+        names.append((spec.reminders.template, where.get("reminders", header)))
+    for name, line in names:
+        if not templates.exists(name):
+            missing = templates.root / (name + ".en.j2")
+            problems.append(Problem(shown, line, f"unknown template {name!r} (no {missing})"))
+            continue
+        for language in LANGUAGES:
+            try:
+                templates.render(name, language, **prompt_context(spec, SAMPLE_PLEDGEMAKER))
+            except TemplateProblem as exc:
+                problems.append(
+                    Problem(shown, line, f"template {name!r} ({language}): {exc.problem}")
+                )
 
 
 def _key_lines(text: str) -> list[dict[str, int]]:

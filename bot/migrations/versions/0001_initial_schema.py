@@ -191,6 +191,7 @@ def upgrade() -> None:
         sa.Column("pillar", sa.String(length=16), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("requested_kind", sa.String(length=16), nullable=True),
+        sa.Column("reminders_sent", sa.Integer(), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("closed_at", sa.DateTime(), nullable=True),
         sa.ForeignKeyConstraint(

@@ -1,0 +1,85 @@
+"""Reminders: a prompt left unanswered ``after`` a while is followed up, at most ``times`` times.
+
+Swept with the cadences. Only open prompts still within their answer window are looked at, so
+the cost follows the open prompts, not the audience. An answer (or "Not now") closes the prompt:
+no further reminders are planned, and those queued but not yet sent are cancelled.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from bot import outbox
+from bot.campaigns.base import PlannedMessage
+from bot.campaigns.followup import prompt_context
+from bot.db import Database
+from bot.models import Contact, OutboxMessage, Pledgemaker, Prompt
+from bot.schedules import FollowupCampaign, parse_duration
+from bot.templates import Templates
+
+
+def remind(
+    db: Database, templates: Templates, spec: FollowupCampaign, now: datetime, ttl: timedelta
+) -> int:
+    """Plan the reminders of ``spec`` that are due at ``now``; returns how many were queued."""
+    if spec.reminders is None:
+        return 0
+    every = parse_duration(spec.reminders.after)
+    with db.session() as session:
+        rows = session.execute(
+            select(Prompt, OutboxMessage.sent_at, Pledgemaker, Contact)
+            .join(OutboxMessage, Prompt.outbox_id == OutboxMessage.id)
+            .join(Pledgemaker, Prompt.pledgemaker_id == Pledgemaker.id)
+            .join(Contact, Prompt.contact_id == Contact.id)
+            .where(
+                Prompt.campaign_id == spec.id,
+                Prompt.state == "open",
+                Prompt.reminders_sent < spec.reminders.times,
+                OutboxMessage.state == "sent",
+                OutboxMessage.sent_at >= now - ttl,
+                Contact.status == "active",
+            )
+        )
+        planned = []
+        for prompt, sent_at, pledgemaker, contact in rows:
+            number = prompt.reminders_sent + 1
+            if sent_at + every * number > now:
+                continue
+            language = contact.language or pledgemaker.language
+            text = templates.render(
+                spec.reminders.template, language, **prompt_context(spec, pledgemaker)
+            )
+            planned.append(
+                PlannedMessage(
+                    idempotency_key=f"{reminder_prefix(prompt.id)}{number}",
+                    channel=contact.channel,
+                    recipient=contact.address,
+                    text=text,
+                    pledgemaker_id=pledgemaker.id,
+                    contact_id=contact.id,
+                    parse_mode="HTML",
+                    window=spec.send_window(pledgemaker.timezone),
+                )
+            )
+            prompt.reminders_sent = number
+        return outbox.enqueue(session, planned, campaign_id=spec.id)
+
+
+def reminder_prefix(prompt_id: int) -> str:
+    return f"reminder:{prompt_id}:"
+
+
+def cancel_reminders(session: Session, prompt_id: int) -> int:
+    """The prompt is answered or snoozed: reminders not yet sent will not be."""
+    result = session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.idempotency_key.startswith(reminder_prefix(prompt_id)),
+            OutboxMessage.state.in_(("pending", "retry_wait")),
+        )
+        .values(state="cancelled", last_error="prompt answered")
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
