@@ -126,12 +126,14 @@ def schedules_check(
 
     config = load_config(State.config_path, required=State.config_given)
     templates = Templates(config.path("templates"))
-    problems = templates.check_phrases()
+    problems, warnings = templates.check_phrases()
     if problems:
         raise UserInputError("\n".join(str(p) for p in problems))
     found = load_schedules(
         paths or [config.path("schedules")], templates, default_timezone=config.timezone
     )
+    for warning in [*warnings, *found.warnings]:
+        err.print(f"warning: {warning}", markup=False)
     out.print(f"{len(found.campaigns)} campaign(s) in {len(found.files)} file(s): OK")
 
 

@@ -72,19 +72,18 @@ def preview(
     for spec in specs:
         if spec.every:
             items.extend(_cadence(session, spec, templates, now, end))
-        elif spec.cron:
-            items.extend(_cron(session, spec, templates, now, end))
+        elif spec.trigger() is not None:
+            items.extend(_runs(session, spec, templates, now, end))
     return sorted(items, key=lambda item: (item.send_utc, item.campaign_id, item.pledgemaker_id))
 
 
-def _cron(
+def _runs(
     session: Session, spec: FollowupCampaign, templates: Templates, now: datetime, end: datetime
 ) -> list[PreviewItem]:
     trigger = spec.trigger()
     assert trigger is not None
     items: list[PreviewItem] = []
-    fire = trigger.get_next_fire_time(None, now)
-    while fire is not None and fire <= end:
+    for fire in runs.fire_times(trigger, after=now, until=end):  # the scheduler's own instants
         for message in runs.plan(spec, RunContext(spec.id, fire), session, templates).messages:
             window = message.window
             assert window is not None  # cron runs always carry the recipient's window

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.base import BaseTrigger
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -94,7 +94,7 @@ def first_occurrence(instant: datetime) -> datetime:
     return instant.replace(fold=0).astimezone(UTC)
 
 
-def fire_times(trigger: CronTrigger, *, after: datetime, until: datetime) -> list[datetime]:
+def fire_times(trigger: BaseTrigger, *, after: datetime, until: datetime) -> list[datetime]:
     """Each instant the trigger fires in (after, until], as run keys (UTC, first occurrence)."""
     found: list[datetime] = []
     moment = trigger.get_next_fire_time(None, after.astimezone(UTC) + timedelta(microseconds=1))
@@ -109,7 +109,7 @@ def fire_times(trigger: CronTrigger, *, after: datetime, until: datetime) -> lis
     return found
 
 
-def last_fire_time(trigger: CronTrigger, now: datetime, lookback: timedelta) -> datetime | None:
+def last_fire_time(trigger: BaseTrigger, now: datetime, lookback: timedelta) -> datetime | None:
     """The latest run key ≤ now at which ``trigger`` fires, looking back at most ``lookback``."""
     found = fire_times(trigger, after=now - lookback - timedelta(microseconds=1), until=now)
     return found[-1] if found else None

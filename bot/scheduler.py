@@ -98,7 +98,7 @@ class CampaignScheduler:
                 coalesce=True,
                 max_instances=1,
             )
-            log.info("campaign %s scheduled (%s %s)", spec.id, spec.cron, spec.timezone)
+            log.info("campaign %s scheduled: %s", spec.id, spec.when)
         self.schedules = new
         return sorted(changed)
 

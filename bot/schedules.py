@@ -10,12 +10,16 @@ import difflib
 import re
 import tomllib
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -102,6 +106,8 @@ class CampaignBase(Strict):
     enabled: bool = True
     # When: a cron in the campaign's zone, or a cadence per pledgemaker in their own zone.
     cron: str | None = None
+    interval: str | None = None  # e.g. "7d": every 7 days from active.from (or 2026-01-01)
+    once: datetime | None = None  # one date: 2026-06-12T10:00 (campaign time zone if no offset)
     timezone: str = "UTC"
     relative_to: Literal["pledge_date", "last_reply"] | None = None
     first_after: str | None = None
@@ -154,8 +160,12 @@ class CampaignBase(Strict):
 
     @model_validator(mode="after")
     def _timing(self) -> CampaignBase:
-        if self.cron and (self.every or self.relative_to):
-            raise ValueError("every: use either cron or every + relative_to, not both")
+        forms = [name for name in ("cron", "interval", "once", "every") if getattr(self, name)]
+        if len(forms) > 1:
+            raise ValueError(
+                f"{forms[-1]}: use one of cron, interval, once or every + relative_to "
+                f"(found {' and '.join(forms)})"
+            )
         if bool(self.every) != bool(self.relative_to):
             missing = "relative_to" if self.every else "every"
             raise ValueError(f"{missing}: a cadence needs both every and relative_to")
@@ -211,8 +221,40 @@ class CampaignBase(Strict):
             window.until is None or day <= window.until
         )
 
-    def trigger(self) -> CronTrigger | None:
-        return CronTrigger.from_crontab(self.cron, timezone=self.timezone) if self.cron else None
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    def trigger(self) -> BaseTrigger | None:
+        """When the campaign fires as a whole (cron, interval, one date); None for cadences."""
+        zone = ZoneInfo(self.timezone)
+        if self.cron:
+            return CronTrigger.from_crontab(self.cron, timezone=zone)
+        if self.interval:
+            anchor = datetime.combine(self.active.start or date(2026, 1, 1), time(0), zone)
+            return IntervalTrigger(
+                seconds=parse_duration(self.interval).total_seconds(),
+                start_date=anchor,
+                timezone=zone,
+            )
+        if self.once:
+            moment = self.once if self.once.tzinfo else self.once.replace(tzinfo=zone)
+            return DateTrigger(run_date=moment, timezone=zone)
+        return None
+
+    @property
+    def when(self) -> str:
+        """How the campaign is scheduled, for logs and listings."""
+        if self.cron or self.interval:
+            return f"{self.cron or 'every ' + str(self.interval)} ({self.timezone})"
+        if self.once:
+            return f"once at {self.once.isoformat()} ({self.timezone})"
+        if self.every:
+            return f"every {self.every} after {self.relative_to}, at {self.at} local"
+        return "on demand"
 
 
 class FollowupCampaign(CampaignBase):
@@ -241,6 +283,7 @@ class LoadedCampaign:
 class ScheduleSet:
     campaigns: dict[str, LoadedCampaign] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)  # e.g. a missing translation
 
     def get(self, campaign_id: str) -> LoadedCampaign:
         if campaign_id not in self.campaigns:
@@ -273,7 +316,9 @@ def load_schedules(
         except (OSError, UnicodeDecodeError) as exc:
             problems.append(Problem(shown, None, f"cannot read: {exc}"))
             continue
-        for loaded in _load_file(shown, text, templates, default_timezone, problems):
+        for loaded in _load_file(
+            shown, text, templates, default_timezone, problems, result.warnings
+        ):
             previous = result.campaigns.get(loaded.spec.id)
             if previous is not None:
                 problems.append(
@@ -292,7 +337,12 @@ def load_schedules(
 
 
 def _load_file(
-    shown: str, text: str, templates: Templates, default_tz: str, problems: list[Problem]
+    shown: str,
+    text: str,
+    templates: Templates,
+    default_tz: str,
+    problems: list[Problem],
+    warnings: list[Problem],
 ) -> list[LoadedCampaign]:
     try:
         data = tomllib.loads(text)
@@ -326,7 +376,7 @@ def _load_file(
         if spec is None:
             continue
         before = len(problems)
-        _check_templates(shown, spec, where, templates, problems)
+        _check_templates(shown, spec, where, templates, problems, warnings)
         if len(problems) == before:
             loaded.append(LoadedCampaign(spec, shown, header))
     return loaded
@@ -395,6 +445,7 @@ def _check_templates(
     where: dict[str, int],
     templates: Templates,
     problems: list[Problem],
+    warnings: list[Problem],
 ) -> None:
     """Render every template the campaign uses, in every language, against a sample context."""
     from bot.campaigns.followup import prompt_context
@@ -408,6 +459,10 @@ def _check_templates(
             missing = templates.root / (name + ".en.j2")
             problems.append(Problem(shown, line, f"unknown template {name!r} (no {missing})"))
             continue
+        warnings.extend(
+            Problem(shown, line, f"template {name!r} has no {lang} translation; English is used")
+            for lang in templates.untranslated(name)
+        )
         for language in LANGUAGES:
             try:
                 templates.render(name, language, **prompt_context(spec, SAMPLE_PLEDGEMAKER))

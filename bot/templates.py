@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import sys
 import tomllib
+from datetime import date
 from pathlib import Path
 from typing import Any
 
+from babel.dates import format_date
+from babel.numbers import format_decimal
 from jinja2 import (
     Environment,
     FileSystemLoader,
@@ -21,12 +24,15 @@ from jinja2 import (
     TemplateError,
     TemplateNotFound,
     TemplateSyntaxError,
+    pass_context,
 )
 
 from bot.errors import Problem
 from bot.vocab import LANGUAGES
 
 FALLBACK_LANGUAGE = "en"
+# Babel locale per language: international English writes dates as "2 March 2021".
+LOCALES = {"en": "en_GB", "fr": "fr", "es": "es"}
 
 
 class TemplateProblem(Exception):
@@ -47,11 +53,18 @@ class Templates:
             lstrip_blocks=True,
             keep_trailing_newline=False,
         )
+        # Dates and numbers in the reader's language: {{ pledgemaker.pledge_date | date }}.
+        self.env.filters["date"] = _format_date
+        self.env.filters["number"] = _format_number
         self._phrases: dict[str, dict[str, Template]] = {}
 
     # -- campaign templates ------------------------------------------------------------------
     def exists(self, name: str) -> bool:
         return (self.root / f"{name}.{FALLBACK_LANGUAGE}.j2").exists()
+
+    def untranslated(self, name: str) -> list[str]:
+        """The languages without their own ``<name>.<language>.j2`` (English is used for them)."""
+        return [lang for lang in LANGUAGES if not (self.root / f"{name}.{lang}.j2").exists()]
 
     def render(self, name: str, language: str, **context: Any) -> str:
         """``<name>.<language>.j2``, else the English one; Jinja caches both lookups."""
@@ -60,7 +73,7 @@ class Templates:
         try:
             template = self.env.select_template(candidates)
             filename = template.name or filename
-            return template.render(**context).strip()
+            return template.render(language=language, **context).strip()
         except TemplateNotFound:
             raise TemplateProblem(
                 Problem(self._shown(filename), None, "template not found")
@@ -87,7 +100,7 @@ class Templates:
                     str(self.root / "bot" / f"{FALLBACK_LANGUAGE}.toml"), None, f"no phrase {key!r}"
                 )
             )
-        return template.render(**context).strip()
+        return template.render(language=language, **context).strip()
 
     def _catalogue(self, language: str) -> dict[str, Template]:
         if language not in self._phrases:
@@ -107,24 +120,38 @@ class Templates:
             self._phrases[language] = compiled
         return self._phrases[language]
 
-    def check_phrases(self) -> list[Problem]:
-        """Every language's catalogue must have every English key and parse."""
+    def check_phrases(self) -> tuple[list[Problem], list[Problem]]:
+        """Problems (a catalogue that does not parse) and warnings (a phrase not translated:
+        English is used for it)."""
         problems: list[Problem] = []
+        warnings: list[Problem] = []
         try:
             reference = set(self._catalogue(FALLBACK_LANGUAGE))
             for language in LANGUAGES:
                 missing = reference - set(self._catalogue(language))
-                for key in sorted(missing):
-                    problems.append(
-                        Problem(
-                            str(self.root / "bot" / f"{language}.toml"),
-                            None,
-                            f"missing phrase {key!r}",
-                        )
-                    )
+                path = str(self.root / "bot" / f"{language}.toml")
+                warnings.extend(
+                    Problem(path, None, f"phrase {key!r} is not translated; English is used")
+                    for key in sorted(missing)
+                )
         except TemplateProblem as exc:
             problems.append(exc.problem)
-        return problems
+        return problems, warnings
+
+
+@pass_context
+def _format_date(context: Any, value: date, style: str = "long") -> str:
+    return format_date(value, format=style, locale=_locale(context))
+
+
+@pass_context
+def _format_number(context: Any, value: float) -> str:
+    return format_decimal(value, locale=_locale(context))
+
+
+def _locale(context: Any) -> str:
+    language = context.get("language", FALLBACK_LANGUAGE)
+    return LOCALES.get(language, language)
 
 
 def _template_line(filename: str) -> int | None:

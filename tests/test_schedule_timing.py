@@ -14,7 +14,8 @@ from tests.test_schedules_check import campaign, problems_of
     [
         pytest.param(
             'pillar = "act"\ncron = "0 10 * * *"\nrelative_to = "pledge_date"\nevery = "30d"\n',
-            "x.toml:8: every: use either cron or every + relative_to, not both",
+            "x.toml:8: every: use one of cron, interval, once or every + relative_to "
+            "(found cron and every)",
             id="cron-and-cadence",
         ),
         pytest.param(
@@ -84,3 +85,43 @@ def test_a_complete_cadence_campaign_is_valid(tmp_path: Path) -> None:
     spec = load_schedules([tmp_path], TEMPLATES).get("c-one").spec
     assert spec.every == "30d" and spec.relative_to == "last_reply"
     assert spec.send_window("Asia/Kathmandu").zone == "Asia/Kathmandu"
+
+
+def test_one_date_and_interval_forms_fire_when_written(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from bot import runs
+    from bot.schedules import load_schedules
+    from tests.test_schedules_check import TEMPLATES
+
+    (tmp_path / "ok.toml").write_text(
+        campaign('pillar = "act"\nonce = 2026-06-12T10:00:00\ntimezone = "Asia/Kathmandu"\n')
+        + '\n[[campaign]]\nid = "weekly"\nkind = "followup"\npillar = "act"\ninterval = "7d"\n'
+        'timezone = "Europe/Paris"\nactive = { from = 2026-06-01 }\n',
+        encoding="utf-8",
+    )
+    found = load_schedules([tmp_path], TEMPLATES)
+    once = found.get("c-one").spec.trigger()
+    assert once is not None
+    assert runs.fire_times(
+        once, after=datetime(2026, 1, 1, tzinfo=UTC), until=datetime(2027, 1, 1, tzinfo=UTC)
+    ) == [
+        datetime(2026, 6, 12, 4, 15, tzinfo=UTC)  # 10:00 in Kathmandu (UTC+05:45)
+    ]
+    weekly = found.get("weekly").spec.trigger()
+    assert weekly is not None
+    assert runs.fire_times(
+        weekly, after=datetime(2026, 6, 2, tzinfo=UTC), until=datetime(2026, 6, 20, tzinfo=UTC)
+    ) == [
+        datetime(2026, 6, 7, 22, 0, tzinfo=UTC),  # midnight in Paris, every 7 days from June 1
+        datetime(2026, 6, 14, 22, 0, tzinfo=UTC),
+    ]
+
+
+def test_only_one_way_of_saying_when(tmp_path: Path) -> None:
+    assert problems_of(
+        tmp_path, x=campaign('pillar = "act"\ncron = "0 10 * * *"\ninterval = "7d"\n')
+    ) == [
+        "x.toml:7: interval: use one of cron, interval, once or every + relative_to "
+        "(found cron and interval)"
+    ]
