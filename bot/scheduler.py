@@ -20,7 +20,7 @@ from bot.alerts import Alerts
 from bot.db import Database
 from bot.errors import ScheduleError
 from bot.reminders import remind
-from bot.schedules import ScheduleSet, schedule_files
+from bot.schedules import FollowupCampaign, ScheduleSet, schedule_files
 from bot.templates import Templates
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,17 @@ class CampaignScheduler:
             if self.alerts is not None:
                 self.alerts.raise_alert(f"schedules:{digest}", text)
             return []
-        changed = self._apply(new, previous=self.schedules)
+        previous = self.schedules
+        changed = self._apply(new, previous=previous)
+        for campaign_id in changed:
+            old, now = previous.campaigns.get(campaign_id), new.campaigns.get(campaign_id)
+            if (
+                old is not None
+                and old.spec.every
+                and (now is None or _timing(now.spec) != _timing(old.spec))
+            ):
+                sweeper.forget_cadences(self.db, campaign_id)  # new rule: slots computed afresh
+                self._members_checked = None
         if changed:
             log.info("schedules reloaded; changed: %s", ", ".join(changed))
         return changed
@@ -137,7 +147,7 @@ class CampaignScheduler:
             last = runs.last_run_time(self.db, spec.id)
             instants = runs.fire_times(trigger, after=last, until=now) if last else []
             latest = runs.last_fire_time(trigger, now, spec.grace_period)
-            if latest is not None and latest not in instants:
+            if latest is not None and latest not in instants and (last is None or latest > last):
                 instants.append(latest)
             missed = [t for t in instants if now - t > spec.grace_period]
             for instant in missed:
@@ -189,7 +199,10 @@ class CampaignScheduler:
             self.on_enqueued()
 
     async def fire_due(self, campaign_id: str) -> None:
-        spec = self.schedules.campaigns[campaign_id].spec
+        loaded = self.schedules.campaigns.get(campaign_id)
+        if loaded is None:  # removed by a reload while its job was already due
+            return
+        spec = loaded.spec
         trigger = spec.trigger()
         now = datetime.now(UTC)
         fire_time = (
@@ -208,3 +221,8 @@ class CampaignScheduler:
             return
         log.info("campaign %s fired for %s: %d messages", campaign_id, fire_time, result.enqueued)
         self.on_enqueued()
+
+
+def _timing(spec: FollowupCampaign) -> tuple[object, ...]:
+    """What decides a cadence's slots; an edit to anything else keeps the slots as they are."""
+    return (spec.relative_to, spec.first_after, spec.every, spec.at, spec.audience)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from bot import outbox
@@ -76,6 +76,13 @@ def ensure_cadences(session: Session, spec: FollowupCampaign, now: datetime) -> 
             )
         )
     return len(missing)
+
+
+def forget_cadences(db: Database, campaign_id: str) -> int:
+    """Drop a campaign's slots (its timing changed, or it is gone); the next sweep recomputes."""
+    with db.session() as session:
+        result = session.execute(delete(Cadence).where(Cadence.campaign_id == campaign_id))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def sweep(db: Database, templates: Templates, spec: FollowupCampaign, now: datetime) -> SweepResult:

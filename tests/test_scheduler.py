@@ -179,3 +179,30 @@ def test_fire_times_step_through_a_repeated_hour() -> None:
     assert runs.last_fire_time(
         trigger, datetime(2026, 10, 25, 1, 45, tzinfo=UTC), timedelta(hours=2)
     ) == datetime(2026, 10, 25, 0, 30, tzinfo=UTC)
+
+
+async def test_editing_a_cadence_hour_moves_its_slots(app: App, folder: Path) -> None:
+    from bot.models import Cadence
+
+    cadence = (
+        '[[campaign]]\nid = "monthly"\nkind = "followup"\npillar = "act"\n'
+        'relative_to = "pledge_date"\nevery = "30d"\nat = "{}"\n'
+        'audience = {{ sector = ["government"] }}\n'
+    )
+    write(folder / "c.toml", cadence.format("10:00"))
+    made = CampaignScheduler(
+        app.db, app.templates, app.schedules(), lambda: None, loader=app.schedules, watched=[folder]
+    )
+    await made.sweep_cadences()
+    write(folder / "c.toml", cadence.format("15:00"))
+    assert await made.reload() == ["monthly"]
+    await made.sweep_cadences()
+    with app.db.session() as session:
+        slots = list(session.scalars(select(Cadence).where(Cadence.pledgemaker_id == "ilo")))
+        hours = {
+            c.next_due_at.hour
+            for c in session.scalars(
+                select(Cadence).where(Cadence.pledgemaker_id == "gh-min-labour")
+            )
+        }
+    assert slots == [] and hours == {15}, "Accra is UTC+0: the new 15:00 local slot"
