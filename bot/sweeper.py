@@ -114,22 +114,25 @@ def _plan_batch(
     result: SweepResult,
 ) -> None:
     ids = [row.pledgemaker_id for row in due]
-    people = {p.id: p for p in session.scalars(select(Pledgemaker).where(Pledgemaker.id.in_(ids)))}
+    members = audience_query(spec.audience).where(Pledgemaker.id.in_(ids))
+    people = {p.id: p for p in session.scalars(members)}
     contacts = contacts_by_pledgemaker(session, ids, spec.channels)
     last_replies = last_replies_on_pillar(session, spec, ids)
     last_updates = latest_updates(session, spec, ids)
     planned = []
     for row in due:
-        pledgemaker = people[row.pledgemaker_id]
+        pledgemaker = people.get(row.pledgemaker_id)
+        if pledgemaker is None:  # no longer in the audience (e.g. re-imported in another sector)
+            session.delete(row)
+            result.skip("left the audience")
+            continue
         slot = row.next_due_at
         contact, why = choose_contact(contacts.get(pledgemaker.id, []), spec.channels)
-        reason = skip_reason(spec, pledgemaker, slot, now, last_updates.get(pledgemaker.id)) or (
-            why if contact is None else None
-        )
-        if reason is not None:
-            result.skip(reason)
-        elif contact is not None:
+        reason = skip_reason(spec, pledgemaker, slot, now, last_updates.get(pledgemaker.id))
+        if reason is None and contact is not None:
             planned.append(prompt(spec, pledgemaker, contact, slot, templates))
+        else:
+            result.skip(reason or why)
         row.last_slot_at = slot
         row.next_due_at = following_slot(
             spec, pledgemaker.timezone, slot, now, last_replies.get(pledgemaker.id)

@@ -160,3 +160,13 @@ def manual_slot(app: App, run_id: int | None) -> str:
         run = session.get(Run, run_id)
         assert run is not None
         return f"{run.fire_time:%Y-%m-%dT%H:%M:%S.%fZ}"
+
+
+def test_a_pledgemaker_who_left_the_audience_is_no_longer_prompted(app: App) -> None:
+    crowd(app, 2, due=2)
+    with app.db.session() as session:
+        session.get(Pledgemaker, "p00001").sector = "business"  # re-imported elsewhere
+    result = sweeper.sweep(app.db, app.templates, cadence(audience={"sector": ["ngo"]}), NOW)
+    assert (result.enqueued, result.skipped) == (1, {"left the audience": 1})
+    with app.db.session() as session:
+        assert session.get(Cadence, ("monthly", "p00001")) is None
