@@ -11,22 +11,14 @@ from bot import outbox, runs, sweeper
 from bot.app import App
 from bot.models import Cadence, Contact, JourneyUpdate, OutboxMessage, Pledgemaker, utcnow
 from bot.schedules import FollowupCampaign
+from tests.auxil.specs import followup
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
 
 def cadence(**extra: object) -> FollowupCampaign:
-    return FollowupCampaign.model_validate(
-        {
-            "id": "monthly",
-            "kind": "followup",
-            "pillar": "act",
-            "relative_to": "pledge_date",
-            "every": "30d",
-            "at": "10:00",
-            "grace": "1d",
-            **extra,
-        }
+    return followup(
+        "monthly", relative_to="pledge_date", every="30d", at="10:00", grace="1d", **extra
     )
 
 

@@ -14,6 +14,7 @@ from bot.app import App
 from bot.localtime import QuietHours, SendWindow, to_utc
 from bot.models import Contact, OutboxMessage, Pledgemaker, utcnow
 from bot.schedules import FollowupCampaign
+from tests.auxil.specs import followup
 
 ZONES = {  # DST changes inside 2026-03-05 … 2026-04-08, Lima as the control
     "Pacific/Auckland": date(2026, 4, 5),  # clocks go back 03:00 → 02:00
@@ -26,19 +27,15 @@ BLACKOUT = date(2026, 3, 20)
 
 
 def daily(**extra: object) -> FollowupCampaign:
-    return FollowupCampaign.model_validate(
-        {
-            "id": "daily",
-            "kind": "followup",
-            "pillar": "act",
-            "relative_to": "pledge_date",
-            "every": "1d",
-            "first_after": "1d",
-            "at": "10:00",
-            "quiet_hours": "20:00-08:00",
-            "blackout": [BLACKOUT],
-            **extra,
-        }
+    return followup(
+        "daily",
+        relative_to="pledge_date",
+        every="1d",
+        first_after="1d",
+        at="10:00",
+        quiet_hours="20:00-08:00",
+        blackout=[BLACKOUT],
+        **extra,
     )
 
 
