@@ -28,6 +28,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/dispatch.py
 	$(BIN)/python bench/fairness.py
+	$(BIN)/python bench/sweep.py
 
 clean:
 	rm -rf $(VENV) demo-data .pytest_cache

@@ -6,6 +6,7 @@ instant it stands for and asks ``bot.runs.fire`` to record and plan it once.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Callable
@@ -171,8 +172,14 @@ class CampaignScheduler:
             self.scheduler.shutdown(wait=False)
 
     async def sweep_cadences(self) -> None:
-        """One pass: new audience members, the cadence slots that are due, due reminders."""
-        now = datetime.now(UTC)
+        """One pass: new audience members, the cadence slots that are due, due reminders.
+
+        Runs in a worker thread: a big first pass must not stall the listener and dispatcher.
+        """
+        if await asyncio.to_thread(self._sweep_once, datetime.now(UTC)):
+            self.on_enqueued()
+
+    def _sweep_once(self, now: datetime) -> int:
         refresh = self._members_checked is None or now - self._members_checked >= MEMBERS_EVERY
         enqueued = 0
         for loaded in self.schedules.campaigns.values():
@@ -195,8 +202,7 @@ class CampaignScheduler:
             enqueued += remind(self.db, self.templates, spec, now, self.prompt_ttl)
         if refresh:
             self._members_checked = now
-        if enqueued:
-            self.on_enqueued()
+        return enqueued
 
     async def fire_due(self, campaign_id: str) -> None:
         loaded = self.schedules.campaigns.get(campaign_id)
@@ -215,7 +221,9 @@ class CampaignScheduler:
         if runs.is_paused(self.db, campaign_id):
             log.info("campaign %s is paused: run at %s not fired", campaign_id, fire_time)
             return
-        result = runs.fire(self.db, self.templates, spec, fire_time, trigger="cron")
+        result = await asyncio.to_thread(  # planning a whole audience: off the event loop
+            runs.fire, self.db, self.templates, spec, fire_time, trigger="cron"
+        )
         if result.already_fired:
             log.info("campaign %s run at %s was already fired", campaign_id, fire_time)
             return

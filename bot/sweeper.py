@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from bot import outbox
@@ -67,15 +67,13 @@ def ensure_cadences(session: Session, spec: FollowupCampaign, now: datetime) -> 
     missing = session.scalars(
         audience_query(spec.audience).where(Pledgemaker.id.not_in(known))
     ).all()
-    for pledgemaker in missing:
-        session.add(
-            Cadence(
-                campaign_id=spec.id,
-                pledgemaker_id=pledgemaker.id,
-                next_due_at=first_slot(spec, pledgemaker, now),
-            )
-        )
-    return len(missing)
+    rows = [
+        {"campaign_id": spec.id, "pledgemaker_id": p.id, "next_due_at": first_slot(spec, p, now)}
+        for p in missing
+    ]
+    for start in range(0, len(rows), BATCH):
+        session.execute(insert(Cadence), rows[start : start + BATCH])
+    return len(rows)
 
 
 def forget_cadences(db: Database, campaign_id: str) -> int:
