@@ -84,7 +84,7 @@ async def main(messages: int, rounds: int) -> None:
         max_messages_per_second=1e6,
         max_messages_per_chat_per_second=1e6,
     )
-    channel = TelegramChannel(settings, SecretStr(sandbox.token))
+    channel = TelegramChannel(settings, {"token": SecretStr(sandbox.token)})
     await channel.start()
     raw, outbox = [], []
     with tempfile.TemporaryDirectory() as folder:

@@ -42,7 +42,7 @@ async def main(per_chat_rate: float) -> None:
         max_messages_per_second=1e6,
         max_messages_per_chat_per_second=per_chat_rate,
     )
-    channel = TelegramChannel(settings, SecretStr(sandbox.token))
+    channel = TelegramChannel(settings, {"token": SecretStr(sandbox.token)})
     with tempfile.TemporaryDirectory() as folder:
         db = Database(f"sqlite:///{Path(folder) / 'fair.db'}")
         db.upgrade()

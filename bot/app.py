@@ -37,13 +37,15 @@ class App:
                 raise ConfigError(
                     self.config.source, f"channels.{name}.enabled", "the channel is not enabled"
                 )
-            token_env = getattr(settings, "token_env", None)
-            secret = (
-                read_secret(self.config.source, f"channels.{name}.token_env", token_env)
-                if token_env
-                else None
-            )
-            self.channels[name] = adapter_class(name)(settings, secret)
+            # Every `<secret>_env` setting names the variable holding that secret.
+            secrets = {
+                key.removesuffix("_env"): read_secret(
+                    self.config.source, f"channels.{name}.{key}", value
+                )
+                for key, value in settings.model_dump().items()
+                if key.endswith("_env") and value
+            }
+            self.channels[name] = adapter_class(name)(settings, secrets)
         return self.channels[name]
 
     def enabled_channels(self) -> dict[str, Any]:

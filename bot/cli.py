@@ -257,28 +257,42 @@ def campaign_fire(
         err.print(f"note: {campaign_id} is paused; messages wait until `pledgebot resume`")
 
 
+def _control_id(app: App, campaign_id: str | None, channel: str | None) -> tuple[str, str]:
+    """The pause switch to flip, and how to name it."""
+    if channel is not None:
+        if channel not in app.config.channels:
+            raise UserInputError(f"no channel {channel!r} in {app.config.source}")
+        return outbox.CHANNEL_PAUSE + channel, f"channel {channel}"
+    if campaign_id:
+        app.schedules().get(campaign_id)  # a typo must not pause nothing while saying it did
+        return campaign_id, campaign_id
+    return "*", "all sending"
+
+
 @cli.command("pause")
 def pause(
     campaign_id: Annotated[str | None, typer.Argument(help="Campaign; none = all.")] = None,
+    channel: Annotated[str | None, typer.Option(help="Hold one channel instead.")] = None,
 ) -> None:
-    """Stop sending (one campaign, or everything) until resume."""
+    """Stop sending (one campaign, one channel, or everything) until resume."""
     app = open_app()
-    if campaign_id:
-        app.schedules().get(campaign_id)  # a typo must not pause nothing while saying it did
-    runs.set_paused(app.db, campaign_id or "*", True)
-    out.print(f"paused: {campaign_id or 'all sending'}")
+    control, label = _control_id(app, campaign_id, channel)
+    runs.set_paused(app.db, control, True)
+    out.print(f"paused: {label}")
 
 
 @cli.command("resume")
 def resume(
     campaign_id: Annotated[str | None, typer.Argument(help="Campaign; none = all.")] = None,
+    channel: Annotated[
+        str | None, typer.Option(help="Resume one channel (e.g. after new credentials).")
+    ] = None,
 ) -> None:
-    """Resume sending after pause."""
+    """Resume sending after pause (or after a channel was paused for bad credentials)."""
     app = open_app()
-    if campaign_id:
-        app.schedules().get(campaign_id)
-    runs.set_paused(app.db, campaign_id or "*", False)
-    out.print(f"resumed: {campaign_id or 'all sending'}")
+    control, label = _control_id(app, campaign_id, channel)
+    runs.set_paused(app.db, control, False)
+    out.print(f"resumed: {label}")
 
 
 @runs_cli.command("list")

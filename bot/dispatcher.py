@@ -18,11 +18,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
-from bot import outbox
+from bot import outbox, runs
+from bot.alerts import Alerts
 from bot.channels.base import Channel
 from bot.config import DispatcherSettings
 from bot.db import Database
-from bot.errors import DeliveryError, RateLimited, RecipientGone, TransientError
+from bot.errors import (
+    ChannelUnauthorized,
+    DeliveryError,
+    RateLimited,
+    RecipientGone,
+    TransientError,
+)
 from bot.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -61,9 +68,14 @@ class HealthNotes:
 
 class Dispatcher:
     def __init__(
-        self, db: Database, channels: Mapping[str, Channel], settings: DispatcherSettings
+        self,
+        db: Database,
+        channels: Mapping[str, Channel],
+        settings: DispatcherSettings,
+        alerts: Alerts | None = None,
     ) -> None:
         self.db = db
+        self.alerts = alerts
         self.channels = channels
         self.settings = settings
         self.backoff = Backoff(settings.backoff_base, settings.backoff_max)
@@ -155,6 +167,17 @@ class Dispatcher:
             else:
                 delay = self.backoff.delay(item.attempts)
                 self._retry(item, delay, str(exc), maybe_delivered=exc.maybe_delivered)
+            return str(exc)
+        except ChannelUnauthorized as exc:
+            # Every message would fail alike until staff renew the credentials: hold the channel.
+            runs.set_paused(self.db, outbox.CHANNEL_PAUSE + item.channel, True)
+            self._retry(item, 60, str(exc), counted=False)
+            if self.alerts is not None:
+                self.alerts.raise_alert(
+                    f"unauthorized:{item.channel}",
+                    f"{item.channel} refused our credentials ({exc}). Sending on {item.channel} "
+                    f"is paused; renew them, then: pledgebot resume --channel {item.channel}",
+                )
             return str(exc)
         except RecipientGone as exc:
             with self.db.session() as session:

@@ -90,6 +90,11 @@ class RateLimited(DeliveryError):
         super().__init__(message or f"rate limited: retry after {retry_after:g} s")
 
 
+class ChannelUnauthorized(DeliveryError):
+    """The platform refuses our credentials: every message would fail the same way until staff
+    renew them, so the channel is paused (not retried in a loop)."""
+
+
 class TransientError(DeliveryError):
     """Server error, timeout or connection problem: worth another try later.
 

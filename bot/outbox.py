@@ -21,6 +21,7 @@ from bot.localtime import SendWindow
 from bot.models import CampaignControl, ChannelState, Contact, OutboxMessage, Prompt, utcnow
 
 CONTACT_STOPPED = "contact_stopped"
+CHANNEL_PAUSE = "channel:"  # a CampaignControl id "channel:x" holds every message on that channel
 OPEN_STATES = ("pending", "retry_wait", "sending")
 
 
@@ -121,8 +122,12 @@ def claim(
         .with_for_update(skip_locked=True)  # PostgreSQL; SQLite relies on BEGIN IMMEDIATE
     )
     if paused:
+        held = {
+            p.removeprefix(CHANNEL_PAUSE) for p in paused if p.startswith(CHANNEL_PAUSE)
+        }
         query = query.where(
-            or_(OutboxMessage.campaign_id.is_(None), OutboxMessage.campaign_id.not_in(paused))
+            or_(OutboxMessage.campaign_id.is_(None), OutboxMessage.campaign_id.not_in(paused)),
+            OutboxMessage.channel.not_in(held),
         )
     if skip_recipients:
         query = query.where(OutboxMessage.recipient.not_in(skip_recipients))
@@ -163,6 +168,7 @@ def claim(
                     parse_mode=row.parse_mode,
                     buttons=row.buttons,
                     idempotency_key=row.idempotency_key,
+                    maybe_sent=row.possible_duplicate,
                 ),
                 row.channel,
                 row.attempts,

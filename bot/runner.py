@@ -76,7 +76,8 @@ async def serve(app: App, stop: asyncio.Event, *, with_scheduler: bool = True) -
                 await channel.set_commands()
         except Exception as exc:  # getMe / setMyCommands: the loops retry the platform anyway
             log.warning("%s: start-up call failed (%s); continuing", name, exc)
-    dispatcher = Dispatcher(app.db, channels, app.config.dispatcher)
+    alerts = Alerts(app.db, app.config.alerts)
+    dispatcher = Dispatcher(app.db, channels, app.config.dispatcher, alerts)
     chat_channels = {n: c for n, c in channels.items() if c.capabilities.inbound}
     processor = Processor(
         app.db,
@@ -93,7 +94,7 @@ async def serve(app: App, stop: asyncio.Event, *, with_scheduler: bool = True) -
             app.templates,
             app.schedules(),
             dispatcher.wake.set,
-            alerts=Alerts(app.db, app.config.alerts),
+            alerts=alerts,
             loader=app.schedules,
             watched=[app.config.path("schedules")],
             prompt_ttl=timedelta(days=app.config.conversation.prompt_ttl_days),

@@ -75,7 +75,7 @@ BAD_CONFIGS = {
     ),
     "unknown-channel-table": (
         ("[channels.telegram]", "[channels.whatsapp]\nenabled = true\n[channels.telegram]"),
-        "config.toml: channels.whatsapp: unknown channel (known: telegram)",
+        "config.toml: channels.whatsapp: unknown channel (known: telegram, x)",
     ),
     "unknown-channel-key": (
         ("poll_timeout = 1", "poll_timeout = 1\npoll_timout = 2"),

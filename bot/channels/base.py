@@ -29,6 +29,9 @@ class OutboundMessage:
     parse_mode: str | None = None
     buttons: list[list[dict[str, str]]] | None = None  # rows of {"text", "data"}
     idempotency_key: str = ""
+    reply_to: str | None = None  # the platform id this continues (a thread)
+    media: list[dict[str, Any]] = field(default_factory=list)  # {"path", "alt_text"}
+    maybe_sent: bool = False  # in flight at a crash: the platform may already have it
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 # Imported lazily so that commands which never touch a platform do not pay for its client library.
 CHANNELS: dict[str, str] = {
     "telegram": "bot.channels.telegram:TelegramChannel",
+    "x": "bot.channels.x:XChannel",
 }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections import OrderedDict
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, ClassVar
 
@@ -72,8 +73,9 @@ class TelegramChannel:
         max_length=4096, parse_mode="HTML", buttons=True, inbound=True
     )
 
-    def __init__(self, settings: TelegramSettings, token: SecretStr) -> None:
+    def __init__(self, settings: TelegramSettings, secrets: Mapping[str, SecretStr]) -> None:
         self.settings = settings
+        token = secrets["token"]
         timeout = settings.request_timeout
         self.bot = ExtBot(
             token.get_secret_value(),

@@ -1,0 +1,192 @@
+"""X adapter, on tweepy's ``Client`` (OAuth 1.0a user context; X API v2).
+
+tweepy hard-codes ``https://api.twitter.com``; ``[channels.x] api_base_url`` points us elsewhere
+(the sandbox) through a ``requests`` adapter that rewrites the host *after* signing, so the
+OAuth 1.0a signature stays computed for the real URL. tweepy blocks: every call runs in a
+worker thread. tweepy 4.17 has no v2 media upload, so ``POST /2/media/upload`` and
+``POST /2/media/metadata`` (alt text) are called directly on tweepy's signed session.
+
+Errors: 429 → ``RateLimited`` until ``x-rate-limit-reset``; 401 → ``ChannelUnauthorized`` (the
+dispatcher pauses the channel and alerts staff); X's duplicate-content 403 for a message that was
+in flight at a crash → the post already exists: its id is found among the account's recent posts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import requests
+import tweepy
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from requests.adapters import HTTPAdapter
+
+from bot.channels.base import Capabilities, OutboundMessage, Receipt
+from bot.channels.text_split import weighted_length
+from bot.config import EnvVarName
+from bot.errors import ChannelUnauthorized, RateLimited, Rejected, TransientError
+
+X_API = "https://api.twitter.com"
+DUPLICATE = "duplicate content"
+MAX_IMAGES = 4
+
+__all__ = ["XChannel", "XSettings", "weighted_length"]
+
+
+class XSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = False
+    api_base_url: str = X_API  # e.g. the sandbox; requests are still signed for X_API
+    consumer_key_env: EnvVarName = "X_CONSUMER_KEY"
+    consumer_secret_env: EnvVarName = "X_CONSUMER_SECRET"
+    access_token_env: EnvVarName = "X_ACCESS_TOKEN"
+    access_token_secret_env: EnvVarName = "X_ACCESS_TOKEN_SECRET"
+    request_timeout: float = Field(default=15, gt=0)
+
+
+class _ToBaseUrl(HTTPAdapter):
+    """Sends requests meant for X_API to another base URL (signature already computed)."""
+
+    def __init__(self, base_url: str, timeout: float) -> None:
+        super().__init__()
+        self.base_url, self.timeout = base_url.rstrip("/"), timeout
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        if request.url and request.url.startswith(X_API):
+            request.url = self.base_url + request.url[len(X_API) :]
+        kwargs["timeout"] = kwargs.get("timeout") or self.timeout  # tweepy sets none
+        return super().send(request, **kwargs)
+
+
+class XChannel:
+    name: ClassVar[str] = "x"
+    Settings: ClassVar[type[BaseModel]] = XSettings
+    capabilities: ClassVar[Capabilities] = Capabilities(max_length=280)
+
+    def __init__(self, settings: XSettings, secrets: Mapping[str, SecretStr]) -> None:
+        self.settings = settings
+        keys = {
+            name: secrets[name].get_secret_value()
+            for name in ("consumer_key", "consumer_secret", "access_token", "access_token_secret")
+        }
+        self.client = tweepy.Client(**keys, wait_on_rate_limit=False)
+        self._auth = tweepy.OAuth1UserHandler(*keys.values()).apply_auth()
+        self.client.session.mount(
+            X_API, _ToBaseUrl(settings.api_base_url, settings.request_timeout)
+        )
+        self._user_id: str | None = None
+
+    async def start(self) -> None:
+        await self.user_id()
+
+    async def aclose(self) -> None:
+        self.client.session.close()
+
+    async def user_id(self) -> str:
+        if self._user_id is None:
+            me = await self._call(self.client.get_me, user_auth=True)
+            self._user_id = str(me.data.id)
+        return self._user_id
+
+    async def send(self, message: OutboundMessage) -> Receipt:
+        media_ids = [await self._upload(item) for item in message.media[:MAX_IMAGES]]
+        try:
+            created = await self._call(
+                self.client.create_tweet,
+                text=message.text,
+                in_reply_to_tweet_id=message.reply_to,
+                media_ids=media_ids or None,
+                user_auth=True,
+            )
+        except Rejected as exc:
+            if DUPLICATE in str(exc).lower() and message.maybe_sent:
+                found = await self._find_recent(message.text)
+                if found is not None:  # accepted before the crash: the post is already out
+                    return Receipt(external_id=found)
+            raise
+        return Receipt(external_id=str(created.data["id"]))
+
+    async def delete(self, post_id: str) -> None:
+        await self._call(self.client.delete_tweet, post_id, user_auth=True)
+
+    async def _find_recent(self, text: str) -> str | None:
+        recent = await self._call(
+            self.client.get_users_tweets, await self.user_id(), max_results=100, user_auth=True
+        )
+        for post in recent.data or []:
+            if post.text == text:
+                return str(post.id)
+        return None
+
+    async def _upload(self, item: dict[str, Any]) -> str:
+        """Upload one image and set its alt text; returns the media id."""
+        path = Path(item["path"])
+        media_type = "image/png" if path.suffix.lower() == ".png" else "image/jpeg"
+
+        def upload() -> str:
+            with path.open("rb") as handle:
+                response = self.client.session.post(
+                    f"{X_API}/2/media/upload",
+                    files={"media": (path.name, handle, media_type)},
+                    data={"media_category": "tweet_image", "media_type": media_type},
+                    auth=self._auth,
+                )
+            _raise_for(response)
+            media_id = str(response.json()["data"]["id"])
+            alt = item.get("alt_text") or ""
+            if alt:
+                response = self.client.session.post(
+                    f"{X_API}/2/media/metadata",
+                    json={"id": media_id, "metadata": {"alt_text": {"text": alt[:1000]}}},
+                    auth=self._auth,
+                )
+                _raise_for(response)
+            return media_id
+
+        return await self._call(upload)
+
+    async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        except tweepy.errors.TweepyException as exc:
+            raise _delivery_error(exc) from exc
+        except requests.Timeout as exc:
+            raise TransientError(f"X: timed out ({exc})", maybe_delivered=True) from exc
+        except requests.RequestException as exc:
+            raise TransientError(f"X: {exc}") from exc
+
+
+def _raise_for(response: requests.Response) -> None:
+    """The same errors tweepy raises, for the calls we make on its session ourselves."""
+    if response.status_code < 400:
+        return
+    kind = {
+        400: tweepy.errors.BadRequest,
+        401: tweepy.errors.Unauthorized,
+        403: tweepy.errors.Forbidden,
+        404: tweepy.errors.NotFound,
+        429: tweepy.errors.TooManyRequests,
+    }.get(response.status_code)
+    if kind is None:
+        kind = (
+            tweepy.errors.TwitterServerError
+            if response.status_code >= 500
+            else tweepy.errors.HTTPException
+        )
+    raise kind(response)
+
+
+def _delivery_error(exc: tweepy.errors.TweepyException) -> Exception:
+    text = f"X: {exc}"
+    if isinstance(exc, tweepy.errors.TooManyRequests):
+        reset = exc.response.headers.get("x-rate-limit-reset")
+        wait = max(1.0, int(reset) - time.time()) if reset else 60.0
+        return RateLimited(wait, text)
+    if isinstance(exc, tweepy.errors.Unauthorized):
+        return ChannelUnauthorized(f"{text} (token expired or revoked?)")
+    if isinstance(exc, tweepy.errors.BadRequest | tweepy.errors.Forbidden | tweepy.errors.NotFound):
+        return Rejected(text)
+    return TransientError(text)
