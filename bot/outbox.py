@@ -122,9 +122,7 @@ def claim(
         .with_for_update(skip_locked=True)  # PostgreSQL; SQLite relies on BEGIN IMMEDIATE
     )
     if paused:
-        held = {
-            p.removeprefix(CHANNEL_PAUSE) for p in paused if p.startswith(CHANNEL_PAUSE)
-        }
+        held = {p.removeprefix(CHANNEL_PAUSE) for p in paused if p.startswith(CHANNEL_PAUSE)}
         query = query.where(
             or_(OutboxMessage.campaign_id.is_(None), OutboxMessage.campaign_id.not_in(paused)),
             OutboxMessage.channel.not_in(held),

@@ -21,6 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.sandbox._server import serve
 from bot.sandbox._telegram_methods import BotApi, Handler
 from bot.sandbox._telegram_rules import (
     MAX_CAPTION_LENGTH,
@@ -100,12 +101,7 @@ class TelegramSandbox:
         app.router.add_route("*", "/bot{token}/{method}", self._handle_api)
         app.router.add_get("/file/bot{token}/{path:.+}", self._handle_file)
         app.router.add_route("*", "/_sandbox/{action}", self._handle_control)
-        # stop() wakes every long poll first, so a short shutdown_timeout loses nothing.
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        await web.TCPSite(runner, self.host, self.port).start()
-        self._runner = runner
-        self.port = runner.addresses[0][1]
+        self._runner, self.port = await serve(app, self.host, self.port)
 
     async def stop(self) -> None:
         if self._runner is None:

@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
 
+from bot.sandbox._server import serve
 from bot.sandbox._telegram_thread import SandboxThread
 from bot.sandbox._x_api import Call, Handler, XAccount
 from bot.sandbox._x_rules import (
@@ -126,11 +127,7 @@ class XSandbox:
             app.router.add_route(method, path, self._endpoint(route, handler))
         app.router.add_route("*", "/_sandbox/{action}", self._handle_control)
         app.router.add_route("*", "/{tail:.*}", self._handle_unknown)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        await web.TCPSite(runner, self.host, self.port).start()
-        self._runner = runner
-        self.port = runner.addresses[0][1]
+        self._runner, self.port = await serve(app, self.host, self.port)
 
     async def stop(self) -> None:
         if self._runner is None:
