@@ -140,6 +140,9 @@ class OutboxMessage(Base):
     # The recipient's zone, quiet hours and blackout dates, re-checked at send time; None for
     # messages that go out at once (bot answers, a deliberate manual `campaign fire`).
     send_window: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    media: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)  # {"path", "alt_text"}
+    # A thread: this part goes out only after the part before it, as a reply to it.
+    thread_parent_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"), index=True)
     state: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -201,14 +204,36 @@ class JourneyUpdate(Base):
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"), index=True)
     pillar: Mapped[str] = mapped_column(String(16))
     kind: Mapped[str] = mapped_column(String(16))  # progress | challenge | solution
-    text: Mapped[str] = mapped_column(Text, default="")
+    text: Mapped[str] = mapped_column(Text, default="")  # the pledgemaker's own words, kept
+    edited_text: Mapped[str | None] = mapped_column(Text)  # the comms team's edit, if any
     media: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     moderation: Mapped[str] = mapped_column(String(16), default="pending")
+    moderation_note: Mapped[str | None] = mapped_column(Text)
+    moderated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     consent_to_publish: Mapped[bool | None] = mapped_column(Boolean)
     source: Mapped[str] = mapped_column(String(16))  # reply | import
     source_ref: Mapped[str] = mapped_column(String(200))  # import id, or "reply:<first reply id>"
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_reply_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Post(Base):
+    """One journey update (or knowledge item) published on one channel: one or more parts."""
+
+    __tablename__ = "posts"
+    __table_args__ = (UniqueConstraint("journey_update_id", "channel"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    journey_update_id: Mapped[int | None] = mapped_column(ForeignKey("journey_updates.id"))
+    pledgemaker_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    campaign_id: Mapped[str] = mapped_column(String(64))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"))
+    channel: Mapped[str] = mapped_column(String(32))
+    first_outbox_id: Mapped[int] = mapped_column(ForeignKey("outbox.id"))
+    parts: Mapped[int] = mapped_column(Integer, default=1)
+    pillar: Mapped[str | None] = mapped_column(String(16))
+    region: Mapped[str | None] = mapped_column(String(40))
+    thanked: Mapped[bool] = mapped_column(Boolean, default=False)  # the loop closed
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Reply(Base):

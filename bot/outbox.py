@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from bot.campaigns.base import PlannedMessage
 from bot.channels.base import OutboundMessage
@@ -68,6 +68,7 @@ def enqueue(
             parse_mode=message.parse_mode,
             buttons=message.buttons,
             send_window=message.window.to_record() if message.window else None,
+            media=list(message.media),
             state="pending",
             next_attempt_at=message.window.next_allowed(now) if message.window else now,
             created_at=now,
@@ -75,6 +76,7 @@ def enqueue(
         session.add(row)
         rows.append((row, message))
     session.flush()
+    _link_threads(session, rows)
     for row, message in rows:
         if message.pillar is not None and message.contact_id is not None and message.pledgemaker_id:
             session.add(
@@ -88,6 +90,23 @@ def enqueue(
                 )
             )
     return len(rows)
+
+
+def _link_threads(session: Session, rows: list[tuple[OutboxMessage, PlannedMessage]]) -> None:
+    """Each part that ``follows`` another (by idempotency key) gets it as its thread parent."""
+    wanted = {m.follows for _, m in rows if m.follows}
+    if not wanted:
+        return
+    ids = dict(
+        session.execute(
+            select(OutboxMessage.idempotency_key, OutboxMessage.id).where(
+                OutboxMessage.idempotency_key.in_(wanted)
+            )
+        ).all()
+    )
+    for row, message in rows:
+        if message.follows:
+            row.thread_parent_id = ids[message.follows]
 
 
 def claim(
@@ -114,12 +133,21 @@ def claim(
         ),
         and_(OutboxMessage.state == "sending", OutboxMessage.claimed_until < now),
     )
+    _break_threads(session)
+    parent = aliased(OutboxMessage)
     query = (
-        select(OutboxMessage)
-        .where(due, OutboxMessage.channel.in_(channels))
+        select(OutboxMessage, parent.external_id)
+        .outerjoin(parent, OutboxMessage.thread_parent_id == parent.id)
+        # A thread's part waits for the part before it, and replies to it.
+        .where(
+            due,
+            OutboxMessage.channel.in_(channels),
+            or_(parent.id.is_(None), parent.state == "sent"),
+        )
         .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
         .limit(limit)
-        .with_for_update(skip_locked=True)  # PostgreSQL; SQLite relies on BEGIN IMMEDIATE
+        # PostgreSQL; SQLite relies on BEGIN IMMEDIATE.
+        .with_for_update(of=OutboxMessage, skip_locked=True)
     )
     if paused:
         held = {p.removeprefix(CHANNEL_PAUSE) for p in paused if p.startswith(CHANNEL_PAUSE)}
@@ -129,7 +157,9 @@ def claim(
         )
     if skip_recipients:
         query = query.where(OutboxMessage.recipient.not_in(skip_recipients))
-    rows = _one_per_recipient(session.scalars(query))
+    found = session.execute(query).all()
+    reply_to = {row.id: parent_id for row, parent_id in found}
+    rows = _one_per_recipient(row for row, _ in found)
     contact_ids = {row.contact_id for row in rows if row.contact_id is not None}
     status = (
         dict(
@@ -167,12 +197,27 @@ def claim(
                     buttons=row.buttons,
                     idempotency_key=row.idempotency_key,
                     maybe_sent=row.possible_duplicate,
+                    reply_to=reply_to.get(row.id),
+                    media=list(row.media or []),
                 ),
                 row.channel,
                 row.attempts,
             )
         )
     return claimed
+
+
+def _break_threads(session: Session) -> None:
+    """A part whose earlier part failed or was cancelled cannot be sent: the thread is broken."""
+    broken = select(OutboxMessage.id).where(OutboxMessage.state.in_(("failed", "cancelled")))
+    session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.thread_parent_id.in_(broken),
+            OutboxMessage.state.in_(("pending", "retry_wait")),
+        )
+        .values(state="failed", last_error="thread broken: an earlier part was not sent")
+    )
 
 
 def _one_per_recipient(rows: Iterable[OutboxMessage]) -> list[OutboxMessage]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
@@ -25,6 +26,8 @@ class PlannedMessage:
     buttons: list[list[dict[str, str]]] | None = None
     pillar: str | None = None  # set: this message is a prompt on that pillar
     window: SendWindow | None = None  # when it may go out; None: at once
+    media: tuple[dict[str, Any], ...] = ()  # {"path", "alt_text"}
+    follows: str | None = None  # idempotency key of the thread part this one replies to
 
 
 @dataclass(frozen=True)

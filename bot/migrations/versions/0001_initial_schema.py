@@ -158,6 +158,8 @@ def upgrade() -> None:
         sa.Column("parse_mode", sa.String(length=16), nullable=True),
         sa.Column("buttons", sa.JSON(), nullable=True),
         sa.Column("send_window", sa.JSON(), nullable=True),
+        sa.Column("media", sa.JSON(), nullable=False),
+        sa.Column("thread_parent_id", sa.Integer(), nullable=True),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("next_attempt_at", sa.DateTime(), nullable=False),
@@ -171,6 +173,9 @@ def upgrade() -> None:
             ["contact_id"], ["contacts.id"], name=op.f("fk_outbox_contact_id_contacts")
         ),
         sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name=op.f("fk_outbox_run_id_runs")),
+        sa.ForeignKeyConstraint(
+            ["thread_parent_id"], ["outbox.id"], name=op.f("fk_outbox_thread_parent_id_outbox")
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox")),
         sa.UniqueConstraint("idempotency_key", name=op.f("uq_outbox_idempotency_key")),
     )
@@ -180,6 +185,9 @@ def upgrade() -> None:
         )
         batch_op.create_index("ix_outbox_due", ["state", "next_attempt_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_outbox_run_id"), ["run_id"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_outbox_thread_parent_id"), ["thread_parent_id"], unique=False
+        )
 
     op.create_table(
         "prompts",
@@ -223,8 +231,11 @@ def upgrade() -> None:
         sa.Column("pillar", sa.String(length=16), nullable=False),
         sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("text", sa.Text(), nullable=False),
+        sa.Column("edited_text", sa.Text(), nullable=True),
         sa.Column("media", sa.JSON(), nullable=False),
         sa.Column("moderation", sa.String(length=16), nullable=False),
+        sa.Column("moderation_note", sa.Text(), nullable=True),
+        sa.Column("moderated_at", sa.DateTime(), nullable=True),
         sa.Column("consent_to_publish", sa.Boolean(), nullable=True),
         sa.Column("source", sa.String(length=16), nullable=False),
         sa.Column("source_ref", sa.String(length=200), nullable=False),
@@ -253,6 +264,39 @@ def upgrade() -> None:
         )
         batch_op.create_index(
             batch_op.f("ix_journey_updates_prompt_id"), ["prompt_id"], unique=False
+        )
+
+    op.create_table(
+        "posts",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("journey_update_id", sa.Integer(), nullable=True),
+        sa.Column("pledgemaker_id", sa.String(length=64), nullable=True),
+        sa.Column("campaign_id", sa.String(length=64), nullable=False),
+        sa.Column("run_id", sa.Integer(), nullable=True),
+        sa.Column("channel", sa.String(length=32), nullable=False),
+        sa.Column("first_outbox_id", sa.Integer(), nullable=False),
+        sa.Column("parts", sa.Integer(), nullable=False),
+        sa.Column("pillar", sa.String(length=16), nullable=True),
+        sa.Column("region", sa.String(length=40), nullable=True),
+        sa.Column("thanked", sa.Boolean(), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["first_outbox_id"], ["outbox.id"], name=op.f("fk_posts_first_outbox_id_outbox")
+        ),
+        sa.ForeignKeyConstraint(
+            ["journey_update_id"],
+            ["journey_updates.id"],
+            name=op.f("fk_posts_journey_update_id_journey_updates"),
+        ),
+        sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name=op.f("fk_posts_run_id_runs")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_posts")),
+        sa.UniqueConstraint(
+            "journey_update_id", "channel", name=op.f("uq_posts_journey_update_id")
+        ),
+    )
+    with op.batch_alter_table("posts", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_posts_pledgemaker_id"), ["pledgemaker_id"], unique=False
         )
 
     op.create_table(
@@ -317,6 +361,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_replies_contact_id"))
 
     op.drop_table("replies")
+    with op.batch_alter_table("posts", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_posts_pledgemaker_id"))
+
+    op.drop_table("posts")
     with op.batch_alter_table("journey_updates", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_journey_updates_prompt_id"))
         batch_op.drop_index(batch_op.f("ix_journey_updates_pledgemaker_id"))
@@ -329,6 +377,7 @@ def downgrade() -> None:
 
     op.drop_table("prompts")
     with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_outbox_thread_parent_id"))
         batch_op.drop_index(batch_op.f("ix_outbox_run_id"))
         batch_op.drop_index("ix_outbox_due")
         batch_op.drop_index("ix_outbox_delivered")
