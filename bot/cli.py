@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -324,6 +324,99 @@ def runs_list(limit: Annotated[int, typer.Option(min=1)] = 50) -> None:
                 run.note or "",
             )
     out.print(table)
+
+
+# -- moderation ----------------------------------------------------------------------------------
+@cli.command("review")
+def review_command(
+    show: Annotated[bool, typer.Option("--list", help="List updates (default: pending).")] = False,
+    state: Annotated[str | None, typer.Option(help="pending, approved, rejected or all")] = None,
+    approve: Annotated[int | None, typer.Option(help="Approve this update.")] = None,
+    reject: Annotated[int | None, typer.Option(help="Reject this update (with --reason).")] = None,
+    reason: Annotated[str, typer.Option(help="Why it is rejected; kept.")] = "",
+    edit: Annotated[int | None, typer.Option(help="Edit this update's text (with --text).")] = None,
+    alt_text: Annotated[
+        int | None, typer.Option("--alt-text", help="Describe this update's images (with --text).")
+    ] = None,
+    text: Annotated[str, typer.Option(help="The new text or alt text.")] = "",
+) -> None:
+    """Moderate journey updates; without options, the pending ones interactively."""
+    from bot import review
+
+    app = open_app()
+    actions = [a for a in (approve, reject, edit, alt_text) if a is not None]
+    if len(actions) > 1:
+        raise UserInputError("one of --approve, --reject, --edit or --alt-text at a time")
+    with app.db.session() as session:
+        if approve is not None:
+            review.approve(session, approve)
+            out.print(f"approved: {approve}")
+        elif reject is not None:
+            review.reject(session, reject, reason)
+            out.print(f"rejected: {reject}")
+        elif edit is not None:
+            asked = review.edit(session, edit, text, app.templates)
+            out.print(f"edited: {edit}" + (" (the pledgemaker is asked to agree)" if asked else ""))
+        elif alt_text is not None:
+            out.print(f"alt text set on {review.set_alt_text(session, alt_text, text)} image(s)")
+        elif show or not sys.stdin.isatty():
+            if not show:
+                raise UserInputError("not a terminal: use --list, --approve, --reject or --edit")
+            _review_table(review.listing(session, state))
+        else:
+            _review_interactively(session, review.listing(session, "pending"), app)
+
+
+def _review_table(updates: list[Any]) -> None:
+    table = Table("id", "pledgemaker", "pillar", "kind", "state", "consent", "images", "text")
+    for u in updates:
+        consent = {True: "yes", False: "no", None: "not asked"}[u.consent_to_publish]
+        images = f"{len(u.media)} ({len(u.media) - _missing_alt(u)} described)" if u.media else ""
+        shown = (u.edited_text or u.text).replace("\n", " ")
+        table.add_row(
+            str(u.id),
+            u.pledgemaker_id,
+            u.pillar,
+            u.kind,
+            u.moderation,
+            consent,
+            images,
+            ("✎ " if u.edited_text else "") + shown[:70],
+        )
+    out.print(table)
+
+
+def _missing_alt(update: Any) -> int:
+    from bot.review import missing_alt_text
+
+    return missing_alt_text(update)
+
+
+def _review_interactively(session: Any, updates: list[Any], app: App) -> None:
+    from rich.prompt import Prompt
+
+    from bot import review
+
+    for update in updates:
+        out.rule(f"update {update.id} · {update.pledgemaker_id} · {update.pillar} · {update.kind}")
+        out.print(update.text, markup=False)
+        choice = Prompt.ask(
+            "[a]pprove, [r]eject, [e]dit, [s]kip, [q]uit",
+            choices=["a", "r", "e", "s", "q"],
+            default="s",
+            console=err,
+        )
+        if choice == "q":
+            return
+        try:
+            if choice == "a":
+                review.approve(session, update.id)
+            elif choice == "r":
+                review.reject(session, update.id, Prompt.ask("reason", console=err))
+            elif choice == "e":
+                review.edit(session, update.id, Prompt.ask("new text", console=err), app.templates)
+        except UserInputError as exc:
+            err.print(str(exc), markup=False)
 
 
 # -- outbox / status -----------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot import contacts, outbox
+from bot import consent, contacts, outbox
 from bot.campaigns.base import PlannedMessage
 from bot.campaigns.followup import BUTTON_KINDS, BUTTON_PREFIX
 from bot.channels.base import InboundEvent
@@ -163,6 +163,12 @@ class Turn:
                 self.contact.status, self.contact.status_changed_at = "stopped", self.now
             self.say("stopped")
             return "stop: opted out"
+        if name == "withdraw":
+            if self.contact is None:
+                return self.onboarding()
+            count = consent.withdraw(self.session, self.contact.pledgemaker_id, self.contact)
+            self.say("consent_withdrawn")
+            return f"withdraw: consent taken back for {count} update(s)"
         if name == "language":
             if argument not in LANGUAGES:
                 self.say("language_unknown")
@@ -212,6 +218,8 @@ class Turn:
     # -- buttons -----------------------------------------------------------------------------
     def button(self) -> str:
         data = self.event.button_data or ""
+        if data.startswith(consent.BUTTON_PREFIX):
+            return self.consent_answer(data.removeprefix(consent.BUTTON_PREFIX))
         kind = data.removeprefix(BUTTON_PREFIX)
         if not data.startswith(BUTTON_PREFIX) or kind not in BUTTON_KINDS:
             return f"ignored: unknown button {data!r}"
@@ -230,6 +238,18 @@ class Turn:
             prompt.state = "open"
         self.say(f"ask_{kind}")
         return f"prompt {prompt.id}: {kind} requested"
+
+    def consent_answer(self, data: str) -> str:
+        answer, _, update_id = data.partition(":")
+        update = self.session.get(JourneyUpdate, int(update_id)) if update_id.isdigit() else None
+        if answer not in ("yes", "no") or update is None or self.contact is None:
+            return f"ignored: consent button {data!r}"
+        if update.pledgemaker_id != self.contact.pledgemaker_id:
+            return "ignored: consent for another pledgemaker's update"
+        record = consent.record(self.session, update, answer, self.contact)
+        phrase = "consent_given" if answer == "yes" else "consent_declined"
+        self.say(phrase, key=f"event:{self.row.id}:{phrase}", credit=record.credit)
+        return f"update {update.id}: consent {answer}"
 
     # -- messages ----------------------------------------------------------------------------
     def message(self, media: list[dict[str, Any]]) -> str:
@@ -280,6 +300,7 @@ class Turn:
         prompt.state, prompt.closed_at = "answered", self.now
         cancel_reminders(self.session, prompt.id)
         self.say("thanks", key=f"thanks:{self.channel}:{self.row.id}", name=self.name())
+        consent.ask(self.session, update, self.conv.templates)
         return f"update {update.id} created for prompt {prompt.id}"
 
     def attach(self, reply: Reply, update: JourneyUpdate) -> None:

@@ -217,6 +217,20 @@ class JourneyUpdate(Base):
     last_reply_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class Consent(Base):
+    """A pledgemaker's answer about publishing one update: who, when, which text, which answer."""
+
+    __tablename__ = "consents"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    journey_update_id: Mapped[int] = mapped_column(ForeignKey("journey_updates.id"), index=True)
+    pledgemaker_id: Mapped[str] = mapped_column(ForeignKey("pledgemakers.id"), index=True)
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
+    answer: Mapped[str] = mapped_column(String(16))  # yes | no | withdrawn
+    text_version: Mapped[str] = mapped_column(Text)  # exactly the text they answered about
+    credit: Mapped[str | None] = mapped_column(String(300))  # how they are credited
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Post(Base):
     """One journey update (or knowledge item) published on one channel: one or more parts."""
 

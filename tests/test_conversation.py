@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from bot.models import Contact, InboundEvent, JourneyUpdate, OutboxMessage, Prompt, Reply
+from bot.models import Consent, Contact, InboundEvent, JourneyUpdate, OutboxMessage, Prompt, Reply
 from tests.auxil.live import Live, eventually
 
 GH = "gh-min-labour"  # an English-speaking pledgemaker in the sample data
@@ -37,7 +37,26 @@ async def test_invite_prompt_button_answer_stored_as_update(live: Live) -> None:
     assert update.moderation == "pending" and update.prompt_id == prompt_row.id
     assert reply.prompt_id == prompt_row.id and reply.journey_update_id == update.id
     assert prompt_row.state == "answered"
-    assert live.texts(501)[-1].startswith("Thank you, Ministry of Employment")
+    assert live.texts(501)[-2].startswith("Thank you, Ministry of Employment")
+    question = live.sandbox.sent_messages(501)[-1]
+    assert question["text"].startswith("May we share this update publicly")
+    assert "“Birth registration delays keep children out of school.”" in question["text"]
+
+    live.sandbox.press_button(501, question["message_id"], f"pc:yes:{update.id}")
+    await live.settle()
+    given = live.scalar(select(Consent))
+    assert (given.answer, given.journey_update_id, given.pledgemaker_id) == ("yes", update.id, GH)
+    assert given.text_version == update.text
+    assert live.scalar(select(JourneyUpdate.consent_to_publish)) is True
+    assert live.texts(501)[-1].startswith("Thank you! Your update may be shared")
+
+    live.sandbox.push_message(501, "/withdraw")
+    await live.settle()
+    assert live.scalar(select(JourneyUpdate.consent_to_publish)) is False
+    answers = live.all(select(Consent.answer).order_by(Consent.id))
+    assert answers == ["yes", "withdrawn"], (
+        "consent is a record: the yes stays, the withdrawal adds"
+    )
 
 
 async def test_reply_to_an_older_prompt_answers_that_prompt(live: Live) -> None:

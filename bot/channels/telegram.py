@@ -41,6 +41,7 @@ ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
 COMMANDS = {
     "start": "Connect this chat, or opt back in",
     "stop": "Stop all messages from this bot",
+    "withdraw": "Do not publish my updates",
     "language": "Choose a language: /language en|fr|es",
     "help": "What this bot does",
 }

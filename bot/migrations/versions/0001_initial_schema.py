@@ -267,6 +267,39 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "consents",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("journey_update_id", sa.Integer(), nullable=False),
+        sa.Column("pledgemaker_id", sa.String(length=64), nullable=False),
+        sa.Column("contact_id", sa.Integer(), nullable=True),
+        sa.Column("answer", sa.String(length=16), nullable=False),
+        sa.Column("text_version", sa.Text(), nullable=False),
+        sa.Column("credit", sa.String(length=300), nullable=True),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["contact_id"], ["contacts.id"], name=op.f("fk_consents_contact_id_contacts")
+        ),
+        sa.ForeignKeyConstraint(
+            ["journey_update_id"],
+            ["journey_updates.id"],
+            name=op.f("fk_consents_journey_update_id_journey_updates"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["pledgemaker_id"],
+            ["pledgemakers.id"],
+            name=op.f("fk_consents_pledgemaker_id_pledgemakers"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_consents")),
+    )
+    with op.batch_alter_table("consents", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_consents_journey_update_id"), ["journey_update_id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_consents_pledgemaker_id"), ["pledgemaker_id"], unique=False
+        )
+
+    op.create_table(
         "posts",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("journey_update_id", sa.Integer(), nullable=True),
@@ -365,6 +398,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_posts_pledgemaker_id"))
 
     op.drop_table("posts")
+    with op.batch_alter_table("consents", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_consents_pledgemaker_id"))
+        batch_op.drop_index(batch_op.f("ix_consents_journey_update_id"))
+
+    op.drop_table("consents")
     with op.batch_alter_table("journey_updates", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_journey_updates_prompt_id"))
         batch_op.drop_index(batch_op.f("ix_journey_updates_pledgemaker_id"))

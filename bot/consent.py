@@ -1,0 +1,107 @@
+"""Consent to publish: asked in the pledgemaker's chat, recorded as who, when, which text, which
+answer. "No" keeps an update private (it still counts in reports); /withdraw takes consent back.
+Only updates with a "yes" for their current text may be amplified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot import outbox
+from bot.campaigns.base import PlannedMessage
+from bot.models import Consent, Contact, JourneyUpdate, Pledgemaker, utcnow
+from bot.templates import Templates
+
+BUTTON_PREFIX = "pc:"
+
+
+def published_text(update: JourneyUpdate) -> str:
+    return update.edited_text or update.text
+
+
+def credit_line(pledgemaker: Pledgemaker) -> str:
+    return (
+        f"{pledgemaker.name} ({pledgemaker.x_handle})" if pledgemaker.x_handle else pledgemaker.name
+    )
+
+
+def ask(
+    session: Session, update: JourneyUpdate, templates: Templates, *, edited: bool = False
+) -> bool:
+    """Ask the pledgemaker, in their chat, whether this update may be published as it reads now."""
+    contact = session.scalar(
+        select(Contact)
+        .where(Contact.pledgemaker_id == update.pledgemaker_id, Contact.status == "active")
+        .order_by(Contact.bound_at.desc())
+        .limit(1)
+    )
+    pledgemaker = session.get(Pledgemaker, update.pledgemaker_id)
+    if contact is None or pledgemaker is None:
+        return False
+    language = contact.language or pledgemaker.language
+    text = published_text(update)
+    phrase = "consent_ask_edited" if edited else "consent_ask"
+    buttons = [
+        [
+            {
+                "text": templates.phrase("consent_yes", language),
+                "data": f"{BUTTON_PREFIX}yes:{update.id}",
+            },
+            {
+                "text": templates.phrase("consent_no", language),
+                "data": f"{BUTTON_PREFIX}no:{update.id}",
+            },
+        ]
+    ]
+    question = PlannedMessage(
+        # One question per version of the text: an edit asks again, a replay does not.
+        idempotency_key=f"consent:{update.id}:{hash_text(text)}",
+        channel=contact.channel,
+        recipient=contact.address,
+        text=templates.phrase(phrase, language, text=text, credit=credit_line(pledgemaker)),
+        pledgemaker_id=pledgemaker.id,
+        contact_id=contact.id,
+        parse_mode="HTML",
+        buttons=buttons,
+    )
+    return outbox.enqueue(session, [question]) == 1
+
+
+def record(
+    session: Session, update: JourneyUpdate, answer: str, contact: Contact | None
+) -> Consent:
+    pledgemaker = session.get(Pledgemaker, update.pledgemaker_id)
+    consent = Consent(
+        journey_update_id=update.id,
+        pledgemaker_id=update.pledgemaker_id,
+        contact_id=contact.id if contact else None,
+        answer=answer,
+        text_version=published_text(update),
+        credit=credit_line(pledgemaker) if pledgemaker else None,
+        created_at=utcnow(),
+    )
+    session.add(consent)
+    update.consent_to_publish = answer == "yes"
+    return consent
+
+
+def withdraw(session: Session, pledgemaker_id: str, contact: Contact | None) -> int:
+    """Take back every "yes" of this pledgemaker; returns how many updates it concerned."""
+    given = list(
+        session.scalars(
+            select(JourneyUpdate).where(
+                JourneyUpdate.pledgemaker_id == pledgemaker_id,
+                JourneyUpdate.consent_to_publish.is_(True),
+            )
+        )
+    )
+    for update in given:
+        record(session, update, "withdrawn", contact)
+    return len(given)
+
+
+def hash_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]

@@ -1,0 +1,85 @@
+"""Moderation: the comms team approves, edits or rejects journey updates before any is published.
+
+The pledgemaker's own words are never overwritten: an edit is kept beside them (``edited_text``).
+An edit that changes their words needs their consent again: the bot asks them in their chat.
+An update with media cannot be approved until every image has alt text.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot import consent
+from bot.errors import UserInputError
+from bot.models import JourneyUpdate, utcnow
+from bot.templates import Templates
+
+STATES = ("pending", "approved", "rejected")
+
+
+def get_update(session: Session, update_id: int) -> JourneyUpdate:
+    update = session.get(JourneyUpdate, update_id)
+    if update is None:
+        raise UserInputError(f"no journey update {update_id} (see: pledgebot review --list)")
+    return update
+
+
+def listing(session: Session, state: str | None) -> list[JourneyUpdate]:
+    if state is not None and state not in (*STATES, "all"):
+        raise UserInputError(f"--state must be one of {', '.join(STATES)} or all (got {state!r})")
+    query = select(JourneyUpdate).order_by(JourneyUpdate.created_at, JourneyUpdate.id)
+    if state != "all":
+        query = query.where(JourneyUpdate.moderation == (state or "pending"))
+    return list(session.scalars(query))
+
+
+def missing_alt_text(update: JourneyUpdate) -> int:
+    return sum(1 for item in update.media or [] if not (item.get("alt_text") or "").strip())
+
+
+def approve(session: Session, update_id: int) -> JourneyUpdate:
+    update = get_update(session, update_id)
+    if missing := missing_alt_text(update):
+        raise UserInputError(
+            f"update {update_id} has {missing} image(s) without alt text; add it first: "
+            f"pledgebot review --alt-text {update_id} 'what the picture shows'"
+        )
+    update.moderation, update.moderated_at, update.moderation_note = "approved", utcnow(), None
+    return update
+
+
+def reject(session: Session, update_id: int, reason: str) -> JourneyUpdate:
+    if not reason.strip():
+        raise UserInputError("--reason is required to reject (it is kept for the record)")
+    update = get_update(session, update_id)
+    update.moderation, update.moderated_at, update.moderation_note = "rejected", utcnow(), reason
+    return update
+
+
+def edit(session: Session, update_id: int, text: str, templates: Templates) -> bool:
+    """Keep ``text`` beside the pledgemaker's words; returns whether their consent is asked."""
+    if not text.strip():
+        raise UserInputError("--text must not be empty")
+    update = get_update(session, update_id)
+    update.edited_text = text.strip() if text.strip() != update.text else None
+    if update.edited_text is None or update.source != "reply":
+        return False
+    # Their words changed: what they agreed to is no longer what would be published.
+    update.consent_to_publish = None
+    return consent.ask(session, update, templates, edited=True)
+
+
+def set_alt_text(session: Session, update_id: int, alt_text: str) -> int:
+    """Give every image of the update without alt text this description; returns how many."""
+    if not alt_text.strip():
+        raise UserInputError("the alt text must not be empty")
+    update = get_update(session, update_id)
+    media = [dict(item) for item in update.media or []]
+    changed = 0
+    for item in media:
+        if not (item.get("alt_text") or "").strip():
+            item["alt_text"] = alt_text.strip()
+            changed += 1
+    update.media = media
+    return changed

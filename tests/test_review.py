@@ -1,0 +1,85 @@
+"""Moderation: approve, reject, edit (their words kept, their consent asked again), alt text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from bot import review
+from bot.app import App
+from bot.errors import UserInputError
+from bot.models import Contact, JourneyUpdate, OutboxMessage, utcnow
+from tests.auxil.cli import pledgebot
+
+WORDS = "We trained 120 labour inspectors."
+
+
+def an_update(app: App, *, media: list[dict] | None = None, source: str = "reply") -> int:
+    with app.db.session() as session:
+        session.add(
+            Contact(
+                pledgemaker_id="gh-min-labour", channel="telegram", address="77", bound_at=utcnow()
+            )
+        )
+        update = JourneyUpdate(
+            pledgemaker_id="gh-min-labour",
+            pillar="act",
+            kind="progress",
+            text=WORDS,
+            media=media or [],
+            source=source,
+            source_ref="t",
+            consent_to_publish=True,
+        )
+        session.add(update)
+        session.flush()
+        return update.id
+
+
+def test_an_edit_keeps_their_words_and_asks_their_consent_again(app: App) -> None:
+    update_id = an_update(app)
+    with app.db.session() as session:
+        assert review.edit(session, update_id, "We trained 120 inspectors in 2021.", app.templates)
+    with app.db.session() as session:
+        update = session.get(JourneyUpdate, update_id)
+        question = session.scalar(select(OutboxMessage).where(OutboxMessage.recipient == "77"))
+    assert (update.text, update.edited_text) == (WORDS, "We trained 120 inspectors in 2021.")
+    assert update.consent_to_publish is None, "what they agreed to is not what would be published"
+    assert "Our team suggests this wording" in question.text
+    assert "We trained 120 inspectors in 2021." in question.text
+    assert [b["data"] for b in question.buttons[0]] == [f"pc:yes:{update_id}", f"pc:no:{update_id}"]
+
+
+def test_images_need_alt_text_before_approval(app: App) -> None:
+    update_id = an_update(app, media=[{"type": "photo", "path": "/m/1.jpg"}])
+    with app.db.session() as session, pytest.raises(UserInputError, match="without alt text"):
+        review.approve(session, update_id)
+    with app.db.session() as session:
+        assert review.set_alt_text(session, update_id, "Inspectors in a classroom") == 1
+        review.approve(session, update_id)
+    with app.db.session() as session:
+        update = session.get(JourneyUpdate, update_id)
+    assert update.moderation == "approved"
+    assert update.media[0]["alt_text"] == "Inspectors in a classroom"
+
+
+def test_review_commands(app: App, config_path: Path) -> None:
+    update_id = an_update(app)
+    folder = config_path.parent
+    listed = pledgebot(folder, "review", "--list", COLUMNS="200")
+    assert listed.returncode == 0 and WORDS[:40] in listed.stdout
+    refused = pledgebot(folder, "review", "--reject", str(update_id))
+    assert (refused.returncode, refused.stderr) == (
+        1,
+        "--reason is required to reject (it is kept for the record)\n",
+    )
+    done = pledgebot(folder, "review", "--reject", str(update_id), "--reason", "off topic")
+    assert (done.returncode, done.stdout) == (0, f"rejected: {update_id}\n")
+    with app.db.session() as session:
+        update = session.get(JourneyUpdate, update_id)
+    assert (update.moderation, update.moderation_note) == ("rejected", "off topic")
+    missing = pledgebot(folder, "review", "--approve", "999")
+    assert missing.stderr == "no journey update 999 (see: pledgebot review --list)\n"
+    assert pledgebot(folder, "review").stderr.startswith("not a terminal")
