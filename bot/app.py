@@ -48,6 +48,17 @@ class App:
             self.channels[name] = adapter_class(name)(settings, secrets)
         return self.channels[name]
 
+    def destinations(self) -> dict[str, str]:
+        """Where amplify posts go on each enabled channel."""
+        found: dict[str, str] = {}
+        for name in self.config.enabled_channels():
+            settings = self.config.channel_settings(name)
+            if name == "x":
+                found[name] = "timeline"
+            elif getattr(settings, "post_chat_id", None):
+                found[name] = str(settings.post_chat_id)
+        return found
+
     def enabled_channels(self) -> dict[str, Any]:
         return {name: self.channel(name) for name in self.config.enabled_channels()}
 

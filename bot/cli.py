@@ -237,7 +237,10 @@ def campaign_fire(
     if dry_run or confirm:  # planning is pure: the preview writes nothing
         with app.db.session() as session:
             preview = runs.plan(
-                spec, RunContext(spec.id, now, to, manual=True), session, app.templates
+                spec,
+                RunContext(spec.id, now, to, manual=True, destinations=app.destinations()),
+                session,
+                app.templates,
             )
         if dry_run:
             for message in preview.messages:
@@ -247,7 +250,9 @@ def campaign_fire(
             return
         if not typer.confirm(f"Send {campaign_id} now to {len(preview.messages)} pledgemaker(s)?"):
             raise typer.Exit(1)
-    result = runs.fire(app.db, app.templates, spec, now, trigger="manual", only=to)
+    result = runs.fire(
+        app.db, app.templates, spec, now, trigger="manual", only=to, destinations=app.destinations()
+    )
     skipped = ", ".join(f"{why} {n}" for why, n in sorted(result.skipped.items()))
     out.print(
         f"run {result.run_id}: queued {result.enqueued}"

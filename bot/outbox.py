@@ -18,7 +18,15 @@ from sqlalchemy.orm import Session, aliased
 from bot.campaigns.base import PlannedMessage
 from bot.channels.base import OutboundMessage
 from bot.localtime import SendWindow
-from bot.models import CampaignControl, ChannelState, Contact, OutboxMessage, Prompt, utcnow
+from bot.models import (
+    CampaignControl,
+    ChannelState,
+    Contact,
+    OutboxMessage,
+    Post,
+    Prompt,
+    utcnow,
+)
 
 CONTACT_STOPPED = "contact_stopped"
 CHANNEL_PAUSE = "channel:"  # a CampaignControl id "channel:x" holds every message on that channel
@@ -78,6 +86,17 @@ def enqueue(
     session.flush()
     _link_threads(session, rows)
     for row, message in rows:
+        if message.post is not None:
+            session.add(
+                Post(
+                    campaign_id=campaign_id or "",
+                    run_id=run_id,
+                    channel=row.channel,
+                    first_outbox_id=row.id,
+                    pledgemaker_id=message.pledgemaker_id,
+                    **{"created_at": now, **message.post},  # the planner may set the slot time
+                )
+            )
         if message.pillar is not None and message.contact_id is not None and message.pledgemaker_id:
             session.add(
                 Prompt(

@@ -70,6 +70,8 @@ def preview(
     )
     items: list[PreviewItem] = []
     for spec in specs:
+        if not isinstance(spec, FollowupCampaign):
+            continue  # posts are previewed differently (what rotation would pick): not yet
         if spec.every:
             items.extend(_cadence(session, spec, templates, now, end))
         elif spec.trigger() is not None:

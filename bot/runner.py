@@ -98,6 +98,7 @@ async def serve(app: App, stop: asyncio.Event, *, with_scheduler: bool = True) -
             loader=app.schedules,
             watched=[app.config.path("schedules")],
             prompt_ttl=timedelta(days=app.config.conversation.prompt_ttl_days),
+            destinations=app.destinations(),
         )
         scheduler.start()
     stop_listening = asyncio.Event()

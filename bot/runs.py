@@ -7,8 +7,10 @@ firing the same instant finds the run already recorded and does nothing. A manua
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from apscheduler.triggers.base import BaseTrigger
 from sqlalchemy import func, select
@@ -16,14 +18,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot import outbox
-from bot.campaigns import followup
+from bot.campaigns import amplify, followup
 from bot.campaigns.base import Plan, RunContext
 from bot.db import Database
 from bot.models import CampaignControl, Run, utcnow
-from bot.schedules import FollowupCampaign
+from bot.schedules import Campaign
 from bot.templates import Templates
 
-PLANNERS = {"followup": followup.plan}
+PLANNERS: dict[str, Any] = {"followup": followup.plan, "amplify": amplify.plan}
 
 
 @dataclass
@@ -35,18 +37,19 @@ class FireResult:
     already_fired: bool = False
 
 
-def plan(spec: FollowupCampaign, run: RunContext, session: Session, templates: Templates) -> Plan:
+def plan(spec: Campaign, run: RunContext, session: Session, templates: Templates) -> Plan:
     return PLANNERS[spec.kind](spec, run, session, templates)
 
 
 def fire(
     db: Database,
     templates: Templates,
-    spec: FollowupCampaign,
+    spec: Campaign,
     fire_time: datetime,
     *,
     trigger: str,
     only: str | None = None,
+    destinations: Mapping[str, str] | None = None,
 ) -> FireResult:
     try:
         with db.session() as session:
@@ -57,7 +60,13 @@ def fire(
             run = Run(campaign_id=spec.id, fire_time=fire_time, trigger=trigger)
             session.add(run)
             session.flush()
-            context = RunContext(spec.id, fire_time, only, manual=trigger == "manual")
+            context = RunContext(
+                spec.id,
+                fire_time,
+                only,
+                manual=trigger == "manual",
+                destinations=destinations or {},
+            )
             result = plan(spec, context, session, templates)
             enqueued = outbox.enqueue(session, result.messages, run_id=run.id, campaign_id=spec.id)
             run.planned = enqueued

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot import runs, sweeper
 from bot.alerts import Alerts
+from bot.closing import close_loop
 from bot.db import Database
 from bot.errors import ScheduleError
 from bot.reminders import remind
@@ -42,12 +43,14 @@ class CampaignScheduler:
         loader: Callable[[], ScheduleSet] | None = None,
         watched: list[Path] | None = None,
         prompt_ttl: timedelta = timedelta(days=7),
+        destinations: Mapping[str, str] | None = None,
     ) -> None:
         self.db, self.templates, self.schedules = db, templates, schedules
         self.on_enqueued = on_enqueued
         self.alerts = alerts
         self.loader, self.watched = loader, watched or []
         self.prompt_ttl = prompt_ttl
+        self.destinations = dict(destinations or {})
         self.scheduler = AsyncIOScheduler(timezone=UTC, jobstores={"default": MemoryJobStore()})
         self._members_checked: datetime | None = None
         self._fingerprint = self._files_fingerprint()
@@ -162,7 +165,14 @@ class CampaignScheduler:
                 )
             due = [t for t in instants if now - t <= spec.grace_period]
             if due:
-                result = runs.fire(self.db, self.templates, spec, due[-1], trigger="catch-up")
+                result = runs.fire(
+                    self.db,
+                    self.templates,
+                    spec,
+                    due[-1],
+                    trigger="catch-up",
+                    destinations=self.destinations,
+                )
                 if not result.already_fired:
                     log.info("campaign %s: missed run at %s fired now", spec.id, due[-1])
                     self.on_enqueued()
@@ -200,6 +210,7 @@ class CampaignScheduler:
                         result.skipped or "none",
                     )
             enqueued += remind(self.db, self.templates, spec, now, self.prompt_ttl)
+        enqueued += close_loop(self.db, self.templates)
         if refresh:
             self._members_checked = now
         return enqueued
@@ -222,7 +233,13 @@ class CampaignScheduler:
             log.info("campaign %s is paused: run at %s not fired", campaign_id, fire_time)
             return
         result = await asyncio.to_thread(  # planning a whole audience: off the event loop
-            runs.fire, self.db, self.templates, spec, fire_time, trigger="cron"
+            runs.fire,
+            self.db,
+            self.templates,
+            spec,
+            fire_time,
+            trigger="cron",
+            destinations=self.destinations,
         )
         if result.already_fired:
             log.info("campaign %s run at %s was already fired", campaign_id, fire_time)

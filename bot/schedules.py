@@ -268,13 +268,44 @@ class FollowupCampaign(CampaignBase):
         return self.template or f"followup/{self.pillar}"
 
 
+class AmplifyCampaign(CampaignBase):
+    """Approved, consented journey updates posted to X and a Telegram channel
+    (``bot.campaigns.amplify``): one update per posting slot, in fair rotation."""
+
+    kind: Literal["amplify"]
+    template: str = "amplify"  # templates/amplify/<channel>.<language>.j2
+    hashtags: list[str] = Field(default_factory=list)
+    max_per_org_per_month: int = Field(default=2, ge=1)
+    reminders: None = None  # posts await no answer
+
+    @field_validator("hashtags")
+    @classmethod
+    def _tags(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not re.fullmatch(r"#\w+", value):
+                raise ValueError(f"{value!r} is not a hashtag like '#EndChildLabour2021'")
+        return values
+
+    @model_validator(mode="after")
+    def _slots(self) -> AmplifyCampaign:
+        if self.every:
+            raise ValueError(
+                "every: an amplify campaign posts in slots: use cron, interval or once"
+            )
+        return self
+
+
+Campaign = FollowupCampaign | AmplifyCampaign
 # Campaign kinds by name; a new kind is one model here and one planner in bot/runs.py.
-KINDS: dict[str, type[FollowupCampaign]] = {"followup": FollowupCampaign}
+KINDS: dict[str, type[FollowupCampaign] | type[AmplifyCampaign]] = {
+    "followup": FollowupCampaign,
+    "amplify": AmplifyCampaign,
+}
 
 
 @dataclass
 class LoadedCampaign:
-    spec: FollowupCampaign
+    spec: Campaign
     file: str
     line: int
 
@@ -384,7 +415,7 @@ def _load_file(
 
 def _validate(
     shown: str, entry: dict[str, Any], where: dict[str, int], header: int, problems: list[Problem]
-) -> FollowupCampaign | None:
+) -> Campaign | None:
     kind = entry.get("kind")
     if kind not in KINDS:
         line = where.get("kind", header)
@@ -439,22 +470,47 @@ SAMPLE_PLEDGEMAKER = SimpleNamespace(
 )
 
 
+SAMPLE_UPDATE = SimpleNamespace(
+    id=1,
+    pillar="act",
+    kind="progress",
+    text="We trained 120 labour inspectors.",
+    edited_text=None,
+    media=[],
+    created_at=datetime(2021, 6, 1, tzinfo=ZoneInfo("UTC")),
+)
+
+
+def _template_checks(
+    spec: Campaign, where: dict[str, int]
+) -> list[tuple[str, int, dict[str, Any]]]:
+    """Each template the campaign uses, the line that names it, and a sample context."""
+    header = where.get("", 1)
+    if isinstance(spec, AmplifyCampaign):
+        from bot.campaigns.amplify import post_context
+
+        context = post_context(spec, SAMPLE_UPDATE, SAMPLE_PLEDGEMAKER)  # type: ignore[arg-type]
+        line = where.get("template", where.get("channels", header))
+        return [(f"{spec.template}/{channel}", line, context) for channel in spec.channels]
+    from bot.campaigns.followup import prompt_context
+
+    context = prompt_context(spec, SAMPLE_PLEDGEMAKER)
+    checks = [(spec.template_name(), where.get("template", header), context)]
+    if spec.reminders is not None:
+        checks.append((spec.reminders.template, where.get("reminders", header), context))
+    return checks
+
+
 def _check_templates(
     shown: str,
-    spec: FollowupCampaign,
+    spec: Campaign,
     where: dict[str, int],
     templates: Templates,
     problems: list[Problem],
     warnings: list[Problem],
 ) -> None:
     """Render every template the campaign uses, in every language, against a sample context."""
-    from bot.campaigns.followup import prompt_context
-
-    header = where.get("", 1)
-    names = [(spec.template_name(), where.get("template", header))]
-    if spec.reminders is not None:
-        names.append((spec.reminders.template, where.get("reminders", header)))
-    for name, line in names:
+    for name, line, context in _template_checks(spec, where):
         if not templates.exists(name):
             missing = templates.root / (name + ".en.j2")
             problems.append(Problem(shown, line, f"unknown template {name!r} (no {missing})"))
@@ -465,7 +521,7 @@ def _check_templates(
         )
         for language in LANGUAGES:
             try:
-                templates.render(name, language, **prompt_context(spec, SAMPLE_PLEDGEMAKER))
+                templates.render(name, language, **context)
             except TemplateProblem as exc:
                 problems.append(
                     Problem(shown, line, f"template {name!r} ({language}): {exc.problem}")

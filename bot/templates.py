@@ -48,7 +48,7 @@ class Templates:
         self.env = Environment(
             loader=FileSystemLoader(root),
             undefined=StrictUndefined,
-            autoescape=parse_mode == "HTML",
+            autoescape=_escaping(parse_mode),
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=False,
@@ -147,6 +147,21 @@ def _format_date(context: Any, value: date, style: str = "long") -> str:
 @pass_context
 def _format_number(context: Any, value: float) -> str:
     return format_decimal(value, locale=_locale(context))
+
+
+PLAIN_TEXT_CHANNELS = ("x",)  # templates/<kind>/<channel>.<lang>.j2 rendered as plain text
+
+
+def _escaping(parse_mode: str | None) -> Any:
+    """HTML-escape values for Telegram's HTML parse mode, but not in plain-text channels'
+    templates (an X post would show "&amp;")."""
+
+    def escape(name: str | None) -> bool:
+        if parse_mode != "HTML":
+            return False
+        return (name or "").rsplit("/", 1)[-1].split(".")[0] not in PLAIN_TEXT_CHANNELS
+
+    return escape
 
 
 def _locale(context: Any) -> str:

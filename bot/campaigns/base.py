@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -28,6 +29,7 @@ class PlannedMessage:
     window: SendWindow | None = None  # when it may go out; None: at once
     media: tuple[dict[str, Any], ...] = ()  # {"path", "alt_text"}
     follows: str | None = None  # idempotency key of the thread part this one replies to
+    post: dict[str, Any] | None = None  # set on a post's first part: what it publishes
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class RunContext:
     fire_time: datetime
     only: str | None = None  # a pledgemaker id: `campaign fire --to`, ignoring the audience
     manual: bool = False  # `campaign fire`: no quiet hours or blackout dates (opt-outs still)
+    destinations: Mapping[str, str] = field(default_factory=dict)  # channel → where posts go
 
 
 @dataclass

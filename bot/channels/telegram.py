@@ -55,6 +55,7 @@ class TelegramSettings(BaseModel):
     base_url: str = "https://api.telegram.org/bot"
     base_file_url: str | None = None  # default: base_url with /bot → /file/bot
     bot_username: str | None = Field(default=None, pattern=r"^[A-Za-z][A-Za-z0-9_]{3,31}$")
+    post_chat_id: str | None = None  # the public channel amplify posts to: "@name" or "-100…"
     max_messages_per_second: float = Field(default=30, gt=0)
     max_messages_per_chat_per_second: float = Field(default=1, gt=0)
     poll_timeout: int = Field(default=25, ge=0, le=50)
@@ -149,7 +150,7 @@ class TelegramChannel:
         try:
             async with self._chat_limiter(message.recipient):
                 sent = await self.bot.send_message(
-                    chat_id=int(message.recipient),
+                    chat_id=_chat(message.recipient),
                     text=message.text,
                     parse_mode=message.parse_mode,
                     reply_markup=markup,
@@ -185,6 +186,11 @@ class TelegramChannel:
             return bytes(await file.download_as_bytearray())
         except tg.TelegramError as exc:
             raise _delivery_error(exc) from exc
+
+
+def _chat(recipient: str) -> int | str:
+    """A numeric chat id, or a public channel's "@username"."""
+    return int(recipient) if recipient.lstrip("-").isdigit() else recipient
 
 
 def _retry_after(exc: tg.RetryAfter) -> float:

@@ -109,6 +109,7 @@ async def start_live(
     monkeypatch: pytest.MonkeyPatch,
     *,
     before_start: Callable[[TelegramSandbox], None] | None = None,
+    extra: str = "",
 ) -> Live:
     """Sandbox first (its port goes into the config), then pledgebot's loops."""
     sandbox = TelegramSandbox(overall_rate=1000.0, chat_rate=100.0, chat_burst=100)
@@ -116,7 +117,7 @@ async def start_live(
     if before_start is not None:
         before_start(sandbox)
     monkeypatch.setenv(TOKEN_ENV, sandbox.token)
-    path = write_config(tmp_path, base_url=sandbox.base_url)
+    path = write_config(tmp_path, base_url=sandbox.base_url, extra=extra)
     app = build_app(load_config(path, required=True))
     app.db.upgrade()
     with app.db.session() as session:

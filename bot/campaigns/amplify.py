@@ -1,0 +1,162 @@
+"""The ``amplify`` kind: each posting slot publishes one approved, consented journey update.
+
+Fair rotation: every pledgemaker with something to show is featured before anyone is featured
+twice; no organisation more than ``max_per_org_per_month`` times a calendar month; among equals,
+the pillar and region least seen in recent posts, then the oldest waiting update. A post too
+long for X becomes a numbered thread (each part replies to the one before, through the outbox).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from bot.campaigns.base import Plan, PlannedMessage, RunContext, audience_query
+from bot.channels.text_split import split_thread
+from bot.consent import credit_line, published_text
+from bot.models import JourneyUpdate, OutboxMessage, Pledgemaker, Post
+from bot.schedules import AmplifyCampaign
+from bot.templates import Templates
+
+RECENT = 10  # posts looked at for pillar and region balance
+# How each channel measures a post, and how long one may be (Telegram: a caption with media).
+LIMITS: dict[str, tuple[int, int]] = {"x": (280, 280), "telegram": (4096, 1024)}
+PILLAR_LABELS = {"act": "Act", "inspire": "Inspire", "scale_up": "Scale up"}
+
+
+def post_context(spec: AmplifyCampaign, update: JourneyUpdate, pledgemaker: Any) -> dict[str, Any]:
+    """Everything an amplify template may use."""
+    return {
+        "update": update,
+        "text": published_text(update),
+        "pledgemaker": pledgemaker,
+        "credit": credit_line(pledgemaker),
+        "pillar": PILLAR_LABELS.get(update.pillar, update.pillar),
+        "hashtags": " ".join(spec.hashtags),
+    }
+
+
+def live_posts(campaign_id: str) -> Any:
+    """Posts of the campaign that went out or still may (not failed, not cancelled)."""
+    first = select(OutboxMessage.id).where(OutboxMessage.state.not_in(("failed", "cancelled")))
+    return select(Post).where(Post.campaign_id == campaign_id, Post.first_outbox_id.in_(first))
+
+
+def choose(
+    session: Session, spec: AmplifyCampaign, at: datetime
+) -> tuple[JourneyUpdate, Pledgemaker] | None:
+    """The update this slot features, by the rotation rules; None when nobody is eligible."""
+    posts = list(session.scalars(live_posts(spec.id)))
+    featured: Counter[str] = Counter()
+    this_month: Counter[str] = Counter()
+    seen: set[int] = set()
+    month = (at.astimezone(UTC).year, at.astimezone(UTC).month)
+    for post in posts:
+        if post.journey_update_id in seen:
+            continue  # one update posted on two channels is one feature
+        seen.add(post.journey_update_id or -1)
+        featured[post.pledgemaker_id or ""] += 1
+        made = post.created_at.astimezone(UTC)
+        if (made.year, made.month) == month:
+            this_month[post.pledgemaker_id or ""] += 1
+    recent = sorted(posts, key=lambda p: p.id)[-RECENT:]
+    pillars = Counter(p.pillar for p in recent)
+    regions = Counter(p.region for p in recent)
+    members = audience_query(spec.audience).with_only_columns(Pledgemaker.id)
+    candidates = session.execute(
+        select(JourneyUpdate, Pledgemaker)
+        .join(Pledgemaker, JourneyUpdate.pledgemaker_id == Pledgemaker.id)
+        .where(
+            JourneyUpdate.moderation == "approved",
+            JourneyUpdate.consent_to_publish.is_(True),
+            JourneyUpdate.pledgemaker_id.in_(members),
+            JourneyUpdate.id.not_in(seen or {-1}),
+        )
+    ).all()
+    eligible = [
+        (update, pledgemaker)
+        for update, pledgemaker in candidates
+        if this_month[pledgemaker.id] < spec.max_per_org_per_month
+    ]
+    if not eligible:
+        return None
+    return min(
+        eligible,
+        key=lambda pair: (
+            featured[pair[1].id],
+            pillars[pair[0].pillar],
+            regions[pair[1].region],
+            pair[0].created_at,
+            pair[0].id,
+        ),
+    )
+
+
+def plan(spec: AmplifyCampaign, run: RunContext, session: Session, templates: Templates) -> Plan:
+    chosen = choose(session, spec, run.fire_time)
+    if chosen is None:
+        return Plan([], {"no approved, consented update waiting": 1})
+    update, pledgemaker = chosen
+    context = post_context(spec, update, pledgemaker)
+    slot = run.fire_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    media = tuple(m for m in update.media or [] if m.get("path"))
+    messages: list[PlannedMessage] = []
+    skipped: dict[str, int] = {}
+    for channel in spec.channels:
+        destination = run.destinations.get(channel)
+        if destination is None:
+            skipped[f"{channel}: no destination configured"] = 1
+            continue
+        text = templates.render(f"{spec.template}/{channel}", pledgemaker.language, **context)
+        limit, with_media = LIMITS.get(channel, (4096, 1024))
+        measure = None if channel == "x" else len
+        parts = split_thread(
+            text, limit=with_media if media else limit, **({"measure": measure} if measure else {})
+        )
+        previous = None
+        for number, part in enumerate(parts, start=1):
+            key = f"amplify:{spec.id}:{slot}:{channel}:{number}"
+            messages.append(
+                PlannedMessage(
+                    idempotency_key=key,
+                    channel=channel,
+                    recipient=destination,
+                    text=part,
+                    pledgemaker_id=pledgemaker.id,
+                    parse_mode="HTML" if channel == "telegram" else None,
+                    media=media if number == 1 else (),
+                    follows=previous,
+                    post=_post_record(update, pledgemaker, len(parts), run)
+                    if number == 1
+                    else None,
+                )
+            )
+            previous = key
+    return Plan(messages, skipped)
+
+
+def _post_record(
+    update: JourneyUpdate, pledgemaker: Pledgemaker, parts: int, run: RunContext
+) -> dict[str, Any]:
+    # created_at is the slot the post fills: monthly caps count by the slot's month.
+    return {
+        "journey_update_id": update.id,
+        "pillar": update.pillar,
+        "region": pledgemaker.region,
+        "parts": parts,
+        "created_at": run.fire_time,
+    }
+
+
+def featured_counts(session: Session, campaign_id: str) -> dict[str, int]:
+    """How many distinct updates of each pledgemaker this campaign has posted (for reports)."""
+    rows = session.execute(
+        live_posts(campaign_id)
+        .with_only_columns(Post.pledgemaker_id, func.count(func.distinct(Post.journey_update_id)))
+        .group_by(Post.pledgemaker_id)
+    )
+    return {pledgemaker_id or "": int(count) for pledgemaker_id, count in rows}

@@ -1,0 +1,181 @@
+"""Amplification: fair rotation, caps, and an approved update posted as a thread, loop closed."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from bot import review, runs
+from bot.app import App
+from bot.closing import close_loop
+from bot.models import JourneyUpdate, Pledgemaker, Post
+from bot.sandbox.x import XSandbox
+from bot.schedules import AmplifyCampaign
+from tests.auxil.live import start_live
+
+X_ENV = {
+    "consumer_key": "PB_TEST_X_CK",
+    "consumer_secret": "PB_TEST_X_CS",
+    "access_token": "PB_TEST_X_AT",
+    "access_token_secret": "PB_TEST_X_ATS",
+}
+CHANNEL_POSTS = "-1001234567"
+
+
+def amplify(**fields: object) -> AmplifyCampaign:
+    return AmplifyCampaign.model_validate(
+        {
+            "id": "journeys",
+            "kind": "amplify",
+            "cron": "0 9 * * *",
+            "channels": ["x"],
+            "hashtags": ["#EndChildLabour2021"],
+            **fields,
+        }
+    )
+
+
+def approved_updates(app: App, per_pledgemaker: int) -> None:
+    with app.db.session() as session:
+        ids = list(session.scalars(select(Pledgemaker.id)))
+        for n in range(per_pledgemaker):
+            for pledgemaker_id in ids:
+                session.add(
+                    JourneyUpdate(
+                        pledgemaker_id=pledgemaker_id,
+                        pillar=("act", "inspire", "scale_up")[n % 3],
+                        kind="progress",
+                        text=f"Update {n} from {pledgemaker_id}.",
+                        moderation="approved",
+                        consent_to_publish=True,
+                        source="import",
+                        source_ref=f"{pledgemaker_id}:{n}",
+                        created_at=datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=n),
+                    )
+                )
+
+
+def test_nobody_twice_before_everybody_once_and_the_monthly_cap_holds(app: App) -> None:
+    approved_updates(app, per_pledgemaker=3)  # 40 pledgemakers × 3 = 120 updates
+    spec = amplify(max_per_org_per_month=2)
+    start = datetime(2026, 3, 1, 9, tzinfo=UTC)
+    for slot in range(120):
+        runs.fire(
+            app.db,
+            app.templates,
+            spec,
+            start + timedelta(hours=slot),
+            trigger="cron",
+            destinations={"x": "timeline"},
+        )
+    with app.db.session() as session:
+        featured = [p.pledgemaker_id for p in session.scalars(select(Post).order_by(Post.id))]
+    assert len(set(featured[:40])) == 40, "everyone once before anyone twice"
+    assert len(set(featured[40:80])) == 40
+    assert len(featured) == 80, "then the cap of 2 a month: nothing more in March"
+    assert max(Counter(featured).values()) == 2
+    runs.fire(
+        app.db,
+        app.templates,
+        spec,
+        datetime(2026, 4, 1, 9, tzinfo=UTC),
+        trigger="cron",
+        destinations={"x": "timeline"},
+    )
+    with app.db.session() as session:
+        assert len(list(session.scalars(select(Post)))) == 81, "a new month, a new allowance"
+
+
+def test_only_approved_and_consented_updates_are_posted(app: App) -> None:
+    approved_updates(app, per_pledgemaker=1)
+    with app.db.session() as session:
+        for update in session.scalars(select(JourneyUpdate)):
+            update.consent_to_publish = update.pledgemaker_id == "ilo"
+            update.moderation = (
+                "approved" if update.pledgemaker_id in ("ilo", "gh-min-labour") else "pending"
+            )
+    for hour in range(3):
+        runs.fire(
+            app.db,
+            app.templates,
+            amplify(),
+            datetime(2026, 3, 1, 9 + hour, tzinfo=UTC),
+            trigger="cron",
+            destinations={"x": "timeline"},
+        )
+    with app.db.session() as session:
+        assert [p.pledgemaker_id for p in session.scalars(select(Post))] == ["ilo"]
+
+
+async def test_an_approved_answer_is_posted_as_a_thread_and_the_loop_closes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    x = XSandbox()
+    await x.start()
+    for name, env in X_ENV.items():
+        monkeypatch.setenv(env, x.credentials[name])
+    extra = (
+        f'post_chat_id = "{CHANNEL_POSTS}"\n[channels.x]\nenabled = true\n'
+        f'api_base_url = "{x.base_url}"\n'
+        + "".join(f'{name}_env = "{env}"\n' for name, env in X_ENV.items())
+    )
+    live = await start_live(
+        tmp_path,
+        monkeypatch,
+        extra=extra,
+        before_start=lambda tg: tg.add_chat(
+            int(CHANNEL_POSTS), chat_type="channel", title="Journeys"
+        ),
+    )
+    try:
+        app = live.app
+        await live.bind("gh-min-labour", 901)
+        await live.fire("act-checkin", to="gh-min-labour")
+        long_answer = (
+            "Community child protection committees are now active in 212 cocoa-growing "
+            "communities, and 87 children were referred to school this quarter. "
+        ) * 3
+        live.sandbox.push_message(901, long_answer.strip())
+        await live.settle()
+        update = live.scalar(select(JourneyUpdate))
+        question = live.sandbox.sent_messages(901)[-1]
+        live.sandbox.press_button(901, question["message_id"], f"pc:yes:{update.id}")
+        await live.settle()
+        with app.db.session() as session:
+            review.approve(session, update.id)
+
+        spec = amplify(channels=["x", "telegram"])
+        runs.fire(
+            app.db,
+            app.templates,
+            spec,
+            datetime.now(UTC),
+            trigger="manual",
+            destinations=app.destinations(),
+        )
+        await live.settle()
+        posts = x.posts()
+        assert len(posts) > 1, "too long for one post: a thread"
+        assert posts[0]["text"].startswith(
+            "Ministry of Employment and Labour Relations, Ghana on Act:"
+        )
+        assert all(p["text"].endswith(f"({i}/{len(posts)})") for i, p in enumerate(posts, 1))
+        assert "#EndChildLabour2021" in posts[-1]["text"]
+        assert [p["in_reply_to_tweet_id"] for p in posts] == [None, *[p["id"] for p in posts[:-1]]]
+        [channel_post] = live.sandbox.sent_messages(int(CHANNEL_POSTS))
+        assert "<b>Ministry of Employment" in channel_post["text"]
+
+        assert close_loop(app.db, app.templates) == 2  # one thank-you per live post
+        await live.settle()
+        thanks = [t for t in live.texts(901) if t.startswith("Your update is now live")]
+        assert f"https://x.com/i/web/status/{posts[0]['id']}" in thanks[0]
+        assert close_loop(app.db, app.templates) == 0, "thanked once"
+    finally:
+        await live.close()
+        live.app.close()
+        await live.sandbox.stop()
+        await x.stop()
