@@ -10,6 +10,8 @@ from __future__ import annotations
 import html
 import logging
 
+from sqlalchemy.orm import Session
+
 from bot import outbox
 from bot.campaigns.base import PlannedMessage
 from bot.config import AlertSettings
@@ -22,8 +24,9 @@ class Alerts:
     def __init__(self, db: Database, settings: AlertSettings) -> None:
         self.db, self.settings = db, settings
 
-    def raise_alert(self, key: str, text: str) -> bool:
-        """Log and (once per key) send ``text``; returns whether it was new."""
+    def raise_alert(self, key: str, text: str, session: Session | None = None) -> bool:
+        """Log and (once per key) send ``text``; returns whether it was new. Pass the caller's
+        ``session`` when inside a transaction (a second writer would wait on SQLite's lock)."""
         log.warning("ALERT %s", text)
         if self.settings.telegram_chat_id is None:
             return True
@@ -34,5 +37,7 @@ class Alerts:
             text="⚠️ pledgebot: " + html.escape(text),
             parse_mode="HTML",
         )
-        with self.db.session() as session:
+        if session is not None:
             return outbox.enqueue(session, [message]) == 1
+        with self.db.session() as own:
+            return outbox.enqueue(own, [message]) == 1

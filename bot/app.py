@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.alerts import Alerts
 from bot.channels.registry import adapter_class
 from bot.config import Config, read_secret
 from bot.conversation import Conversation
@@ -27,7 +28,9 @@ class App:
         )
 
     def conversation(self) -> Conversation:
-        return Conversation(self.templates, self.config.conversation)
+        return Conversation(
+            self.templates, self.config.conversation, Alerts(self.db, self.config.alerts)
+        )
 
     def channel(self, name: str) -> Any:
         """Build (once) an enabled channel's adapter; its secret comes from the environment."""

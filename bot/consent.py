@@ -6,13 +6,14 @@ Only updates with a "yes" for their current text may be amplified.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot import outbox
 from bot.campaigns.base import PlannedMessage
-from bot.models import Consent, Contact, JourneyUpdate, Pledgemaker, utcnow
+from bot.models import Consent, Contact, JourneyUpdate, OutboxMessage, Pledgemaker, Post, utcnow
 from bot.templates import Templates
 
 BUTTON_PREFIX = "pc:"
@@ -88,8 +89,15 @@ def record(
     return consent
 
 
-def withdraw(session: Session, pledgemaker_id: str, contact: Contact | None) -> int:
-    """Take back every "yes" of this pledgemaker; returns how many updates it concerned."""
+@dataclass
+class Withdrawal:
+    updates: int  # updates whose consent was taken back
+    cancelled: int  # posts still queued: cancelled before they went out
+    live: list[tuple[str, str, str]]  # posts already out: (channel, destination, post id)
+
+
+def withdraw(session: Session, pledgemaker_id: str, contact: Contact | None) -> Withdrawal:
+    """Take back every "yes" of this pledgemaker: queued posts are cancelled, live ones listed."""
     given = list(
         session.scalars(
             select(JourneyUpdate).where(
@@ -100,7 +108,20 @@ def withdraw(session: Session, pledgemaker_id: str, contact: Contact | None) -> 
     )
     for update in given:
         record(session, update, "withdrawn", contact)
-    return len(given)
+    posts = session.execute(
+        select(OutboxMessage)
+        .join(Post, Post.first_outbox_id == OutboxMessage.id)
+        .where(Post.journey_update_id.in_([u.id for u in given]))
+    ).scalars()
+    cancelled, live = 0, []
+    for first in posts:
+        if first.state in ("pending", "retry_wait"):
+            # Later parts of its thread fail as "thread broken" at the next claim.
+            first.state, first.last_error = "cancelled", "consent withdrawn"
+            cancelled += 1
+        elif first.state in ("sent", "sending"):
+            live.append((first.channel, first.recipient, first.external_id or "?"))
+    return Withdrawal(len(given), cancelled, live)
 
 
 def hash_text(text: str) -> str:

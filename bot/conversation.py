@@ -17,9 +17,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot import consent, contacts, outbox
+from bot.alerts import Alerts
 from bot.campaigns.base import PlannedMessage
 from bot.campaigns.followup import BUTTON_KINDS, BUTTON_PREFIX
 from bot.channels.base import InboundEvent
+from bot.closing import post_link
 from bot.config import ConversationSettings
 from bot.models import Contact, JourneyUpdate, OutboxMessage, Pledgemaker, Prompt, Reply, utcnow
 from bot.models import InboundEvent as EventRow
@@ -80,6 +82,7 @@ def is_acknowledgement(event: InboundEvent) -> bool:
 class Conversation:
     templates: Templates
     settings: ConversationSettings
+    alerts: Alerts | None = None
 
     # -- entry point -----------------------------------------------------------------------------
     def handle(
@@ -166,9 +169,20 @@ class Turn:
         if name == "withdraw":
             if self.contact is None:
                 return self.onboarding()
-            count = consent.withdraw(self.session, self.contact.pledgemaker_id, self.contact)
+            result = consent.withdraw(self.session, self.contact.pledgemaker_id, self.contact)
             self.say("consent_withdrawn")
-            return f"withdraw: consent taken back for {count} update(s)"
+            if result.live and self.conv.alerts is not None:
+                links = ", ".join(post_link(*post) for post in result.live)
+                self.conv.alerts.raise_alert(
+                    f"withdrawn:{self.row.id}",
+                    f"{self.contact.pledgemaker_id} withdrew consent; these posts are live: "
+                    f"{links}. Remove them if the campaign's policy says so.",
+                    session=self.session,
+                )
+            return (
+                f"withdraw: {result.updates} update(s), {result.cancelled} queued post(s) "
+                f"cancelled, {len(result.live)} live"
+            )
         if name == "language":
             if argument not in LANGUAGES:
                 self.say("language_unknown")

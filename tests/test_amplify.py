@@ -179,3 +179,49 @@ async def test_an_approved_answer_is_posted_as_a_thread_and_the_loop_closes(
         live.app.close()
         await live.sandbox.stop()
         await x.stop()
+
+
+def test_withdrawal_cancels_queued_posts_and_lists_live_ones(app: App) -> None:
+    from bot import consent, outbox
+    from bot.models import OutboxMessage
+
+    with app.db.session() as session:
+        for n in range(2):
+            session.add(
+                JourneyUpdate(
+                    pledgemaker_id="ilo",
+                    pillar="act",
+                    kind="progress",
+                    text=f"Long update {n}. " + "We support constituents at national level. " * 9,
+                    moderation="approved",
+                    consent_to_publish=True,
+                    source="import",
+                    source_ref=str(n),
+                )
+            )
+    for hour in range(2):
+        runs.fire(
+            app.db,
+            app.templates,
+            amplify(max_per_org_per_month=5),
+            datetime(2026, 3, 1, 9 + hour, tzinfo=UTC),
+            trigger="cron",
+            destinations={"x": "timeline"},
+        )
+    with app.db.session() as session:
+        first, _ = session.scalars(select(Post).order_by(Post.id))
+        sent = session.get(OutboxMessage, first.first_outbox_id)
+        sent.state, sent.external_id = "sent", "1799"
+        result = consent.withdraw(session, "ilo", None)
+    assert (result.updates, result.cancelled, result.live) == (2, 1, [("x", "timeline", "1799")])
+    with app.db.session() as session:
+        outbox.claim(session, channels=["x"], limit=50, lease=timedelta(minutes=1))
+        rest = list(
+            session.scalars(
+                select(OutboxMessage.last_error)
+                .where(OutboxMessage.idempotency_key.contains("T10:00:00"))
+                .order_by(OutboxMessage.id)
+            )
+        )
+    assert rest[0] == "consent withdrawn"
+    assert set(rest[1:]) == {"thread broken: an earlier part was not sent"}
