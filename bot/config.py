@@ -74,7 +74,13 @@ class DispatcherSettings(Section):
 class PathSettings(Section):
     schedules: Path = Path("schedules")
     templates: Path = Path("templates")
-    media: Path = Path("media")
+
+
+class MediaSettings(Section):
+    """Where photos pledgemakers send are kept, and which ones are accepted."""
+
+    dir: Path = Path("media")
+    max_bytes: int = Field(default=5 * 1024 * 1024, gt=0)  # X's image limit
 
 
 class Config(Section):
@@ -84,6 +90,7 @@ class Config(Section):
     conversation: ConversationSettings = ConversationSettings()
     dispatcher: DispatcherSettings = DispatcherSettings()
     paths: PathSettings = PathSettings()
+    media: MediaSettings = MediaSettings()
     # Raw per-channel tables, validated against each adapter's own Settings model (see registry).
     channels: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
@@ -102,7 +109,7 @@ class Config(Section):
 
     def path(self, which: str) -> Path:
         """A configured folder, resolved against the config file's folder."""
-        value: Path = getattr(self.paths, which)
+        value: Path = self.media.dir if which == "media" else getattr(self.paths, which)
         return value if value.is_absolute() else self.base_dir / value
 
     @property

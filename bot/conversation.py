@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import String, cast, literal, select
 from sqlalchemy.orm import Session
 
 from bot import consent, contacts, outbox
@@ -289,10 +289,14 @@ class Turn:
         reply.prompt_id = explicit.id if explicit else None
         if reply.acknowledgement:
             return "reply stored: acknowledgement"
+        described = self.awaiting_description()
+        if described is not None and not media:
+            return self.describe(described, reply)
         group = self.open_answer(explicit)
         if group is not None:
             reply.prompt_id = group.prompt_id
             self.attach(reply, group)
+            self.ask_description(group)
             return f"reply added to update {group.id}"
         prompt = explicit or self.latest_open_prompt()
         if prompt is None:
@@ -314,8 +318,46 @@ class Turn:
         prompt.state, prompt.closed_at = "answered", self.now
         cancel_reminders(self.session, prompt.id)
         self.say("thanks", key=f"thanks:{self.channel}:{self.row.id}", name=self.name())
+        self.ask_description(update)
         consent.ask(self.session, update, self.conv.templates)
         return f"update {update.id} created for prompt {prompt.id}"
+
+    # -- alt text for photos -----------------------------------------------------------------
+    def ask_description(self, update: JourneyUpdate) -> None:
+        """A photo needs a one-line description before it can be published: ask, once."""
+        if any(item.get("path") and not item.get("alt_text") for item in update.media or []):
+            self.say("ask_alt_text", key=f"alt-ask:{update.id}")
+
+    def awaiting_description(self) -> JourneyUpdate | None:
+        """This contact's latest pending update whose photo description we asked for."""
+        assert self.contact is not None
+        asked = select(OutboxMessage.id).where(
+            OutboxMessage.idempotency_key
+            == literal("alt-ask:").concat(cast(JourneyUpdate.id, String))
+        )
+        update = self.session.scalar(
+            select(JourneyUpdate)
+            .where(
+                JourneyUpdate.contact_id == self.contact.id,
+                JourneyUpdate.moderation == "pending",
+                asked.exists(),
+            )
+            .order_by(JourneyUpdate.id.desc())
+            .limit(1)
+        )
+        if update is None or not any(not m.get("alt_text") for m in update.media or []):
+            return None
+        return update
+
+    def describe(self, update: JourneyUpdate, reply: Reply) -> str:
+        """Their next message is the description: it becomes the photos' alt text."""
+        text = " ".join(self.event.text.split())[:1000]
+        update.media = [
+            {**item, "alt_text": item.get("alt_text") or text} for item in update.media or []
+        ]
+        reply.prompt_id = update.prompt_id
+        self.say("alt_text_thanks")
+        return f"alt text for update {update.id}"
 
     def attach(self, reply: Reply, update: JourneyUpdate) -> None:
         self.session.flush()

@@ -54,8 +54,8 @@ def demo_config(base: Config, folder: Path, sandbox: TelegramSandbox) -> Config:
     data["paths"] = {
         "schedules": str(base.path("schedules").resolve()),
         "templates": str(base.path("templates").resolve()),
-        "media": str((folder / "media").resolve()),
     }
+    data["media"]["dir"] = str((folder / "media").resolve())
     data["dispatcher"]["poll_interval"] = 0.2
     data["channels"] = {
         "telegram": {

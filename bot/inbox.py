@@ -121,11 +121,13 @@ class Processor:
         conversation: Conversation,
         media_dir: Path,
         on_enqueued: asyncio.Event | None = None,
+        max_bytes: int = 5 * 1024 * 1024,
     ) -> None:
         self.db = db
         self.channels = channels
         self.conversation = conversation
         self.media_dir = media_dir
+        self.max_bytes = max_bytes
         self.on_enqueued = on_enqueued
         self.wake = asyncio.Event()
 
@@ -175,19 +177,60 @@ class Processor:
         adapter = self.channels.get(channel)
         for item in event.media:
             entry = dict(item)
-            suffix = ".jpg" if item.get("type") == "photo" else ".bin"
-            path = self.media_dir / channel / f"{item['file_unique_id']}{suffix}"
-            if not path.exists() and adapter is not None:
+            path = self.media_dir / channel / str(item["file_unique_id"])
+            known = (
+                next(iter(path.parent.glob(path.name + ".*")), None)
+                if path.parent.exists()
+                else None
+            )
+            if known is None and adapter is not None:
                 try:
                     data = await adapter.download(item["file_id"])
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    partial = path.with_suffix(".part")
-                    partial.write_bytes(data)
-                    partial.replace(path)  # atomic: a crash never leaves half a file under the name
+                    known = self._keep(path, data)
                 except DeliveryError as exc:
                     entry["error"] = str(exc)
                     log.warning("could not fetch %s: %s", item["file_id"], exc)
-            if path.exists():
-                entry["path"] = str(path)
+                except MediaRefused as exc:
+                    entry["error"] = str(exc)
+            if known is not None:
+                entry["path"] = str(known)
             stored.append(entry)
         return stored
+
+    def _keep(self, path: Path, data: bytes) -> Path:
+        """Store an image under its type's suffix, atomically; refuse what is not one we keep."""
+        if len(data) > self.max_bytes:
+            raise MediaRefused(f"refused: {len(data)} bytes, over the {self.max_bytes} limit")
+        suffix = image_suffix(data)
+        if suffix is None:
+            raise MediaRefused("refused: not a JPEG, PNG, GIF or WebP image")
+        final = path.with_suffix(suffix)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        partial = final.with_suffix(".part")
+        partial.write_bytes(data)
+        partial.replace(final)  # atomic: a crash never leaves half a file under the name
+        return final
+
+
+def _already_stored(path: Path) -> Path | None:
+    """The file kept for this media id, whatever its type (a crash's ``.part`` does not count)."""
+    if not path.parent.exists():
+        return None
+    return next((p for p in path.parent.glob(path.name + ".*") if p.suffix != ".part"), None)
+
+
+class MediaRefused(Exception):
+    pass
+
+
+def image_suffix(data: bytes) -> str | None:
+    """The file type from the first bytes (what was sent, not what the name claims)."""
+    if data.startswith(b"\xff\xd8\xff"):
+        return ".jpg"
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return ".png"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return ".gif"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return ".webp"
+    return None

@@ -84,6 +84,7 @@ async def serve(app: App, stop: asyncio.Event, *, with_scheduler: bool = True) -
         chat_channels,
         app.conversation(),
         app.config.path("media"),
+        max_bytes=app.config.media.max_bytes,
         on_enqueued=dispatcher.wake,
     )
     listeners = [Listener(app.db, c, processor.wake) for c in chat_channels.values()]

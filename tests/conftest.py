@@ -33,7 +33,8 @@ timezone = "UTC"
 url = "sqlite:///pledgebot.db"
 [paths]
 templates = "{ROOT / "templates"}"
-media = "media"
+[media]
+dir = "media"
 [dispatcher]
 poll_interval = 0.05
 backoff_base = 0.05

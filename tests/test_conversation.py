@@ -228,3 +228,30 @@ async def test_update_id_restart_does_not_lose_or_duplicate(live: Live) -> None:
     await live.settle()
     texts = live.all(select(Reply.text).order_by(Reply.id))
     assert texts == ["Before the restart.", "After the restart."]
+
+
+async def test_a_photo_answer_asks_for_a_description_that_becomes_its_alt_text(live: Live) -> None:
+    await live.bind(GH, 560)
+    await live.fire("act-checkin", to=GH)
+    live.sandbox.push_message(560, photo=b"\xff\xd8\xff\xe0jpeg", caption="Our new school")
+    await live.settle()
+    assert any("describe it in one line" in t for t in live.texts(560))
+    live.sandbox.push_message(560, "Twenty children in a bright classroom")
+    await live.settle()
+    update = live.scalar(select(JourneyUpdate))
+    assert update.text == "Our new school", "the description is not part of their words"
+    assert update.media[0]["alt_text"] == "Twenty children in a bright classroom"
+    assert live.texts(560)[-1].startswith("Thank you — the description is saved")
+    live.sandbox.push_message(560, "And a second thought.")
+    await live.settle()
+    assert "And a second thought." in live.scalar(select(JourneyUpdate.text)), "asked only once"
+
+
+async def test_a_file_that_is_not_an_image_is_refused_and_nothing_kept(live: Live) -> None:
+    await live.bind(GH, 561)
+    await live.fire("act-checkin", to=GH)
+    live.sandbox.push_message(561, photo=b"MZ\x90\x00 not an image", caption="see attached")
+    await live.settle()
+    [item] = live.scalar(select(JourneyUpdate.media))
+    assert item["error"].startswith("refused: not a JPEG") and "path" not in item
+    assert not any((live.app.config.path("media") / "telegram").glob("*"))
