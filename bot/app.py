@@ -24,7 +24,10 @@ class App:
 
     def schedules(self) -> ScheduleSet:
         return load_schedules(
-            [self.config.path("schedules")], self.templates, default_timezone=self.config.timezone
+            [self.config.path("schedules")],
+            self.templates,
+            default_timezone=self.config.timezone,
+            base_dir=self.config.base_dir,
         )
 
     def conversation(self) -> Conversation:

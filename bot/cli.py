@@ -130,7 +130,10 @@ def schedules_check(
     if problems:
         raise UserInputError("\n".join(str(p) for p in problems))
     found = load_schedules(
-        paths or [config.path("schedules")], templates, default_timezone=config.timezone
+        paths or [config.path("schedules")],
+        templates,
+        default_timezone=config.timezone,
+        base_dir=config.base_dir,
     )
     for warning in [*warnings, *found.warnings]:
         err.print(f"warning: {warning}", markup=False)

@@ -238,6 +238,7 @@ class Post(Base):
     __table_args__ = (UniqueConstraint("journey_update_id", "channel"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     journey_update_id: Mapped[int | None] = mapped_column(ForeignKey("journey_updates.id"))
+    fact_id: Mapped[str | None] = mapped_column(String(100))  # a knowledge campaign's fact
     pledgemaker_id: Mapped[str | None] = mapped_column(String(64), index=True)
     campaign_id: Mapped[str] = mapped_column(String(64))
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"))

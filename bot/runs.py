@@ -18,14 +18,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot import outbox
-from bot.campaigns import amplify, followup
+from bot.campaigns import amplify, followup, knowledge
 from bot.campaigns.base import Plan, RunContext
 from bot.db import Database
 from bot.models import CampaignControl, Run, utcnow
 from bot.schedules import Campaign
 from bot.templates import Templates
 
-PLANNERS: dict[str, Any] = {"followup": followup.plan, "amplify": amplify.plan}
+PLANNERS: dict[str, Any] = {
+    "followup": followup.plan,
+    "amplify": amplify.plan,
+    "knowledge": knowledge.plan,
+}
 
 
 @dataclass

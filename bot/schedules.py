@@ -295,11 +295,36 @@ class AmplifyCampaign(CampaignBase):
         return self
 
 
-Campaign = FollowupCampaign | AmplifyCampaign
+class KnowledgeCampaign(CampaignBase):
+    """Facts from ``data/knowledge/*.toml`` posted in rotation (``bot.campaigns.knowledge``)."""
+
+    kind: Literal["knowledge"]
+    facts: Path = Path("data/knowledge")  # relative to the config file's folder
+    language: Literal["en", "fr", "es"] = "en"
+    template: str = "knowledge"  # templates/knowledge/<channel>.<language>.j2
+    hashtags: list[str] = Field(default_factory=list)
+    repeat_after: str = "90d"  # never the same fact twice within this window
+    reminders: None = None
+
+    @field_validator("repeat_after")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @model_validator(mode="after")
+    def _slots(self) -> KnowledgeCampaign:
+        if self.every:
+            raise ValueError("every: knowledge posts in slots: use cron, interval or once")
+        return self
+
+
+Campaign = FollowupCampaign | AmplifyCampaign | KnowledgeCampaign
 # Campaign kinds by name; a new kind is one model here and one planner in bot/runs.py.
-KINDS: dict[str, type[FollowupCampaign] | type[AmplifyCampaign]] = {
+KINDS: dict[str, type[Campaign]] = {
     "followup": FollowupCampaign,
     "amplify": AmplifyCampaign,
+    "knowledge": KnowledgeCampaign,
 }
 
 
@@ -334,7 +359,11 @@ def schedule_files(paths: list[Path]) -> list[Path]:
 
 
 def load_schedules(
-    paths: list[Path], templates: Templates, *, default_timezone: str = "UTC"
+    paths: list[Path],
+    templates: Templates,
+    *,
+    default_timezone: str = "UTC",
+    base_dir: Path | None = None,
 ) -> ScheduleSet:
     """Read and validate schedule files; raise ScheduleError listing every problem."""
     problems: list[Problem] = []
@@ -350,6 +379,7 @@ def load_schedules(
         for loaded in _load_file(
             shown, text, templates, default_timezone, problems, result.warnings
         ):
+            _check_facts(loaded, base_dir or Path.cwd(), problems)
             previous = result.campaigns.get(loaded.spec.id)
             if previous is not None:
                 problems.append(
@@ -481,11 +511,35 @@ SAMPLE_UPDATE = SimpleNamespace(
 )
 
 
+def _check_facts(loaded: LoadedCampaign, base_dir: Path, problems: list[Problem]) -> None:
+    """A knowledge campaign's fact files: resolved against the config folder, and readable."""
+    spec = loaded.spec
+    if not isinstance(spec, KnowledgeCampaign):
+        return
+    if not spec.facts.is_absolute():
+        spec.facts = base_dir / spec.facts
+    from bot.campaigns.knowledge import load_facts
+
+    try:
+        load_facts(spec.facts)
+    except ScheduleError as exc:
+        problems.extend(exc.problems)
+
+
 def _template_checks(
     spec: Campaign, where: dict[str, int]
 ) -> list[tuple[str, int, dict[str, Any]]]:
     """Each template the campaign uses, the line that names it, and a sample context."""
     header = where.get("", 1)
+    if isinstance(spec, KnowledgeCampaign):
+        sample = {
+            "text": "160 million children…",
+            "source": "https://www.ilo.org",
+            "hashtags": " ".join(spec.hashtags),
+            "fact": SimpleNamespace(id="sample"),
+        }
+        line = where.get("template", where.get("channels", header))
+        return [(f"{spec.template}/{channel}", line, sample) for channel in spec.channels]
     if isinstance(spec, AmplifyCampaign):
         from bot.campaigns.amplify import post_context
 

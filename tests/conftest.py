@@ -25,6 +25,8 @@ def write_config(
     schedules = folder / "schedules"
     if not schedules.exists():
         shutil.copytree(ROOT / "schedules", schedules)
+        # The knowledge campaign's facts, relative to the config file like the schedules.
+        shutil.copytree(ROOT / "data" / "knowledge", folder / "data" / "knowledge")
     path = folder / "config.toml"
     path.write_text(
         f"""

@@ -116,7 +116,7 @@ MANY_EXPECTED = [
     "'25': the last value (25) is higher than the maximum value (23)",
     "schedules/many.toml:13: timezone: unknown time zone 'Europe/Zurch' "
     "(did you mean 'Europe/Zurich'?)",
-    "schedules/many.toml:17: kind must be one of followup, amplify (got 'folowup')",
+    "schedules/many.toml:17: kind must be one of followup, amplify, knowledge (got 'folowup')",
     "schedules/many.toml:20: pillar is required",
     "schedules/many.toml:29: audience.sector: unknown sector 'goverment' "
     "(did you mean 'government'?)",
@@ -141,13 +141,14 @@ def test_the_repositorys_own_schedules_pass(tmp_path: Path) -> None:
     write_config(tmp_path)  # its [paths] schedules is a copy of the repository's schedules/
     proc = run_cli(tmp_path, "schedules", "check")
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == "5 campaign(s) in 2 file(s): OK\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.toml", "schedules"]
+    assert proc.stdout == "6 campaign(s) in 2 file(s): OK\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.toml", "data", "schedules"]
 
     found = load_schedules([ROOT / "schedules"], TEMPLATES)  # and the original, in place
     assert sorted(found.campaigns) == [
         "act-cadence",
         "act-checkin",
+        "global-estimates",
         "inspire-checkin",
         "journeys",
         "scale-up-checkin",
@@ -214,12 +215,12 @@ def campaign(body: str) -> str:
         ),
         pytest.param(
             '[[campaign]]\nid = "c-one"\nkind = "newsletter"\npillar = "act"\n',
-            ["x.toml:3: kind must be one of followup, amplify (got 'newsletter')"],
+            ["x.toml:3: kind must be one of followup, amplify, knowledge (got 'newsletter')"],
             id="unknown-kind",
         ),
         pytest.param(
             '[[campaign]]\nid = "c-one"\npillar = "act"\n',
-            ["x.toml:1: kind must be one of followup, amplify (missing)"],
+            ["x.toml:1: kind must be one of followup, amplify, knowledge (missing)"],
             id="missing-kind",
         ),
         pytest.param(

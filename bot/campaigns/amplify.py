@@ -15,16 +15,14 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from bot.campaigns import posts
 from bot.campaigns.base import Plan, PlannedMessage, RunContext, audience_query
-from bot.channels.text_split import split_thread
 from bot.consent import credit_line, published_text
 from bot.models import JourneyUpdate, OutboxMessage, Pledgemaker, Post
 from bot.schedules import AmplifyCampaign
 from bot.templates import Templates
 
 RECENT = 10  # posts looked at for pillar and region balance
-# How each channel measures a post, and how long one may be (Telegram: a caption with media).
-LIMITS: dict[str, tuple[int, int]] = {"x": (280, 280), "telegram": (4096, 1024)}
 PILLAR_LABELS = {"act": "Act", "inspire": "Inspire", "scale_up": "Scale up"}
 
 
@@ -50,12 +48,12 @@ def choose(
     session: Session, spec: AmplifyCampaign, at: datetime
 ) -> tuple[JourneyUpdate, Pledgemaker] | None:
     """The update this slot features, by the rotation rules; None when nobody is eligible."""
-    posts = list(session.scalars(live_posts(spec.id)))
+    published = list(session.scalars(live_posts(spec.id)))
     featured: Counter[str] = Counter()
     this_month: Counter[str] = Counter()
     seen: set[int] = set()
     month = (at.astimezone(UTC).year, at.astimezone(UTC).month)
-    for post in posts:
+    for post in published:
         if post.journey_update_id in seen:
             continue  # one update posted on two channels is one feature
         seen.add(post.journey_update_id or -1)
@@ -63,7 +61,7 @@ def choose(
         made = post.created_at.astimezone(UTC)
         if (made.year, made.month) == month:
             this_month[post.pledgemaker_id or ""] += 1
-    recent = sorted(posts, key=lambda p: p.id)[-RECENT:]
+    recent = sorted(published, key=lambda p: p.id)[-RECENT:]
     pillars = Counter(p.pillar for p in recent)
     regions = Counter(p.region for p in recent)
     members = audience_query(spec.audience).with_only_columns(Pledgemaker.id)
@@ -112,44 +110,22 @@ def plan(spec: AmplifyCampaign, run: RunContext, session: Session, templates: Te
             skipped[f"{channel}: no destination configured"] = 1
             continue
         text = templates.render(f"{spec.template}/{channel}", pledgemaker.language, **context)
-        limit, with_media = LIMITS.get(channel, (4096, 1024))
-        measure = None if channel == "x" else len
-        parts = split_thread(
-            text, limit=with_media if media else limit, **({"measure": measure} if measure else {})
+        messages += posts.thread(
+            key_prefix=f"amplify:{spec.id}:{slot}",
+            channel=channel,
+            destination=destination,
+            text=text,
+            media=media,
+            pledgemaker_id=pledgemaker.id,
+            # created_at: the slot the post fills (monthly caps count by the slot's month).
+            post={
+                "journey_update_id": update.id,
+                "pillar": update.pillar,
+                "region": pledgemaker.region,
+                "created_at": run.fire_time,
+            },
         )
-        previous = None
-        for number, part in enumerate(parts, start=1):
-            key = f"amplify:{spec.id}:{slot}:{channel}:{number}"
-            messages.append(
-                PlannedMessage(
-                    idempotency_key=key,
-                    channel=channel,
-                    recipient=destination,
-                    text=part,
-                    pledgemaker_id=pledgemaker.id,
-                    parse_mode="HTML" if channel == "telegram" else None,
-                    media=media if number == 1 else (),
-                    follows=previous,
-                    post=_post_record(update, pledgemaker, len(parts), run)
-                    if number == 1
-                    else None,
-                )
-            )
-            previous = key
     return Plan(messages, skipped)
-
-
-def _post_record(
-    update: JourneyUpdate, pledgemaker: Pledgemaker, parts: int, run: RunContext
-) -> dict[str, Any]:
-    # created_at is the slot the post fills: monthly caps count by the slot's month.
-    return {
-        "journey_update_id": update.id,
-        "pillar": update.pillar,
-        "region": pledgemaker.region,
-        "parts": parts,
-        "created_at": run.fire_time,
-    }
 
 
 def featured_counts(session: Session, campaign_id: str) -> dict[str, int]:

@@ -303,6 +303,7 @@ def upgrade() -> None:
         "posts",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("journey_update_id", sa.Integer(), nullable=True),
+        sa.Column("fact_id", sa.String(length=100), nullable=True),
         sa.Column("pledgemaker_id", sa.String(length=64), nullable=True),
         sa.Column("campaign_id", sa.String(length=64), nullable=False),
         sa.Column("run_id", sa.Integer(), nullable=True),

@@ -1,0 +1,122 @@
+"""The ``knowledge`` kind: facts the comms team keeps in ``data/knowledge/*.toml``, posted in turn.
+
+Each posting slot takes the fact posted least recently (never posted first, then in file order),
+and never one posted within ``repeat_after``. A fact: an ``id``, ``text.<language>`` (English
+required), a ``source`` URL; optionally ``image`` (relative to its file) with ``alt.<language>``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from bot.campaigns import posts
+from bot.campaigns.base import Plan, PlannedMessage, RunContext
+from bot.errors import Problem, ScheduleError
+from bot.models import OutboxMessage, Post
+from bot.schedules import KnowledgeCampaign, parse_duration
+from bot.templates import Templates
+
+
+@dataclass(frozen=True)
+class Fact:
+    id: str
+    text: dict[str, str]
+    source: str
+    image: Path | None = None
+    alt: dict[str, str] = field(default_factory=dict)
+
+
+def load_facts(folder: Path) -> list[Fact]:
+    """Every fact in the folder's TOML files, in file order; every problem reported at once."""
+    problems: list[Problem] = []
+    facts: list[Fact] = []
+    seen: set[str] = set()
+    files = sorted(folder.glob("*.toml")) if folder.is_dir() else []
+    if not files:
+        raise ScheduleError([Problem(str(folder), None, "no fact files (*.toml) here")])
+    for path in files:
+        try:
+            entries = tomllib.loads(path.read_text(encoding="utf-8")).get("fact", [])
+        except (tomllib.TOMLDecodeError, OSError) as exc:
+            problems.append(Problem(str(path), None, f"cannot read facts: {exc}"))
+            continue
+        for number, entry in enumerate(entries, start=1):
+            fact, why = _fact(path, entry)
+            where = f"fact {number} ({entry.get('id', 'no id')})"
+            if fact is None:
+                problems.append(Problem(str(path), None, f"{where}: {why}"))
+            elif fact.id in seen:
+                problems.append(Problem(str(path), None, f"{where}: the id is used twice"))
+            else:
+                seen.add(fact.id)
+                facts.append(fact)
+    if problems:
+        raise ScheduleError(problems)
+    return facts
+
+
+def _fact(path: Path, entry: dict[str, Any]) -> tuple[Fact | None, str]:
+    text = entry.get("text") or {}
+    if not entry.get("id"):
+        return None, "an id is required"
+    if not isinstance(text, dict) or not text.get("en"):
+        return None, "text.en is required (text.fr and text.es are recommended)"
+    source = str(entry.get("source", ""))
+    if not source.startswith(("https://", "http://")):
+        return None, f"source must be a URL (got {source!r})"
+    image = path.parent / entry["image"] if entry.get("image") else None
+    alt = entry.get("alt") or {}
+    if image is not None and not (image.exists() and alt.get("en")):
+        return None, "an image must exist and have alt.en"
+    return Fact(str(entry["id"]), dict(text), source, image, dict(alt)), ""
+
+
+def plan(spec: KnowledgeCampaign, run: RunContext, session: Session, templates: Templates) -> Plan:
+    facts = load_facts(spec.facts)
+    posted = select(Post.fact_id, func.max(Post.created_at)).where(
+        Post.campaign_id == spec.id,
+        Post.first_outbox_id.in_(
+            select(OutboxMessage.id).where(OutboxMessage.state.not_in(("failed", "cancelled")))
+        ),
+    )
+    last = dict(session.execute(posted.group_by(Post.fact_id)).all())
+    window = parse_duration(spec.repeat_after)
+    fresh = [f for f in facts if f.id not in last or run.fire_time - last[f.id] >= window]
+    if not fresh:
+        return Plan([], {f"every fact was posted within {spec.repeat_after}": 1})
+    order = {fact.id: index for index, fact in enumerate(facts)}
+    fact = min(fresh, key=lambda f: (f.id in last, last.get(f.id) or run.fire_time, order[f.id]))
+    text_for = fact.text.get(spec.language) or fact.text["en"]
+    context = {
+        "text": text_for,
+        "source": fact.source,
+        "hashtags": " ".join(spec.hashtags),
+        "fact": fact,
+    }
+    media: tuple[dict[str, Any], ...] = ()
+    if fact.image is not None:
+        alt = fact.alt.get(spec.language) or fact.alt["en"]
+        media = ({"path": str(fact.image), "alt_text": alt},)
+    slot = run.fire_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    messages: list[PlannedMessage] = []
+    skipped: dict[str, int] = {}
+    for channel in spec.channels:
+        destination = run.destinations.get(channel)
+        if destination is None:
+            skipped[f"{channel}: no destination configured"] = 1
+            continue
+        messages += posts.thread(
+            key_prefix=f"knowledge:{spec.id}:{slot}",
+            channel=channel,
+            destination=destination,
+            text=templates.render(f"{spec.template}/{channel}", spec.language, **context),
+            media=media,
+            post={"fact_id": fact.id, "created_at": run.fire_time},
+        )
+    return Plan(messages, skipped)

@@ -1,0 +1,49 @@
+"""Public posts, shared by the kinds that publish (amplify, knowledge): one text per channel,
+split to the channel's limit into a numbered thread whose parts reply to one another."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.campaigns.base import PlannedMessage
+from bot.channels.text_split import split_thread
+
+# How long one post may be on each channel: (text alone, text as a caption under media).
+LIMITS: dict[str, tuple[int, int]] = {"x": (280, 280), "telegram": (4096, 1024)}
+
+
+def thread(
+    *,
+    key_prefix: str,
+    channel: str,
+    destination: str,
+    text: str,
+    media: tuple[dict[str, Any], ...],
+    post: dict[str, Any],
+    pledgemaker_id: str | None = None,
+) -> list[PlannedMessage]:
+    """The messages of one post on one channel: media and the post record on the first part."""
+    limit, with_media = LIMITS.get(channel, (4096, 1024))
+    # X counts weighted characters (its default measure here); others count characters.
+    measure = {} if channel == "x" else {"measure": len}
+    parts = split_thread(text, limit=with_media if media else limit, **measure)
+    messages: list[PlannedMessage] = []
+    previous = None
+    for number, part in enumerate(parts, start=1):
+        key = f"{key_prefix}:{channel}:{number}"
+        first = number == 1
+        messages.append(
+            PlannedMessage(
+                idempotency_key=key,
+                channel=channel,
+                recipient=destination,
+                text=part,
+                pledgemaker_id=pledgemaker_id,
+                parse_mode="HTML" if channel == "telegram" else None,
+                media=media if first else (),
+                follows=previous,
+                post={**post, "parts": len(parts)} if first else None,
+            )
+        )
+        previous = key
+    return messages
