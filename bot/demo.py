@@ -12,23 +12,43 @@ import asyncio
 import os
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
 
-from bot import contacts, runs
+from bot import contacts, review, runs
 from bot.app import App, build_app
+from bot.closing import close_loop
 from bot.config import Config, config_from_dict
 from bot.errors import UserInputError
 from bot.importer import import_pledgemakers
-from bot.models import Contact, JourneyUpdate, OutboxMessage, Pledgemaker, Prompt, Reply, utcnow
+from bot.models import (
+    Consent,
+    Contact,
+    JourneyUpdate,
+    OutboxMessage,
+    Pledgemaker,
+    Post,
+    Prompt,
+    Reply,
+    utcnow,
+)
 from bot.models import InboundEvent as EventRow
 from bot.runner import serve
 from bot.sandbox import TelegramSandbox
+from bot.sandbox.x import XSandbox
 from bot.vocab import PILLARS, UPDATE_KINDS
 
 TOKEN_ENV = "PLEDGEBOT_DEMO_TELEGRAM_TOKEN"
+X_ENV = {
+    name: f"PLEDGEBOT_DEMO_X_{name.upper()}"
+    for name in ("consumer_key", "consumer_secret", "access_token", "access_token_secret")
+}
+POST_CHANNEL = -1_001_000_000_001  # the sandbox's public Telegram channel for posts
+AMPLIFY = "journeys"
+POSTING_SLOTS = 3
 CAMPAIGN = "act-checkin"
 ANSWERS = {
     "en": [
@@ -48,7 +68,7 @@ ANSWERS = {
 PHOTO = bytes.fromhex("ffd8ffe000104a46494600010100000100010000ffd9")
 
 
-def demo_config(base: Config, folder: Path, sandbox: TelegramSandbox) -> Config:
+def demo_config(base: Config, folder: Path, sandbox: TelegramSandbox, x: XSandbox) -> Config:
     data = base.model_dump(exclude={"source", "base_dir", "channels"})
     data["database"]["url"] = f"sqlite:///{(folder / 'pledgebot-demo.db').resolve()}"
     data["paths"] = {
@@ -64,7 +84,13 @@ def demo_config(base: Config, folder: Path, sandbox: TelegramSandbox) -> Config:
             "base_url": sandbox.base_url,
             "base_file_url": sandbox.base_file_url,
             "poll_timeout": 1,
-        }
+            "post_chat_id": str(POST_CHANNEL),
+        },
+        "x": {
+            "enabled": True,
+            "api_base_url": x.base_url,
+            **{f"{name}_env": env for name, env in X_ENV.items()},
+        },
     }
     return config_from_dict(data, source=base.source, base_dir=base.base_dir)
 
@@ -86,10 +112,14 @@ def _fresh_folder(folder: Path) -> None:
 async def run_demo(base: Config, folder: Path, *, csv_path: Path | None = None) -> dict[str, str]:
     _fresh_folder(folder)
     csv_path = csv_path or base.base_dir / "data" / "sample" / "pledgemakers.csv"
-    sandbox = TelegramSandbox()
+    sandbox, x = TelegramSandbox(), XSandbox()
     await sandbox.start()
+    await x.start()
+    sandbox.add_chat(POST_CHANNEL, chat_type="channel", title="Action Pledge journeys")
     os.environ[TOKEN_ENV] = sandbox.token
-    app = build_app(demo_config(base, folder, sandbox))
+    for name, env in X_ENV.items():
+        os.environ[env] = x.credentials[name]
+    app = build_app(demo_config(base, folder, sandbox, x))
     stop = asyncio.Event()
     service: asyncio.Task[None] | None = None
     try:
@@ -119,8 +149,9 @@ async def run_demo(base: Config, folder: Path, *, csv_path: Path | None = None) 
             "prompts to be sent",
         )
         answer_prompts(sandbox, chats)
-        await wait_until(lambda: _settled(app), "answers to be processed", timeout=120)
-        return summary(app, fired.enqueued)
+        await wait_until(lambda: _settled(app, sandbox), "answers to be processed", timeout=120)
+        await amplify_some(app, sandbox, chats)
+        return summary(app, fired.enqueued, x)
     finally:
         stop.set()
         if service is not None:
@@ -128,6 +159,7 @@ async def run_demo(base: Config, folder: Path, *, csv_path: Path | None = None) 
         await app.aclose()
         app.close()
         await sandbox.stop()
+        await x.stop()
 
 
 async def invite_everyone(
@@ -160,9 +192,9 @@ def answer_prompts(sandbox: TelegramSandbox, chats: dict[int, tuple[str, str]]) 
             sandbox.push_message(chat_id, "/stop")
             continue
         style = index % 8
-        if style == 0:
+        if style == 0:  # a long answer: on X it becomes a thread
             sandbox.press_button(chat_id, prompt["message_id"], "pb:progress")
-            sandbox.push_message(chat_id, progress)
+            sandbox.push_message(chat_id, " ".join([progress, challenge, progress]))
         elif style == 1:
             sandbox.push_message(chat_id, progress, reply_to_message_id=prompt["message_id"])
         elif style == 2:
@@ -181,17 +213,65 @@ def answer_prompts(sandbox: TelegramSandbox, chats: dict[int, tuple[str, str]]) 
         # style 7: no answer yet; the prompt stays open
 
 
+async def amplify_some(app: App, sandbox: TelegramSandbox, chats: dict[int, Any]) -> None:
+    """Most pledgemakers say yes to publishing, the comms team approves, three slots post."""
+    for index, chat_id in enumerate(sorted(chats)):
+        question = next(
+            (
+                m
+                for m in reversed(sandbox.sent_messages(chat_id))
+                if "pc:yes:" in str(m.get("reply_markup"))
+            ),
+            None,
+        )
+        if question is None:
+            continue
+        data = next(
+            b["callback_data"]
+            for row in question["reply_markup"]["inline_keyboard"]
+            for b in row
+            if b["callback_data"].startswith("pc:yes:")
+        )
+        sandbox.press_button(
+            chat_id,
+            question["message_id"],
+            data if index % 5 else data.replace("pc:yes:", "pc:no:"),
+        )
+    await wait_until(lambda: _settled(app, sandbox), "consents to be recorded")
+    with app.db.session() as session:
+        for update in session.scalars(
+            select(JourneyUpdate).where(JourneyUpdate.consent_to_publish.is_(True))
+        ):
+            if review.missing_alt_text(update):
+                review.set_alt_text(session, update.id, "A photo shared by the pledgemaker")
+            review.approve(session, update.id)
+    spec = app.schedules().get(AMPLIFY).spec
+    for slot in range(POSTING_SLOTS):
+        runs.fire(
+            app.db,
+            app.templates,
+            spec,
+            utcnow() + timedelta(seconds=slot),
+            trigger="manual",
+            destinations=app.destinations(),
+        )
+    await wait_until(lambda: _settled(app, sandbox), "posts to go out", timeout=120)
+    close_loop(app.db, app.templates)
+    await wait_until(lambda: _settled(app, sandbox), "pledgemakers to be thanked")
+
+
 def _count(app: App, model: Any, *conditions: Any) -> int:
     with app.db.session() as session:
         return int(session.scalar(select(func.count()).select_from(model).where(*conditions)) or 0)
 
 
-def _settled(app: App) -> bool:
+def _settled(app: App, sandbox: TelegramSandbox) -> bool:
     unprocessed = _count(app, EventRow, EventRow.processed_at.is_(None))
     unsent = _count(
         app, OutboxMessage, OutboxMessage.state.in_(("pending", "sending", "retry_wait"))
     )
-    return unprocessed == 0 and unsent == 0
+    # Updates still waiting in the sandbox are not in our database yet.
+    return sandbox.pending_updates == 0 and unprocessed == 0 and unsent == 0
 
 
 def _with_media(app: App) -> int:
@@ -200,7 +280,7 @@ def _with_media(app: App) -> int:
         return sum(1 for media in session.scalars(select(JourneyUpdate.media)) if media)
 
 
-def summary(app: App, prompts: int) -> dict[str, str]:
+def summary(app: App, prompts: int, x: XSandbox) -> dict[str, str]:
     replied = JourneyUpdate.source == "reply"
     sent_prompts = Prompt.__table__.join(OutboxMessage.__table__)
     figures = {
@@ -223,6 +303,13 @@ def summary(app: App, prompts: int) -> dict[str, str]:
         "prompts snoozed": _count(app, Prompt, Prompt.state == "snoozed"),
         "prompts still open": _count(app, Prompt, Prompt.state == "open"),
         "opted out": _count(app, Contact, Contact.status == "stopped"),
+        "consents given": _count(app, Consent, Consent.answer == "yes"),
+        "consents declined": _count(app, Consent, Consent.answer == "no"),
+        "updates approved": _count(app, JourneyUpdate, JourneyUpdate.moderation == "approved"),
+        "posts on X": _count(app, Post, Post.channel == "x"),
+        "X posts incl. thread parts": len(x.posts()),
+        "posts on the Telegram channel": _count(app, Post, Post.channel == "telegram"),
+        "thank-yous with a link to the post": _count(app, Post, Post.thanked.is_(True)),
         "messages sent in total": _count(app, OutboxMessage, OutboxMessage.state == "sent"),
         "messages failed": _count(app, OutboxMessage, OutboxMessage.state == "failed"),
     }
