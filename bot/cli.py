@@ -160,14 +160,20 @@ def schedules_preview(
     app = open_app()
     with app.db.session() as session:
         items = preview(
-            session, app.schedules(), app.templates, now=utcnow(), days=days, campaign_id=campaign
+            session,
+            app.schedules(),
+            app.templates,
+            now=utcnow(),
+            days=days,
+            campaign_id=campaign,
+            destinations=app.destinations(),
         )
     if not include_skipped:
         items = [item for item in items if not item.skipped]
     if fmt == "json":
         print(json.dumps([item.to_record() for item in items], ensure_ascii=False, indent=2))
         return
-    table = Table("campaign", "pledgemaker", "their time", "UTC", "to", "message")
+    table = Table("campaign", "pledgemaker", "their time", "UTC", "to", "length", "message")
     for item in items:
         table.add_row(
             item.campaign_id,
@@ -175,6 +181,7 @@ def schedules_preview(
             f"{item.send_local:%a %d %b %H:%M} {item.zone}",
             f"{item.send_utc:%Y-%m-%d %H:%M}",
             f"{item.channel} {item.recipient}".strip(),
+            str(item.length or ""),
             f"(skipped: {item.skipped})" if item.skipped else item.text.splitlines()[0][:60],
         )
     out.print(table)

@@ -7,6 +7,7 @@ the text; the send window for quiet hours — so the preview and the real sends 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -14,11 +15,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot import runs, sweeper
+from bot import outbox, runs, sweeper
 from bot.campaigns.base import RunContext, audience_query, choose_contact, contacts_by_pledgemaker
 from bot.campaigns.followup import prompt
+from bot.channels.text_split import weighted_length
 from bot.models import Cadence
-from bot.schedules import FollowupCampaign, ScheduleSet
+from bot.schedules import Campaign, FollowupCampaign, ScheduleSet
 from bot.templates import Templates
 
 
@@ -33,6 +35,7 @@ class PreviewItem:
     recipient: str = ""
     text: str = ""
     skipped: str = ""  # why nothing is sent for this slot
+    length: int = 0  # as the channel counts it (X: weighted), for posts
 
     @property
     def send_local(self) -> datetime:
@@ -50,6 +53,7 @@ class PreviewItem:
             "recipient": self.recipient,
             "text": self.text,
             "skipped": self.skipped,
+            "length": self.length,
         }
 
 
@@ -61,6 +65,7 @@ def preview(
     now: datetime,
     days: int,
     campaign_id: str | None = None,
+    destinations: Mapping[str, str] | None = None,
 ) -> list[PreviewItem]:
     end = now + timedelta(days=days)
     specs = (
@@ -71,8 +76,8 @@ def preview(
     items: list[PreviewItem] = []
     for spec in specs:
         if not isinstance(spec, FollowupCampaign):
-            continue  # posts are previewed differently (what rotation would pick): not yet
-        if spec.every:
+            items.extend(_posts(session, spec, templates, now, end, destinations or {}))
+        elif spec.every:
             items.extend(_cadence(session, spec, templates, now, end))
         elif spec.trigger() is not None:
             items.extend(_runs(session, spec, templates, now, end))
@@ -102,6 +107,50 @@ def _runs(
                 )
             )
         fire = trigger.get_next_fire_time(fire, fire + timedelta(microseconds=1))
+    return items
+
+
+def _posts(
+    session: Session,
+    spec: Campaign,
+    templates: Templates,
+    now: datetime,
+    end: datetime,
+    destinations: Mapping[str, str],
+) -> list[PreviewItem]:
+    """Posting slots, as they would really be filled: each slot is planned and enqueued inside a
+    savepoint (so rotation sees the slots before it), then everything is rolled back."""
+    trigger = spec.trigger()
+    if trigger is None:
+        return []
+    items: list[PreviewItem] = []
+    savepoint = session.begin_nested()
+    try:
+        for fire in runs.fire_times(trigger, after=now, until=end):
+            plan = runs.plan(
+                spec, RunContext(spec.id, fire, destinations=destinations), session, templates
+            )
+            outbox.enqueue(session, plan.messages, campaign_id=spec.id)
+            for message in plan.messages:
+                measure = weighted_length if message.channel == "x" else len
+                items.append(
+                    PreviewItem(
+                        spec.id,
+                        message.pledgemaker_id or "",
+                        fire,
+                        fire,
+                        spec.timezone,
+                        message.channel,
+                        message.recipient,
+                        message.text,
+                        length=measure(message.text),
+                    )
+                )
+            if not plan.messages:
+                reason = ", ".join(plan.skipped) or "nothing to post"
+                items.append(PreviewItem(spec.id, "", fire, fire, spec.timezone, skipped=reason))
+    finally:
+        savepoint.rollback()
     return items
 
 

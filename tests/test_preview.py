@@ -103,3 +103,41 @@ def test_preview_command_prints_json_and_writes_nothing(app: App, config_path: P
         assert session.scalar(select(OutboxMessage.id)) is None
     bad = pledgebot(config_path.parent, "schedules", "preview", "--format", "xml")
     assert (bad.returncode, bad.stderr) == (1, "--format must be table or json (got 'xml')\n")
+
+
+def test_post_preview_shows_rotation_lengths_and_threads_and_writes_nothing(app: App) -> None:
+    from bot.models import JourneyUpdate, Post
+
+    with app.db.session() as session:
+        for n, pledgemaker_id in enumerate(("ilo", "gh-min-labour", "cl-mintrab")):
+            session.add(
+                JourneyUpdate(
+                    pledgemaker_id=pledgemaker_id,
+                    pillar="act",
+                    kind="progress",
+                    text=("A long story about our work. " * 12) if n == 0 else "Short news.",
+                    moderation="approved",
+                    consent_to_publish=True,
+                    source="import",
+                    source_ref=str(n),
+                )
+            )
+    with app.db.session() as session:
+        shown = preview(
+            session,
+            app.schedules(),
+            app.templates,
+            now=NOW,
+            days=2,
+            campaign_id="journeys",
+            destinations={"x": "timeline"},
+        )
+    posts = [item for item in shown if not item.skipped]
+    featured = list(dict.fromkeys(i.pledgemaker_id for i in posts))
+    assert sorted(featured) == ["cl-mintrab", "gh-min-labour", "ilo"], "rotation across slots"
+    thread = [i for i in posts if i.pledgemaker_id == "ilo"]
+    assert len(thread) > 1 and all(i.length <= 280 for i in thread)
+    assert any(i.skipped == "no approved, consented update waiting" for i in shown)
+    with app.db.session() as session:
+        assert session.scalar(select(Post.id)) is None
+        assert session.scalar(select(OutboxMessage.id)) is None, "a preview writes nothing"
