@@ -12,11 +12,11 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.campaigns import posts
-from bot.campaigns.base import Plan, PlannedMessage, RunContext, audience_query
+from bot.campaigns.base import Plan, RunContext, audience_query
 from bot.consent import credit_line, published_text
 from bot.models import JourneyUpdate, OutboxMessage, Pledgemaker, Post
 from bot.schedules import AmplifyCampaign
@@ -100,39 +100,23 @@ def plan(spec: AmplifyCampaign, run: RunContext, session: Session, templates: Te
         return Plan([], {"no approved, consented update waiting": 1})
     update, pledgemaker = chosen
     context = post_context(spec, update, pledgemaker)
-    slot = run.fire_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     media = tuple(m for m in update.media or [] if m.get("path"))
-    messages: list[PlannedMessage] = []
-    skipped: dict[str, int] = {}
-    for channel in spec.channels:
-        destination = run.destinations.get(channel)
-        if destination is None:
-            skipped[f"{channel}: no destination configured"] = 1
-            continue
-        text = templates.render(f"{spec.template}/{channel}", pledgemaker.language, **context)
-        messages += posts.thread(
-            key_prefix=f"amplify:{spec.id}:{slot}",
-            channel=channel,
-            destination=destination,
-            text=text,
-            media=media,
-            pledgemaker_id=pledgemaker.id,
-            # created_at: the slot the post fills (monthly caps count by the slot's month).
-            post={
-                "journey_update_id": update.id,
-                "pillar": update.pillar,
-                "region": pledgemaker.region,
-                "created_at": run.fire_time,
-            },
-        )
-    return Plan(messages, skipped)
-
-
-def featured_counts(session: Session, campaign_id: str) -> dict[str, int]:
-    """How many distinct updates of each pledgemaker this campaign has posted (for reports)."""
-    rows = session.execute(
-        live_posts(campaign_id)
-        .with_only_columns(Post.pledgemaker_id, func.count(func.distinct(Post.journey_update_id)))
-        .group_by(Post.pledgemaker_id)
+    return posts.plan_post(
+        kind="amplify",
+        campaign_id=spec.id,
+        channels=spec.channels,
+        template=spec.template,
+        language=pledgemaker.language,
+        context=context,
+        run=run,
+        templates=templates,
+        media=media,
+        pledgemaker_id=pledgemaker.id,
+        # created_at: the slot the post fills (monthly caps count by the slot's month).
+        post={
+            "journey_update_id": update.id,
+            "pillar": update.pillar,
+            "region": pledgemaker.region,
+            "created_at": run.fire_time,
+        },
     )
-    return {pledgemaker_id or "": int(count) for pledgemaker_id, count in rows}

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.campaigns import posts
-from bot.campaigns.base import Plan, PlannedMessage, RunContext
+from bot.campaigns.base import Plan, RunContext
 from bot.errors import Problem, ScheduleError
 from bot.models import OutboxMessage, Post
 from bot.schedules import KnowledgeCampaign, parse_duration
@@ -103,20 +103,15 @@ def plan(spec: KnowledgeCampaign, run: RunContext, session: Session, templates: 
     if fact.image is not None:
         alt = fact.alt.get(spec.language) or fact.alt["en"]
         media = ({"path": str(fact.image), "alt_text": alt},)
-    slot = run.fire_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    messages: list[PlannedMessage] = []
-    skipped: dict[str, int] = {}
-    for channel in spec.channels:
-        destination = run.destinations.get(channel)
-        if destination is None:
-            skipped[f"{channel}: no destination configured"] = 1
-            continue
-        messages += posts.thread(
-            key_prefix=f"knowledge:{spec.id}:{slot}",
-            channel=channel,
-            destination=destination,
-            text=templates.render(f"{spec.template}/{channel}", spec.language, **context),
-            media=media,
-            post={"fact_id": fact.id, "created_at": run.fire_time},
-        )
-    return Plan(messages, skipped)
+    return posts.plan_post(
+        kind="knowledge",
+        campaign_id=spec.id,
+        channels=spec.channels,
+        template=spec.template,
+        language=spec.language,
+        context=context,
+        run=run,
+        templates=templates,
+        media=media,
+        post={"fact_id": fact.id, "created_at": run.fire_time},
+    )

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.campaigns.base import PlannedMessage
+from bot.campaigns.base import Plan, PlannedMessage, RunContext
 from bot.channels.text_split import split_thread
+from bot.templates import Templates
 
 # How long one post may be on each channel: (text alone, text as a caption under media).
 LIMITS: dict[str, tuple[int, int]] = {"x": (280, 280), "telegram": (4096, 1024)}
@@ -47,3 +48,38 @@ def thread(
         )
         previous = key
     return messages
+
+
+def plan_post(
+    *,
+    kind: str,
+    campaign_id: str,
+    channels: list[str],
+    template: str,
+    language: str,
+    context: dict[str, Any],
+    run: RunContext,
+    templates: Templates,
+    media: tuple[dict[str, Any], ...],
+    post: dict[str, Any],
+    pledgemaker_id: str | None = None,
+) -> Plan:
+    """One item published on every channel of the campaign that has a destination."""
+    slot = run.fire_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    messages: list[PlannedMessage] = []
+    skipped: dict[str, int] = {}
+    for channel in channels:
+        destination = run.destinations.get(channel)
+        if destination is None:
+            skipped[f"{channel}: no destination configured"] = 1
+            continue
+        messages += thread(
+            key_prefix=f"{kind}:{campaign_id}:{slot}",
+            channel=channel,
+            destination=destination,
+            text=templates.render(f"{template}/{channel}", language, **context),
+            media=media,
+            post=post,
+            pledgemaker_id=pledgemaker_id,
+        )
+    return Plan(messages, skipped)
