@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from bot.closing import close_loop
 from bot.models import JourneyUpdate, Pledgemaker, Post
 from bot.sandbox.x import XSandbox
 from bot.schedules import AmplifyCampaign
-from tests.auxil.live import start_live
+from tests.auxil.live import Live, start_live
 
 X_ENV = {
     "consumer_key": "PB_TEST_X_CK",
@@ -111,9 +112,11 @@ def test_only_approved_and_consented_updates_are_posted(app: App) -> None:
         assert [p.pledgemaker_id for p in session.scalars(select(Post))] == ["ilo"]
 
 
-async def test_an_approved_answer_is_posted_as_a_thread_and_the_loop_closes(
+@pytest.fixture
+async def world(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> AsyncIterator[tuple[Live, XSandbox]]:
+    """pledgebot running against both sandboxes: Telegram (chats and the channel) and X."""
     x = XSandbox()
     await x.start()
     for name, env in X_ENV.items():
@@ -127,58 +130,97 @@ async def test_an_approved_answer_is_posted_as_a_thread_and_the_loop_closes(
         tmp_path,
         monkeypatch,
         extra=extra,
-        before_start=lambda tg: tg.add_chat(
-            int(CHANNEL_POSTS), chat_type="channel", title="Journeys"
-        ),
+        before_start=lambda tg: tg.add_chat(int(CHANNEL_POSTS), chat_type="channel", title="J"),
     )
-    try:
-        app = live.app
-        await live.bind("gh-min-labour", 901)
-        await live.fire("act-checkin", to="gh-min-labour")
-        long_answer = (
-            "Community child protection committees are now active in 212 cocoa-growing "
-            "communities, and 87 children were referred to school this quarter. "
-        ) * 3
-        live.sandbox.push_message(901, long_answer.strip())
-        await live.settle()
-        update = live.scalar(select(JourneyUpdate))
-        question = live.sandbox.sent_messages(901)[-1]
-        live.sandbox.press_button(901, question["message_id"], f"pc:yes:{update.id}")
-        await live.settle()
-        with app.db.session() as session:
-            review.approve(session, update.id)
+    yield live, x
+    await live.close()
+    live.app.close()
+    await live.sandbox.stop()
+    await x.stop()
 
-        spec = amplify(channels=["x", "telegram"])
-        runs.fire(
-            app.db,
-            app.templates,
-            spec,
-            datetime.now(UTC),
-            trigger="manual",
-            destinations=app.destinations(),
-        )
-        await live.settle()
-        posts = x.posts()
-        assert len(posts) > 1, "too long for one post: a thread"
-        assert posts[0]["text"].startswith(
-            "Ministry of Employment and Labour Relations, Ghana on Act:"
-        )
-        assert all(p["text"].endswith(f"({i}/{len(posts)})") for i, p in enumerate(posts, 1))
-        assert "#EndChildLabour2021" in posts[-1]["text"]
-        assert [p["in_reply_to_tweet_id"] for p in posts] == [None, *[p["id"] for p in posts[:-1]]]
-        [channel_post] = live.sandbox.sent_messages(int(CHANNEL_POSTS))
-        assert "<b>Ministry of Employment" in channel_post["text"]
 
-        assert close_loop(app.db, app.templates) == 2  # one thank-you per live post
-        await live.settle()
-        thanks = [t for t in live.texts(901) if t.startswith("Your update is now live")]
-        assert f"https://x.com/i/web/status/{posts[0]['id']}" in thanks[0]
-        assert close_loop(app.db, app.templates) == 0, "thanked once"
-    finally:
-        await live.close()
-        live.app.close()
-        await live.sandbox.stop()
-        await x.stop()
+async def test_an_approved_answer_is_posted_as_a_thread_and_the_loop_closes(
+    world: tuple[Live, XSandbox],
+) -> None:
+    live, x = world
+    app = live.app
+    await live.bind("gh-min-labour", 901)
+    await live.fire("act-checkin", to="gh-min-labour")
+    long_answer = (
+        "Community child protection committees are now active in 212 cocoa-growing "
+        "communities, and 87 children were referred to school this quarter. "
+    ) * 3
+    live.sandbox.push_message(901, long_answer.strip())
+    await live.settle()
+    update = live.scalar(select(JourneyUpdate))
+    question = live.sandbox.sent_messages(901)[-1]
+    live.sandbox.press_button(901, question["message_id"], f"pc:yes:{update.id}")
+    await live.settle()
+    with app.db.session() as session:
+        review.approve(session, update.id)
+
+    spec = amplify(channels=["x", "telegram"])
+    runs.fire(
+        app.db,
+        app.templates,
+        spec,
+        datetime.now(UTC),
+        trigger="manual",
+        destinations=app.destinations(),
+    )
+    await live.settle()
+    posts = x.posts()
+    assert len(posts) > 1, "too long for one post: a thread"
+    assert posts[0]["text"].startswith("Ministry of Employment and Labour Relations, Ghana on Act:")
+    assert all(p["text"].endswith(f"({i}/{len(posts)})") for i, p in enumerate(posts, 1))
+    assert "#EndChildLabour2021" in posts[-1]["text"]
+    assert [p["in_reply_to_tweet_id"] for p in posts] == [None, *[p["id"] for p in posts[:-1]]]
+    [channel_post] = live.sandbox.sent_messages(int(CHANNEL_POSTS))
+    assert "<b>Ministry of Employment" in channel_post["text"]
+
+    assert close_loop(app.db, app.templates) == 2  # one thank-you per live post
+    await live.settle()
+    thanks = [t for t in live.texts(901) if t.startswith("Your update is now live")]
+    assert f"https://x.com/i/web/status/{posts[0]['id']}" in thanks[0]
+    assert close_loop(app.db, app.templates) == 0, "thanked once"
+
+
+async def test_an_update_with_a_photo_posts_it_with_its_alt_text(
+    world: tuple[Live, XSandbox], tmp_path: Path
+) -> None:
+    live, x = world
+    photo = tmp_path / "classroom.jpg"
+    photo.write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 64)
+    with live.app.db.session() as session:
+        session.add(
+            JourneyUpdate(
+                pledgemaker_id="ilo",
+                pillar="inspire",
+                kind="progress",
+                text="Back to school.",
+                media=[
+                    {"type": "photo", "path": str(photo), "alt_text": "Children in a classroom"}
+                ],
+                moderation="approved",
+                consent_to_publish=True,
+                source="import",
+                source_ref="p",
+            )
+        )
+    runs.fire(
+        live.app.db,
+        live.app.templates,
+        amplify(channels=["x", "telegram"]),
+        datetime.now(UTC),
+        trigger="manual",
+        destinations=live.app.destinations(),
+    )
+    await live.settle()
+    [post] = x.posts()
+    [media_id] = post["media_ids"]
+    assert x.media()[media_id]["alt_text"] == "Children in a classroom"
+    [channel_post] = live.sandbox.sent_messages(int(CHANNEL_POSTS))
+    assert channel_post["photo"]["size"] == 68 and "Back to school." in channel_post["text"]
 
 
 def test_withdrawal_cancels_queued_posts_and_lists_live_ones(app: App) -> None:

@@ -9,11 +9,13 @@ the inbox makes after the events are committed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import warnings
 from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, ClassVar
 
 from aiolimiter import AsyncLimiter
@@ -149,13 +151,22 @@ class TelegramChannel:
             )
         try:
             async with self._chat_limiter(message.recipient):
-                sent = await self.bot.send_message(
-                    chat_id=_chat(message.recipient),
-                    text=message.text,
-                    parse_mode=message.parse_mode,
-                    reply_markup=markup,
-                    link_preview_options=LinkPreviewOptions(is_disabled=True),
-                )
+                if message.media:  # a post with an image: the text is its caption (≤ 1024)
+                    sent = await self.bot.send_photo(
+                        chat_id=_chat(message.recipient),
+                        photo=await asyncio.to_thread(Path(message.media[0]["path"]).read_bytes),
+                        caption=message.text,
+                        parse_mode=message.parse_mode,
+                        reply_markup=markup,
+                    )
+                else:
+                    sent = await self.bot.send_message(
+                        chat_id=_chat(message.recipient),
+                        text=message.text,
+                        parse_mode=message.parse_mode,
+                        reply_markup=markup,
+                        link_preview_options=LinkPreviewOptions(is_disabled=True),
+                    )
         except tg.TelegramError as exc:
             raise _delivery_error(exc) from exc
         return Receipt(external_id=str(sent.message_id))

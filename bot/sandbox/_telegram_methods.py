@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bot.sandbox._telegram_rules import (
+    MAX_CAPTION_LENGTH,
     MAX_TEXT_LENGTH,
     ApiError,
     TokenBucket,
@@ -64,6 +65,7 @@ class BotApi:
         self.handlers: dict[str, Handler] = {
             "getMe": self.get_me,
             "sendMessage": self.send_message,
+            "sendPhoto": self.send_photo,
             "getUpdates": self.get_updates,
             "answerCallbackQuery": self.answer_callback_query,
             "editMessageReplyMarkup": self.edit_message_reply_markup,
@@ -166,6 +168,56 @@ class BotApi:
             "reply_markup": copy.deepcopy(markup),
             "reply_to_message_id": reply_to,
             "date": message["date"],
+        }
+        self.state.sent.append(record)
+        self.state.sent_index[key] = record
+        return copy.deepcopy(message)
+
+    async def send_photo(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A photo (uploaded, or a known file_id) with an optional caption of ≤ 1024 characters."""
+        photo = params.get("photo")
+        if isinstance(photo, str) and photo in self.state.files:
+            data = self.state.files[photo].data
+        elif hasattr(photo, "file"):  # a multipart upload
+            data = photo.file.read()
+        else:
+            raise bad_request("there is no photo in the request")
+        if not data:
+            raise bad_request("file must be non-empty")
+        caption = param_str(params, "caption") or ""
+        parse_mode = param_str(params, "parse_mode")
+        parsed = parse_text(caption, parse_mode) if caption else None
+        if parsed is not None and len(parsed.text) > MAX_CAPTION_LENGTH:
+            raise bad_request("message caption is too long")
+        chat = self.target_chat(params)
+        if chat.blocked:
+            raise forbidden(chat)
+        self.check_flood(chat.id)
+        stored = self.state.store_file(data, "photos", "jpg", "AgAC")
+        message = self.state.new_message(chat, self.state.bot_user())
+        message["photo"] = [
+            {
+                "file_id": stored.file_id,
+                "file_unique_id": stored.file_unique_id,
+                "width": 1280,
+                "height": 960,
+                "file_size": len(data),
+            }
+        ]
+        if parsed is not None:
+            message["caption"] = parsed.text
+        key = (chat.id, message["message_id"])
+        self.state.messages[key] = message
+        record = {
+            "chat_id": chat.id,
+            "message_id": message["message_id"],
+            "text": caption,
+            "plain_text": parsed.text if parsed else "",
+            "parse_mode": parse_mode,
+            "reply_markup": None,
+            "reply_to_message_id": None,
+            "date": message["date"],
+            "photo": {"file_id": stored.file_id, "size": len(data)},
         }
         self.state.sent.append(record)
         self.state.sent_index[key] = record

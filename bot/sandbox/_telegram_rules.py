@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 MAX_TEXT_LENGTH = 4096
 MAX_CAPTION_LENGTH = 1024
+MAX_CAPTION_LENGTH = 1024
 MAX_CALLBACK_DATA_BYTES = 64
 
 # Telegram's update kinds; "default" leaves out the three that must be asked for explicitly.
