@@ -31,8 +31,13 @@ class App:
         )
 
     def conversation(self) -> Conversation:
+        deletable = frozenset(
+            name
+            for name in self.config.enabled_channels()
+            if getattr(self.config.channel_settings(name), "delete_on_withdraw", False)
+        )
         return Conversation(
-            self.templates, self.config.conversation, Alerts(self.db, self.config.alerts)
+            self.templates, self.config.conversation, Alerts(self.db, self.config.alerts), deletable
         )
 
     def channel(self, name: str) -> Any:

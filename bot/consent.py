@@ -94,10 +94,17 @@ class Withdrawal:
     updates: int  # updates whose consent was taken back
     cancelled: int  # posts still queued: cancelled before they went out
     live: list[tuple[str, str, str]]  # posts already out: (channel, destination, post id)
+    deleting: int = 0  # post parts queued for deletion through the platform's API
 
 
-def withdraw(session: Session, pledgemaker_id: str, contact: Contact | None) -> Withdrawal:
-    """Take back every "yes" of this pledgemaker: queued posts are cancelled, live ones listed."""
+def withdraw(
+    session: Session,
+    pledgemaker_id: str,
+    contact: Contact | None,
+    deletable: frozenset[str] = frozenset(),
+) -> Withdrawal:
+    """Take back every "yes" of this pledgemaker: queued posts are cancelled; live ones are taken
+    down on the ``deletable`` channels (where the comms team turned that on), else listed."""
     given = list(
         session.scalars(
             select(JourneyUpdate).where(
@@ -113,15 +120,39 @@ def withdraw(session: Session, pledgemaker_id: str, contact: Contact | None) -> 
         .join(Post, Post.first_outbox_id == OutboxMessage.id)
         .where(Post.journey_update_id.in_([u.id for u in given]))
     ).scalars()
-    cancelled, live = 0, []
+    cancelled, deleting, live = 0, 0, []
     for first in posts:
         if first.state in ("pending", "retry_wait"):
             # Later parts of its thread fail as "thread broken" at the next claim.
             first.state, first.last_error = "cancelled", "consent withdrawn"
             cancelled += 1
+        elif first.state in ("sent", "sending") and first.channel in deletable:
+            deleting += _take_down(session, first)
         elif first.state in ("sent", "sending"):
             live.append((first.channel, first.recipient, first.external_id or "?"))
-    return Withdrawal(len(given), cancelled, live)
+    return Withdrawal(len(given), cancelled, live, deleting)
+
+
+def _take_down(session: Session, first: OutboxMessage) -> int:
+    """Queue the deletion of every sent part of the post that starts with ``first``."""
+    prefix = first.idempotency_key.rsplit(":", 1)[0] + ":"
+    parts = session.scalars(
+        select(OutboxMessage).where(
+            OutboxMessage.idempotency_key.startswith(prefix), OutboxMessage.state == "sent"
+        )
+    )
+    deletions = [
+        PlannedMessage(
+            idempotency_key=f"delete:{part.id}",
+            channel=part.channel,
+            recipient=part.recipient,
+            text=part.external_id or "",
+            action="delete",
+        )
+        for part in parts
+        if part.external_id
+    ]
+    return outbox.enqueue(session, deletions)
 
 
 def hash_text(text: str) -> str:

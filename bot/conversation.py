@@ -83,6 +83,7 @@ class Conversation:
     templates: Templates
     settings: ConversationSettings
     alerts: Alerts | None = None
+    deletable: frozenset[str] = frozenset()  # channels whose posts /withdraw takes down
 
     # -- entry point -----------------------------------------------------------------------------
     def handle(
@@ -169,7 +170,9 @@ class Turn:
         if name == "withdraw":
             if self.contact is None:
                 return self.onboarding()
-            result = consent.withdraw(self.session, self.contact.pledgemaker_id, self.contact)
+            result = consent.withdraw(
+                self.session, self.contact.pledgemaker_id, self.contact, self.conv.deletable
+            )
             self.say("consent_withdrawn")
             if result.live and self.conv.alerts is not None:
                 links = ", ".join(post_link(*post) for post in result.live)
@@ -181,7 +184,7 @@ class Turn:
                 )
             return (
                 f"withdraw: {result.updates} update(s), {result.cancelled} queued post(s) "
-                f"cancelled, {len(result.live)} live"
+                f"cancelled, {result.deleting} part(s) being deleted, {len(result.live)} live"
             )
         if name == "language":
             if argument not in LANGUAGES:

@@ -20,7 +20,7 @@ from datetime import timedelta
 
 from bot import outbox, runs
 from bot.alerts import Alerts
-from bot.channels.base import Channel
+from bot.channels.base import Channel, Receipt
 from bot.config import DispatcherSettings
 from bot.db import Database
 from bot.errors import (
@@ -28,6 +28,7 @@ from bot.errors import (
     DeliveryError,
     RateLimited,
     RecipientGone,
+    Rejected,
     TransientError,
 )
 from bot.models import utcnow
@@ -156,8 +157,15 @@ class Dispatcher:
     async def _deliver(self, item: outbox.Claimed) -> str | None:
         """Send one message and commit its outcome; returns the platform error, if any."""
         message = item.message
+        channel = self.channels[item.channel]
         try:
-            receipt = await self.channels[item.channel].send(message)
+            if message.action == "delete":
+                if not hasattr(channel, "delete"):
+                    raise Rejected(f"{item.channel} cannot delete posts")
+                await channel.delete(message)
+                receipt = Receipt(external_id=message.text)
+            else:
+                receipt = await channel.send(message)
         except RateLimited as exc:
             self._retry(item, exc.retry_after, str(exc), counted=False)
             return str(exc)

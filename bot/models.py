@@ -143,6 +143,8 @@ class OutboxMessage(Base):
     media: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)  # {"path", "alt_text"}
     # A thread: this part goes out only after the part before it, as a reply to it.
     thread_parent_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"), index=True)
+    # "send", or "delete": take down the post whose platform id is ``text`` (a withdrawal).
+    action: Mapped[str] = mapped_column(String(16), default="send")
     state: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from bot import review, runs
 from bot.app import App
 from bot.closing import close_loop
-from bot.models import JourneyUpdate, Pledgemaker, Post
+from bot.models import InboundEvent, JourneyUpdate, Pledgemaker, Post
 from bot.sandbox.x import XSandbox
 from bot.schedules import AmplifyCampaign
 from tests.auxil.live import Live, start_live
@@ -123,7 +123,7 @@ async def world(
         monkeypatch.setenv(env, x.credentials[name])
     extra = (
         f'post_chat_id = "{CHANNEL_POSTS}"\n[channels.x]\nenabled = true\n'
-        f'api_base_url = "{x.base_url}"\n'
+        f'api_base_url = "{x.base_url}"\ndelete_on_withdraw = true\n'
         + "".join(f'{name}_env = "{env}"\n' for name, env in X_ENV.items())
     )
     live = await start_live(
@@ -221,6 +221,47 @@ async def test_an_update_with_a_photo_posts_it_with_its_alt_text(
     assert x.media()[media_id]["alt_text"] == "Children in a classroom"
     [channel_post] = live.sandbox.sent_messages(int(CHANNEL_POSTS))
     assert channel_post["photo"]["size"] == 68 and "Back to school." in channel_post["text"]
+
+
+async def test_withdrawal_takes_live_x_posts_down_where_turned_on(
+    world: tuple[Live, XSandbox],
+) -> None:
+    live, x = world
+    await live.bind("ilo", 902)
+    with live.app.db.session() as session:
+        session.add(
+            JourneyUpdate(
+                pledgemaker_id="ilo",
+                pillar="act",
+                kind="progress",
+                text="We did it. " * 40,
+                moderation="approved",
+                consent_to_publish=True,
+                source="import",
+                source_ref="w",
+            )
+        )
+    runs.fire(
+        live.app.db,
+        live.app.templates,
+        amplify(channels=["x", "telegram"]),
+        datetime.now(UTC),
+        trigger="manual",
+        destinations=live.app.destinations(),
+    )
+    await live.settle()
+    assert len(x.posts()) > 1, "a thread is out"
+    live.sandbox.push_message(902, "/withdraw")
+    await live.settle()
+    assert x.posts() == [], "every part of the thread was taken down"
+    assert all(p["deleted"] for p in x.posts(include_deleted=True))
+    assert len(live.sandbox.sent_messages(int(CHANNEL_POSTS))) == 1, "Telegram: listed for staff"
+    outcome = live.scalar(
+        select(InboundEvent.outcome)
+        .where(InboundEvent.chat_id == "902")
+        .order_by(InboundEvent.id.desc())
+    )
+    assert "part(s) being deleted, 1 live" in outcome
 
 
 def test_withdrawal_cancels_queued_posts_and_lists_live_ones(app: App) -> None:

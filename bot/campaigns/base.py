@@ -30,6 +30,7 @@ class PlannedMessage:
     media: tuple[dict[str, Any], ...] = ()  # {"path", "alt_text"}
     follows: str | None = None  # idempotency key of the thread part this one replies to
     post: dict[str, Any] | None = None  # set on a post's first part: what it publishes
+    action: str = "send"  # or "delete": ``text`` is the platform id of a post to take down
 
 
 @dataclass(frozen=True)

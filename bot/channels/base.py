@@ -32,6 +32,7 @@ class OutboundMessage:
     reply_to: str | None = None  # the platform id this continues (a thread)
     media: list[dict[str, Any]] = field(default_factory=list)  # {"path", "alt_text"}
     maybe_sent: bool = False  # in flight at a crash: the platform may already have it
+    action: str = "send"  # or "delete": ``text`` is the platform id of a post to take down
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ class XSettings(BaseModel):
     access_token_env: EnvVarName = "X_ACCESS_TOKEN"
     access_token_secret_env: EnvVarName = "X_ACCESS_TOKEN_SECRET"
     request_timeout: float = Field(default=15, gt=0)
+    delete_on_withdraw: bool = False  # take posts down when a pledgemaker withdraws consent
 
 
 class _ToBaseUrl(HTTPAdapter):
@@ -109,8 +110,9 @@ class XChannel:
             raise
         return Receipt(external_id=str(created.data["id"]))
 
-    async def delete(self, post_id: str) -> None:
-        await self._call(self.client.delete_tweet, post_id, user_auth=True)
+    async def delete(self, message: OutboundMessage) -> None:
+        """Take down the post whose id is the message's text (consent was withdrawn)."""
+        await self._call(self.client.delete_tweet, message.text, user_auth=True)
 
     async def _find_recent(self, text: str) -> str | None:
         recent = await self._call(

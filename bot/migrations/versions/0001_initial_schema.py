@@ -160,6 +160,7 @@ def upgrade() -> None:
         sa.Column("send_window", sa.JSON(), nullable=True),
         sa.Column("media", sa.JSON(), nullable=False),
         sa.Column("thread_parent_id", sa.Integer(), nullable=True),
+        sa.Column("action", sa.String(length=16), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("next_attempt_at", sa.DateTime(), nullable=False),
