@@ -102,6 +102,7 @@ def withdraw(
     pledgemaker_id: str,
     contact: Contact | None,
     deletable: frozenset[str] = frozenset(),
+    only: int | None = None,
 ) -> Withdrawal:
     """Take back every "yes" of this pledgemaker: queued posts are cancelled; live ones are taken
     down on the ``deletable`` channels (where the comms team turned that on), else listed."""
@@ -110,6 +111,7 @@ def withdraw(
             select(JourneyUpdate).where(
                 JourneyUpdate.pledgemaker_id == pledgemaker_id,
                 JourneyUpdate.consent_to_publish.is_(True),
+                JourneyUpdate.id == only if only is not None else JourneyUpdate.id.is_not(None),
             )
         )
     )

@@ -139,7 +139,13 @@ class Turn:
         return code if code in LANGUAGES else "en"
 
     def say(
-        self, phrase: str, *, key: str | None = None, language: str | None = None, **context: Any
+        self,
+        phrase: str,
+        *,
+        key: str | None = None,
+        language: str | None = None,
+        buttons: list[list[dict[str, str]]] | None = None,
+        **context: Any,
     ) -> None:
         text = self.conv.templates.phrase(phrase, language or self.language(), **context)
         planned = PlannedMessage(
@@ -149,6 +155,7 @@ class Turn:
             text=text,
             pledgemaker_id=self.contact.pledgemaker_id if self.contact else None,
             parse_mode="HTML",
+            buttons=buttons,
         )
         outbox.enqueue(self.session, [planned])
 
@@ -170,22 +177,7 @@ class Turn:
         if name == "withdraw":
             if self.contact is None:
                 return self.onboarding()
-            result = consent.withdraw(
-                self.session, self.contact.pledgemaker_id, self.contact, self.conv.deletable
-            )
-            self.say("consent_withdrawn")
-            if result.live and self.conv.alerts is not None:
-                links = ", ".join(post_link(*post) for post in result.live)
-                self.conv.alerts.raise_alert(
-                    f"withdrawn:{self.row.id}",
-                    f"{self.contact.pledgemaker_id} withdrew consent; these posts are live: "
-                    f"{links}. Remove them if the campaign's policy says so.",
-                    session=self.session,
-                )
-            return (
-                f"withdraw: {result.updates} update(s), {result.cancelled} queued post(s) "
-                f"cancelled, {result.deleting} part(s) being deleted, {len(result.live)} live"
-            )
+            return self.withdraw()
         if name == "language":
             if argument not in LANGUAGES:
                 self.say("language_unknown")
@@ -232,6 +224,27 @@ class Turn:
         self.say("onboarding", key=f"onboarding:{self.channel}:{self.event.chat_id}")
         return "unbound chat: onboarding hint"
 
+    def withdraw(self, only: int | None = None) -> str:
+        """Consent taken back (all updates, or ``only`` one): queued posts cancelled, live ones
+        taken down where the comms team turned that on, the rest listed to staff."""
+        assert self.contact is not None
+        result = consent.withdraw(
+            self.session, self.contact.pledgemaker_id, self.contact, self.conv.deletable, only
+        )
+        self.say("consent_withdrawn" if only is None else "consent_withdrawn_one")
+        if result.live and self.conv.alerts is not None:
+            links = ", ".join(post_link(*post) for post in result.live)
+            self.conv.alerts.raise_alert(
+                f"withdrawn:{self.row.id}",
+                f"{self.contact.pledgemaker_id} withdrew consent; these posts are live: "
+                f"{links}. Remove them if the campaign's policy says so.",
+                session=self.session,
+            )
+        return (
+            f"withdraw: {result.updates} update(s), {result.cancelled} queued post(s) "
+            f"cancelled, {result.deleting} part(s) being deleted, {len(result.live)} live"
+        )
+
     # -- buttons -----------------------------------------------------------------------------
     def button(self) -> str:
         data = self.event.button_data or ""
@@ -259,14 +272,23 @@ class Turn:
     def consent_answer(self, data: str) -> str:
         answer, _, update_id = data.partition(":")
         update = self.session.get(JourneyUpdate, int(update_id)) if update_id.isdigit() else None
-        if answer not in ("yes", "no") or update is None or self.contact is None:
+        if answer not in ("yes", "no", "withdraw") or update is None or self.contact is None:
             return f"ignored: consent button {data!r}"
         if update.pledgemaker_id != self.contact.pledgemaker_id:
             return "ignored: consent for another pledgemaker's update"
+        if answer == "withdraw":  # the button under the confirmation: this update only
+            return self.withdraw(only=update.id)
         record = consent.record(self.session, update, answer, self.contact)
-        phrase = "consent_given" if answer == "yes" else "consent_declined"
-        self.say(phrase, key=f"event:{self.row.id}:{phrase}", credit=record.credit)
-        return f"update {update.id}: consent {answer}"
+        if answer == "no":
+            self.say("consent_declined")
+            return f"update {update.id}: consent no"
+        language = self.language()
+        button = {
+            "text": self.conv.templates.phrase("withdraw_button", language),
+            "data": f"{consent.BUTTON_PREFIX}withdraw:{update.id}",
+        }
+        self.say("consent_given", credit=record.credit, buttons=[[button]])
+        return f"update {update.id}: consent yes"
 
     # -- messages ----------------------------------------------------------------------------
     def message(self, media: list[dict[str, Any]]) -> str:

@@ -71,15 +71,12 @@ def edit(session: Session, update_id: int, text: str, templates: Templates) -> b
 
 
 def set_alt_text(session: Session, update_id: int, alt_text: str) -> int:
-    """Give every image of the update without alt text this description; returns how many."""
+    """Describe (or correct the description of) every image of the update; returns how many."""
     if not alt_text.strip():
         raise UserInputError("the alt text must not be empty")
     update = get_update(session, update_id)
     media = [dict(item) for item in update.media or []]
-    changed = 0
     for item in media:
-        if not (item.get("alt_text") or "").strip():
-            item["alt_text"] = alt_text.strip()
-            changed += 1
+        item["alt_text"] = alt_text.strip()
     update.media = media
-    return changed
+    return len(media)

@@ -48,11 +48,18 @@ async def test_invite_prompt_button_answer_stored_as_update(live: Live) -> None:
     assert (given.answer, given.journey_update_id, given.pledgemaker_id) == ("yes", update.id, GH)
     assert given.text_version == update.text
     assert live.scalar(select(JourneyUpdate.consent_to_publish)) is True
-    assert live.texts(501)[-1].startswith("Thank you! Your update may be shared")
+    confirmation = live.sandbox.sent_messages(501)[-1]
+    assert confirmation["text"].startswith("Thank you! Your update may be shared")
+    [[withdraw_button]] = confirmation["reply_markup"]["inline_keyboard"]
+    assert withdraw_button == {
+        "text": "Withdraw my consent",
+        "callback_data": f"pc:withdraw:{update.id}",
+    }
 
-    live.sandbox.push_message(501, "/withdraw")
+    live.sandbox.press_button(501, confirmation["message_id"], f"pc:withdraw:{update.id}")
     await live.settle()
     assert live.scalar(select(JourneyUpdate.consent_to_publish)) is False
+    assert live.texts(501)[-1].startswith("Done: this update will not be published")
     answers = live.all(select(Consent.answer).order_by(Consent.id))
     assert answers == ["yes", "withdrawn"], (
         "consent is a record: the yes stays, the withdrawal adds"

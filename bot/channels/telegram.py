@@ -58,6 +58,7 @@ class TelegramSettings(BaseModel):
     base_file_url: str | None = None  # default: base_url with /bot → /file/bot
     bot_username: str | None = Field(default=None, pattern=r"^[A-Za-z][A-Za-z0-9_]{3,31}$")
     post_chat_id: str | None = None  # the public channel amplify posts to: "@name" or "-100…"
+    delete_on_withdraw: bool = False  # take channel posts down when consent is withdrawn
     max_messages_per_second: float = Field(default=30, gt=0)
     max_messages_per_chat_per_second: float = Field(default=1, gt=0)
     poll_timeout: int = Field(default=25, ge=0, le=50)
@@ -170,6 +171,15 @@ class TelegramChannel:
         except tg.TelegramError as exc:
             raise _delivery_error(exc) from exc
         return Receipt(external_id=str(sent.message_id))
+
+    async def delete(self, message: OutboundMessage) -> None:
+        """Take down the post whose message id is the message's text (consent was withdrawn)."""
+        try:
+            await self.bot.delete_message(
+                chat_id=_chat(message.recipient), message_id=int(message.text)
+            )
+        except tg.TelegramError as exc:
+            raise _delivery_error(exc) from exc
 
     # -- receiving -----------------------------------------------------------------------------
     async def poll(self, cursor: int | None) -> tuple[list[InboundEvent], int | None]:

@@ -69,6 +69,7 @@ class BotApi:
             "getUpdates": self.get_updates,
             "answerCallbackQuery": self.answer_callback_query,
             "editMessageReplyMarkup": self.edit_message_reply_markup,
+            "deleteMessage": self.delete_message,
             "getFile": self.get_file,
             "setMyCommands": self.set_my_commands,
             "getMyCommands": self.get_my_commands,
@@ -250,6 +251,17 @@ class BotApi:
                 "cache_time": param_int(params, "cache_time", 0),
             }
         )
+        return True
+
+    async def delete_message(self, params: dict[str, Any]) -> bool:
+        chat = self.target_chat(params)
+        key = (chat.id, param_int(params, "message_id") or 0)
+        if key not in self.state.messages:
+            raise bad_request("message to delete not found")
+        del self.state.messages[key]
+        record = self.state.sent_index.get(key)
+        if record is not None:
+            record["deleted"] = True
         return True
 
     async def edit_message_reply_markup(self, params: dict[str, Any]) -> dict[str, Any]:
