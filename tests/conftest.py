@@ -68,14 +68,54 @@ def config(config_path: Path) -> Config:
     return load_config(config_path, required=True)
 
 
-@pytest.fixture
-def app(config: Config) -> Iterator[App]:
+PG_ADMIN = "host=127.0.0.1 dbname=test"
+
+
+def _postgres_database() -> str:
+    """A fresh PostgreSQL database for one test (parallel workers never share one)."""
+    import uuid
+
+    import psycopg
+
+    name = f"pledgebot_{uuid.uuid4().hex[:12]}"
+    try:
+        with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI") == "true":
+            raise RuntimeError(f"CI needs PostgreSQL at 127.0.0.1:5432 ({exc})") from exc
+        pytest.skip(f"PostgreSQL is not reachable at 127.0.0.1:5432 ({exc}); CI runs these")
+    return name
+
+
+def _drop_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def app(request: pytest.FixtureRequest, config_path: Path) -> Iterator[App]:
+    """The storage and campaign suites run on both backends (same models, same migrations);
+    the config file names the same database, so CLI subprocesses in a test share it."""
+    database = None
+    if request.param == "postgresql":
+        database = _postgres_database()
+        url = f"postgresql+psycopg://root@127.0.0.1:5432/{database}"
+        text = config_path.read_text(encoding="utf-8")
+        config_path.write_text(
+            text.replace('url = "sqlite:///pledgebot.db"', f'url = "{url}"'), encoding="utf-8"
+        )
+    config = load_config(config_path, required=True)
     app = build_app(config)
     app.db.upgrade()
     with app.db.session() as session:
         import_pledgemakers(session, SAMPLE_CSV)
     yield app
     app.close()
+    if database is not None:
+        _drop_database(database)
 
 
 def cli_env(**extra: str) -> dict[str, str]:
