@@ -40,6 +40,33 @@ def amplify(**fields: object) -> AmplifyCampaign:
     )
 
 
+def approved(pledgemaker_id: str, text: str, ref: str, **extra: object) -> JourneyUpdate:
+    """An update the comms team approved and its pledgemaker agreed to publish."""
+    fields = {"pillar": "act", "kind": "progress", **extra}
+    return JourneyUpdate(
+        pledgemaker_id=pledgemaker_id,
+        text=text,
+        moderation="approved",
+        consent_to_publish=True,
+        source="import",
+        source_ref=ref,
+        **fields,
+    )
+
+
+async def post_now(live: Live) -> None:
+    """One amplify slot, now, to X and the Telegram channel; waits until it is out."""
+    runs.fire(
+        live.app.db,
+        live.app.templates,
+        amplify(channels=["x", "telegram"]),
+        datetime.now(UTC),
+        trigger="manual",
+        destinations=live.app.destinations(),
+    )
+    await live.settle()
+
+
 def approved_updates(app: App, per_pledgemaker: int) -> None:
     with app.db.session() as session:
         ids = list(session.scalars(select(Pledgemaker.id)))
@@ -194,29 +221,17 @@ async def test_an_update_with_a_photo_posts_it_with_its_alt_text(
     photo.write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 64)
     with live.app.db.session() as session:
         session.add(
-            JourneyUpdate(
-                pledgemaker_id="ilo",
+            approved(
+                "ilo",
+                "Back to school.",
+                "p",
                 pillar="inspire",
-                kind="progress",
-                text="Back to school.",
                 media=[
                     {"type": "photo", "path": str(photo), "alt_text": "Children in a classroom"}
                 ],
-                moderation="approved",
-                consent_to_publish=True,
-                source="import",
-                source_ref="p",
             )
         )
-    runs.fire(
-        live.app.db,
-        live.app.templates,
-        amplify(channels=["x", "telegram"]),
-        datetime.now(UTC),
-        trigger="manual",
-        destinations=live.app.destinations(),
-    )
-    await live.settle()
+    await post_now(live)
     [post] = x.posts()
     [media_id] = post["media_ids"]
     assert x.media()[media_id]["alt_text"] == "Children in a classroom"
@@ -230,27 +245,8 @@ async def test_withdrawal_takes_live_posts_down_where_turned_on(
     live, x = world
     await live.bind("ilo", 902)
     with live.app.db.session() as session:
-        session.add(
-            JourneyUpdate(
-                pledgemaker_id="ilo",
-                pillar="act",
-                kind="progress",
-                text="We did it. " * 40,
-                moderation="approved",
-                consent_to_publish=True,
-                source="import",
-                source_ref="w",
-            )
-        )
-    runs.fire(
-        live.app.db,
-        live.app.templates,
-        amplify(channels=["x", "telegram"]),
-        datetime.now(UTC),
-        trigger="manual",
-        destinations=live.app.destinations(),
-    )
-    await live.settle()
+        session.add(approved("ilo", "We did it. " * 40, "w"))
+    await post_now(live)
     assert len(x.posts()) > 1, "a thread is out"
     live.sandbox.push_message(902, "/withdraw")
     await live.settle()
