@@ -11,6 +11,7 @@ from bot.config import Config, read_secret
 from bot.conversation import Conversation
 from bot.db import Database
 from bot.errors import ConfigError
+from bot.ratelimit import Limits
 from bot.schedules import ScheduleSet, load_schedules
 from bot.templates import Templates
 
@@ -21,6 +22,20 @@ class App:
     db: Database
     templates: Templates
     channels: dict[str, Any] = field(default_factory=dict)
+    _limits: Limits | None = None
+
+    @property
+    def limits(self) -> Limits:
+        """The rate-limit buckets every channel of this process counts in (see bot.ratelimit)."""
+        if self._limits is None:
+            settings = self.config.ratelimit
+            url = None
+            if settings.backend == "redis":
+                url = read_secret(
+                    self.config.source, "ratelimit.redis_url_env", settings.redis_url_env
+                ).get_secret_value()
+            self._limits = Limits(url)
+        return self._limits
 
     def schedules(self) -> ScheduleSet:
         return load_schedules(
@@ -56,7 +71,7 @@ class App:
                 for key, value in settings.model_dump().items()
                 if key.endswith("_env") and value
             }
-            self.channels[name] = adapter_class(name)(settings, secrets)
+            self.channels[name] = adapter_class(name)(settings, secrets, limits=self.limits)
         return self.channels[name]
 
     def destinations(self) -> dict[str, str]:
@@ -77,6 +92,9 @@ class App:
         for channel in self.channels.values():
             await channel.aclose()
         self.channels.clear()
+        if self._limits is not None:
+            await self._limits.aclose()
+            self._limits = None
 
     def close(self) -> None:
         self.db.dispose()

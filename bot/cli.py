@@ -60,6 +60,7 @@ class State:
     config_given = False
     debug = False
     verbose = 0
+    log_format = "text"
 
 
 @cli.callback()
@@ -69,12 +70,18 @@ def _global(
     ] = None,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logs.")] = 0,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    log_format: Annotated[
+        str, typer.Option("--log-format", help="Logs as 'text' (default) or 'json' lines.")
+    ] = "text",
 ) -> None:
+    if log_format not in ("text", "json"):
+        raise typer.BadParameter("must be 'text' or 'json'", param_hint="--log-format")
     State.config_path = config or Path("config.toml")
     State.config_given = config is not None
     State.debug = debug
     State.verbose = verbose
-    setup_logging(verbose)
+    State.log_format = log_format
+    setup_logging(verbose, log_format)
 
 
 def open_app(*, migrate: bool = True) -> App:
@@ -490,13 +497,41 @@ def status() -> None:
 
 
 # -- run / demo / export -------------------------------------------------------------------------
-@cli.command("run")
-def run() -> None:
-    """Scheduler + dispatcher + listener until Ctrl-C or SIGTERM."""
+def _serve(command: str) -> None:
     from bot.runner import run_forever
 
-    setup_logging(max(1, State.verbose))  # a service logs what it does by default
-    run_forever(open_app(migrate=False))
+    setup_logging(max(1, State.verbose), State.log_format)  # a service logs what it does
+    run_forever(open_app(migrate=False), command)
+
+
+@cli.command("run")
+def run() -> None:
+    """Everything in one process: scheduler, dispatcher, listener, inbox, web (health)."""
+    _serve("run")
+
+
+@cli.command("worker")
+def worker() -> None:
+    """Send the outbox only. On PostgreSQL, start as many as you need."""
+    _serve("worker")
+
+
+@cli.command("scheduler")
+def scheduler() -> None:
+    """Fire campaigns and sweep cadences. One leads; others stand by and take over."""
+    _serve("scheduler")
+
+
+@cli.command("listener")
+def listener() -> None:
+    """Receive chat messages and turn them into replies. One per bot token leads."""
+    _serve("listener")
+
+
+@cli.command("web")
+def web() -> None:
+    """Serve /healthz and /metrics on [dashboard] host and port."""
+    _serve("web")
 
 
 @cli.command("demo")

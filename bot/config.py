@@ -11,7 +11,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -71,6 +71,20 @@ class DispatcherSettings(Section):
     backoff_max: float = Field(default=3600, gt=0)
 
 
+class DashboardSettings(Section):
+    """Where `pledgebot web` (and `run`) serve health, metrics and, later, the dashboard."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)  # 0: any free port (logged at start)
+
+
+class RateLimitSettings(Section):
+    """Where platform rate limits are counted: per process, or in Redis for every worker."""
+
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url_env: EnvVarName = "PLEDGEBOT_REDIS_URL"
+
+
 class PathSettings(Section):
     schedules: Path = Path("schedules")
     templates: Path = Path("templates")
@@ -91,6 +105,8 @@ class Config(Section):
     dispatcher: DispatcherSettings = DispatcherSettings()
     paths: PathSettings = PathSettings()
     media: MediaSettings = MediaSettings()
+    dashboard: DashboardSettings = DashboardSettings()
+    ratelimit: RateLimitSettings = RateLimitSettings()
     # Raw per-channel tables, validated against each adapter's own Settings model (see registry).
     channels: dict[str, dict[str, Any]] = Field(default_factory=dict)
 

@@ -6,9 +6,12 @@ the filter masks every secret pledgebot has read, and anything shaped like a bot
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+import sys
 import warnings
+from datetime import UTC, datetime
 
 from rich.console import Console
 from rich.logging import RichHandler
@@ -36,16 +39,35 @@ class ScrubSecrets(logging.Filter):
         return True
 
 
-def setup_logging(verbose: int = 0) -> None:
+class JsonLines(logging.Formatter):
+    """One JSON object per line, for log shippers: time, level, logger, message (scrubbed)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+            "pid": record.process,
+        }
+        if record.exc_info:
+            entry["error"] = scrub(self.formatException(record.exc_info))
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def setup_logging(verbose: int = 0, log_format: str = "text") -> None:
     level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
-    handler = RichHandler(
-        console=Console(stderr=True), show_path=False, rich_tracebacks=False, markup=False
-    )
+    handler: logging.Handler
+    if log_format == "json":
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonLines())
+    else:
+        handler = RichHandler(
+            console=Console(stderr=True), show_path=False, rich_tracebacks=False, markup=False
+        )
     handler.addFilter(ScrubSecrets())
     logging.basicConfig(level=level, handlers=[handler], format="%(message)s", force=True)
     for noisy in ("httpx", "httpcore", "apscheduler", "telegram", "aiohttp.access", "alembic"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     # PTB 22 warns on every RetryAfter while its type moves to timedelta; we read it either way.
     warnings.filterwarnings("ignore", message=".*retry_after.*")
-    # PTB logs every 429 as an ERROR with a traceback; the dispatcher reschedules it and says so.
-    logging.getLogger("telegram.ext.AIORateLimiter").setLevel(logging.CRITICAL)

@@ -155,6 +155,18 @@ def claim(
     )
     _break_threads(session)
     parent = aliased(OutboxMessage)
+    # Another worker's live lease on a message to the same chat: that chat waits its turn.
+    other = aliased(OutboxMessage)
+    chat_busy = (
+        select(other.id)
+        .where(
+            other.channel == OutboxMessage.channel,
+            other.recipient == OutboxMessage.recipient,
+            other.state == "sending",
+            other.claimed_until >= now,
+        )
+        .exists()
+    )
     query = (
         select(OutboxMessage, parent.external_id)
         .outerjoin(parent, OutboxMessage.thread_parent_id == parent.id)
@@ -163,6 +175,7 @@ def claim(
             due,
             OutboxMessage.channel.in_(channels),
             or_(parent.id.is_(None), parent.state == "sent"),
+            ~chat_busy,
         )
         .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
         .limit(limit)

@@ -1,143 +1,186 @@
-"""``pledgebot run``: scheduler + dispatcher + listeners + inbox processor in one process.
+"""The long-running processes: ``run`` (everything) or one role each (``worker``, ``scheduler``,
+``listener``, ``web``), on one database.
+
+Roles: ``dispatcher`` sends the outbox (any number of processes on PostgreSQL, claiming with
+SKIP LOCKED); ``scheduler`` fires campaigns and sweeps cadences, ``listener`` polls each chat
+channel and ``inbox`` turns stored events into replies — each of those three runs in exactly one
+process at a time (``bot.coordination.Leadership``); ``web`` serves health and metrics.
 
 Shutdown (Ctrl-C or SIGTERM): stop polling, finish the events already stored (at most
 ``SHUTDOWN_SECONDS``), let sends on the wire complete, then exit. After ``kill -9`` a restart
-begins at once: the run lock is an ``flock`` the kernel releases with the process, and messages
-left ``sending`` are resent (counted as possible duplicates).
+begins at once: SQLite's process lock is an ``flock`` the kernel releases with the process, and
+messages left ``sending`` are resent (counted as possible duplicates); on PostgreSQL the other
+processes take over the dead one's roles within seconds and its leases expire.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
 import logging
-import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Collection
 from datetime import timedelta
-from pathlib import Path
-from typing import IO
+from typing import Any
 
 from bot import outbox
 from bot.alerts import Alerts
 from bot.app import App
+from bot.coordination import Leadership, is_sqlite, lead, process_lock
 from bot.dispatcher import Dispatcher
-from bot.errors import UserInputError
 from bot.inbox import Listener, Processor
 from bot.scheduler import CampaignScheduler
 
 log = logging.getLogger(__name__)
 SHUTDOWN_SECONDS = 20.0
+ROLES = ("dispatcher", "scheduler", "listener", "inbox", "web")
+COMMAND_ROLES: dict[str, tuple[str, ...]] = {
+    "run": ROLES,
+    "worker": ("dispatcher",),
+    "scheduler": ("scheduler",),
+    "listener": ("listener", "inbox"),
+    "web": ("web",),
+}
 
 
-@contextlib.contextmanager
-def run_lock(app: App) -> Iterator[None]:
-    """One `run` per SQLite database (PostgreSQL coordination comes with several workers)."""
-    url = app.config.database_url
-    if not url.startswith("sqlite:///"):
-        yield
-        return
-    path = Path(url.removeprefix("sqlite:///") + ".run.lock")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle: IO[str] = path.open("a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "?"
-        handle.close()
-        raise UserInputError(f"another `pledgebot run` (pid {holder}) is using {url}") from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(str(os.getpid()))
-    handle.flush()
-    try:
-        yield
-    finally:
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        handle.close()
+class Roles:
+    """The roles of one process, started and stopped in order."""
 
-
-async def serve(app: App, stop: asyncio.Event, *, with_scheduler: bool = True) -> None:
-    """Run every loop until ``stop`` is set, then shut down in order."""
-    with app.db.session() as session:
-        in_flight = outbox.expire_leases(session)
-    if in_flight:
-        log.warning(
-            "%d message(s) in flight at the last stop: resending (counted as possible duplicates)",
-            in_flight,
-        )
-    channels = app.enabled_channels()
-    for name, channel in channels.items():
-        try:
-            await channel.start()
-            if hasattr(channel, "set_commands"):
-                await channel.set_commands()
-        except Exception as exc:  # getMe / setMyCommands: the loops retry the platform anyway
-            log.warning("%s: start-up call failed (%s); continuing", name, exc)
-    alerts = Alerts(app.db, app.config.alerts)
-    dispatcher = Dispatcher(app.db, channels, app.config.dispatcher, alerts)
-    chat_channels = {n: c for n, c in channels.items() if c.capabilities.inbound}
-    processor = Processor(
-        app.db,
-        chat_channels,
-        app.conversation(),
-        app.config.path("media"),
-        max_bytes=app.config.media.max_bytes,
-        on_enqueued=dispatcher.wake,
-    )
-    listeners = [Listener(app.db, c, processor.wake) for c in chat_channels.values()]
-    scheduler = None
-    if with_scheduler:
-        scheduler = CampaignScheduler(
+    def __init__(self, app: App, roles: Collection[str]) -> None:
+        self.app, self.roles = app, set(roles)
+        self.engine = app.db.engine
+        self.channels = app.enabled_channels()
+        self.chat_channels = {n: c for n, c in self.channels.items() if c.capabilities.inbound}
+        self.alerts = Alerts(app.db, app.config.alerts)
+        self.dispatcher = Dispatcher(app.db, self.channels, app.config.dispatcher, self.alerts)
+        self.processor = Processor(
             app.db,
-            app.templates,
-            app.schedules(),
-            dispatcher.wake.set,
-            alerts=alerts,
-            loader=app.schedules,
-            watched=[app.config.path("schedules")],
-            prompt_ttl=timedelta(days=app.config.conversation.prompt_ttl_days),
-            destinations=app.destinations(),
+            self.chat_channels,
+            app.conversation(),
+            app.config.path("media"),
+            max_bytes=app.config.media.max_bytes,
+            on_enqueued=self.dispatcher.wake,
+        )
+        self.stops = {name: asyncio.Event() for name in ("listen", "process", "schedule", "send")}
+        self.tasks: dict[str, list[asyncio.Task[Any]]] = {name: [] for name in self.stops}
+
+    async def start(self) -> None:
+        if "dispatcher" in self.roles and is_sqlite(self.app.config.database_url):
+            # Single process (the process lock is held): whatever is 'sending' was in flight
+            # when the last process died. On PostgreSQL other workers' leases expire instead.
+            with self.app.db.session() as session:
+                in_flight = outbox.expire_leases(session)
+            if in_flight:
+                log.warning(
+                    "%d message(s) in flight at the last stop: resending "
+                    "(counted as possible duplicates)",
+                    in_flight,
+                )
+        for name, channel in self.channels.items():
+            try:
+                await channel.start()
+                if "listener" in self.roles and hasattr(channel, "set_commands"):
+                    await channel.set_commands()
+            except Exception as exc:  # getMe / setMyCommands: the loops retry the platform anyway
+                log.warning("%s: start-up call failed (%s); continuing", name, exc)
+        if "listener" in self.roles:
+            for channel in self.chat_channels.values():
+                key = getattr(channel, "listener_key", channel.name)
+                self._lead("listen", f"listener:{key}", self._start_listener(channel))
+        if "inbox" in self.roles:
+            self._lead("process", "inbox", self._start_processor)
+        if "scheduler" in self.roles:
+            self._lead("schedule", "scheduler", self._start_scheduler)
+        if "dispatcher" in self.roles:
+            self.tasks["send"].append(asyncio.create_task(self.dispatcher.run(self.stops["send"])))
+        if "web" in self.roles:
+            from bot.web import serve_web
+
+            self.tasks["send"].append(asyncio.create_task(serve_web(self.app, self.stops["send"])))
+        log.info(
+            "pledgebot running: roles %s; channels %s",
+            ", ".join(r for r in ROLES if r in self.roles),
+            ", ".join(self.channels) or "none",
+        )
+
+    def _lead(self, stage: str, name: str, start: Any) -> None:
+        leadership = Leadership(self.engine, name)
+        self.tasks[stage].append(
+            asyncio.create_task(lead(leadership, self.stops[stage], start, _finish))
+        )
+
+    def _start_listener(self, channel: Any) -> Any:
+        async def start() -> tuple[asyncio.Task[None], asyncio.Event, float]:
+            stop = asyncio.Event()
+            listener = Listener(self.app.db, channel, self.processor.wake)
+            return asyncio.create_task(listener.run(stop)), stop, 10.0
+
+        return start
+
+    async def _start_processor(self) -> tuple[asyncio.Task[None], asyncio.Event, float]:
+        stop = asyncio.Event()
+        return asyncio.create_task(self.processor.run(stop)), stop, SHUTDOWN_SECONDS
+
+    async def _start_scheduler(self) -> CampaignScheduler:
+        scheduler = CampaignScheduler(
+            self.app.db,
+            self.app.templates,
+            self.app.schedules(),
+            self.dispatcher.wake.set,
+            alerts=self.alerts,
+            loader=self.app.schedules,
+            watched=[self.app.config.path("schedules")],
+            prompt_ttl=timedelta(days=self.app.config.conversation.prompt_ttl_days),
+            destinations=self.app.destinations(),
         )
         scheduler.start()
-    stop_listening = asyncio.Event()
-    stop_processing = asyncio.Event()
-    stop_sending = asyncio.Event()
-    tasks = [asyncio.create_task(listener.run(stop_listening)) for listener in listeners]
-    processing = asyncio.create_task(processor.run(stop_processing))
-    sending = asyncio.create_task(dispatcher.run(stop_sending))
-    log.info("pledgebot running: channels %s", ", ".join(channels) or "none")
+        return scheduler
+
+    async def stop(self) -> None:
+        """In order: stop listening and scheduling, finish stored events, finish sends."""
+        log.info("stopping: finishing stored events")
+        for stage in ("schedule", "listen", "process", "send"):
+            self.stops[stage].set()
+            await asyncio.gather(*self.tasks[stage], return_exceptions=True)
+        await self.app.aclose()
+
+
+async def _finish(role: Any) -> None:
+    if isinstance(role, CampaignScheduler):
+        role.shutdown()
+        return
+    task, stop, limit = role
+    stop.set()
+    try:
+        await asyncio.wait_for(task, limit)
+    except TimeoutError:
+        log.warning("not finished within %.0f s; the rest is done at the next start", limit)
+
+
+async def serve(
+    app: App,
+    stop: asyncio.Event,
+    *,
+    with_scheduler: bool = True,
+    roles: Collection[str] = ("dispatcher", "scheduler", "listener", "inbox"),
+) -> None:
+    """Run the given roles until ``stop`` is set, then shut down in order."""
+    chosen = set(roles) - (set() if with_scheduler else {"scheduler"})
+    process = Roles(app, chosen)
+    await process.start()
     try:
         await stop.wait()
     finally:
-        log.info("stopping: finishing stored events")
-        if scheduler is not None:
-            scheduler.shutdown()
-        stop_listening.set()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        stop_processing.set()
-        try:
-            await asyncio.wait_for(processing, SHUTDOWN_SECONDS)
-        except TimeoutError:
-            log.warning(
-                "stored events not finished within %.0f s; they finish at the next start",
-                SHUTDOWN_SECONDS,
-            )
-        stop_sending.set()
-        await asyncio.gather(sending, return_exceptions=True)
-        await app.aclose()
+        await process.stop()
 
 
-def run_forever(app: App) -> None:
+def run_forever(app: App, command: str = "run") -> None:
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await serve(app, stop)
+        await serve(app, stop, roles=COMMAND_ROLES[command])
 
-    with run_lock(app):
+    with process_lock(app.config.database_url, command):
         app.db.upgrade()
         asyncio.run(main())

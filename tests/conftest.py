@@ -37,6 +37,8 @@ url = "sqlite:///pledgebot.db"
 templates = "{ROOT / "templates"}"
 [media]
 dir = "media"
+[dashboard]
+port = 0
 [dispatcher]
 poll_interval = 0.05
 backoff_base = 0.05
@@ -95,6 +97,18 @@ def _drop_database(name: str) -> None:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def postgres_url(database: str) -> str:
+    return f"postgresql+psycopg://root@127.0.0.1:5432/{database}"
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[str]:
+    """The URL of a fresh, migrated-on-demand PostgreSQL database, dropped afterwards."""
+    database = _postgres_database()
+    yield postgres_url(database)
+    _drop_database(database)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def app(request: pytest.FixtureRequest, config_path: Path) -> Iterator[App]:
     """The storage and campaign suites run on both backends (same models, same migrations);
@@ -102,7 +116,7 @@ def app(request: pytest.FixtureRequest, config_path: Path) -> Iterator[App]:
     database = None
     if request.param == "postgresql":
         database = _postgres_database()
-        url = f"postgresql+psycopg://root@127.0.0.1:5432/{database}"
+        url = postgres_url(database)
         text = config_path.read_text(encoding="utf-8")
         config_path.write_text(
             text.replace('url = "sqlite:///pledgebot.db"', f'url = "{url}"'), encoding="utf-8"

@@ -94,7 +94,7 @@ def command_paths(group: Any, prefix: tuple[str, ...] = ()) -> Iterator[tuple[st
 
 
 def test_help_works_on_every_command_and_subcommand(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli_module, "setup_logging", lambda verbose: None)  # keep pytest's logging
+    monkeypatch.setattr(cli_module, "setup_logging", lambda *_: None)  # keep pytest's logging
     paths = list(command_paths(typer.main.get_command(cli_module.cli)))
     assert ("campaign", "fire") in paths and ("export", "replies") in paths and ("run",) in paths
     assert len(paths) >= 24

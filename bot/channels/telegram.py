@@ -1,24 +1,24 @@
 """Telegram adapter, on python-telegram-bot's ``ExtBot``.
 
-Sending respects Telegram's limits with PTB's ``AIORateLimiter`` (about 30 messages/s overall)
-plus one ``aiolimiter.AsyncLimiter`` per private chat (1 message/s), and maps PTB's errors onto
-``bot.errors``. Receiving is our own ``getUpdates`` loop (see ``bot.inbox``), not PTB's
-``run_polling``: an update is confirmed to Telegram only by the *next* ``getUpdates`` call, which
-the inbox makes after the events are committed.
+Sending respects Telegram's limits — about 30 messages/s overall, 1/s per chat, 20/min per group
+or channel — in pyrate-limiter buckets (``bot.ratelimit``: per process, or in Redis for every
+worker sharing the bot token), and maps PTB's errors onto ``bot.errors``. Receiving is our own
+``getUpdates`` loop (see ``bot.inbox``), not PTB's ``run_polling``: an update is confirmed to
+Telegram only by the *next* ``getUpdates`` call, which the inbox makes after the events are
+committed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import warnings
-from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
-from aiolimiter import AsyncLimiter
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from telegram import (
     BotCommand,
@@ -29,12 +29,13 @@ from telegram import (
     Update,
 )
 from telegram import error as tg
-from telegram.ext import AIORateLimiter, ExtBot
+from telegram.ext import ExtBot
 from telegram.request import HTTPXRequest
 
 from bot.channels.base import Capabilities, InboundEvent, OutboundMessage, Receipt
 from bot.config import EnvVarName
 from bot.errors import RateLimited, RecipientGone, Rejected, TransientError
+from bot.ratelimit import Limits, Rate, per_second
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ class TelegramSettings(BaseModel):
     delete_on_withdraw: bool = False  # take channel posts down when consent is withdrawn
     max_messages_per_second: float = Field(default=30, gt=0)
     max_messages_per_chat_per_second: float = Field(default=1, gt=0)
+    max_messages_per_group_per_minute: float = Field(default=20, gt=0)
     poll_timeout: int = Field(default=25, ge=0, le=50)
     request_timeout: float = Field(default=10, gt=0)
 
@@ -78,9 +80,23 @@ class TelegramChannel:
         max_length=4096, parse_mode="HTML", buttons=True, inbound=True
     )
 
-    def __init__(self, settings: TelegramSettings, secrets: Mapping[str, SecretStr]) -> None:
+    def __init__(
+        self,
+        settings: TelegramSettings,
+        secrets: Mapping[str, SecretStr],
+        *,
+        limits: Limits | None = None,
+    ) -> None:
         self.settings = settings
         token = secrets["token"]
+        # Names this bot in shared state (rate-limit buckets, the listener's lead), not the token.
+        digest = hashlib.sha256(token.get_secret_value().encode()).hexdigest()[:16]
+        self.listener_key = f"telegram:{digest}"
+        self.limits = limits or Limits()
+        self._overall = [per_second(settings.max_messages_per_second)]
+        self._per_chat = [per_second(settings.max_messages_per_chat_per_second)]
+        group_rate = settings.max_messages_per_group_per_minute
+        self._per_group = [Rate(max(1, round(group_rate)), 60_000)]
         timeout = settings.request_timeout
         self.bot = ExtBot(
             token.get_secret_value(),
@@ -96,14 +112,7 @@ class TelegramChannel:
             get_updates_request=HTTPXRequest(
                 connection_pool_size=2, read_timeout=settings.poll_timeout + timeout
             ),
-            # max_retries=0: a 429 comes back to us as RetryAfter and the dispatcher reschedules.
-            rate_limiter=AIORateLimiter(
-                overall_max_rate=settings.max_messages_per_second,
-                overall_time_period=1,
-                max_retries=0,
-            ),
         )
-        self._chat_limiters: OrderedDict[str, AsyncLimiter] = OrderedDict()
         self._started = False
 
     async def start(self) -> None:
@@ -132,14 +141,12 @@ class TelegramChannel:
         await self.bot.set_my_commands([BotCommand(k, v) for k, v in COMMANDS.items()])
 
     # -- sending -------------------------------------------------------------------------------
-    def _chat_limiter(self, chat_id: str) -> AsyncLimiter:
-        limiter = self._chat_limiters.pop(chat_id, None)
-        if limiter is None:
-            limiter = AsyncLimiter(1, 1 / self.settings.max_messages_per_chat_per_second)
-        self._chat_limiters[chat_id] = limiter  # most recently used last
-        if len(self._chat_limiters) > 10_000:
-            self._chat_limiters.popitem(last=False)
-        return limiter
+    async def _wait_turn(self, recipient: str) -> None:
+        """Wait for the chat's turn (a group or channel: also 20 a minute), then the bot's."""
+        await self.limits.acquire(f"{self.listener_key}:chat:{recipient}", self._per_chat)
+        if recipient.startswith(("-", "@")):
+            await self.limits.acquire(f"{self.listener_key}:group:{recipient}", self._per_group)
+        await self.limits.acquire(f"{self.listener_key}:all", self._overall)
 
     async def send(self, message: OutboundMessage) -> Receipt:
         markup = None
@@ -150,24 +157,24 @@ class TelegramChannel:
                     for row in message.buttons
                 ]
             )
+        await self._wait_turn(message.recipient)
         try:
-            async with self._chat_limiter(message.recipient):
-                if message.media:  # a post with an image: the text is its caption (≤ 1024)
-                    sent = await self.bot.send_photo(
-                        chat_id=_chat(message.recipient),
-                        photo=await asyncio.to_thread(Path(message.media[0]["path"]).read_bytes),
-                        caption=message.text,
-                        parse_mode=message.parse_mode,
-                        reply_markup=markup,
-                    )
-                else:
-                    sent = await self.bot.send_message(
-                        chat_id=_chat(message.recipient),
-                        text=message.text,
-                        parse_mode=message.parse_mode,
-                        reply_markup=markup,
-                        link_preview_options=LinkPreviewOptions(is_disabled=True),
-                    )
+            if message.media:  # a post with an image: the text is its caption (≤ 1024)
+                sent = await self.bot.send_photo(
+                    chat_id=_chat(message.recipient),
+                    photo=await asyncio.to_thread(Path(message.media[0]["path"]).read_bytes),
+                    caption=message.text,
+                    parse_mode=message.parse_mode,
+                    reply_markup=markup,
+                )
+            else:
+                sent = await self.bot.send_message(
+                    chat_id=_chat(message.recipient),
+                    text=message.text,
+                    parse_mode=message.parse_mode,
+                    reply_markup=markup,
+                    link_preview_options=LinkPreviewOptions(is_disabled=True),
+                )
         except tg.TelegramError as exc:
             raise _delivery_error(exc) from exc
         return Receipt(external_id=str(sent.message_id))

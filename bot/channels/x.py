@@ -28,6 +28,7 @@ from bot.channels.base import Capabilities, OutboundMessage, Receipt
 from bot.channels.text_split import weighted_length
 from bot.config import EnvVarName
 from bot.errors import ChannelUnauthorized, RateLimited, Rejected, TransientError
+from bot.ratelimit import Limits
 
 X_API = "https://api.twitter.com"
 DUPLICATE = "duplicate content"
@@ -67,8 +68,16 @@ class XChannel:
     Settings: ClassVar[type[BaseModel]] = XSettings
     capabilities: ClassVar[Capabilities] = Capabilities(max_length=280)
 
-    def __init__(self, settings: XSettings, secrets: Mapping[str, SecretStr]) -> None:
+    def __init__(
+        self,
+        settings: XSettings,
+        secrets: Mapping[str, SecretStr],
+        *,
+        limits: Limits | None = None,
+    ) -> None:
         self.settings = settings
+        self.limits = limits or Limits()
+        self._post_window: tuple[int, float] | None = None  # remaining, reset (Unix time)
         keys = {
             name: secrets[name].get_secret_value()
             for name in ("consumer_key", "consumer_secret", "access_token", "access_token_secret")
@@ -78,6 +87,7 @@ class XChannel:
         self.client.session.mount(
             X_API, _ToBaseUrl(settings.api_base_url, settings.request_timeout)
         )
+        self.client.session.hooks["response"].append(self._note_window)
         self._user_id: str | None = None
 
     async def start(self) -> None:
@@ -92,7 +102,36 @@ class XChannel:
             self._user_id = str(me.data.id)
         return self._user_id
 
+    def _note_window(self, response: requests.Response, *_: Any, **__: Any) -> None:
+        """Remember X's posting window from a create-post response's ``x-rate-limit-*``."""
+        request = response.request
+        remaining = response.headers.get("x-rate-limit-remaining")
+        reset = response.headers.get("x-rate-limit-reset")
+        posting = request.method == "POST" and str(request.path_url).endswith("/2/tweets")
+        if posting and remaining is not None and reset is not None:
+            self._post_window = (int(remaining), float(reset))
+
+    async def _posting_key(self) -> str:
+        return f"x:{await self.user_id()}:post"
+
     async def send(self, message: OutboundMessage) -> Receipt:
+        # The per-user 15-minute window is shared: once any process has used it up, every
+        # process waits for its reset instead of spending a request on a 429.
+        key = await self._posting_key()
+        held = await self.limits.held_for(key)
+        if held > 0:
+            raise RateLimited(held, f"X: posting window used up; resets in {held:.0f} s")
+        try:
+            return await self._post(message)
+        except RateLimited as exc:
+            await self.limits.hold(key, time.time() + exc.retry_after)
+            raise
+        finally:
+            window, self._post_window = self._post_window, None
+            if window is not None and window[0] <= 0:
+                await self.limits.hold(key, window[1])
+
+    async def _post(self, message: OutboundMessage) -> Receipt:
         media_ids = [await self._upload(item) for item in message.media[:MAX_IMAGES]]
         try:
             created = await self._call(

@@ -158,5 +158,17 @@ class SandboxThread:
     def inject_fault(self, method: str, **kwargs: Any) -> None:
         self.call("inject_fault", method, **kwargs)
 
+    def set_fault_rates(self, method: str = "sendMessage", **kwargs: Any) -> None:
+        self.call("set_fault_rates", method, **kwargs)
+
+    def fault_counts(self, method: str | None = None) -> Counter[str]:
+        return Counter(self.call("fault_counts", method))
+
+    def sent_counts(self) -> Counter[int]:
+        return Counter(self.call("sent_counts"))
+
+    def stats(self) -> dict[str, Any]:
+        return dict(self.call("stats"))
+
     def reset_update_ids(self, start: int) -> None:
         self.call("reset_update_ids", start)

@@ -2,10 +2,11 @@
 
 Owns the HTTP surface the real python-telegram-bot client talks to (``/bot{token}/{method}``
 and ``/file/bot{token}/{path}``), the simulated users on the other side (messages, edits,
-button presses, blocking), fault injection, and a ``/_sandbox/...`` control surface for
-subprocess tests. Telegram's rules live in the private modules next to this one: the method
-checks in ``_telegram_methods``, parsing and limits in ``_telegram_rules``, the update queue
-in ``_telegram_state``; ``SandboxThread`` (in ``_telegram_thread``) is re-exported here.
+button presses, blocking), fault injection (scripted, or random at seeded rates), and a
+``/_sandbox/...`` control surface for subprocess tests. Telegram's rules live in the private
+modules next to this one: the method checks in ``_telegram_methods``, parsing and limits in
+``_telegram_rules``, the update queue in ``_telegram_state``, faults in ``_telegram_faults``;
+``SandboxThread`` (in ``_telegram_thread``) is re-exported here.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ import contextlib
 import copy
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
 
 from bot.sandbox._server import serve
+from bot.sandbox._telegram_faults import Fault, FaultRates
 from bot.sandbox._telegram_methods import BotApi, Handler
 from bot.sandbox._telegram_rules import (
     MAX_CAPTION_LENGTH,
@@ -38,13 +39,6 @@ __all__ = ["SandboxThread", "TelegramSandbox"]
 
 CHAT_TYPES = ("private", "group", "supergroup", "channel")
 STICKER_BYTES = b"RIFF\x0c\x00\x00\x00WEBPVP8 \x00\x00\x00\x00"  # a placeholder, not an image
-
-
-@dataclass
-class _Fault:
-    error: ApiError | None
-    delay: float | None
-    deliver: bool
 
 
 class TelegramSandbox:
@@ -73,6 +67,9 @@ class TelegramSandbox:
         self.port = port
         self.method_calls: Counter[str] = Counter()
         self.rate_limited = 0
+        # method → kind → how many calls were faulted: "server_error", "rate_limit", "timeout",
+        # "timeout_delivered" (timeouts carried out all the same) and "scripted" (inject_fault).
+        self.injected_faults: dict[str, Counter[str]] = {}
         self._state = SandboxState(self.bot_id, bot_username)
         api = BotApi(
             self._state, overall_rate=overall_rate, chat_rate=chat_rate, chat_burst=chat_burst
@@ -81,7 +78,8 @@ class TelegramSandbox:
         self._methods: dict[str, tuple[str, Handler]] = {
             name.lower(): (name, handler) for name, handler in api.handlers.items()
         }
-        self._faults: dict[str, deque[_Fault]] = {}
+        self._faults: dict[str, deque[Fault]] = {}
+        self._fault_rates: dict[str, FaultRates] = {}
         self._runner: web.AppRunner | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -135,6 +133,29 @@ class TelegramSandbox:
             for record in self._state.sent
             if chat_id is None or record["chat_id"] == chat_id
         ]
+
+    def sent_counts(self) -> Counter[int]:
+        """How many messages the bot sent to each chat (more than planned = duplicates)."""
+        return Counter(record["chat_id"] for record in self._state.sent)
+
+    def fault_counts(self, method: str | None = None) -> Counter[str]:
+        """Faults served so far by kind, for one method or summed over all of them."""
+        if method is not None:
+            entry = self._methods.get(method.lower())
+            return Counter(self.injected_faults.get(entry[0] if entry else method, Counter()))
+        total: Counter[str] = Counter()
+        for counts in self.injected_faults.values():
+            total.update(counts)
+        return total
+
+    def stats(self) -> dict[str, Any]:
+        """Counters as JSON: calls per method, 429s, faults served, messages sent per chat."""
+        return {
+            "method_calls": dict(self.method_calls),
+            "rate_limited": self.rate_limited,
+            "faults": {method: dict(counts) for method, counts in self.injected_faults.items()},
+            "sent_per_chat": {str(chat): n for chat, n in self.sent_counts().items()},
+        }
 
     # --- simulated users ----------------------------------------------------------------------
     def add_chat(
@@ -298,7 +319,48 @@ class TelegramSandbox:
                 raise ValueError("status must be an HTTP error status")
             error = ApiError(status, description or HTTPStatus(status).phrase)
         queue = self._faults.setdefault(method.lower(), deque())
-        queue.extend(_Fault(error, delay, deliver) for _ in range(times))
+        queue.extend(Fault(error, delay, deliver) for _ in range(times))
+
+    def set_fault_rates(
+        self,
+        method: str = "sendMessage",
+        *,
+        server_error: float = 0.0,
+        rate_limit: float = 0.0,
+        timeout: float = 0.0,
+        retry_after: int = 1,
+        timeout_delay: float = 5.0,
+        timeout_delivered: float = 0.5,
+        seed: int | None = None,
+    ) -> None:
+        """Fault a random share of the calls of ``method`` from now on (all rates 0: stop).
+
+        Each call draws at most one fault from a ``random.Random(seed)``: a 500/502/503 with
+        probability ``server_error``, a 429 with ``retry_after`` seconds with ``rate_limit``,
+        a timeout with ``timeout``. Neither an error nor a 429 is carried out. A timeout holds
+        the answer for ``timeout_delay`` seconds (make it longer than the client's read
+        timeout); like a real one, its outcome is unknown to the client: with probability
+        ``timeout_delivered`` the call was carried out before the hold (the message arrived:
+        a retry is a duplicate), otherwise it never is (a client still waiting gets 504).
+        Scripted faults (``inject_fault``) are served first. The same seed gives the same
+        faults in the order the calls arrive. Counters: ``injected_faults``/``fault_counts``.
+        """
+        entry = self._methods.get(method.lower())
+        if entry is None:
+            raise ValueError(f"the sandbox does not implement {method!r}")
+        rates = FaultRates(
+            server_error=server_error,
+            rate_limit=rate_limit,
+            timeout=timeout,
+            retry_after=retry_after,
+            timeout_delay=timeout_delay,
+            timeout_delivered=timeout_delivered,
+            seed=seed,
+        )
+        if rates.total == 0:
+            self._fault_rates.pop(method.lower(), None)
+        else:
+            self._fault_rates[method.lower()] = rates
 
     def reset_update_ids(self, start: int) -> None:
         """Restart update ids at ``start``, as Telegram may after a week without updates.
@@ -374,10 +436,18 @@ class TelegramSandbox:
         except ApiError as exc:
             return self._error_response(exc)
         faults = self._faults.get(name.lower())
-        if not faults:
+        if faults:
+            fault: Fault | None = faults.popleft()
+        else:
+            rates = self._fault_rates.get(name.lower())
+            fault = rates.draw() if rates is not None else None
+        if fault is None:
             return await self._run(handler, params)
-        fault = faults.popleft()
+        counts = self.injected_faults.setdefault(name, Counter())
+        counts[fault.kind] += 1
         delivered = await self._run(handler, params) if fault.deliver else None
+        if fault.kind == "timeout" and delivered is not None and delivered.status == 200:
+            counts["timeout_delivered"] += 1
         if fault.delay:
             with contextlib.suppress(TimeoutError):  # stop() cuts the delay short
                 await asyncio.wait_for(self._state.queue.closing.wait(), fault.delay)
@@ -410,6 +480,8 @@ class TelegramSandbox:
             if request.method == "GET" and action == "sent":
                 chat = request.query.get("chat_id")
                 return web.json_response(self.sent_messages(int(chat) if chat else None))
+            if request.method == "GET" and action == "stats":
+                return web.json_response(self.stats())
             if request.method != "POST" or action not in _CONTROL_ACTIONS:
                 return web.json_response({"error": "unknown control action"}, status=404)
             body = await request.json() if request.body_exists else {}
@@ -456,4 +528,5 @@ _CONTROL_ACTIONS: dict[str, Callable[[TelegramSandbox, dict[str, Any]], Any]] = 
     "block": lambda sb, body: sb.block(int(body["chat_id"])),
     "unblock": lambda sb, body: sb.unblock(int(body["chat_id"])),
     "fault": lambda sb, body: sb.inject_fault(body.pop("method"), **body),
+    "fault_rates": lambda sb, body: sb.set_fault_rates(body.pop("method", "sendMessage"), **body),
 }

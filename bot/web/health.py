@@ -1,0 +1,145 @@
+"""``/healthz`` (JSON, 503 when the database is unreachable) and ``/metrics`` (Prometheus).
+
+Both are public: they carry counts and states, never message text, addresses or secrets.
+Figures are read from the database, so any process's endpoint describes the whole deployment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from sqlalchemy import func, select
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from bot.app import App
+from bot.models import CampaignControl, ChannelState, InboundEvent, OutboxMessage, Run, utcnow
+
+log = logging.getLogger(__name__)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def figures(app: App) -> dict[str, Any]:
+    """The numbers an operator watches, in one read transaction."""
+    with app.db.session() as session:
+        by_state = session.execute(
+            select(OutboxMessage.channel, OutboxMessage.state, func.count()).group_by(
+                OutboxMessage.channel, OutboxMessage.state
+            )
+        ).all()
+        oldest_due = session.scalar(
+            select(func.min(OutboxMessage.next_attempt_at)).where(
+                OutboxMessage.state.in_(("pending", "retry_wait")),
+                OutboxMessage.next_attempt_at <= utcnow(),
+            )
+        )
+        unprocessed = session.scalar(
+            select(func.count()).where(InboundEvent.processed_at.is_(None))
+        )
+        duplicates = session.scalar(select(func.count()).where(OutboxMessage.possible_duplicate))
+        runs = dict(session.execute(select(Run.trigger, func.count()).group_by(Run.trigger)).all())
+        paused = sorted(
+            session.scalars(select(CampaignControl.campaign_id).where(CampaignControl.paused))
+        )
+        channels = {
+            state.channel: {
+                "last_ok_at": _iso(state.last_ok_at),
+                "last_error_at": _iso(state.last_error_at),
+                "last_error": state.last_error,
+            }
+            for state in session.scalars(select(ChannelState))
+        }
+    outbox: dict[str, dict[str, int]] = {}
+    for channel, state, count in by_state:
+        outbox.setdefault(channel, {})[state] = int(count)
+    lag = (utcnow() - oldest_due).total_seconds() if oldest_due is not None else 0.0
+    return {
+        "outbox": outbox,
+        "outbox_oldest_due_seconds": max(0.0, lag),
+        "possible_duplicates": int(duplicates or 0),
+        "inbox_unprocessed": int(unprocessed or 0),
+        "runs": {str(k): int(v) for k, v in runs.items()},
+        "paused": paused,
+        "channels": channels,
+    }
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+class _Collector:
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    def collect(self) -> Any:
+        data = figures(self.app)
+        queue = GaugeMetricFamily(
+            "pledgebot_outbox_messages",
+            "Outbox messages by channel and state",
+            labels=["channel", "state"],
+        )
+        for channel, states in data["outbox"].items():
+            for state, count in states.items():
+                queue.add_metric([channel, state], count)
+        yield queue
+        yield GaugeMetricFamily(
+            "pledgebot_outbox_oldest_due_seconds",
+            "How long the oldest due message has waited",
+            value=data["outbox_oldest_due_seconds"],
+        )
+        yield GaugeMetricFamily(
+            "pledgebot_outbox_possible_duplicates",
+            "Messages resent after a crash or timeout (may have been delivered twice)",
+            value=data["possible_duplicates"],
+        )
+        yield GaugeMetricFamily(
+            "pledgebot_inbox_unprocessed",
+            "Inbound events stored, not yet processed",
+            value=data["inbox_unprocessed"],
+        )
+        runs = GaugeMetricFamily(
+            "pledgebot_runs",
+            "Campaign runs recorded, by trigger (missed: not fired)",
+            labels=["trigger"],
+        )
+        for trigger, count in data["runs"].items():
+            runs.add_metric([trigger], count)
+        yield runs
+        paused = GaugeMetricFamily(
+            "pledgebot_paused", "Paused campaigns and channels", labels=["what"]
+        )
+        for what in data["paused"]:
+            paused.add_metric([what], 1)
+        yield paused
+
+
+def build(app: App) -> Starlette:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Collector(app))  # type: ignore[arg-type]
+
+    async def healthz(_: Request) -> JSONResponse:
+        try:
+            data = await asyncio.to_thread(figures, app)
+        except Exception as exc:  # the database is down: say so, without a traceback
+            log.warning("healthz: %s", exc)
+            return JSONResponse(
+                {"status": "error", "database": f"unreachable: {type(exc).__name__}"},
+                status_code=503,
+            )
+        return JSONResponse({"status": "ok", "database": app.db.describe(), **data})
+
+    async def metrics(_: Request) -> Response:
+        try:
+            body = await asyncio.to_thread(generate_latest, registry)
+        except Exception:
+            return Response("database unreachable\n", status_code=503, media_type="text/plain")
+        return Response(body, media_type=CONTENT_TYPE)
+
+    return Starlette(routes=[Route("/healthz", healthz), Route("/metrics", metrics)])
