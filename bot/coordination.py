@@ -76,6 +76,28 @@ def lock_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(f"pledgebot:{name}".encode()).digest()[:8], signed=True)
 
 
+LEADERS_SQL = """
+SELECT l.pid, a.application_name, a.client_addr, a.backend_start,
+       (l.classid::bigint << 32) | l.objid::bigint AS key
+FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND l.database = (
+    SELECT oid FROM pg_database WHERE datname = current_database())
+"""
+
+
+def leaders(engine: Engine, names: list[str]) -> dict[str, str]:
+    """Who leads each role, as PostgreSQL sees it: ``{name: "pid 123 (pledgebot …) since …"}``."""
+    wanted = {lock_key(name) & 0xFFFFFFFFFFFFFFFF: name for name in names}
+    found: dict[str, str] = {}
+    with engine.connect() as connection:
+        for pid, app_name, addr, since, key in connection.execute(text(LEADERS_SQL)):
+            name = wanted.get(int(key) & 0xFFFFFFFFFFFFFFFF)
+            if name is not None:
+                where = f" on {addr}" if addr else ""
+                found[name] = f"{app_name or 'pid ' + str(pid)}{where}, since {since:%H:%M:%S}"
+    return found
+
+
 class Leadership:
     """Exactly one holder per ``name`` across processes: a PostgreSQL advisory lock.
 

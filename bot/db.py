@@ -7,6 +7,7 @@ of failing half-way when a reader upgrades: one-shot CLI commands can write whil
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +23,9 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def make_engine(url: str, *, busy_timeout_ms: int = 10_000) -> Engine:
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
+        # Named per process, so `pledgebot status` and pg_stat_activity can say who leads.
+        name = f"pledgebot pid {os.getpid()}"
+        return create_engine(url, pool_pre_ping=True, connect_args={"application_name": name})
     if url.startswith("sqlite:///") and ":memory:" not in url:
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})

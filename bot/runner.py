@@ -48,7 +48,9 @@ class Roles:
     def __init__(self, app: App, roles: Collection[str]) -> None:
         self.app, self.roles = app, set(roles)
         self.engine = app.db.engine
-        self.channels = app.enabled_channels()
+        # Only roles that talk to a platform need its adapters (and their secrets).
+        talks = self.roles & {"dispatcher", "listener", "inbox"}
+        self.channels = app.enabled_channels() if talks else {}
         self.chat_channels = {n: c for n, c in self.channels.items() if c.capabilities.inbound}
         self.alerts = Alerts(app.db, app.config.alerts)
         self.dispatcher = Dispatcher(app.db, self.channels, app.config.dispatcher, self.alerts)

@@ -6,6 +6,7 @@ from sqlalchemy import func, select
 
 from bot import outbox
 from bot.app import App
+from bot.coordination import is_sqlite, leaders
 from bot.models import CampaignControl, ChannelState, Contact, InboundEvent, OutboxMessage
 
 
@@ -41,4 +42,13 @@ def collect(app: App) -> dict[str, str]:
                 elif ok is not None:
                     health = f"ok (last success {ok:%Y-%m-%d %H:%M} UTC)"
             figures[f"channel {channel}"] = health
+    figures["rate limits"] = (
+        "redis (shared by every process)"
+        if app.config.ratelimit.backend == "redis"
+        else "memory (per process)"
+    )
+    if not is_sqlite(app.config.database_url):
+        led = leaders(app.db.engine, ["scheduler", "inbox"])
+        for role in ("scheduler", "inbox"):
+            figures[f"{role} led by"] = led.get(role, "nobody (no scheduler or run process?)")
     return figures

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import time
 from datetime import timedelta
@@ -148,3 +149,17 @@ def test_a_chat_with_a_message_on_the_wire_waits_for_it_in_every_worker(app: App
     with app.db.session() as session:
         second = outbox.claim(session, channels=["telegram"], limit=10, lease=LEASE)
     assert [c.message.recipient for c in second] == ["9100"]
+
+
+@pytest.mark.parametrize("app", ["postgresql"], indirect=True)
+async def test_status_names_the_process_that_leads(app: App) -> None:
+    from bot.status import collect
+
+    assert collect(app)["scheduler led by"].startswith("nobody")
+    leadership = Leadership(app.db.engine, "scheduler")
+    assert await leadership.acquire(asyncio.Event())
+    try:
+        assert collect(app)["scheduler led by"].startswith(f"pledgebot pid {os.getpid()}")
+        assert collect(app)["rate limits"] == "memory (per process)"
+    finally:
+        leadership.release()
