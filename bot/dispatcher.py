@@ -4,8 +4,8 @@ Adapters raise typed errors; this module alone decides what they mean:
 RateLimited → retry after the platform's delay (does not use up an attempt);
 TransientError → retry with exponential backoff and jitter, ``failed`` after max_attempts;
 RecipientGone → ``failed`` and the contact is marked gone; Rejected → ``failed`` at once.
-Each outcome is committed as soon as it is known, so a crash leaves at most the messages that
-were on the wire in flight.
+Outcomes are committed as soon as the loop turns (those that finished together in one
+transaction), so a crash leaves at most the messages that were on the wire in flight.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session
 
 from bot import outbox, runs
 from bot.alerts import Alerts
@@ -34,7 +36,7 @@ from bot.errors import (
 from bot.models import utcnow
 
 log = logging.getLogger(__name__)
-Sending = asyncio.Task[str | None]  # one send on the wire; its result is the error, if any
+GROUP_COMMIT_SECONDS = 0.02  # the longest a finished send waits to be recorded with others
 
 
 @dataclass
@@ -67,6 +69,20 @@ class HealthNotes:
         return notes
 
 
+@dataclass
+class Outcome:
+    """What became of one send, to be committed with the others that finished alongside it."""
+
+    item: outbox.Claimed
+    state: str  # sent | retry | failed | gone
+    external_id: str | None = None
+    retry_in: float = 0.0
+    error: str | None = None  # the reason recorded on the message
+    counted: bool = True  # a retry that uses up an attempt
+    maybe_delivered: bool = False
+    platform_error: str | None = None  # for channel health: the platform itself failed
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -81,26 +97,47 @@ class Dispatcher:
         self.settings = settings
         self.backoff = Backoff(settings.backoff_base, settings.backoff_max)
         self.wake = asyncio.Event()
+        self._threads_checked = 0.0
 
     async def run(self, stop: asyncio.Event) -> None:
         """Send until ``stop`` is set; finishes the sends already on the wire before returning.
 
         Up to ``batch_size`` sends are in flight, at most one per recipient, so a chat held to
-        its per-chat rate never holds up the others. Free slots are refilled in groups (a claim
-        is a write transaction) and channel health is written at most once a second.
+        its per-chat rate never holds up the others. Outcomes are committed in groups, in the
+        same transaction as the next claim, once half the window has finished or after
+        ``GROUP_COMMIT_SECONDS``; a finished but unrecorded send keeps its slot, so what a crash
+        can leave in flight stays ≤ ``batch_size``. Channel health is written at most once a
+        second.
         """
-        in_flight: dict[Sending, outbox.Claimed] = {}
-        refill_at = max(1, self.settings.batch_size // 2)
+        in_flight: dict[asyncio.Task[Outcome], outbox.Claimed] = {}
+        unsaved: list[Outcome] = []
+        unsaved_since = 0.0
+        refill_at = max(1, self.settings.batch_size // 4)
         health = HealthNotes()
         while not stop.is_set():
-            free = self.settings.batch_size - len(in_flight)
+            for task in [task for task in in_flight if task.done()]:
+                del in_flight[task]
+                if not unsaved:
+                    unsaved_since = time.monotonic()
+                unsaved.append(task.result())
+            # Finished but unrecorded sends still count as in flight: the bound at a crash.
+            free = self.settings.batch_size - len(in_flight) - len(unsaved)
+            due = (
+                len(unsaved) >= refill_at
+                or not in_flight
+                or time.monotonic() - unsaved_since >= GROUP_COMMIT_SECONDS
+            )
             claimed: list[outbox.Claimed] = []
-            if free >= refill_at or not in_flight:
+            if due:
+                busy = {item.message.recipient for item in in_flight.values()}
                 try:
-                    busy = {item.message.recipient for item in in_flight.values()}
-                    claimed = self._claim(free, busy)
+                    claimed = self._settle_and_claim(unsaved, free + len(unsaved), busy)
                 except Exception:  # a database hiccup must not kill the process; try again soon
-                    log.exception("claiming from the outbox failed")
+                    log.exception("recording outcomes / claiming from the outbox failed")
+                else:
+                    for outcome in unsaved:
+                        health.add(outcome.item.channel, outcome.platform_error)
+                    unsaved = []
             for item in claimed:
                 in_flight[asyncio.create_task(self._deliver(item))] = item
             if not claimed:
@@ -108,40 +145,80 @@ class Dispatcher:
                 waiters = [asyncio.ensure_future(e.wait()) for e in (stop, self.wake)]
                 await asyncio.wait(
                     [*in_flight, *waiters],
-                    timeout=self.settings.poll_interval,
+                    timeout=GROUP_COMMIT_SECONDS if unsaved else self.settings.poll_interval,
                     return_when=asyncio.FIRST_COMPLETED,
                 )
                 for waiter in waiters:
                     waiter.cancel()
-            for task in [task for task in in_flight if task.done()]:
-                health.add(in_flight.pop(task).channel, task.result())
             if health.due(idle=not in_flight):
                 self._write_health(health)
         if in_flight:
             await asyncio.wait(in_flight)
-            for task, item in in_flight.items():
-                health.add(item.channel, task.result())
+            unsaved.extend(task.result() for task in in_flight)
+        if unsaved:
+            self._settle_and_claim(unsaved, 0, set())
+            for outcome in unsaved:
+                health.add(outcome.item.channel, outcome.platform_error)
         self._write_health(health)
 
     async def dispatch_once(self) -> int:
-        """Claim one batch, deliver it, return how many were claimed (for tests and benches)."""
-        claimed = self._claim(self.settings.batch_size, set())
-        results = await asyncio.gather(*(self._deliver(item) for item in claimed))
+        """Claim one batch, deliver it, record the outcomes; returns how many were claimed."""
+        claimed = self._settle_and_claim([], self.settings.batch_size, set())
+        outcomes = list(await asyncio.gather(*(self._deliver(item) for item in claimed)))
+        self._settle_and_claim(outcomes, 0, set())
         health = HealthNotes()
-        for item, result in zip(claimed, results, strict=True):
-            health.add(item.channel, result)
+        for outcome in outcomes:
+            health.add(outcome.item.channel, outcome.platform_error)
         self._write_health(health)
         return len(claimed)
 
-    def _claim(self, limit: int, busy: set[str]) -> list[outbox.Claimed]:
+    def _settle_and_claim(
+        self, outcomes: list[Outcome], limit: int, busy: set[str]
+    ) -> list[outbox.Claimed]:
+        now = utcnow()
         with self.db.session() as session:
+            sent = [(o.item.message.id, o.external_id or "") for o in outcomes if o.state == "sent"]
+            outbox.mark_sent_many(session, sent, now)
+            for outcome in outcomes:
+                self._record(session, outcome, now)
+            if not limit:
+                return []
+            check_threads = time.monotonic() - self._threads_checked >= 1.0
+            if check_threads:
+                self._threads_checked = time.monotonic()
             return outbox.claim(
                 session,
                 channels=list(self.channels),
                 limit=limit,
                 lease=timedelta(seconds=self.settings.lease_seconds),
                 skip_recipients=busy,
+                now=now,
+                break_threads=check_threads,
             )
+
+    @staticmethod
+    def _record(session: Session, outcome: Outcome, now: datetime) -> None:
+        message_id = outcome.item.message.id
+        if outcome.state == "retry":
+            outbox.mark_retry(
+                session,
+                message_id,
+                now + timedelta(seconds=outcome.retry_in),
+                outcome.error or "",
+                counted=outcome.counted,
+                maybe_delivered=outcome.maybe_delivered,
+            )
+            log.info(
+                "message %s: retry in %.1f s (%s)", message_id, outcome.retry_in, outcome.error
+            )
+        elif outcome.state in ("failed", "gone"):
+            outbox.mark_failed(session, message_id, outcome.error or "")
+            if outcome.state == "gone":
+                item = outcome.item
+                outbox.mark_contact_gone(session, item.channel, item.message.recipient)
+                log.info("message %s: %s", message_id, outcome.error)
+            else:
+                log.warning("message %s failed: %s", message_id, outcome.error)
 
     def _write_health(self, health: HealthNotes) -> None:
         notes = health.take()
@@ -154,8 +231,8 @@ class Dispatcher:
                 if worked:  # recorded last: the channel still works for some messages
                     outbox.record_health(session, channel)
 
-    async def _deliver(self, item: outbox.Claimed) -> str | None:
-        """Send one message and commit its outcome; returns the platform error, if any."""
+    async def _deliver(self, item: outbox.Claimed) -> Outcome:
+        """Send one message; the outcome says what to record (the caller commits it)."""
         message = item.message
         channel = self.channels[item.channel]
         try:
@@ -167,65 +244,48 @@ class Dispatcher:
             else:
                 receipt = await channel.send(message)
         except RateLimited as exc:
-            self._retry(item, exc.retry_after, str(exc), counted=False)
-            return str(exc)
+            return self._retry(item, exc.retry_after, str(exc), counted=False)
         except TransientError as exc:
             if item.attempts >= self.settings.max_attempts:
-                self._fail(item, f"gave up after {item.attempts} attempts: {exc}")
-            else:
-                delay = self.backoff.delay(item.attempts)
-                self._retry(item, delay, str(exc), maybe_delivered=exc.maybe_delivered)
-            return str(exc)
+                failed = f"gave up after {item.attempts} attempts: {exc}"
+                return Outcome(item, "failed", error=failed, platform_error=str(exc))
+            delay = self.backoff.delay(item.attempts)
+            return self._retry(item, delay, str(exc), maybe_delivered=exc.maybe_delivered)
         except ChannelUnauthorized as exc:
             # Every message would fail alike until staff renew the credentials: hold the channel.
             runs.set_paused(self.db, outbox.CHANNEL_PAUSE + item.channel, True)
-            self._retry(item, 60, str(exc), counted=False)
             if self.alerts is not None:
                 self.alerts.raise_alert(
                     f"unauthorized:{item.channel}",
                     f"{item.channel} refused our credentials ({exc}). Sending on {item.channel} "
                     f"is paused; renew them, then: pledgebot resume --channel {item.channel}",
                 )
-            return str(exc)
-        except RecipientGone as exc:
-            with self.db.session() as session:
-                outbox.mark_failed(session, message.id, f"recipient_gone: {exc}")
-                outbox.mark_contact_gone(session, item.channel, message.recipient)
-            log.info("message %s: recipient gone (%s)", message.id, exc)
-            return None  # the platform works; this recipient is gone
+            return self._retry(item, 60, str(exc), counted=False)
+        except RecipientGone as exc:  # the platform works; this recipient is gone
+            return Outcome(item, "gone", error=f"recipient_gone: {exc}")
         except DeliveryError as exc:  # Rejected, or any other permanent refusal
-            self._fail(item, f"rejected: {exc}")
-            return None
+            return Outcome(item, "failed", error=f"rejected: {exc}")
         except Exception as exc:  # an adapter bug: keep the message, retry later, shout in the log
             log.exception("message %s: unexpected error from %s", message.id, item.channel)
-            self._retry(item, self.backoff.delay(item.attempts), f"internal error: {exc!r}")
-            return f"internal error: {exc!r}"
-        with self.db.session() as session:
-            outbox.mark_sent(session, message.id, receipt.external_id)
-        return None
+            delay = self.backoff.delay(item.attempts)
+            return self._retry(item, delay, f"internal error: {exc!r}")
+        return Outcome(item, "sent", external_id=receipt.external_id)
 
+    @staticmethod
     def _retry(
-        self,
         item: outbox.Claimed,
         delay: float,
         error: str,
         *,
         counted: bool = True,
         maybe_delivered: bool = False,
-    ) -> None:
-        at = utcnow() + timedelta(seconds=delay)
-        with self.db.session() as session:
-            outbox.mark_retry(
-                session,
-                item.message.id,
-                at,
-                error,
-                counted=counted,
-                maybe_delivered=maybe_delivered,
-            )
-        log.info("message %s: retry in %.1f s (%s)", item.message.id, delay, error)
-
-    def _fail(self, item: outbox.Claimed, reason: str) -> None:
-        with self.db.session() as session:
-            outbox.mark_failed(session, item.message.id, reason)
-        log.warning("message %s failed: %s", item.message.id, reason)
+    ) -> Outcome:
+        return Outcome(
+            item,
+            "retry",
+            retry_in=delay,
+            error=error,
+            counted=counted,
+            maybe_delivered=maybe_delivered,
+            platform_error=error,
+        )

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from bot.campaigns.base import PlannedMessage
@@ -137,6 +138,7 @@ def claim(
     lease: timedelta,
     skip_recipients: set[str] | None = None,
     now: datetime | None = None,
+    break_threads: bool = True,
 ) -> list[Claimed]:
     """Take up to ``limit`` due messages for sending. Run inside one (immediate) transaction.
 
@@ -147,50 +149,51 @@ def claim(
     paused = set(session.scalars(select(CampaignControl.campaign_id).where(CampaignControl.paused)))
     if "*" in paused:
         return []
-    due = or_(
-        and_(
-            OutboxMessage.state.in_(("pending", "retry_wait")), OutboxMessage.next_attempt_at <= now
-        ),
-        and_(OutboxMessage.state == "sending", OutboxMessage.claimed_until < now),
+    if break_threads:  # a part never goes out after a failed one; this marks them failed too
+        _break_threads(session)
+    # A chat with a message on the wire in any worker (a live lease) waits its turn.
+    busy = set(
+        session.scalars(
+            select(OutboxMessage.recipient).where(
+                OutboxMessage.state == "sending", OutboxMessage.claimed_until >= now
+            )
+        )
     )
-    _break_threads(session)
+    skip = busy | (skip_recipients or set())
     parent = aliased(OutboxMessage)
-    # Another worker's live lease on a message to the same chat: that chat waits its turn.
-    other = aliased(OutboxMessage)
-    chat_busy = (
-        select(other.id)
-        .where(
-            other.channel == OutboxMessage.channel,
-            other.recipient == OutboxMessage.recipient,
-            other.state == "sending",
-            other.claimed_until >= now,
-        )
-        .exists()
-    )
-    query = (
-        select(OutboxMessage, parent.external_id)
-        .outerjoin(parent, OutboxMessage.thread_parent_id == parent.id)
+    filters = [
+        OutboxMessage.channel.in_(channels),
         # A thread's part waits for the part before it, and replies to it.
-        .where(
-            due,
-            OutboxMessage.channel.in_(channels),
-            or_(parent.id.is_(None), parent.state == "sent"),
-            ~chat_busy,
-        )
-        .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
-        .limit(limit)
-        # PostgreSQL; SQLite relies on BEGIN IMMEDIATE.
-        .with_for_update(of=OutboxMessage, skip_locked=True)
-    )
+        or_(parent.id.is_(None), parent.state == "sent"),
+    ]
     if paused:
         held = {p.removeprefix(CHANNEL_PAUSE) for p in paused if p.startswith(CHANNEL_PAUSE)}
-        query = query.where(
+        filters += [
             or_(OutboxMessage.campaign_id.is_(None), OutboxMessage.campaign_id.not_in(paused)),
             OutboxMessage.channel.not_in(held),
+        ]
+    if skip:
+        filters.append(OutboxMessage.recipient.not_in(skip))
+    # One query per state, each an ordered range of the (state, time) index: no sort of the
+    # whole backlog, however many thousands a campaign has just queued.
+    found: list[Any] = []
+    for state, moment in (
+        ("sending", OutboxMessage.claimed_until),  # leases that expired: their process died
+        ("retry_wait", OutboxMessage.next_attempt_at),
+        ("pending", OutboxMessage.next_attempt_at),
+    ):
+        query = (
+            select(OutboxMessage, parent.external_id)
+            .outerjoin(parent, OutboxMessage.thread_parent_id == parent.id)
+            .where(OutboxMessage.state == state, moment <= now, *filters)
+            .order_by(moment, OutboxMessage.id)
+            .limit(limit - len(found))
+            # PostgreSQL; SQLite relies on BEGIN IMMEDIATE.
+            .with_for_update(of=OutboxMessage, skip_locked=True)
         )
-    if skip_recipients:
-        query = query.where(OutboxMessage.recipient.not_in(skip_recipients))
-    found = session.execute(query).all()
+        found += session.execute(query).all()
+        if len(found) >= limit:
+            break
     reply_to = {row.id: parent_id for row, parent_id in found}
     rows = _one_per_recipient(row for row, _ in found)
     contact_ids = {row.contact_id for row in rows if row.contact_id is not None}
@@ -212,14 +215,9 @@ def claim(
                 if row.state == "sending":  # a lease expired inside quiet hours: still uncertain
                     row.state, row.possible_duplicate, row.claimed_until = "pending", True, None
                 continue
-        if row.state == "sending":
-            row.possible_duplicate = True
         if row.contact_id is not None and status.get(row.contact_id) != "active":
             row.state, row.last_error, row.claimed_until = "failed", CONTACT_STOPPED, None
             continue
-        row.state = "sending"
-        row.claimed_until = now + lease
-        row.attempts += 1
         claimed.append(
             Claimed(
                 OutboundMessage(
@@ -229,13 +227,26 @@ def claim(
                     parse_mode=row.parse_mode,
                     buttons=row.buttons,
                     idempotency_key=row.idempotency_key,
-                    maybe_sent=row.possible_duplicate,
+                    # A lease that expired: the process died with the message on the wire.
+                    maybe_sent=row.possible_duplicate or row.state == "sending",
                     reply_to=reply_to.get(row.id),
                     media=list(row.media or []),
                     action=row.action,
                 ),
                 row.channel,
-                row.attempts,
+                row.attempts + 1,
+            )
+        )
+    if claimed:  # one statement for the batch
+        table = OutboxMessage.__table__
+        session.execute(
+            update(table)
+            .where(table.c.id.in_([item.message.id for item in claimed]))
+            .values(
+                state="sending",
+                claimed_until=now + lease,
+                attempts=table.c.attempts + 1,
+                possible_duplicate=or_(table.c.possible_duplicate, table.c.state == "sending"),
             )
         )
     return claimed
@@ -272,6 +283,25 @@ def mark_sent(session: Session, message_id: int, external_id: str) -> None:
             claimed_until=None,
             last_error=None,
         )
+    )
+
+
+def mark_sent_many(session: Session, sent: list[tuple[int, str]], now: datetime) -> None:
+    """Record many deliveries in one statement (executemany): ``(message id, external id)``."""
+    if not sent:
+        return
+    table = OutboxMessage.__table__
+    session.execute(
+        update(table)
+        .where(table.c.id == bindparam("message_id"))
+        .values(
+            state="sent",
+            external_id=bindparam("external"),
+            sent_at=now,
+            claimed_until=None,
+            last_error=None,
+        ),
+        [{"message_id": mid, "external": ext} for mid, ext in sent],
     )
 
 

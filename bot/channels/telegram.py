@@ -1,4 +1,4 @@
-"""Telegram adapter, on python-telegram-bot's ``ExtBot``.
+"""Telegram adapter, on python-telegram-bot's ``Bot``.
 
 Sending respects Telegram's limits — about 30 messages/s overall, 1/s per chat, 20/min per group
 or channel — in pyrate-limiter buckets (``bot.ratelimit``: per process, or in Redis for every
@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from telegram import (
+    Bot,
     BotCommand,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
@@ -29,7 +30,6 @@ from telegram import (
     Update,
 )
 from telegram import error as tg
-from telegram.ext import ExtBot
 from telegram.request import HTTPXRequest
 
 from bot.channels.base import Capabilities, InboundEvent, OutboundMessage, Receipt
@@ -98,7 +98,7 @@ class TelegramChannel:
         group_rate = settings.max_messages_per_group_per_minute
         self._per_group = [Rate(max(1, round(group_rate)), 60_000)]
         timeout = settings.request_timeout
-        self.bot = ExtBot(
+        self.bot = Bot(
             token.get_secret_value(),
             base_url=settings.base_url,
             base_file_url=settings.file_url(),
