@@ -9,18 +9,16 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
-from sqlalchemy import func, select
 
-from bot import outbox, runs
-from bot.app import App, build_app
-from bot.config import load_config
 from bot.errors import UserInputError
 from bot.logs import scrub, setup_logging
+
+if TYPE_CHECKING:  # the heavy imports wait for the command that needs them: --help stays fast
+    from bot.app import App
 
 cli = typer.Typer(
     help="pledgebot: follow up with pledgemakers, collect their journey, amplify it.",
@@ -85,6 +83,9 @@ def _global(
 
 
 def open_app(*, migrate: bool = True) -> App:
+    from bot.app import build_app
+    from bot.config import load_config
+
     app = build_app(load_config(State.config_path, required=State.config_given))
     if migrate:
         app.db.upgrade()
@@ -128,6 +129,7 @@ def schedules_check(
     paths: Annotated[list[Path] | None, typer.Argument(help="Files or folders.")] = None,
 ) -> None:
     """Validate schedule files: every error with file:line; exit 1 on any. Applies nothing."""
+    from bot.config import load_config
     from bot.schedules import load_schedules
     from bot.templates import Templates
 
@@ -158,6 +160,8 @@ def schedules_preview(
 ) -> None:
     """Who gets what, when (their local time and UTC), rendered in their language. Sends nothing."""
     import json
+
+    from rich.table import Table
 
     from bot.models import utcnow
     from bot.preview import preview
@@ -242,6 +246,7 @@ def campaign_fire(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="No confirmation.")] = False,
 ) -> None:
     """Plan and enqueue a run now (a new run each call). Opt-outs always apply."""
+    from bot import runs
     from bot.campaigns.base import RunContext
     from bot.models import utcnow
 
@@ -281,6 +286,8 @@ def campaign_fire(
 
 def _control_id(app: App, campaign_id: str | None, channel: str | None) -> tuple[str, str]:
     """The pause switch to flip, and how to name it."""
+    from bot import outbox
+
     if channel is not None:
         if channel not in app.config.channels:
             raise UserInputError(f"no channel {channel!r} in {app.config.source}")
@@ -297,6 +304,8 @@ def pause(
     channel: Annotated[str | None, typer.Option(help="Hold one channel instead.")] = None,
 ) -> None:
     """Stop sending (one campaign, one channel, or everything) until resume."""
+    from bot import runs
+
     app = open_app()
     control, label = _control_id(app, campaign_id, channel)
     runs.set_paused(app.db, control, True)
@@ -311,6 +320,8 @@ def resume(
     ] = None,
 ) -> None:
     """Resume sending after pause (or after a channel was paused for bad credentials)."""
+    from bot import runs
+
     app = open_app()
     control, label = _control_id(app, campaign_id, channel)
     runs.set_paused(app.db, control, False)
@@ -320,6 +331,9 @@ def resume(
 @runs_cli.command("list")
 def runs_list(limit: Annotated[int, typer.Option(min=1)] = 50) -> None:
     """Recent runs with what became of their messages."""
+    from rich.table import Table
+    from sqlalchemy import func, select
+
     from bot.models import OutboxMessage, Run
 
     app = open_app()
@@ -390,6 +404,8 @@ def review_command(
 
 
 def _review_table(updates: list[Any]) -> None:
+    from rich.table import Table
+
     table = Table("id", "pledgemaker", "pillar", "kind", "state", "consent", "images", "text")
     for u in updates:
         consent = {True: "yes", False: "no", None: "not asked"}[u.consent_to_publish]
@@ -450,6 +466,9 @@ def outbox_list(
     limit: Annotated[int, typer.Option(min=1)] = 50,
 ) -> None:
     """Messages in the outbox, newest first."""
+    from rich.table import Table
+    from sqlalchemy import select
+
     from bot.models import OutboxMessage
 
     app = open_app()
@@ -480,6 +499,8 @@ def outbox_cancel(
     run: Annotated[int, typer.Option("--run", help="Run id (see runs list).")],
 ) -> None:
     """Cancel a run's messages that are not sent yet."""
+    from bot import outbox
+
     app = open_app()
     with app.db.session() as session:
         cancelled = outbox.cancel_run(session, run)
@@ -539,6 +560,7 @@ def demo(
     folder: Annotated[Path, typer.Option(help="Where the demo database goes.")] = Path("demo-data"),
 ) -> None:
     """The whole loop on SQLite against the local sandbox Telegram server; no accounts needed."""
+    from bot.config import load_config
     from bot.demo import run_demo
 
     config = load_config(State.config_path, required=State.config_given)
