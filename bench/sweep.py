@@ -1,122 +1,192 @@
-"""Does a cadence sweep cost follow the number due, not the audience size?
+"""Cadence sweeps: does the cost follow the number due, not the audience size? And the memory?
 
-The same 100 due slots are swept in an audience of 1,000 and of 100,000 pledgemakers (SQLite,
-one process). Printed: the sweep times and their ratio — near 1.0 means the audience size does
-not matter. For scale, also the time to give 100,000 pledgemakers their first slot once.
+One SQLite database with 100,000 pledgemakers (bound Telegram contacts, a 30-day cadence each)
+is copied twice: in one 1 % of the cadences are due, in the other 100 %. Each copy is swept
+(``bot.sweeper.sweep``: read due slots, render each prompt, enqueue it, move the slot on) in a
+fresh child process that reports the sweep's wall time and its own peak RSS (``VmHWM``).
 
-    .venv/bin/python bench/sweep.py [--due 100]
+Ratio: time(1 % due) ÷ time(100 % due), target ≤ 0.1 (lower is better; ideal 0.01 — the
+audience size should not matter). The 1 % sweep is the median of four copies, two swept
+before the full sweep and two after. The full sweep's peak RSS must stay ≤ 250 MB
+(``peak_rss_mb``; the child's RSS before sweeping is reported too).
+
+    .venv/bin/python bench/sweep.py [--audience 100000] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import resource
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import insert
+from _common import NOW, TEMPLATES, insert_audience, log, report
 
-from bot import sweeper
-from bot.db import Database
-from bot.models import Cadence, Contact, Pledgemaker
-from bot.schedules import FollowupCampaign
-from bot.templates import Templates
-
-ROOT = Path(__file__).resolve().parent.parent
-NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
-SPEC = FollowupCampaign.model_validate(
-    {
-        "id": "monthly",
-        "kind": "followup",
-        "pillar": "act",
-        "relative_to": "pledge_date",
-        "every": "30d",
-        "grace": "1d",
-    }
-)
+TARGET = 0.1
+RSS_TARGET_MB = 250.0
+SPEC: dict[str, Any] = {
+    "id": "monthly",
+    "kind": "followup",
+    "pillar": "act",
+    "relative_to": "pledge_date",
+    "every": "30d",
+    "grace": "1d",
+    "channels": ["telegram"],
+}
 
 
-def populate(db: Database, size: int, due: int, *, with_cadences: bool = True) -> None:
-    people = [
-        {
-            "id": f"p{i:06d}",
-            "name": f"Org {i}",
-            "country": "GH",
-            "region": "africa",
-            "sector": "ngo",
-            "language": "en",
-            "timezone": "Africa/Accra",
-            "pledge_title": "T",
-            "pledge_text": "P",
-            "pledge_date": date(2021, 5, 1),
-            "created_at": NOW,
-            "updated_at": NOW,
-        }
-        for i in range(size)
-    ]
-    with db.session() as session:
-        session.execute(insert(Pledgemaker), people)
-        session.execute(
-            insert(Contact),
-            [
-                {
-                    "pledgemaker_id": p["id"],
-                    "channel": "telegram",
-                    "address": str(i),
-                    "status": "active",
-                    "bound_at": NOW,
-                }
-                for i, p in enumerate(people)
-            ],
-        )
-        if with_cadences:
-            session.execute(
-                insert(Cadence),
-                [
-                    {
-                        "campaign_id": "monthly",
-                        "pledgemaker_id": p["id"],
-                        "next_due_at": NOW - timedelta(hours=1)
-                        if i < due
-                        else NOW + timedelta(days=9),
-                    }
-                    for i, p in enumerate(people)
-                ],
-            )
+def populate(path: Path, audience: int) -> None:
+    """The audience with a cadence each, none due yet (``--due`` copies make some due)."""
+    from sqlalchemy import insert
 
+    from bot.db import Database
+    from bot.models import Cadence
 
-def timed_sweep(folder: Path, size: int, due: int) -> float:
-    db = Database(f"sqlite:///{folder / f'sweep-{size}.db'}")
+    db = Database(f"sqlite:///{path}")
     db.upgrade()
-    populate(db, size, due)
-    started = time.perf_counter()
-    result = sweeper.sweep(db, Templates(ROOT / "templates"), SPEC, NOW)
-    elapsed = time.perf_counter() - started
-    assert result.enqueued == due, result
+    with db.session() as session:
+        insert_audience(session, audience)
+        rows = [
+            {
+                "campaign_id": SPEC["id"],
+                "pledgemaker_id": f"p{i:06d}",
+                "next_due_at": NOW + timedelta(days=9),
+            }
+            for i in range(audience)
+        ]
+        for start in range(0, audience, 5000):
+            session.execute(insert(Cadence), rows[start : start + 5000])
     db.dispose()
-    return elapsed
 
 
-def main(due: int) -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        small = timed_sweep(Path(folder), 1_000, due)
-        large = timed_sweep(Path(folder), 100_000, due)
-        db = Database(f"sqlite:///{Path(folder) / 'ensure.db'}")
-        db.upgrade()
-        populate(db, 100_000, 0, with_cadences=False)
-        started = time.perf_counter()
-        with db.session() as session:
-            sweeper.ensure_cadences(session, SPEC, NOW)
-        ensure = time.perf_counter() - started
-        db.dispose()
-    print(f"sweep of {due} due among 1,000: {small * 1000:.0f} ms")
-    print(f"sweep of {due} due among 100,000: {large * 1000:.0f} ms")
-    print(f"100,000 / 1,000 audience: {large / small:.2f}x")
-    print(f"first slots for 100,000 (once, then every 15 min only for newcomers): {ensure:.1f} s")
+def make_due(source: Path, target: Path, due: int) -> None:
+    """A copy of the database in which the first ``due`` cadences are due an hour ago."""
+    shutil.copyfile(source, target)
+    connection = sqlite3.connect(target)
+    with connection:
+        connection.execute(
+            "UPDATE cadences SET next_due_at = ? WHERE pledgemaker_id < ?",
+            ((NOW - timedelta(hours=1)).strftime("%Y-%m-%d %H:%M:%S.%f"), f"p{due:06d}"),
+        )
+    connection.close()
+
+
+def sweep_in_child(path: Path, due: int) -> dict[str, float]:
+    """Run the sweep in a fresh interpreter; returns its figures."""
+    answer = subprocess.run(
+        [sys.executable, __file__, "--child", str(path), "--expect", str(due)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return dict(json.loads(answer.stdout.strip().splitlines()[-1]))
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS (``VmHWM``). Not ``ru_maxrss``: Linux carries that over from the
+    parent across fork and exec, so a child would report the parent's high-water mark."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: kB anyway
+
+
+def child(path: Path, expect: int) -> None:
+    """In the child: everything imported and built first, then only the sweep is timed."""
+    from bot import sweeper
+    from bot.db import Database
+    from bot.schedules import FollowupCampaign
+    from bot.templates import Templates
+
+    spec = FollowupCampaign.model_validate(SPEC)
+    db = Database(f"sqlite:///{path}")
+    templates = Templates(TEMPLATES)
+    before = peak_rss_mb()
+    started = time.perf_counter()
+    result = sweeper.sweep(db, templates, spec, NOW)
+    elapsed = time.perf_counter() - started
+    peak = peak_rss_mb()
+    if result.enqueued != expect:
+        raise SystemExit(f"expected {expect} prompts, the sweep enqueued {result.enqueued}")
+    db.dispose()
+    print(json.dumps({"seconds": elapsed, "peak_rss_mb": peak, "rss_before_mb": before}))
+
+
+def main(audience: int) -> bool:
+    few = max(1, audience // 100)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        source = folder / "audience.db"
+        log(f"sweep: {audience:,} pledgemakers with a cadence each")
+        populate(source, audience)
+        small_times: list[float] = []
+
+        def small_sweeps(count: int) -> None:
+            for _ in range(count):
+                path = folder / f"few-{len(small_times)}.db"
+                make_due(source, path, few)
+                small_times.append(sweep_in_child(path, few)["seconds"])
+                path.unlink()
+
+        small_sweeps(2)  # two before the full sweep and two after: load changes hit both
+        make_due(source, folder / "all.db", audience)
+        full = sweep_in_child(folder / "all.db", audience)
+        (folder / "all.db").unlink()
+        small_sweeps(2)
+        log(f"sweep of {few:,} due: {', '.join(f'{t:.2f}' for t in small_times)} s")
+        log(f"sweep of {audience:,} due: {full['seconds']:.1f} s, {full['peak_rss_mb']:.0f} MB")
+    small = statistics.median(small_times)
+    ratio = small / full["seconds"]
+    rss_ok = full["peak_rss_mb"] <= RSS_TARGET_MB
+    return report(
+        "sweep",
+        ratio=ratio,
+        target=TARGET,
+        higher_is_better=False,
+        summary=(
+            f"{few:,} due of {audience:,}: {small:.2f} s; all {audience:,} due: "
+            f"{full['seconds']:.1f} s ({audience / full['seconds']:.0f} prompts/s); peak RSS "
+            f"{full['peak_rss_mb']:.0f} MB (target ≤ {RSS_TARGET_MB:.0f} MB, "
+            f"{'ok' if rss_ok else 'MISSED'}; {full['rss_before_mb']:.0f} MB before sweeping)"
+        ),
+        small_due=few,
+        small_s=small,
+        full_due=audience,
+        full_s=full["seconds"],
+        peak_rss_mb=full["peak_rss_mb"],
+        rss_target_mb=RSS_TARGET_MB,
+        rss_before_sweep_mb=full["rss_before_mb"],
+        also_required=rss_ok,
+    )
+
+
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--audience", type=int, default=100_000, help="pledgemakers")
+    parser.add_argument("--quick", action="store_true", help="20,000 pledgemakers")
+    parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--expect", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.audience = 20_000
+    return args
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--due", type=int, default=100)
-    main(parser.parse_args().due)
+    arguments = parse()
+    if arguments.child is not None:
+        child(arguments.child, arguments.expect)
+    else:
+        met = main(arguments.audience)
+        raise SystemExit(1 if arguments.strict and not met else 0)

@@ -6,13 +6,11 @@ Every error a person can fix is one line (or one line per located problem) and a
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
 from bot.errors import UserInputError
 from bot.logs import scrub, setup_logging
@@ -49,8 +47,23 @@ for sub, name in (
 ):
     cli.add_typer(sub, name=name)
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+class _Console:
+    """A rich Console made on first use: ``pledgebot --help`` never imports rich's console."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options: dict[str, Any] = options
+        self._console: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return getattr(self._console, name)
+
+
+out = _Console(soft_wrap=True)
+err = _Console(stderr=True, soft_wrap=True)
 
 
 class State:
@@ -231,6 +244,8 @@ def contacts_invite(
             return str(await adapter.invite_link(token)), expires
         finally:
             await adapter.aclose()
+
+    import asyncio
 
     url, expires = asyncio.run(link())
     print(url)  # plain print: the link must never be wrapped
@@ -564,6 +579,8 @@ def demo(
     from bot.demo import run_demo
 
     config = load_config(State.config_path, required=State.config_given)
+    import asyncio
+
     summary = asyncio.run(run_demo(config, folder))
     for label, value in summary.items():
         out.print(f"{label}: {value}", markup=False)

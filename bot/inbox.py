@@ -152,6 +152,7 @@ class Processor:
             )
         for event_id, channel, payload in pending:
             await self.process(event_id, channel, InboundEvent.from_record(payload))
+            await asyncio.sleep(0)  # a backlog must not hold up polling (and acknowledging)
         if pending and self.on_enqueued is not None:
             self.on_enqueued.set()
         return len(pending)

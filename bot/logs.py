@@ -13,9 +13,6 @@ import sys
 import warnings
 from datetime import UTC, datetime
 
-from rich.console import Console
-from rich.logging import RichHandler
-
 TOKEN_SHAPE = re.compile(r"\b\d{3,}:[A-Za-z0-9_-]{10,}")
 # Secrets read from the environment this process; a set so the filter needs no wiring per channel.
 _SECRETS: set[str] = set()
@@ -62,6 +59,9 @@ def setup_logging(verbose: int = 0, log_format: str = "text") -> None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonLines())
     else:
+        from rich.console import Console
+        from rich.logging import RichHandler
+
         handler = RichHandler(
             console=Console(stderr=True), show_path=False, rich_tracebacks=False, markup=False
         )

@@ -33,10 +33,16 @@ LEAK_EVERY = 200  # puts between removals of items older than the longest window
 
 
 def per_second(rate: float) -> Rate:
-    """``rate`` messages a second as a pyrate-limiter Rate (0.5/s is 1 per 2 s)."""
+    """``rate`` messages a second as a pyrate-limiter Rate (0.5/s is 1 per 2 s); a burst of up
+    to ``rate`` may go at once, as the platforms' overall limits allow."""
     if rate >= 1:
         return Rate(round(rate), 1000)
-    return Rate(1, round(1000 / rate))
+    return spaced(rate)
+
+
+def spaced(rate: float) -> Rate:
+    """``rate`` a second, evenly spaced: one at a time (per-chat limits allow no burst)."""
+    return Rate(1, max(1, round(1000 / rate)))
 
 
 async def _resolve(value: Any) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import time
 import uuid
@@ -160,3 +161,15 @@ async def test_x_window_used_up_in_one_process_holds_every_process(redis_url: st
         for each in limits:
             await each.aclose()
         await sandbox.stop()
+
+
+async def test_a_per_chat_rate_above_one_a_second_is_spaced_not_a_burst() -> None:
+    from bot.ratelimit import spaced
+
+    limits = Limits()
+    stamps: list[float] = []
+    for _ in range(4):
+        await limits.acquire("chat:1", [spaced(10)])
+        stamps.append(time.monotonic())
+    gaps = [later - earlier for earlier, later in itertools.pairwise(stamps)]
+    assert min(gaps) >= 0.09  # 10 a second, one every 100 ms: never two at once

@@ -35,7 +35,7 @@ from telegram.request import HTTPXRequest
 from bot.channels.base import Capabilities, InboundEvent, OutboundMessage, Receipt
 from bot.config import EnvVarName
 from bot.errors import RateLimited, RecipientGone, Rejected, TransientError
-from bot.ratelimit import Limits, Rate, per_second
+from bot.ratelimit import Limits, Rate, per_second, spaced
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class TelegramChannel:
         self.listener_key = f"telegram:{digest}"
         self.limits = limits or Limits()
         self._overall = [per_second(settings.max_messages_per_second)]
-        self._per_chat = [per_second(settings.max_messages_per_chat_per_second)]
+        self._per_chat = [spaced(settings.max_messages_per_chat_per_second)]
         group_rate = settings.max_messages_per_group_per_minute
         self._per_group = [Rate(max(1, round(group_rate)), 60_000)]
         timeout = settings.request_timeout
