@@ -30,6 +30,7 @@ from bot.models import (
 )
 
 CONTACT_STOPPED = "contact_stopped"
+CLAIM_ROUNDS = 3
 CHANNEL_PAUSE = "channel:"  # a CampaignControl id "channel:x" holds every message on that channel
 OPEN_STATES = ("pending", "retry_wait", "sending")
 
@@ -172,30 +173,19 @@ def claim(
             or_(OutboxMessage.campaign_id.is_(None), OutboxMessage.campaign_id.not_in(paused)),
             OutboxMessage.channel.not_in(held),
         ]
-    if skip:
-        filters.append(OutboxMessage.recipient.not_in(skip))
-    # One query per state, each an ordered range of the (state, time) index: no sort of the
-    # whole backlog, however many thousands a campaign has just queued.
     found: list[Any] = []
-    for state, moment in (
-        ("sending", OutboxMessage.claimed_until),  # leases that expired: their process died
-        ("retry_wait", OutboxMessage.next_attempt_at),
-        ("pending", OutboxMessage.next_attempt_at),
-    ):
-        query = (
-            select(OutboxMessage, parent.external_id)
-            .outerjoin(parent, OutboxMessage.thread_parent_id == parent.id)
-            .where(OutboxMessage.state == state, moment <= now, *filters)
-            .order_by(moment, OutboxMessage.id)
-            .limit(limit - len(found))
-            # PostgreSQL; SQLite relies on BEGIN IMMEDIATE.
-            .with_for_update(of=OutboxMessage, skip_locked=True)
-        )
-        found += session.execute(query).all()
-        if len(found) >= limit:
-            break
+    rows: list[OutboxMessage] = []
+    # Rounds: a page taken up by one chat's backlog yields one message for it; the next round
+    # leaves that chat out, so one busy chat never keeps the others waiting.
+    for _ in range(CLAIM_ROUNDS):
+        wanted = limit - len(rows)
+        page = _due_page(session, parent, [*filters, *_not_to(skip)], wanted, now)
+        found += page
+        rows = _one_per_recipient(row for row, _ in found)
+        if len(rows) >= limit or len(page) < wanted:
+            break  # enough, or nothing more is due
+        skip = skip | {row.recipient for row in rows}
     reply_to = {row.id: parent_id for row, parent_id in found}
-    rows = _one_per_recipient(row for row, _ in found)
     contact_ids = {row.contact_id for row in rows if row.contact_id is not None}
     status = (
         dict(
@@ -250,6 +240,39 @@ def claim(
             )
         )
     return claimed
+
+
+def _not_to(recipients: set[str]) -> list[Any]:
+    return [OutboxMessage.recipient.not_in(recipients)] if recipients else []
+
+
+def _due_page(
+    session: Session, parent: Any, filters: list[Any], limit: int, now: datetime
+) -> list[Any]:
+    """Up to ``limit`` due rows (with their thread parent's external id), oldest first.
+
+    One query per state, each an ordered range of the (state, time) index: no sort of the whole
+    backlog, however many thousands a campaign has just queued.
+    """
+    found: list[Any] = []
+    for state, moment in (
+        ("sending", OutboxMessage.claimed_until),  # leases that expired: their process died
+        ("retry_wait", OutboxMessage.next_attempt_at),
+        ("pending", OutboxMessage.next_attempt_at),
+    ):
+        query = (
+            select(OutboxMessage, parent.external_id)
+            .outerjoin(parent, OutboxMessage.thread_parent_id == parent.id)
+            .where(OutboxMessage.state == state, moment <= now, *filters)
+            .order_by(moment, OutboxMessage.id)
+            .limit(limit - len(found))
+            # PostgreSQL; SQLite relies on BEGIN IMMEDIATE.
+            .with_for_update(of=OutboxMessage, skip_locked=True)
+        )
+        found += session.execute(query).all()
+        if len(found) >= limit:
+            break
+    return found
 
 
 def _break_threads(session: Session) -> None:

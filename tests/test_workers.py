@@ -163,3 +163,14 @@ async def test_status_names_the_process_that_leads(app: App) -> None:
         assert collect(app)["rate limits"] == "memory (per process)"
     finally:
         leadership.release()
+
+
+def test_one_chats_backlog_does_not_fill_a_claim(app: App) -> None:
+    """40 messages for one chat queued ahead of one each for 5 others: a claim of 6 takes one
+    for the busy chat and one for each of the others, not a page of the busy chat's backlog."""
+    _enqueue(app, ["9200"] * 40 + [str(9300 + i) for i in range(5)])
+    with app.db.session() as session:
+        claimed = outbox.claim(session, channels=["telegram"], limit=6, lease=LEASE)
+    assert sorted(c.message.recipient for c in claimed) == ["9200"] + [
+        str(9300 + i) for i in range(5)
+    ]
