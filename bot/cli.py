@@ -47,6 +47,7 @@ for sub, name in (
 ):
     cli.add_typer(sub, name=name)
 
+
 class _Console:
     """A rich Console made on first use: ``pledgebot --help`` never imports rich's console."""
 

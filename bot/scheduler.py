@@ -56,8 +56,10 @@ class CampaignScheduler:
         self._fingerprint = self._files_fingerprint()
 
     def start(self) -> None:
-        self._apply(self.schedules, previous=ScheduleSet())
-        self.catch_up(datetime.now(UTC))
+        now = datetime.now(UTC)
+        # Jobs count from the instant catch-up counts to: one passing while it runs still fires.
+        self._apply(self.schedules, previous=ScheduleSet(), after=now)
+        self.catch_up(now)
         self.scheduler.add_job(
             self.sweep_cadences,
             trigger="interval",
@@ -79,7 +81,9 @@ class CampaignScheduler:
         self.scheduler.start()
 
     # -- jobs from the files, and hot reload ---------------------------------------------------
-    def _apply(self, new: ScheduleSet, previous: ScheduleSet) -> list[str]:
+    def _apply(
+        self, new: ScheduleSet, previous: ScheduleSet, after: datetime | None = None
+    ) -> list[str]:
         """Make APScheduler's jobs match ``new``; only changed campaigns are touched."""
         changed = []
         for campaign_id in set(previous.campaigns) | set(new.campaigns):
@@ -101,6 +105,7 @@ class CampaignScheduler:
                 misfire_grace_time=int(spec.grace_period.total_seconds()) or 1,
                 coalesce=True,
                 max_instances=1,
+                **({"next_run_time": trigger.get_next_fire_time(None, after)} if after else {}),
             )
             log.info("campaign %s scheduled: %s", spec.id, spec.when)
         self.schedules = new
@@ -140,8 +145,8 @@ class CampaignScheduler:
         return changed
 
     def catch_up(self, now: datetime) -> None:
-        """Runs missed while the bot was down: the last one fires if within grace; others are
-        recorded as missed and staff are told. Only instants after the campaign's last recorded
+        """Runs missed while the bot was down: the latest fires if within grace; every other one
+        is recorded as missed and staff are told. Only instants after the campaign's last recorded
         run count, so a new install does not report a year of misses."""
         for loaded in self.schedules.campaigns.values():
             spec = loaded.spec
@@ -153,15 +158,17 @@ class CampaignScheduler:
             latest = runs.last_fire_time(trigger, now, spec.grace_period)
             if latest is not None and latest not in instants and (last is None or latest > last):
                 instants.append(latest)
-            missed = [t for t in instants if now - t > spec.grace_period]
+            due = [t for t in instants if now - t <= spec.grace_period]
+            missed = [t for t in instants if not due or t != due[-1]]
             for instant in missed:
                 runs.record_missed(self.db, spec.id, instant)
             if missed and self.alerts is not None:
                 self.alerts.raise_alert(
                     f"missed:{spec.id}:{missed[-1].isoformat()}",
                     f"campaign {spec.id}: {len(missed)} run(s) missed while pledgebot was down "
-                    f"(last {missed[-1]:%Y-%m-%d %H:%M} UTC, past its grace of {spec.grace}); "
-                    "fire it by hand if it is still wanted: pledgebot campaign fire " + spec.id,
+                    f"(last {missed[-1]:%Y-%m-%d %H:%M} UTC; only the latest within its grace of "
+                    f"{spec.grace} fires); fire it by hand if it is still wanted: "
+                    "pledgebot campaign fire " + spec.id,
                 )
             due = [t for t in instants if now - t <= spec.grace_period]
             if due:
@@ -232,6 +239,14 @@ class CampaignScheduler:
         if runs.is_paused(self.db, campaign_id):
             log.info("campaign %s is paused: run at %s not fired", campaign_id, fire_time)
             return
+        # Coalesced or late (a slow catch-up, a blocked loop): the instants since the last
+        # recorded run that this job never ran for are recorded as missed, not dropped.
+        last = runs.last_run_time(self.db, campaign_id)
+        if last is not None and trigger is not None:
+            for skipped in runs.fire_times(
+                trigger, after=last, until=fire_time - timedelta(microseconds=1)
+            ):
+                runs.record_missed(self.db, campaign_id, skipped)
         result = await asyncio.to_thread(  # planning a whole audience: off the event loop
             runs.fire,
             self.db,

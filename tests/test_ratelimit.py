@@ -93,9 +93,7 @@ async def test_a_hold_set_by_one_process_is_seen_by_another(redis_url: str) -> N
 
 
 async def _blast(limits: list[Limits], sandbox: TelegramSandbox, chats: list[int]) -> None:
-    settings = TelegramSettings(
-        enabled=True, base_url=sandbox.base_url, max_messages_per_second=20
-    )
+    settings = TelegramSettings(enabled=True, base_url=sandbox.base_url, max_messages_per_second=20)
     channels = [
         TelegramChannel(settings, {"token": SecretStr(sandbox.token)}, limits=each)
         for each in limits
@@ -105,9 +103,7 @@ async def _blast(limits: list[Limits], sandbox: TelegramSandbox, chats: list[int
         with contextlib.suppress(RateLimited):
             await channel.send(OutboundMessage(id=chat, recipient=str(chat), text="hello"))
 
-    await asyncio.gather(
-        *(send(channels[i % len(channels)], chat) for i, chat in enumerate(chats))
-    )
+    await asyncio.gather(*(send(channels[i % len(channels)], chat) for i, chat in enumerate(chats)))
     for channel in channels:
         await channel.aclose()
 

@@ -145,7 +145,9 @@ def test_a_chat_with_a_message_on_the_wire_waits_for_it_in_every_worker(app: App
     with app.db.session() as session:  # another worker, moments later
         assert outbox.claim(session, channels=["telegram"], limit=10, lease=LEASE) == []
     with app.db.session() as session:
-        outbox.mark_sent(session, next(c for c in first if c.message.recipient == "9100").message.id, "1")
+        outbox.mark_sent(
+            session, next(c for c in first if c.message.recipient == "9100").message.id, "1"
+        )
     with app.db.session() as session:
         second = outbox.claim(session, channels=["telegram"], limit=10, lease=LEASE)
     assert [c.message.recipient for c in second] == ["9100"]
