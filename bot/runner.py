@@ -169,10 +169,18 @@ async def serve(
     chosen = set(roles) - (set() if with_scheduler else {"scheduler"})
     process = Roles(app, chosen)
     await process.start()
+    stopping = asyncio.ensure_future(stop.wait())
+    tasks = [task for stage in process.tasks.values() for task in stage]
     try:
-        await stop.wait()
+        # A role that fails (a schedule file broken at start, say) stops the process with its
+        # error, rather than leaving it running without that role.
+        await asyncio.wait([stopping, *tasks], return_when=asyncio.FIRST_COMPLETED)
     finally:
+        stopping.cancel()
         await process.stop()
+    for task in tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
 
 
 def run_forever(app: App, command: str = "run") -> None:

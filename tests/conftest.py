@@ -59,6 +59,16 @@ max_messages_per_chat_per_second = 100
     return path
 
 
+def only_on_demand_campaign(folder: Path) -> None:
+    """schedules/ with one on-demand follow-up: no cron or cadence adds messages while a test
+    counts them. Call before ``write_config`` (which then keeps this folder)."""
+    (folder / "schedules").mkdir()
+    (folder / "schedules" / "on-demand.toml").write_text(
+        '[[campaign]]\nid = "act-checkin"\nkind = "followup"\npillar = "act"\n',
+        encoding="utf-8",
+    )
+
+
 @pytest.fixture
 def config_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv(TOKEN_ENV, "123456:TEST-TOKEN")

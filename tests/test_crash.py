@@ -22,7 +22,7 @@ from bot.importer import import_pledgemakers
 from bot.models import Contact, InboundEvent, OutboxMessage, Pledgemaker, Reply, utcnow
 from bot.sandbox import SandboxThread
 from tests.auxil.cli import PLEDGEBOT
-from tests.conftest import SAMPLE_CSV, TOKEN_ENV, cli_env, write_config
+from tests.conftest import SAMPLE_CSV, TOKEN_ENV, cli_env, only_on_demand_campaign, write_config
 
 pytestmark = pytest.mark.crash
 
@@ -69,12 +69,7 @@ def world(
 ) -> Iterator[tuple[SandboxThread, App, Bot]]:
     with SandboxThread(overall_rate=5000.0, chat_rate=1000.0, chat_burst=1000) as sandbox:
         monkeypatch.setenv(TOKEN_ENV, sandbox.token)
-        # Only an on-demand campaign: no cron or cadence may add prompts while we count them.
-        (tmp_path / "schedules").mkdir()
-        (tmp_path / "schedules" / "crash.toml").write_text(
-            '[[campaign]]\nid = "act-checkin"\nkind = "followup"\npillar = "act"\n',
-            encoding="utf-8",
-        )
+        only_on_demand_campaign(tmp_path)
         write_config(tmp_path, base_url=sandbox.base_url)
         app = build_app(load_config(tmp_path / "config.toml", required=True))
         app.db.upgrade()

@@ -15,7 +15,7 @@ from bot import outbox
 from bot.app import App
 from bot.campaigns.base import PlannedMessage
 from bot.web.health import build
-from tests.auxil.cli import PLEDGEBOT
+from tests.auxil.cli import PLEDGEBOT, pledgebot
 from tests.conftest import TOKEN_ENV, cli_env
 
 
@@ -91,3 +91,19 @@ def test_pledgebot_web_serves_health_until_stopped(app: App, tmp_path: Path) -> 
         _, logs = process.communicate(timeout=30)
     assert process.returncode == 0
     assert f"http://127.0.0.1:{port}/healthz" in logs
+
+
+@pytest.mark.parametrize("app", ["sqlite"], indirect=True)
+def test_a_taken_port_stops_pledgebot_web_with_a_clear_error(app: App, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = tmp_path / "config.toml"
+        config.write_text(
+            config.read_text(encoding="utf-8").replace("port = 0", f"port = {port}"),
+            encoding="utf-8",
+        )
+        result = pledgebot(tmp_path, "web")
+    assert result.returncode == 1
+    assert f"web: cannot serve on 127.0.0.1:{port}" in result.stderr

@@ -176,3 +176,16 @@ def test_one_chats_backlog_does_not_fill_a_claim(app: App) -> None:
     assert sorted(c.message.recipient for c in claimed) == ["9200"] + [
         str(9300 + i) for i in range(5)
     ]
+
+
+def test_a_broken_schedule_stops_pledgebot_run_with_its_error(tmp_path: Path) -> None:
+    """A role that cannot start must not leave a process running without it."""
+    with SandboxThread() as sandbox:
+        write_config(tmp_path, base_url=sandbox.base_url)
+        (tmp_path / "schedules" / "broken.toml").write_text(
+            '[[campaign]]\nid = "oops"\nkind = "followup"\npillar = "nowhere"\n',
+            encoding="utf-8",
+        )
+        result = pledgebot(tmp_path, "run", token=sandbox.token, timeout=60)
+    assert result.returncode != 0
+    assert "broken.toml:" in result.stderr and "pillar" in result.stderr

@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Iterator
 
 import uvicorn
 
 from bot.app import App
+from bot.errors import UserInputError
 from bot.web.health import build
 
 log = logging.getLogger(__name__)
@@ -29,7 +31,7 @@ class _Server(uvicorn.Server):
 
 
 async def serve_web(app: App, stop: asyncio.Event) -> None:
-    """Serve until ``stop`` is set. A port already taken is logged; the other roles go on."""
+    """Serve until ``stop`` is set; a port that cannot be had stops the process with an error."""
     settings = app.config.dashboard
     config = uvicorn.Config(
         build(app),
@@ -39,17 +41,19 @@ async def serve_web(app: App, stop: asyncio.Event) -> None:
         access_log=False,
         lifespan="off",
     )
+    try:  # bound here, not by uvicorn (which exits the process when it cannot bind)
+        sock = socket.create_server((settings.host, settings.port))
+    except OSError as exc:
+        raise UserInputError(
+            f"web: cannot serve on {settings.host}:{settings.port} ({exc.strerror}); "
+            "see [dashboard] host and port in the config"
+        ) from None
     server = _Server(config)
-    serving = asyncio.create_task(server.serve())
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn has no event
         await asyncio.sleep(0.05)
-    if serving.done():
-        log.error("web: cannot serve on %s:%s", settings.host, settings.port)
-        return
-    for listener in server.servers:
-        for sock in listener.sockets:
-            host, port = sock.getsockname()[:2]
-            log.warning("web: health on http://%s:%s/healthz, metrics on /metrics", host, port)
+    host, port = sock.getsockname()[:2]
+    log.warning("web: health on http://%s:%s/healthz, metrics on /metrics", host, port)
     await stop.wait()
     server.should_exit = True
     await serving

@@ -31,7 +31,7 @@ from bot.importer import import_pledgemakers
 from bot.models import InboundEvent, OutboxMessage, Reply, utcnow
 from bot.outbox import OPEN_STATES
 from bot.sandbox import SandboxThread
-from tests.conftest import SAMPLE_CSV, TOKEN_ENV, write_config
+from tests.conftest import SAMPLE_CSV, TOKEN_ENV, only_on_demand_campaign, write_config
 from tests.reliability._procs import Proc, bind_chats, count, tune_config, use_database, wait_for
 
 pytestmark = [pytest.mark.reliability, pytest.mark.crash]
@@ -70,11 +70,7 @@ def build_world(
     folder: Path, monkeypatch: pytest.MonkeyPatch, sandbox: SandboxThread, url: str | None
 ) -> World:
     monkeypatch.setenv(TOKEN_ENV, sandbox.token)
-    # Only an on-demand campaign: no cron or cadence may add messages while we count them.
-    (folder / "schedules").mkdir()
-    (folder / "schedules" / "crash.toml").write_text(
-        '[[campaign]]\nid = "act-checkin"\nkind = "followup"\npillar = "act"\n', encoding="utf-8"
-    )
+    only_on_demand_campaign(folder)
     path = write_config(folder, base_url=sandbox.base_url)
     if url is not None:
         use_database(path, url)

@@ -29,7 +29,7 @@ from bot.importer import import_pledgemakers
 from bot.models import Contact, OutboxMessage, Pledgemaker, utcnow
 from bot.sandbox import SandboxThread
 from tests.auxil.cli import PLEDGEBOT
-from tests.conftest import SAMPLE_CSV, TOKEN_ENV, cli_env, write_config
+from tests.conftest import SAMPLE_CSV, TOKEN_ENV, cli_env, only_on_demand_campaign, write_config
 
 pytestmark = [pytest.mark.reliability, pytest.mark.timeout(360)]
 
@@ -129,12 +129,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     # The sandbox's own limits are far above the traffic: every 429 is an injected one.
     with SandboxThread(overall_rate=100_000.0, chat_rate=1000.0, chat_burst=1000) as sandbox:
         monkeypatch.setenv(TOKEN_ENV, sandbox.token)
-        # Only an on-demand campaign: no cron or cadence may add messages while we count them.
-        (tmp_path / "schedules").mkdir()
-        (tmp_path / "schedules" / "faults.toml").write_text(
-            '[[campaign]]\nid = "act-checkin"\nkind = "followup"\npillar = "act"\n',
-            encoding="utf-8",
-        )
+        only_on_demand_campaign(tmp_path)
         tune_config(write_config(tmp_path, base_url=sandbox.base_url))
         app = build_app(load_config(tmp_path / "config.toml", required=True))
         app.db.upgrade()
