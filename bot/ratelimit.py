@@ -26,9 +26,13 @@ from typing import Any
 
 from pyrate_limiter import InMemoryBucket, Rate, RateItem
 from pyrate_limiter.abstracts import AbstractBucket
+from redis.exceptions import RedisError
+
+from bot.errors import RateLimited
 
 log = logging.getLogger(__name__)
 MAX_BUCKETS = 10_000  # per process: the least recently used are forgotten (they are idle)
+STORE_RETRY_SECONDS = 5.0  # Redis unreachable: messages wait this long, then try again
 LEAK_EVERY = 200  # puts between removals of items older than the longest window
 
 
@@ -73,9 +77,6 @@ class Limits:
     def shared(self) -> bool:
         return self.redis_url is not None
 
-    def describe(self) -> str:
-        return "redis (shared by every process)" if self.shared else "memory (this process)"
-
     async def _client(self) -> Any:
         if self._redis is None:
             from redis.asyncio import Redis
@@ -101,7 +102,17 @@ class Limits:
         return entry
 
     async def acquire(self, key: str, rates: list[Rate]) -> float:
-        """Wait until bucket ``key`` admits one more; returns the seconds waited."""
+        """Wait until bucket ``key`` admits one more; returns the seconds waited.
+
+        If Redis cannot be reached, nothing is sent unchecked: ``RateLimited`` asks the
+        dispatcher to try again shortly (without using up an attempt).
+        """
+        try:
+            return await self._acquire(key, rates)
+        except (OSError, RedisError) as exc:
+            raise RateLimited(STORE_RETRY_SECONDS, f"rate-limit store unreachable: {exc}") from exc
+
+    async def _acquire(self, key: str, rates: list[Rate]) -> float:
         waited = 0.0
         entry = await self._entry(key, rates)
         async with entry.lock:  # waiters in this process queue here, not in the store
@@ -127,13 +138,20 @@ class Limits:
         self._held[key] = max(until, self._held.get(key, 0.0))
         if self.shared:
             ttl = max(1, int((until - time.time()) * 1000))
-            await (await self._client()).set(f"{self.prefix}:hold:{key}", str(until), px=ttl)
+            try:  # best effort: this process holds anyway; the others learn at their next 429
+                await (await self._client()).set(f"{self.prefix}:hold:{key}", str(until), px=ttl)
+            except (OSError, RedisError) as exc:
+                log.warning("could not share the hold on %s (%s)", key, exc)
 
     async def held_for(self, key: str) -> float:
         """Seconds left of a hold on ``key`` (0 when free)."""
         until = self._held.get(key, 0.0)
         if self.shared:
-            raw = await (await self._client()).get(f"{self.prefix}:hold:{key}")
+            try:
+                raw = await (await self._client()).get(f"{self.prefix}:hold:{key}")
+            except (OSError, RedisError) as exc:
+                unreachable = f"rate-limit store unreachable: {exc}"
+                raise RateLimited(STORE_RETRY_SECONDS, unreachable) from exc
             until = max(until, float(raw) if raw else 0.0)
         return max(0.0, until - time.time())
 

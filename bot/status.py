@@ -45,7 +45,7 @@ def collect(app: App) -> dict[str, str]:
     figures["rate limits"] = (
         "redis (shared by every process)"
         if app.config.ratelimit.backend == "redis"
-        else "memory (per process)"
+        else "memory (per process: one sending process only)"
     )
     if not is_sqlite(app.config.database_url):
         led = leaders(app.db.engine, ["scheduler", "inbox"])

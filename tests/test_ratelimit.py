@@ -169,3 +169,11 @@ async def test_a_per_chat_rate_above_one_a_second_is_spaced_not_a_burst() -> Non
         stamps.append(time.monotonic())
     gaps = [later - earlier for earlier, later in itertools.pairwise(stamps)]
     assert min(gaps) >= 0.09  # 10 a second, one every 100 ms: never two at once
+
+
+async def test_an_unreachable_redis_holds_sending_instead_of_sending_unchecked() -> None:
+    limits = Limits("redis://127.0.0.1:9/0")  # nothing listens on port 9
+    with pytest.raises(RateLimited, match="rate-limit store unreachable") as caught:
+        await limits.acquire("telegram:all", [Rate(30, 1000)])
+    assert caught.value.retry_after > 0
+    await limits.aclose()
