@@ -314,10 +314,12 @@ class Turn:
         reply.prompt_id = explicit.id if explicit else None
         if reply.acknowledgement:
             return "reply stored: acknowledgement"
-        described = self.awaiting_description()
+        # Most messages come from a contact with nothing pending: one cheap look spares two.
+        pending = self.has_pending_update()
+        described = self.awaiting_description() if pending else None
         if described is not None and not media:
             return self.describe(described, reply)
-        group = self.open_answer(explicit)
+        group = self.open_answer(explicit) if pending or self.event.media_group_id else None
         if group is not None:
             reply.prompt_id = group.prompt_id
             self.attach(reply, group)
@@ -352,6 +354,20 @@ class Turn:
         """A photo needs a one-line description before it can be published: ask, once."""
         if any(item.get("path") and not item.get("alt_text") for item in update.media or []):
             self.say("ask_alt_text", key=f"alt-ask:{update.id}")
+
+    def has_pending_update(self) -> bool:
+        assert self.contact is not None
+        return (
+            self.session.scalar(
+                select(JourneyUpdate.id)
+                .where(
+                    JourneyUpdate.contact_id == self.contact.id,
+                    JourneyUpdate.moderation == "pending",
+                )
+                .limit(1)
+            )
+            is not None
+        )
 
     def awaiting_description(self) -> JourneyUpdate | None:
         """This contact's latest pending update whose photo description we asked for."""
