@@ -5,8 +5,9 @@ of the event, not on Telegram's ``update_id``, which may restart) and the new po
 transaction → only then poll again, which is what acknowledges the batch to Telegram.
 
 Processor: take unprocessed events in arrival order; fetch media first (outside the transaction,
-idempotent), then handle the event and mark it processed in one transaction. A crash between
-the two leaves the event unprocessed, and the next start finishes it.
+idempotent), then handle each event and mark it processed, ``CHUNK`` events per transaction
+(a savepoint each). A crash before the commit leaves them unprocessed; the next start
+finishes them.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from bot.models import InboundEvent as EventRow
 from bot.outbox import record_health
 
 log = logging.getLogger(__name__)
+CHUNK = 10  # events per transaction (a savepoint each): short enough not to stall the loop
+YIELD_SECONDS = 0.001  # between chunks: time for the listener to store (and acknowledge) more
 
 
 def store_events(
@@ -141,37 +144,49 @@ class Processor:
             pass
 
     async def process_pending(self, limit: int = 200) -> int:
+        """Process up to ``limit`` stored events, oldest first; returns how many were taken."""
         with self.db.session() as session:
-            pending = list(
-                session.execute(
+            pending = [
+                (event_id, channel, InboundEvent.from_record(payload))
+                for event_id, channel, payload in session.execute(
                     select(EventRow.id, EventRow.channel, EventRow.payload)
                     .where(EventRow.processed_at.is_(None))
                     .order_by(EventRow.id)
                     .limit(limit)
                 )
-            )
-        for event_id, channel, payload in pending:
-            await self.process(event_id, channel, InboundEvent.from_record(payload))
-            await asyncio.sleep(0)  # a backlog must not hold up polling (and acknowledging)
+            ]
+        for start in range(0, len(pending), CHUNK):
+            chunk = pending[start : start + CHUNK]
+            media = [await self._fetch_media(channel, event) for _, channel, event in chunk]
+            self._process_chunk(chunk, media)
+            await asyncio.sleep(YIELD_SECONDS)  # a backlog must not hold up polling (acks)
         if pending and self.on_enqueued is not None:
             self.on_enqueued.set()
         return len(pending)
 
-    async def process(self, event_id: int, channel: str, event: InboundEvent) -> None:
-        media = await self._fetch_media(channel, event)
-        try:
-            with self.db.session() as session:
-                row = session.get(EventRow, event_id)
+    def _process_chunk(
+        self, chunk: list[tuple[int, str, InboundEvent]], media: list[list[dict[str, Any]]]
+    ) -> None:
+        """One transaction for the chunk and a savepoint per event: a bad event is marked with
+        its error, and the others stand."""
+        with self.db.session() as session:
+            rows = {
+                row.id: row
+                for row in session.scalars(
+                    select(EventRow).where(EventRow.id.in_([event_id for event_id, _, _ in chunk]))
+                )
+            }
+            for (event_id, channel, event), stored in zip(chunk, media, strict=True):
+                row = rows.get(event_id)
                 if row is None or row.processed_at is not None:
-                    return
-                outcome = self.conversation.handle(session, channel, row, event, media)
+                    continue
+                try:
+                    with session.begin_nested():
+                        outcome = self.conversation.handle(session, channel, row, event, stored)
+                except Exception as exc:  # one bad event must not block the queue; it is kept
+                    log.exception("event %s could not be processed", event_id)
+                    outcome = f"error: {exc!r}"
                 row.processed_at, row.outcome = utcnow(), outcome[:200]
-        except Exception as exc:  # one bad event must not block the queue; it is kept, marked
-            log.exception("event %s could not be processed", event_id)
-            with self.db.session() as session:
-                row = session.get(EventRow, event_id)
-                if row is not None:
-                    row.processed_at, row.outcome = utcnow(), f"error: {exc!r}"[:200]
 
     async def _fetch_media(self, channel: str, event: InboundEvent) -> list[dict[str, Any]]:
         stored: list[dict[str, Any]] = []
