@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from bot.outbox import record_health
 log = logging.getLogger(__name__)
 CHUNK = 10  # events per transaction (a savepoint each): short enough not to stall the loop
 YIELD_SECONDS = 0.001  # between chunks: time for the listener to store (and acknowledge) more
+PAUSE_SHARE = 0.25  # and at least a quarter of the chunk's own time: the write lock is free ≥ 20 %
 
 
 def store_events(
@@ -158,8 +160,11 @@ class Processor:
         for start in range(0, len(pending), CHUNK):
             chunk = pending[start : start + CHUNK]
             media = [await self._fetch_media(channel, event) for _, channel, event in chunk]
+            began = time.monotonic()
             self._process_chunk(chunk, media)
-            await asyncio.sleep(YIELD_SECONDS)  # a backlog must not hold up polling (acks)
+            # A backlog must not hold up polling (and acknowledging), nor keep the database's
+            # write lock from other processes (SQLite: a CLI command waits for a free moment).
+            await asyncio.sleep(max(YIELD_SECONDS, (time.monotonic() - began) * PAUSE_SHARE))
         if pending and self.on_enqueued is not None:
             self.on_enqueued.set()
         return len(pending)
