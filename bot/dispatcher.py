@@ -104,7 +104,7 @@ class Dispatcher:
 
         Up to ``batch_size`` sends are in flight, at most one per recipient, so a chat held to
         its per-chat rate never holds up the others. Outcomes are committed in groups, in the
-        same transaction as the next claim, once half the window has finished or after
+        same transaction as the next claim, once a quarter of the window has finished or after
         ``GROUP_COMMIT_SECONDS``; a finished but unrecorded send keeps its slot, so what a crash
         can leave in flight stays ≤ ``batch_size``. Channel health is written at most once a
         second.
