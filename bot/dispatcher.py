@@ -129,9 +129,8 @@ class Dispatcher:
             )
             claimed: list[outbox.Claimed] = []
             if due:
-                busy = {item.message.recipient for item in in_flight.values()}
                 try:
-                    claimed = self._settle_and_claim(unsaved, free + len(unsaved), busy)
+                    claimed = self._settle_and_claim(unsaved, free + len(unsaved))
                 except Exception:  # a database hiccup must not kill the process; try again soon
                     log.exception("recording outcomes / claiming from the outbox failed")
                 else:
@@ -156,25 +155,23 @@ class Dispatcher:
             await asyncio.wait(in_flight)
             unsaved.extend(task.result() for task in in_flight)
         if unsaved:
-            self._settle_and_claim(unsaved, 0, set())
+            self._settle_and_claim(unsaved, 0)
             for outcome in unsaved:
                 health.add(outcome.item.channel, outcome.platform_error)
         self._write_health(health)
 
     async def dispatch_once(self) -> int:
         """Claim one batch, deliver it, record the outcomes; returns how many were claimed."""
-        claimed = self._settle_and_claim([], self.settings.batch_size, set())
+        claimed = self._settle_and_claim([], self.settings.batch_size)
         outcomes = list(await asyncio.gather(*(self._deliver(item) for item in claimed)))
-        self._settle_and_claim(outcomes, 0, set())
+        self._settle_and_claim(outcomes, 0)
         health = HealthNotes()
         for outcome in outcomes:
             health.add(outcome.item.channel, outcome.platform_error)
         self._write_health(health)
         return len(claimed)
 
-    def _settle_and_claim(
-        self, outcomes: list[Outcome], limit: int, busy: set[str]
-    ) -> list[outbox.Claimed]:
+    def _settle_and_claim(self, outcomes: list[Outcome], limit: int) -> list[outbox.Claimed]:
         now = utcnow()
         with self.db.session() as session:
             sent = [(o.item.message.id, o.external_id or "") for o in outcomes if o.state == "sent"]
@@ -191,7 +188,6 @@ class Dispatcher:
                 channels=list(self.channels),
                 limit=limit,
                 lease=timedelta(seconds=self.settings.lease_seconds),
-                skip_recipients=busy,
                 now=now,
                 break_threads=check_threads,
             )

@@ -137,14 +137,13 @@ def claim(
     channels: list[str],
     limit: int,
     lease: timedelta,
-    skip_recipients: set[str] | None = None,
     now: datetime | None = None,
     break_threads: bool = True,
 ) -> list[Claimed]:
     """Take up to ``limit`` due messages for sending. Run inside one (immediate) transaction.
 
-    At most one message per recipient is taken, none for ``skip_recipients`` (already in
-    flight): messages to one chat go out one after another, in order.
+    At most one message per recipient is taken, none for a recipient with a message on the
+    wire in any process (a live lease): messages to one chat go out one after another, in order.
     """
     now = now or utcnow()
     paused = set(session.scalars(select(CampaignControl.campaign_id).where(CampaignControl.paused)))
@@ -153,14 +152,13 @@ def claim(
     if break_threads:  # a part never goes out after a failed one; this marks them failed too
         _break_threads(session)
     # A chat with a message on the wire in any worker (a live lease) waits its turn.
-    busy = set(
+    skip = set(
         session.scalars(
             select(OutboxMessage.recipient).where(
                 OutboxMessage.state == "sending", OutboxMessage.claimed_until >= now
             )
         )
     )
-    skip = busy | (skip_recipients or set())
     parent = aliased(OutboxMessage)
     filters = [
         OutboxMessage.channel.in_(channels),
@@ -293,20 +291,6 @@ def _one_per_recipient(rows: Iterable[OutboxMessage]) -> list[OutboxMessage]:
     for row in rows:
         taken.setdefault((row.channel, row.recipient), row)
     return list(taken.values())
-
-
-def mark_sent(session: Session, message_id: int, external_id: str) -> None:
-    session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id == message_id)
-        .values(
-            state="sent",
-            external_id=external_id,
-            sent_at=utcnow(),
-            claimed_until=None,
-            last_error=None,
-        )
-    )
 
 
 def mark_sent_many(session: Session, sent: list[tuple[int, str]], now: datetime) -> None:

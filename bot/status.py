@@ -2,12 +2,38 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from bot import outbox
 from bot.app import App
 from bot.coordination import is_sqlite, leaders
 from bot.models import CampaignControl, ChannelState, Contact, InboundEvent, OutboxMessage
+
+
+@dataclass(frozen=True)
+class Watched:
+    """What both `pledgebot status` and /healthz, /metrics report."""
+
+    possible_duplicates: int
+    inbox_unprocessed: int
+    paused: list[str]
+
+
+def watched(session: Session) -> Watched:
+    return Watched(
+        possible_duplicates=int(
+            session.scalar(select(func.count()).where(OutboxMessage.possible_duplicate)) or 0
+        ),
+        inbox_unprocessed=int(
+            session.scalar(select(func.count()).where(InboundEvent.processed_at.is_(None))) or 0
+        ),
+        paused=sorted(
+            session.scalars(select(CampaignControl.campaign_id).where(CampaignControl.paused))
+        ),
+    )
 
 
 def collect(app: App) -> dict[str, str]:
@@ -16,20 +42,15 @@ def collect(app: App) -> dict[str, str]:
         counts = outbox.state_counts(session)
         for state in ("pending", "retry_wait", "sending", "sent", "failed", "cancelled"):
             figures[f"outbox {state}"] = str(counts.get(state, 0))
-        figures["possible duplicates (resent after a crash)"] = str(
-            session.scalar(select(func.count()).where(OutboxMessage.possible_duplicate)) or 0
-        )
-        figures["inbox unprocessed"] = str(
-            session.scalar(select(func.count()).where(InboundEvent.processed_at.is_(None))) or 0
-        )
+        watch = watched(session)
+        figures["possible duplicates (resent after a crash)"] = str(watch.possible_duplicates)
+        figures["inbox unprocessed"] = str(watch.inbox_unprocessed)
         contacts = dict(
             session.execute(select(Contact.status, func.count()).group_by(Contact.status)).all()
         )
         for state in ("active", "stopped", "gone"):
             figures[f"contacts {state}"] = str(contacts.get(state, 0))
-        paused = sorted(
-            session.scalars(select(CampaignControl.campaign_id).where(CampaignControl.paused))
-        )
+        paused = watch.paused
         figures["paused"] = ", ".join("all sending" if p == "*" else p for p in paused) or "none"
         for channel in app.config.channels:
             state = session.get(ChannelState, channel)

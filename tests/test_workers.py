@@ -19,6 +19,7 @@ from bot import outbox
 from bot.app import App
 from bot.campaigns.base import PlannedMessage
 from bot.coordination import Leadership, lock_key
+from bot.models import utcnow
 from bot.sandbox import SandboxThread
 from tests.auxil.cli import PLEDGEBOT, pledgebot
 from tests.conftest import TOKEN_ENV, cli_env, write_config
@@ -145,9 +146,8 @@ def test_a_chat_with_a_message_on_the_wire_waits_for_it_in_every_worker(app: App
     with app.db.session() as session:  # another worker, moments later
         assert outbox.claim(session, channels=["telegram"], limit=10, lease=LEASE) == []
     with app.db.session() as session:
-        outbox.mark_sent(
-            session, next(c for c in first if c.message.recipient == "9100").message.id, "1"
-        )
+        sent = next(c for c in first if c.message.recipient == "9100").message.id
+        outbox.mark_sent_many(session, [(sent, "1")], utcnow())
     with app.db.session() as session:
         second = outbox.claim(session, channels=["telegram"], limit=10, lease=LEASE)
     assert [c.message.recipient for c in second] == ["9100"]

@@ -19,7 +19,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bot.app import App
-from bot.models import CampaignControl, ChannelState, InboundEvent, OutboxMessage, Run, utcnow
+from bot.models import ChannelState, OutboxMessage, Run, utcnow
+from bot.status import watched
 
 log = logging.getLogger(__name__)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -39,14 +40,8 @@ def figures(app: App) -> dict[str, Any]:
                 OutboxMessage.next_attempt_at <= utcnow(),
             )
         )
-        unprocessed = session.scalar(
-            select(func.count()).where(InboundEvent.processed_at.is_(None))
-        )
-        duplicates = session.scalar(select(func.count()).where(OutboxMessage.possible_duplicate))
+        watch = watched(session)
         runs = dict(session.execute(select(Run.trigger, func.count()).group_by(Run.trigger)).all())
-        paused = sorted(
-            session.scalars(select(CampaignControl.campaign_id).where(CampaignControl.paused))
-        )
         channels = {
             state.channel: {
                 "last_ok_at": _iso(state.last_ok_at),
@@ -62,10 +57,10 @@ def figures(app: App) -> dict[str, Any]:
     return {
         "outbox": outbox,
         "outbox_oldest_due_seconds": max(0.0, lag),
-        "possible_duplicates": int(duplicates or 0),
-        "inbox_unprocessed": int(unprocessed or 0),
+        "possible_duplicates": watch.possible_duplicates,
+        "inbox_unprocessed": watch.inbox_unprocessed,
         "runs": {str(k): int(v) for k, v in runs.items()},
-        "paused": paused,
+        "paused": watch.paused,
         "channels": channels,
     }
 
