@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, cast, literal, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot import consent, contacts, outbox
@@ -24,7 +24,7 @@ from bot.channels.base import InboundEvent
 from bot.closing import post_link
 from bot.config import ConversationSettings
 from bot.models import Contact, JourneyUpdate, OutboxMessage, Pledgemaker, Prompt, Reply, utcnow
-from bot.models import InboundEvent as EventRow
+from bot.prefetch import ChatFacts, ChunkFacts
 from bot.reminders import cancel_reminders
 from bot.templates import Templates
 from bot.vocab import LANGUAGES
@@ -90,16 +90,24 @@ class Conversation:
         self,
         session: Session,
         channel: str,
-        row: EventRow,
+        event_id: int,
         event: InboundEvent,
         media: list[dict[str, Any]],
+        facts: ChunkFacts | None = None,
     ) -> str:
+        """What the event means, done; returns the outcome recorded on the event. ``facts``:
+        what the inbox processor read for the whole chunk (used if this is the chat's first
+        event in it)."""
         if event.chat_type != "private":
             return "ignored: not a private chat"
-        contact = session.scalar(
-            select(Contact).where(Contact.channel == channel, Contact.address == event.chat_id)
-        )
-        turn = Turn(self, session, channel, row, event, contact)
+        known = facts.take(channel, event.chat_id) if facts is not None else None
+        if known is not None:
+            contact = known.contact
+        else:
+            contact = session.scalar(
+                select(Contact).where(Contact.channel == channel, Contact.address == event.chat_id)
+            )
+        turn = Turn(self, session, channel, event_id, event, contact, known)
         if event.kind == "button":
             return turn.button()
         if event.kind == "edit":
@@ -118,12 +126,13 @@ class Turn:
         conv: Conversation,
         session: Session,
         channel: str,
-        row: EventRow,
+        event_id: int,
         event: InboundEvent,
         contact: Contact | None,
+        known: ChatFacts | None = None,
     ) -> None:
         self.conv, self.session, self.channel = conv, session, channel
-        self.row, self.event, self.contact = row, event, contact
+        self.event_id, self.event, self.contact, self.known = event_id, event, contact, known
         self.now = utcnow()
         self.at = datetime.fromtimestamp(event.date, UTC) if event.date else self.now
 
@@ -149,7 +158,7 @@ class Turn:
     ) -> None:
         text = self.conv.templates.phrase(phrase, language or self.language(), **context)
         planned = PlannedMessage(
-            idempotency_key=key or f"event:{self.row.id}:{phrase}",
+            idempotency_key=key or f"event:{self.event_id}:{phrase}",
             channel=self.channel,
             recipient=self.event.chat_id,
             text=text,
@@ -235,7 +244,7 @@ class Turn:
         if result.live and self.conv.alerts is not None:
             links = ", ".join(post_link(*post) for post in result.live)
             self.conv.alerts.raise_alert(
-                f"withdrawn:{self.row.id}",
+                f"withdrawn:{self.event_id}",
                 f"{self.contact.pledgemaker_id} withdrew consent; these posts are live: "
                 f"{links}. Remove them if the campaign's policy says so.",
                 session=self.session,
@@ -260,7 +269,7 @@ class Turn:
             return "ignored: button on a message that is not a prompt"
         if kind == "snooze":
             prompt.state, prompt.closed_at = "snoozed", self.now
-            cancel_reminders(self.session, prompt.id)
+            cancel_reminders(self.session, prompt)
             self.say("snoozed")
             return f"prompt {prompt.id}: snoozed"
         prompt.requested_kind = kind
@@ -295,7 +304,7 @@ class Turn:
         if self.contact is None:
             return self.onboarding()
         reply = Reply(
-            inbound_event_id=self.row.id,
+            inbound_event_id=self.event_id,
             channel=self.channel,
             chat_id=self.event.chat_id,
             external_id=self.event.message_id or "",
@@ -314,12 +323,11 @@ class Turn:
         reply.prompt_id = explicit.id if explicit else None
         if reply.acknowledgement:
             return "reply stored: acknowledgement"
-        # Most messages come from a contact with nothing pending: one cheap look spares two.
-        pending = self.has_pending_update()
-        described = self.awaiting_description() if pending else None
+        pending = self.pending_updates()  # most messages come from a contact with none
+        described = self.awaiting_description(pending)
         if described is not None and not media:
             return self.describe(described, reply)
-        group = self.open_answer(explicit) if pending or self.event.media_group_id else None
+        group = self.open_answer(explicit, pending)
         if group is not None:
             reply.prompt_id = group.prompt_id
             self.attach(reply, group)
@@ -336,15 +344,15 @@ class Turn:
             pillar=prompt.pillar,
             kind=prompt.requested_kind or "progress",
             source="reply",
-            source_ref=f"event:{self.row.id}",
+            source_ref=f"event:{self.event_id}",
             moderation="pending",
             created_at=self.now,
         )
         self.session.add(update)
         self.attach(reply, update)
         prompt.state, prompt.closed_at = "answered", self.now
-        cancel_reminders(self.session, prompt.id)
-        self.say("thanks", key=f"thanks:{self.channel}:{self.row.id}", name=self.name())
+        cancel_reminders(self.session, prompt)
+        self.say("thanks", key=f"thanks:{self.channel}:{self.event_id}", name=self.name())
         self.ask_description(update)
         consent.ask(self.session, update, self.conv.templates)
         return f"update {update.id} created for prompt {prompt.id}"
@@ -355,40 +363,36 @@ class Turn:
         if any(item.get("path") and not item.get("alt_text") for item in update.media or []):
             self.say("ask_alt_text", key=f"alt-ask:{update.id}")
 
-    def has_pending_update(self) -> bool:
+    def pending_updates(self) -> list[JourneyUpdate]:
+        """This contact's updates still awaiting moderation, newest first (usually none)."""
         assert self.contact is not None
-        return (
-            self.session.scalar(
-                select(JourneyUpdate.id)
+        if self.known is not None:
+            return self.known.pending_updates
+        return list(
+            self.session.scalars(
+                select(JourneyUpdate)
                 .where(
                     JourneyUpdate.contact_id == self.contact.id,
                     JourneyUpdate.moderation == "pending",
                 )
-                .limit(1)
+                .order_by(JourneyUpdate.id.desc())
             )
-            is not None
         )
 
-    def awaiting_description(self) -> JourneyUpdate | None:
-        """This contact's latest pending update whose photo description we asked for."""
-        assert self.contact is not None
-        asked = select(OutboxMessage.id).where(
-            OutboxMessage.idempotency_key
-            == literal("alt-ask:").concat(cast(JourneyUpdate.id, String))
-        )
-        update = self.session.scalar(
-            select(JourneyUpdate)
-            .where(
-                JourneyUpdate.contact_id == self.contact.id,
-                JourneyUpdate.moderation == "pending",
-                asked.exists(),
+    def awaiting_description(self, pending: list[JourneyUpdate]) -> JourneyUpdate | None:
+        """This contact's latest pending update whose photo description we asked for, if the
+        description is still missing. Only an update with photos is ever asked about."""
+        for update in pending:
+            if not update.media:
+                continue
+            asked = self.session.scalar(
+                select(OutboxMessage.id).where(
+                    OutboxMessage.idempotency_key == f"alt-ask:{update.id}"
+                )
             )
-            .order_by(JourneyUpdate.id.desc())
-            .limit(1)
-        )
-        if update is None or not any(not m.get("alt_text") for m in update.media or []):
-            return None
-        return update
+            if asked is not None:
+                return update if any(not m.get("alt_text") for m in update.media) else None
+        return None
 
     def describe(self, update: JourneyUpdate, reply: Reply) -> str:
         """Their next message is the description: it becomes the photos' alt text."""
@@ -401,25 +405,20 @@ class Turn:
         return f"alt text for update {update.id}"
 
     def attach(self, reply: Reply, update: JourneyUpdate) -> None:
-        self.session.flush()
+        """The reply joins the answer. It is the answer's newest reply, so the text and media
+        grow by its own, just as ``refresh_update`` would recompute them."""
+        self.session.flush()  # the ids of a new update and of the reply
         reply.journey_update_id = update.id
         update.last_reply_at = max(filter(None, [update.last_reply_at, reply.received_at]))
-        refresh_update(self.session, update)
+        update.text = "\n\n".join(part for part in (update.text or "", reply.text.strip()) if part)
+        update.media = [*(update.media or []), *(reply.media or [])]
 
-    def open_answer(self, explicit: Prompt | None) -> JourneyUpdate | None:
+    def open_answer(
+        self, explicit: Prompt | None, pending: list[JourneyUpdate]
+    ) -> JourneyUpdate | None:
         """The answer this message continues: same album, or a reply minutes ago."""
         assert self.contact is not None
         window = timedelta(minutes=self.conv.settings.answer_window_minutes)
-        query = (
-            select(JourneyUpdate)
-            .where(
-                JourneyUpdate.contact_id == self.contact.id,
-                JourneyUpdate.source == "reply",
-                JourneyUpdate.moderation == "pending",
-            )
-            .order_by(JourneyUpdate.last_reply_at.desc(), JourneyUpdate.id.desc())
-            .limit(1)
-        )
         if self.event.media_group_id:
             album = self.session.scalar(
                 select(JourneyUpdate)
@@ -431,7 +430,8 @@ class Turn:
             )
             if album is not None:
                 return album
-        latest = self.session.scalar(query)
+        answers = [u for u in pending if u.source == "reply" and u.last_reply_at is not None]
+        latest = max(answers, key=lambda u: (u.last_reply_at, u.id), default=None)
         if latest is None or latest.last_reply_at is None:
             return None
         if self.at - latest.last_reply_at > window:
@@ -476,6 +476,8 @@ class Turn:
 
     def latest_open_prompt(self) -> Prompt | None:
         assert self.contact is not None
+        if self.known is not None:
+            return self.known.open_prompt
         oldest = self.now - timedelta(days=self.conv.settings.prompt_ttl_days)
         return self.session.scalar(
             select(Prompt)
@@ -492,11 +494,23 @@ class Turn:
 
 
 def refresh_update(session: Session, update: JourneyUpdate) -> None:
-    """An answer's text and media are those of its replies, in the order they came."""
+    """An answer's text and media are those of its replies, in the order they came. The
+    photos' descriptions (alt text, kept on the update) stay with their photos."""
     replies = list(
         session.scalars(
             select(Reply).where(Reply.journey_update_id == update.id).order_by(Reply.id)
         )
     )
+    described = {
+        item.get("file_unique_id"): item["alt_text"]
+        for item in update.media or []
+        if item.get("alt_text")
+    }
     update.text = "\n\n".join(r.text.strip() for r in replies if r.text.strip())
-    update.media = [item for r in replies for item in (r.media or [])]
+    update.media = [
+        {**item, "alt_text": described[key]}
+        if (key := item.get("file_unique_id")) in described
+        else item
+        for r in replies
+        for item in (r.media or [])
+    ]

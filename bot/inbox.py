@@ -6,8 +6,8 @@ transaction → only then poll again, which is what acknowledges the batch to Te
 
 Processor: take unprocessed events in arrival order; fetch media first (outside the transaction,
 idempotent), then handle each event and mark it processed, ``CHUNK`` events per transaction
-(a savepoint each). A crash before the commit leaves them unprocessed; the next start
-finishes them.
+(redone with a savepoint per event if any of them fails). A crash before the commit leaves
+them unprocessed; the next start finishes them.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from bot.aio import wait_any
@@ -29,9 +29,12 @@ from bot.errors import DeliveryError
 from bot.models import ChannelState, utcnow
 from bot.models import InboundEvent as EventRow
 from bot.outbox import record_health
+from bot.prefetch import ChunkFacts
 
 log = logging.getLogger(__name__)
-CHUNK = 10  # events per transaction (a savepoint each): short enough not to stall the loop
+CHUNK = 50  # events per transaction at first; then as many as fit in CHUNK_SECONDS
+CHUNK_LIMITS = (5, 200)
+CHUNK_SECONDS = 0.05  # a chunk holds up the loop (polling, sending) no longer than this
 YIELD_SECONDS = 0.001  # between chunks: time for the listener to store (and acknowledge) more
 PAUSE_SHARE = 0.25  # and at least a quarter of the chunk's own time: the write lock is free ≥ 20 %
 
@@ -54,20 +57,25 @@ def store_events(
     )
     fresh: list[InboundEvent] = []
     for event in events:
-        if event.key in seen:
-            continue
-        seen.add(event.key)
-        fresh.append(event)
-        session.add(
-            EventRow(
-                channel=channel,
-                event_key=event.key,
-                kind=event.kind,
-                chat_id=event.chat_id,
-                update_id=event.update_id,
-                payload=event.to_record(),
-                received_at=utcnow(),
-            )
+        if event.key not in seen:
+            seen.add(event.key)
+            fresh.append(event)
+    if fresh:
+        now = utcnow()
+        session.execute(
+            insert(EventRow),
+            [
+                {
+                    "channel": channel,
+                    "event_key": event.key,
+                    "kind": event.kind,
+                    "chat_id": event.chat_id,
+                    "update_id": event.update_id,
+                    "payload": event.to_record(),
+                    "received_at": now,
+                }
+                for event in fresh
+            ],
         )
     record_health(session, channel).poll_offset = cursor
     return fresh
@@ -135,6 +143,7 @@ class Processor:
         self.max_bytes = max_bytes
         self.on_enqueued = on_enqueued
         self.wake = asyncio.Event()
+        self.chunk = CHUNK
 
     async def run(self, stop: asyncio.Event) -> None:
         """Process until ``stop``; then finish the events already stored, and return."""
@@ -157,14 +166,20 @@ class Processor:
                     .limit(limit)
                 )
             ]
-        for start in range(0, len(pending), CHUNK):
-            chunk = pending[start : start + CHUNK]
+        start = 0
+        while start < len(pending):
+            chunk = pending[start : start + self.chunk]
+            start += len(chunk)
             media = [await self._fetch_media(channel, event) for _, channel, event in chunk]
             began = time.monotonic()
             self._process_chunk(chunk, media)
+            took = time.monotonic() - began
+            # Answers cost more than plain replies: the chunk follows what events cost lately.
+            fits = int(CHUNK_SECONDS * len(chunk) / max(took, 1e-6))
+            self.chunk = min(max((self.chunk + fits) // 2, CHUNK_LIMITS[0]), CHUNK_LIMITS[1])
             # A backlog must not hold up polling (and acknowledging), nor keep the database's
             # write lock from other processes (SQLite: a CLI command waits for a free moment).
-            await asyncio.sleep(max(YIELD_SECONDS, (time.monotonic() - began) * PAUSE_SHARE))
+            await asyncio.sleep(max(YIELD_SECONDS, took * PAUSE_SHARE))
         if pending and self.on_enqueued is not None:
             self.on_enqueued.set()
         return len(pending)
@@ -172,26 +187,66 @@ class Processor:
     def _process_chunk(
         self, chunk: list[tuple[int, str, InboundEvent]], media: list[list[dict[str, Any]]]
     ) -> None:
-        """One transaction for the chunk and a savepoint per event: a bad event is marked with
-        its error, and the others stand."""
+        """One transaction for the chunk. If anything in it fails, it is rolled back and done
+        again with a savepoint per event: the bad event is marked with its error, the others
+        stand."""
+        try:
+            self._handle_chunk(chunk, media, one_by_one=False)
+        except Exception:  # the chunk's transaction rolled back: nothing of it was kept
+            log.info("a chunk of %d events failed; handling them one at a time", len(chunk))
+            self._handle_chunk(chunk, media, one_by_one=True)
+
+    def _handle_chunk(
+        self,
+        chunk: list[tuple[int, str, InboundEvent]],
+        media: list[list[dict[str, Any]]],
+        *,
+        one_by_one: bool,
+    ) -> None:
         with self.db.session() as session:
-            rows = {
-                row.id: row
-                for row in session.scalars(
-                    select(EventRow).where(EventRow.id.in_([event_id for event_id, _, _ in chunk]))
+            waiting = set(
+                session.scalars(
+                    select(EventRow.id).where(
+                        EventRow.id.in_([event_id for event_id, _, _ in chunk]),
+                        EventRow.processed_at.is_(None),
+                    )
                 )
-            }
+            )
+            facts = ChunkFacts.load(
+                session,
+                [(channel, event.chat_id) for _, channel, event in chunk],
+                now=utcnow(),
+                prompt_ttl_days=self.conversation.settings.prompt_ttl_days,
+            )
+            done: list[dict[str, Any]] = []
             for (event_id, channel, event), stored in zip(chunk, media, strict=True):
-                row = rows.get(event_id)
-                if row is None or row.processed_at is not None:
+                if event_id not in waiting:
                     continue
-                try:
-                    with session.begin_nested():
-                        outcome = self.conversation.handle(session, channel, row, event, stored)
-                except Exception as exc:  # one bad event must not block the queue; it is kept
-                    log.exception("event %s could not be processed", event_id)
-                    outcome = f"error: {exc!r}"
-                row.processed_at, row.outcome = utcnow(), outcome[:200]
+                if one_by_one:
+                    outcome = self._handle_alone(session, channel, event_id, event, stored, facts)
+                else:
+                    outcome = self.conversation.handle(
+                        session, channel, event_id, event, stored, facts
+                    )
+                done.append({"id": event_id, "processed_at": utcnow(), "outcome": outcome[:200]})
+            if done:
+                session.execute(update(EventRow), done)  # by primary key, in one executemany
+
+    def _handle_alone(
+        self,
+        session: Session,
+        channel: str,
+        event_id: int,
+        event: InboundEvent,
+        media: list[dict[str, Any]],
+        facts: ChunkFacts,
+    ) -> str:
+        try:
+            with session.begin_nested():
+                return self.conversation.handle(session, channel, event_id, event, media, facts)
+        except Exception as exc:  # one bad event must not block the queue; it is kept
+            log.exception("event %s could not be processed", event_id)
+            return f"error: {exc!r}"
 
     async def _fetch_media(self, channel: str, event: InboundEvent) -> list[dict[str, Any]]:
         stored: list[dict[str, Any]] = []

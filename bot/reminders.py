@@ -72,12 +72,16 @@ def reminder_prefix(prompt_id: int) -> str:
     return f"reminder:{prompt_id}:"
 
 
-def cancel_reminders(session: Session, prompt_id: int) -> int:
-    """The prompt is answered or snoozed: reminders not yet sent will not be."""
+def cancel_reminders(session: Session, prompt: Prompt) -> int:
+    """The prompt is answered or snoozed: reminders not yet sent will not be. Their keys are
+    known (one per reminder planned), so this is an index lookup, whatever the outbox's size."""
+    if not prompt.reminders_sent:
+        return 0
+    keys = [f"{reminder_prefix(prompt.id)}{n}" for n in range(1, prompt.reminders_sent + 1)]
     result = session.execute(
         update(OutboxMessage)
         .where(
-            OutboxMessage.idempotency_key.startswith(reminder_prefix(prompt_id)),
+            OutboxMessage.idempotency_key.in_(keys),
             OutboxMessage.state.in_(("pending", "retry_wait")),
         )
         .values(state="cancelled", last_error="prompt answered")

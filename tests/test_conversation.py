@@ -249,9 +249,16 @@ async def test_a_photo_answer_asks_for_a_description_that_becomes_its_alt_text(l
     assert update.text == "Our new school", "the description is not part of their words"
     assert update.media[0]["alt_text"] == "Twenty children in a bright classroom"
     assert live.texts(560)[-1].startswith("Thank you — the description is saved")
-    live.sandbox.push_message(560, "And a second thought.")
+    second = live.sandbox.push_message(560, "And a second thought.")
     await live.settle()
     assert "And a second thought." in live.scalar(select(JourneyUpdate.text)), "asked only once"
+    live.sandbox.push_edit(560, second, "And a second, better thought.")
+    await live.settle()
+    update = live.scalar(select(JourneyUpdate))
+    assert update.text == "Our new school\n\nAnd a second, better thought."
+    assert update.media[0]["alt_text"] == "Twenty children in a bright classroom", (
+        "a later reply or an edit must not lose the photo's description"
+    )
 
 
 async def test_a_file_that_is_not_an_image_is_refused_and_nothing_kept(live: Live) -> None:

@@ -7,7 +7,7 @@ which the inbox stores before the adapter acknowledges them to the platform.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel
@@ -64,7 +64,8 @@ class InboundEvent:
     raw: dict[str, Any] = field(default_factory=dict)
 
     def to_record(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields as stored (JSON). Shallow: ``asdict`` would deep-copy ``raw`` for nothing."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> InboundEvent:
