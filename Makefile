@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint install clean bench
+.PHONY: demo test lint install clean bench axe
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,17 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/pledgebot demo
 
-test: $(STAMP)
+# axe-core (accessibility checks in the browser tests) from the npm registry, when npm exists;
+# without it those checks skip and say so (CI fails instead).
+AXE := .cache/npm/node_modules/axe-core/axe.min.js
+
+$(AXE):
+	@if command -v npm >/dev/null 2>&1; then npm install --silent --no-audit --no-fund --prefix .cache/npm axe-core@4; \
+	else echo "npm not found: the accessibility checks will be skipped"; fi
+
+axe: $(AXE)
+
+test: $(STAMP) axe
 	$(BIN)/ruff check bot tests bench
 	$(BIN)/pytest -n 2 --dist loadfile -q
 
@@ -36,4 +46,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/dispatch.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) demo-data .pytest_cache
+	rm -rf $(VENV) demo-data .pytest_cache .cache test-artifacts

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from bot.cli_users import users_cli
 from bot.errors import UserInputError
 from bot.logs import scrub, setup_logging
 
@@ -44,6 +45,7 @@ for sub, name in (
     (campaign_cli, "campaign"),
     (runs_cli, "runs"),
     (export_cli, "export"),
+    (users_cli, "users"),
 ):
     cli.add_typer(sub, name=name)
 

@@ -72,10 +72,12 @@ class DispatcherSettings(Section):
 
 
 class DashboardSettings(Section):
-    """Where `pledgebot web` (and `run`) serve health, metrics and, later, the dashboard."""
+    """Where `pledgebot web` (and `run`) serve the dashboard, health and metrics."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)  # 0: any free port (logged at start)
+    # /metrics without signing in: "Authorization: Bearer $PLEDGEBOT_METRICS_TOKEN" (if set)
+    metrics_token_env: str = "PLEDGEBOT_METRICS_TOKEN"
 
 
 class RateLimitSettings(Section):

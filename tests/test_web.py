@@ -14,12 +14,15 @@ from starlette.testclient import TestClient
 from bot import outbox
 from bot.app import App
 from bot.campaigns.base import PlannedMessage
-from bot.web.health import build
+from bot.web.app import build
 from tests.auxil.cli import PLEDGEBOT, pledgebot
 from tests.conftest import TOKEN_ENV, cli_env
 
 
-def test_health_and_metrics_report_queue_depth_and_failures(app: App) -> None:
+def test_health_and_metrics_report_queue_depth_and_failures(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PLEDGEBOT_METRICS_TOKEN", "scrape-token")
     with app.db.session() as session:
         outbox.enqueue(
             session,
@@ -33,7 +36,7 @@ def test_health_and_metrics_report_queue_depth_and_failures(app: App) -> None:
     assert body["status"] == "ok"
     assert body["outbox"]["telegram"] == {"pending": 2, "failed": 1}
     assert "password" not in body["database"]
-    metrics = client.get("/metrics")
+    metrics = client.get("/metrics", headers={"authorization": "Bearer scrape-token"})
     assert metrics.status_code == 200
     assert metrics.headers["content-type"].startswith("text/plain")
     lines = metrics.text.splitlines()
@@ -85,12 +88,15 @@ def test_pledgebot_web_serves_health_until_stopped(app: App, tmp_path: Path) -> 
                 assert time.monotonic() < deadline, "pledgebot web did not come up"
                 time.sleep(0.1)
         assert response.status_code == 200 and response.json()["status"] == "ok"
-        assert httpx.get(f"http://127.0.0.1:{port}/nothing-here", timeout=2).status_code == 404
+        page = httpx.get(f"http://127.0.0.1:{port}/outbox", timeout=2)
+        assert page.status_code == 303 and page.headers["location"] == "/login?next=/outbox"
+        signin = httpx.get(f"http://127.0.0.1:{port}/login", timeout=2)
+        assert signin.status_code == 200 and "<h1>Sign in</h1>" in signin.text
     finally:
         process.terminate()
         _, logs = process.communicate(timeout=30)
     assert process.returncode == 0
-    assert f"http://127.0.0.1:{port}/healthz" in logs
+    assert f"dashboard on http://127.0.0.1:{port}/" in logs
 
 
 @pytest.mark.parametrize("app", ["sqlite"], indirect=True)

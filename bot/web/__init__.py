@@ -1,4 +1,4 @@
-"""The HTTP side of pledgebot: health and metrics now, the comms team's dashboard later.
+"""The HTTP side of pledgebot: the comms team's dashboard, health and metrics.
 
 ``pledgebot web`` serves it alone; ``pledgebot run`` serves it beside the other roles, on
 ``[dashboard] host``/``port`` (default 127.0.0.1:8080; port 0 picks a free one and logs it).
@@ -17,7 +17,7 @@ import uvicorn
 
 from bot.app import App
 from bot.errors import UserInputError
-from bot.web.health import build
+from bot.web.app import build
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ async def serve_web(app: App, stop: asyncio.Event) -> None:
     while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn has no event
         await asyncio.sleep(0.05)
     host, port = sock.getsockname()[:2]
-    log.warning("web: health on http://%s:%s/healthz, metrics on /metrics", host, port)
+    log.warning("web: dashboard on http://%s:%s/ (health: /healthz)", host, port)
     await stop.wait()
     server.should_exit = True
     await serving

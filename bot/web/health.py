@@ -1,6 +1,7 @@
 """``/healthz`` (JSON, 503 when the database is unreachable) and ``/metrics`` (Prometheus).
 
-Both are public: they carry counts and states, never message text, addresses or secrets.
+``/healthz`` is public; ``/metrics`` needs a session or the scraper's bearer token (see
+``bot.web.auth``). Neither carries message text, addresses or secrets.
 Figures are read from the database, so any process's endpoint describes the whole deployment.
 """
 
@@ -13,7 +14,6 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, select
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -115,7 +115,7 @@ class _Collector:
         yield paused
 
 
-def build(app: App) -> Starlette:
+def routes(app: App) -> list[Route]:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Collector(app))  # type: ignore[arg-type]
 
@@ -137,4 +137,4 @@ def build(app: App) -> Starlette:
             return Response("database unreachable\n", status_code=503, media_type="text/plain")
         return Response(body, media_type=CONTENT_TYPE)
 
-    return Starlette(routes=[Route("/healthz", healthz), Route("/metrics", metrics)])
+    return [Route("/healthz", healthz), Route("/metrics", metrics)]

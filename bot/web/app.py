@@ -1,0 +1,25 @@
+"""The web app: dashboard pages, health and metrics, static files — all behind ``StaffAuth``."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
+
+from bot.app import App
+from bot.web import health, moderation, routes, users
+from bot.web.auth import StaffAuth
+from bot.web.pages import HERE
+
+
+def build(app: App) -> StaffAuth:
+    web = Starlette(
+        routes=[
+            *health.routes(app),
+            *routes.routes(app),
+            *moderation.routes(app),
+            *users.routes(app),
+            Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+        ]
+    )
+    return StaffAuth(web, app)

@@ -1,0 +1,120 @@
+"""The comms team's daily path through the dashboard, in a real browser."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from playwright.sync_api import expect
+
+from bot import outbox, runs
+from bot.campaigns.base import PlannedMessage
+from bot.db import Database
+from bot.models import JourneyUpdate
+from tests.browser.conftest import ARTIFACTS, Dashboard, axe_violations, sign_in
+
+
+def seed_outbox(dashboard: Dashboard) -> None:
+    """Two messages queued, one of them refused by the platform (as the dispatcher records
+    it), and a paused channel: written to the server's database as the other roles would."""
+    db = Database(f"sqlite:///{dashboard.folder / 'pledgebot.db'}")
+    with db.session() as session:
+        outbox.enqueue(
+            session,
+            [
+                PlannedMessage("b:1", "telegram", "101", "Hello 101"),
+                PlannedMessage("b:2", "telegram", "102", "Hello 102"),
+            ],
+        )
+        outbox.mark_failed(session, 1, "rejected: Telegram: Bad Request: chat not found")
+    runs.set_paused(db, outbox.CHANNEL_PAUSE + "x", True)
+    db.dispose()
+
+
+def test_sign_in_then_retry_a_failed_message(page: Any, dashboard: Dashboard) -> None:
+    seed_outbox(dashboard)
+    page.goto(f"{dashboard.url}/outbox")
+    expect(page).to_have_url(re.compile(r"/login\?next=/outbox$"))
+    sign_in(page, dashboard, "editor@example.org", next_="/outbox")
+    expect(page.get_by_role("heading", name="Outbox")).to_be_visible()
+    expect(page.get_by_role("alert")).to_contain_text("Sending on x is paused")
+    row = page.locator("#message-1")
+    expect(row).to_contain_text("The platform refused this message: Telegram: Bad Request")
+    page.screenshot(path=str(ARTIFACTS / "outbox-failed.png"), full_page=True)
+    row.get_by_role("button", name="Retry now").click()
+    expect(page.get_by_role("status")).to_contain_text("Message 1 will be sent again now")
+    expect(page.locator("#message-1")).to_contain_text("pending")
+    page.screenshot(path=str(ARTIFACTS / "outbox-retried.png"), full_page=True)
+
+
+def seed_update(dashboard: Dashboard, text: str) -> int:
+    db = Database(f"sqlite:///{dashboard.folder / 'pledgebot.db'}")
+    with db.session() as session:
+        update = JourneyUpdate(
+            pledgemaker_id="gh-min-labour",
+            pillar="act",
+            kind="progress",
+            text=text,
+            media=[],
+            source="import",
+            source_ref=f"browser:{text[:30]}",
+        )
+        session.add(update)
+        session.flush()
+        update_id = update.id
+    db.dispose()
+    return update_id
+
+
+def test_approve_an_update(page: Any, dashboard: Dashboard) -> None:
+    update_id = seed_update(dashboard, 'We trained 40 inspectors <script>alert("x")</script>')
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    sign_in(page, dashboard, "editor@example.org", next_="/updates")
+    card = page.locator(f"#update-{update_id}")
+    expect(card).to_contain_text('We trained 40 inspectors <script>alert("x")</script>')
+    card.get_by_text(f"Moderate #{update_id}").click()
+    card.get_by_role("button", name="Approve").click()
+    expect(page.get_by_role("status")).to_contain_text(f"Update {update_id} approved")
+    expect(page.locator(f"#update-{update_id}")).to_have_count(0)  # gone from "pending"
+    page.get_by_label("Moderation").select_option("approved")
+    page.get_by_role("button", name="Show").click()
+    expect(page.locator(f"#update-{update_id}")).to_contain_text("approved")
+    page.screenshot(path=str(ARTIFACTS / "update-approved.png"), full_page=True)
+    assert dialogs == [], "the script in their words never ran"
+
+
+def test_a_viewer_sees_no_buttons_that_change_things(page: Any, dashboard: Dashboard) -> None:
+    seed_outbox(dashboard)
+    sign_in(page, dashboard, "viewer@example.org", next_="/outbox")
+    expect(page.locator("#message-1")).to_be_visible()
+    expect(page.get_by_role("button", name="Retry now")).to_have_count(0)
+    expect(page.get_by_role("button", name="Cancel")).to_have_count(0)
+    expect(page.get_by_role("link", name="Users")).to_have_count(0)
+
+
+def test_wrong_password_is_refused_in_words(page: Any, dashboard: Dashboard) -> None:
+    page.goto(f"{dashboard.url}/login")
+    page.get_by_label("Email").fill("editor@example.org")
+    page.get_by_label("Password").fill("not the password at all")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("do not match an active account")
+
+
+def test_every_page_has_no_serious_accessibility_violations(
+    page: Any, dashboard: Dashboard
+) -> None:
+    seed_outbox(dashboard)
+    page.goto(f"{dashboard.url}/login")
+    found = {"/login": axe_violations(page)}
+    sign_in(page, dashboard, "admin@example.org", next_="/outbox")
+    seed_update(dashboard, "Opened two drop-in centres")
+    for path in ("/updates", "/outbox", "/outbox?state=failed", "/alerts", "/users"):
+        page.goto(f"{dashboard.url}{path}")
+        found[path] = axe_violations(page)
+    problems = {
+        path: [(v["id"], v["impact"], v["help"], len(v["nodes"])) for v in violations]
+        for path, violations in found.items()
+        if violations
+    }
+    assert problems == {}

@@ -1,0 +1,69 @@
+"""Dashboard accounts from the command line, and staff alerts kept until acknowledged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from bot import alerts, staff
+from bot.alerts import Alerts
+from bot.app import App
+from bot.models import StaffAlert, StaffUser
+from tests.auxil.cli import pledgebot
+
+PASSWORD = "correct-horse-battery-staple"
+
+
+@pytest.mark.parametrize("app", ["sqlite"], indirect=True)
+def test_users_are_managed_from_the_command_line(app: App, tmp_path: Path) -> None:
+    added = pledgebot(
+        tmp_path,
+        "users",
+        "add",
+        "Lead@Example.org",
+        "--role",
+        "admin",
+        "--password-env",
+        "PW",
+        PW=PASSWORD,
+    )
+    assert added.returncode == 0 and "added lead@example.org (admin)" in added.stdout
+    assert PASSWORD not in added.stdout + added.stderr
+    again = pledgebot(
+        tmp_path, "users", "add", "lead@example.org", "--password-env", "PW", PW=PASSWORD
+    )
+    assert again.returncode == 1 and "exists already" in again.stderr
+    short = pledgebot(tmp_path, "users", "add", "b@example.org", "--password-env", "PW", PW="short")
+    assert short.returncode == 1 and "at least 12 characters" in short.stderr
+    no_tty = pledgebot(tmp_path, "users", "add", "c@example.org")
+    assert no_tty.returncode == 1 and "use --password-env" in no_tty.stderr
+    role = pledgebot(tmp_path, "users", "role", "lead@example.org", "boss")
+    assert role.returncode == 1 and "unknown role 'boss'" in role.stderr
+    assert pledgebot(tmp_path, "users", "disable", "lead@example.org").returncode == 0
+    listing = pledgebot(tmp_path, "users", "list")
+    assert "lead@example.org" in listing.stdout and "disabled" in listing.stdout
+    with app.db.session() as session:
+        user = session.scalars(select(StaffUser)).one()
+        assert user.password_hash.startswith("$argon2id$")
+        refused = staff.sign_in(session, "lead@example.org", PASSWORD, "test")
+    assert refused.user is None, "a disabled user cannot sign in"
+
+
+@pytest.mark.parametrize("app", ["sqlite"], indirect=True)
+def test_an_alert_is_listed_once_until_acknowledged_and_again_if_it_recurs(app: App) -> None:
+    raised = Alerts(app.db, app.config.alerts)
+    assert raised.raise_alert("unauthorized:x", "x refused our credentials")
+    assert not raised.raise_alert("unauthorized:x", "x refused our credentials")
+    with app.db.session() as session:
+        [alert] = alerts.open_alerts(session)
+        assert alerts.acknowledge(session, alert.id, "lead@example.org")
+        assert not alerts.acknowledge(session, alert.id, "lead@example.org")
+    with app.db.session() as session:
+        assert alerts.open_alerts(session) == []
+    assert raised.raise_alert("unauthorized:x", "x refused our credentials again")
+    with app.db.session() as session:
+        [alert] = alerts.open_alerts(session)
+        assert alert.text.endswith("again") and alert.acknowledged_by is None
+        assert len(session.scalars(select(StaffAlert)).all()) == 1
