@@ -114,43 +114,49 @@ class Dispatcher:
         unsaved_since = 0.0
         refill_at = max(1, self.settings.batch_size // 4)
         health = HealthNotes()
-        while not stop.is_set():
-            for task in [task for task in in_flight if task.done()]:
-                del in_flight[task]
-                if not unsaved:
-                    unsaved_since = time.monotonic()
-                unsaved.append(task.result())
-            # Finished but unrecorded sends still count as in flight: the bound at a crash.
-            free = self.settings.batch_size - len(in_flight) - len(unsaved)
-            due = (
-                len(unsaved) >= refill_at
-                or not in_flight
-                or time.monotonic() - unsaved_since >= GROUP_COMMIT_SECONDS
-            )
-            claimed: list[outbox.Claimed] = []
-            if due:
-                try:
-                    claimed = self._settle_and_claim(unsaved, free + len(unsaved))
-                except Exception:  # a database hiccup must not kill the process; try again soon
-                    log.exception("recording outcomes / claiming from the outbox failed")
-                else:
-                    for outcome in unsaved:
-                        health.add(outcome.item.channel, outcome.platform_error)
-                    unsaved = []
-            for item in claimed:
-                in_flight[asyncio.create_task(self._deliver(item))] = item
-            if not claimed:
-                self.wake.clear()
-                waiters = [asyncio.ensure_future(e.wait()) for e in (stop, self.wake)]
-                await asyncio.wait(
-                    [*in_flight, *waiters],
-                    timeout=GROUP_COMMIT_SECONDS if unsaved else self.settings.poll_interval,
-                    return_when=asyncio.FIRST_COMPLETED,
+        # ``wake`` also says a send finished or ``stop`` was set: one event to wait on, so a
+        # turn of the loop costs no new task or future per send on the wire.
+        stop_watch = asyncio.ensure_future(stop.wait())
+        stop_watch.add_done_callback(self._nudge)
+        try:
+            while not stop.is_set():
+                for task in [task for task in in_flight if task.done()]:
+                    del in_flight[task]
+                    if not unsaved:
+                        unsaved_since = time.monotonic()
+                    unsaved.append(task.result())
+                # Finished but unrecorded sends still count as in flight: the bound at a crash.
+                free = self.settings.batch_size - len(in_flight) - len(unsaved)
+                due = not in_flight or (
+                    bool(unsaved)
+                    and (
+                        len(unsaved) >= refill_at
+                        or time.monotonic() - unsaved_since >= GROUP_COMMIT_SECONDS
+                    )
                 )
-                for waiter in waiters:
-                    waiter.cancel()
-            if health.due(idle=not in_flight):
-                self._write_health(health)
+                claimed: list[outbox.Claimed] = []
+                if due:
+                    try:
+                        claimed = self._settle_and_claim(unsaved, free + len(unsaved))
+                    except Exception:  # a database hiccup must not kill the process: retry soon
+                        log.exception("recording outcomes / claiming from the outbox failed")
+                    else:
+                        for outcome in unsaved:
+                            health.add(outcome.item.channel, outcome.platform_error)
+                        unsaved = []
+                for item in claimed:
+                    task = asyncio.create_task(self._deliver(item))
+                    task.add_done_callback(self._nudge)
+                    in_flight[task] = item
+                if not claimed:
+                    self.wake.clear()
+                    await self._wait_for_wake(
+                        GROUP_COMMIT_SECONDS if unsaved else self.settings.poll_interval
+                    )
+                if health.due(idle=not in_flight):
+                    self._write_health(health)
+        finally:
+            stop_watch.cancel()
         if in_flight:
             await asyncio.wait(in_flight)
             unsaved.extend(task.result() for task in in_flight)
@@ -159,6 +165,16 @@ class Dispatcher:
             for outcome in unsaved:
                 health.add(outcome.item.channel, outcome.platform_error)
         self._write_health(health)
+
+    def _nudge(self, _done: object) -> None:
+        self.wake.set()
+
+    async def _wait_for_wake(self, timeout: float) -> None:
+        timer = asyncio.get_running_loop().call_later(timeout, self.wake.set)
+        try:
+            await self.wake.wait()
+        finally:
+            timer.cancel()
 
     async def dispatch_once(self) -> int:
         """Claim one batch, deliver it, record the outcomes; returns how many were claimed."""

@@ -8,6 +8,7 @@ per application (built in ``bot.app``); no module-level environment.
 
 from __future__ import annotations
 
+import functools
 import sys
 import tomllib
 from datetime import date
@@ -57,6 +58,7 @@ class Templates:
         self.env.filters["date"] = _format_date
         self.env.filters["number"] = _format_number
         self._phrases: dict[str, dict[str, Template]] = {}
+        self._fixed_phrases: dict[tuple[str, str], str] = {}
 
     # -- campaign templates ------------------------------------------------------------------
     def exists(self, name: str) -> bool:
@@ -92,6 +94,15 @@ class Templates:
 
     # -- the bot's phrases -------------------------------------------------------------------
     def phrase(self, key: str, language: str, **context: Any) -> str:
+        if context:
+            return self._render_phrase(key, language, context)
+        # A phrase without values (a button label) reads the same every time: render it once.
+        fixed = self._fixed_phrases.get((key, language))
+        if fixed is None:
+            fixed = self._fixed_phrases[key, language] = self._render_phrase(key, language, {})
+        return fixed
+
+    def _render_phrase(self, key: str, language: str, context: dict[str, Any]) -> str:
         catalogue = self._catalogue(language)
         template = catalogue.get(key) or self._catalogue(FALLBACK_LANGUAGE).get(key)
         if template is None:
@@ -141,7 +152,14 @@ class Templates:
 
 @pass_context
 def _format_date(context: Any, value: date, style: str = "long") -> str:
-    return format_date(value, format=style, locale=_locale(context))
+    return _date_text(value, style, _locale(context))
+
+
+@functools.lru_cache(maxsize=4096)
+def _date_text(value: date, style: str, locale: str) -> str:
+    """Babel's formatting is slow next to a lookup, and a campaign formats the same few
+    pledge dates thousands of times."""
+    return format_date(value, format=style, locale=locale)
 
 
 @pass_context

@@ -11,6 +11,7 @@ committed.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import warnings
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 
 GONE_MARKERS = ("chat not found", "user is deactivated", "bot was kicked", "peer_id_invalid")
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
+NO_PREVIEW = LinkPreviewOptions(is_disabled=True)  # immutable, like every PTB object
 COMMANDS = {
     "start": "Connect this chat, or opt back in",
     "stop": "Stop all messages from this bot",
@@ -98,6 +100,9 @@ class TelegramChannel:
         group_rate = settings.max_messages_per_group_per_minute
         self._per_group = [Rate(max(1, round(group_rate)), 60_000)]
         timeout = settings.request_timeout
+        self._polling = _KeepsUpdates(
+            connection_pool_size=2, read_timeout=settings.poll_timeout + timeout
+        )
         self.bot = Bot(
             token.get_secret_value(),
             base_url=settings.base_url,
@@ -109,9 +114,7 @@ class TelegramChannel:
                 connect_timeout=timeout,
                 pool_timeout=timeout,
             ),
-            get_updates_request=HTTPXRequest(
-                connection_pool_size=2, read_timeout=settings.poll_timeout + timeout
-            ),
+            get_updates_request=self._polling,
         )
         self._started = False
 
@@ -151,11 +154,8 @@ class TelegramChannel:
     async def send(self, message: OutboundMessage) -> Receipt:
         markup = None
         if message.buttons:
-            markup = InlineKeyboardMarkup(
-                [
-                    [InlineKeyboardButton(b["text"], callback_data=b["data"]) for b in row]
-                    for row in message.buttons
-                ]
+            markup = _keyboard(
+                tuple(tuple((b["text"], b["data"]) for b in row) for row in message.buttons)
             )
         await self._wait_turn(message.recipient)
         try:
@@ -173,7 +173,7 @@ class TelegramChannel:
                     text=message.text,
                     parse_mode=message.parse_mode,
                     reply_markup=markup,
-                    link_preview_options=LinkPreviewOptions(is_disabled=True),
+                    link_preview_options=NO_PREVIEW,
                 )
         except tg.TelegramError as exc:
             raise _delivery_error(exc) from exc
@@ -198,7 +198,12 @@ class TelegramChannel:
             )
         except tg.TelegramError as exc:
             raise _delivery_error(exc) from exc
-        events = [event for update in updates if (event := to_event(update)) is not None]
+        received = {raw.get("update_id"): raw for raw in self._polling.taken()}
+        events = [
+            event
+            for update in updates
+            if (event := to_event(update, received.get(update.update_id))) is not None
+        ]
         next_cursor = max((u.update_id for u in updates), default=None)
         return events, (next_cursor + 1 if next_cursor is not None else cursor)
 
@@ -214,6 +219,33 @@ class TelegramChannel:
             return bytes(await file.download_as_bytearray())
         except tg.TelegramError as exc:
             raise _delivery_error(exc) from exc
+
+
+class _KeepsUpdates(HTTPXRequest):
+    """The getUpdates connection, keeping the updates' JSON as received: stored as each event's
+    raw record, it spares rebuilding it with ``Update.to_dict`` (as costly as parsing it).
+    ``parse_json_payload`` is the documented hook for decoding Telegram's answers."""
+
+    _kept: list[dict[str, Any]] = []  # noqa: RUF012 - replaced per answer, never mutated
+
+    def parse_json_payload(self, payload: bytes) -> dict[str, Any]:  # type: ignore[override]
+        data = HTTPXRequest.parse_json_payload(payload)
+        result = data.get("result") if isinstance(data, dict) else None
+        self._kept = [r for r in result if isinstance(r, dict)] if isinstance(result, list) else []
+        return data
+
+    def taken(self) -> list[dict[str, Any]]:
+        kept, self._kept = self._kept, []
+        return kept
+
+
+@functools.lru_cache(maxsize=256)
+def _keyboard(rows: tuple[tuple[tuple[str, str], ...], ...]) -> InlineKeyboardMarkup:
+    """Buttons as rows of (label, data). PTB's objects are immutable once built, so the
+    prompts of one campaign in one language share one keyboard instead of building it each."""
+    return InlineKeyboardMarkup(
+        [[InlineKeyboardButton(text, callback_data=data) for text, data in row] for row in rows]
+    )
 
 
 def _chat(recipient: str) -> int | str:
@@ -243,9 +275,10 @@ def _delivery_error(exc: tg.TelegramError) -> Exception:
     return TransientError(f"Telegram: {text or type(exc).__name__}")
 
 
-def to_event(update: Update) -> InboundEvent | None:
-    """Normalise one Telegram update; None for kinds we do not handle."""
-    raw = update.to_dict()
+def to_event(update: Update, raw: dict[str, Any] | None = None) -> InboundEvent | None:
+    """Normalise one Telegram update; None for kinds we do not handle. ``raw``: the update as
+    Telegram sent it (kept with the event); rebuilt from ``update`` when not given."""
+    raw = raw if raw is not None else update.to_dict()
     if update.callback_query is not None:
         query = update.callback_query
         anchor = query.message

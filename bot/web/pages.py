@@ -20,7 +20,12 @@ from bot.app import App
 from bot.models import CampaignControl
 
 HERE = Path(__file__).parent
-NAV = [("/updates", "Updates"), ("/outbox", "Outbox"), ("/alerts", "Alerts")]
+NAV = [
+    ("/updates", "Updates"),
+    ("/outbox", "Outbox"),
+    ("/schedules", "Schedules"),
+    ("/alerts", "Alerts"),
+]
 ADMIN_NAV = [("/users", "Users")]
 
 env = Environment(

@@ -109,7 +109,15 @@ def test_every_page_has_no_serious_accessibility_violations(
     found = {"/login": axe_violations(page)}
     sign_in(page, dashboard, "admin@example.org", next_="/outbox")
     seed_update(dashboard, "Opened two drop-in centres")
-    for path in ("/updates", "/outbox", "/outbox?state=failed", "/alerts", "/users"):
+    for path in (
+        "/updates",
+        "/outbox",
+        "/outbox?state=failed",
+        "/schedules",
+        "/schedules/2026-amplify.toml",
+        "/alerts",
+        "/users",
+    ):
         page.goto(f"{dashboard.url}{path}")
         found[path] = axe_violations(page)
     problems = {
@@ -118,3 +126,27 @@ def test_every_page_has_no_serious_accessibility_violations(
         if violations
     }
     assert problems == {}
+
+
+def test_edit_a_schedule_with_an_error_then_fix_it(page: Any, dashboard: Dashboard) -> None:
+    path = dashboard.folder / "schedules" / "2026-amplify.toml"
+    before = path.read_text(encoding="utf-8")
+    sign_in(page, dashboard, "editor@example.org", next_="/schedules")
+    page.get_by_role("link", name="2026-amplify.toml").click()
+    editor = page.get_by_label("Contents")
+    editor.fill(before.replace("max_per_org_per_month = 2", "max_per_org_per_month = -1"))
+    page.get_by_role("button", name="Check and save").click()
+    problems = page.get_by_role("alert")
+    expect(problems).to_contain_text("Not saved")
+    expect(problems).to_contain_text("max_per_org_per_month")
+    expect(page.locator("ol.numbered li.bad")).to_contain_text("max_per_org_per_month = -1")
+    page.screenshot(path=str(ARTIFACTS / "schedule-error.png"), full_page=True)
+    assert path.read_text(encoding="utf-8") == before, "an invalid save writes nothing"
+    editor = page.get_by_label("Contents")
+    editor.fill(
+        editor.input_value().replace("max_per_org_per_month = -1", "max_per_org_per_month = 3")
+    )
+    page.get_by_role("button", name="Check and save").click()
+    expect(page.get_by_role("status")).to_contain_text("2026-amplify.toml saved")
+    assert "max_per_org_per_month = 3" in path.read_text(encoding="utf-8")
+    page.screenshot(path=str(ARTIFACTS / "schedule-fixed.png"), full_page=True)
