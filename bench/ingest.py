@@ -5,8 +5,8 @@ updates), filled with text messages from pledgemakers' bound chats (``--per-chat
 arrival order across chats).
 
 pledgebot: ``bot.inbox.Listener`` (getUpdates through ``TelegramChannel.poll``; events and the
-cursor committed before the next poll acknowledges them) and ``Processor`` (one transaction per
-event through ``bot.conversation``: contact, reply, prompt lookups) together, until all N
+cursor committed before the next poll acknowledges them) and ``Processor`` (a transaction per
+chunk of events through ``bot.conversation``: contact, reply, prompt lookups) together, until all N
 updates are rows in ``replies``. By default the chats have no open prompt, so each message is
 stored as a reply and nothing else; ``--answers`` gives every chat an open prompt first, so each
 chat's first message creates a journey update, a thank-you and a consent question (heavier).
@@ -17,8 +17,8 @@ transaction on an engine with pledgebot's SQLite settings, then the next call wi
 
 The two take turns (``--slice`` seconds of pledgebot, a tenth of that of baseline) until
 pledgebot is done, so changes in machine load hit both alike. Ratio: pledgebot updates/s ÷
-baseline updates/s, target ≥ 0.5. The default N is 10,000, not 20,000: at pledgebot's rate
-20,000 takes about two minutes alone, too long for ``make bench``; ``--updates 20000`` works.
+baseline updates/s, target ≥ 0.5. The default N is 10,000, not 20,000, to keep ``make bench``
+short; ``--updates 20000`` works.
 
     .venv/bin/python bench/ingest.py [--updates 10000] [--per-chat 4] [--answers] [--quick]
 """

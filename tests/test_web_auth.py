@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -48,6 +49,24 @@ def sign_in(client: TestClient, email: str, password: str = PASSWORD, next_: str
         follow_redirects=False,
     )
     return response.status_code
+
+
+def post_login(client: TestClient, email: str, **extra: str) -> Any:
+    """The sign-in form as a browser submits it (with the form's own token)."""
+    form = client.get("/login")
+    token = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert token is not None
+    data = {"csrf": token.group(1), "email": email, "password": PASSWORD, **extra}
+    return client.post("/login", data=data, follow_redirects=False)
+
+
+def signed_in(app: App, email: str, role: str) -> TestClient:
+    """A client signed in as a new user with ``role``."""
+    with app.db.session() as session:
+        staff.add_user(session, email, PASSWORD, role, actor="test")
+    client = TestClient(build(app))
+    assert sign_in(client, email) == 303
+    return client
 
 
 def csrf_of(client: TestClient) -> str:
@@ -133,14 +152,7 @@ def test_a_viewer_changes_nothing(web: TestClient, app: App) -> None:
 def test_sign_in_sets_a_hardened_cookie_and_sign_out_ends_the_session(
     web: TestClient, app: App
 ) -> None:
-    form = web.get("/login")
-    token = re.search(r'name="csrf" value="([^"]+)"', form.text)
-    assert token is not None
-    response = web.post(
-        "/login",
-        data={"csrf": token.group(1), "email": "Editor@Example.org ", "password": PASSWORD},
-        follow_redirects=False,
-    )
+    response = post_login(web, "Editor@Example.org ")
     assert response.status_code == 303
     cookie = next(v for k, v in response.headers.multi_items() if k == "set-cookie" and COOKIE in v)
     assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Secure" not in cookie
@@ -158,14 +170,7 @@ def test_over_https_the_cookie_is_secure(app: App) -> None:
     with app.db.session() as session:
         staff.add_user(session, "ssl@example.org", PASSWORD, "viewer", actor="test")
     client = TestClient(build(app), base_url="https://dashboard.example.org")
-    form = client.get("/login")
-    token = re.search(r'name="csrf" value="([^"]+)"', form.text)
-    assert token is not None
-    response = client.post(
-        "/login",
-        data={"csrf": token.group(1), "email": "ssl@example.org", "password": PASSWORD},
-        follow_redirects=False,
-    )
+    response = post_login(client, "ssl@example.org")
     cookie = next(v for k, v in response.headers.multi_items() if k == "set-cookie" and COOKIE in v)
     assert "Secure" in cookie
 
@@ -190,19 +195,7 @@ def test_a_sign_in_form_without_its_token_is_refused(web: TestClient) -> None:
 
 
 def test_after_sign_in_only_local_paths_are_followed(web: TestClient) -> None:
-    form = web.get("/login")
-    token = re.search(r'name="csrf" value="([^"]+)"', form.text)
-    assert token is not None
-    response = web.post(
-        "/login",
-        data={
-            "csrf": token.group(1),
-            "email": "admin@example.org",
-            "password": PASSWORD,
-            "next": "//evil.example/steal",
-        },
-        follow_redirects=False,
-    )
+    response = post_login(web, "admin@example.org", next="//evil.example/steal")
     assert response.headers["location"] == "/"
 
 

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from bot import staff
 from bot.app import App
 from bot.models import AuditEntry, JourneyUpdate
-from bot.web.app import build
-from tests.test_web_auth import PASSWORD, sign_in
+from tests.test_web_auth import signed_in
 
 HOSTILE = '<script>alert(1)</script> "><img src=x onerror=alert(2)> قمنا بتدريب ٤٠ مفتشًا'
 
@@ -35,12 +32,8 @@ def add_update(app: App, text: str, *, media: list[dict[str, str]] | None = None
 
 
 @pytest.fixture
-def editor(app: App) -> Iterator[TestClient]:
-    with app.db.session() as session:
-        staff.add_user(session, "editor@example.org", PASSWORD, "editor", actor="test")
-    client = TestClient(build(app))
-    assert sign_in(client, "editor@example.org") == 303
-    yield client
+def editor(app: App) -> TestClient:
+    return signed_in(app, "editor@example.org", "editor")
 
 
 def csrf(client: TestClient) -> str:

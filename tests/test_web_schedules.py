@@ -3,29 +3,22 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from bot import staff
 from bot.app import App
 from bot.models import AuditEntry
-from bot.web.app import build
-from tests.test_web_auth import PASSWORD, sign_in
+from tests.test_web_auth import signed_in
 
 FILE = "2026-amplify.toml"
 
 
 @pytest.fixture
-def editor(app: App) -> Iterator[TestClient]:
-    with app.db.session() as session:
-        staff.add_user(session, "editor@example.org", PASSWORD, "editor", actor="test")
-    client = TestClient(build(app))
-    assert sign_in(client, "editor@example.org") == 303
-    yield client
+def editor(app: App) -> TestClient:
+    return signed_in(app, "editor@example.org", "editor")
 
 
 def form_of(client: TestClient, name: str = FILE) -> dict[str, str]:

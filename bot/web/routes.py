@@ -210,45 +210,53 @@ def outbox_page(request: Request, app: App) -> Response:
 
 def retry_message(request: Request, app: App) -> Response:
     """Failed, cancelled or waiting: due now, with its attempts counted afresh."""
-    message_id = int(request.path_params["id"])
-    with app.db.session() as session:
-        changed = session.execute(
-            update(OutboxMessage)
-            .where(
-                OutboxMessage.id == message_id,
-                OutboxMessage.state.in_(("failed", "cancelled", "retry_wait")),
-            )
-            .values(state="pending", attempts=0, next_attempt_at=utcnow(), claimed_until=None)
-        ).rowcount  # type: ignore[attr-defined]
-        if changed:
-            staff.audit(
-                session, request.scope["state"]["user"], "outbox.retry", str(message_id), ""
-            )
-    if not changed:
-        return not_found(
-            request, app, f"Message {message_id} cannot be retried (already sent or gone)."
-        )
-    return back("/outbox", f"Message {message_id} will be sent again now.")
+    return _transition(
+        request,
+        app,
+        ("failed", "cancelled", "retry_wait"),
+        {"state": "pending", "attempts": 0, "next_attempt_at": utcnow(), "claimed_until": None},
+        "outbox.retry",
+        done="Message {id} will be sent again now.",
+        refused="Message {id} cannot be retried (already sent or gone).",
+    )
 
 
 def cancel_message(request: Request, app: App) -> Response:
+    return _transition(
+        request,
+        app,
+        ("pending", "retry_wait"),
+        {"state": "cancelled", "last_error": "cancelled by staff"},
+        "outbox.cancel",
+        done="Message {id} cancelled.",
+        refused="Message {id} is not waiting to be sent.",
+    )
+
+
+def _transition(
+    request: Request,
+    app: App,
+    from_states: tuple[str, ...],
+    values: dict[str, Any],
+    action: str,
+    *,
+    done: str,
+    refused: str,
+) -> Response:
+    """Move one message out of ``from_states`` (only from those: a message the dispatcher has
+    meanwhile sent stays sent), record who did it, and say so."""
     message_id = int(request.path_params["id"])
     with app.db.session() as session:
         changed = session.execute(
             update(OutboxMessage)
-            .where(
-                OutboxMessage.id == message_id,
-                OutboxMessage.state.in_(("pending", "retry_wait")),
-            )
-            .values(state="cancelled", last_error="cancelled by staff")
+            .where(OutboxMessage.id == message_id, OutboxMessage.state.in_(from_states))
+            .values(**values)
         ).rowcount  # type: ignore[attr-defined]
         if changed:
-            staff.audit(
-                session, request.scope["state"]["user"], "outbox.cancel", str(message_id), ""
-            )
+            staff.audit(session, request.scope["state"]["user"], action, str(message_id), "")
     if not changed:
-        return not_found(request, app, f"Message {message_id} is not waiting to be sent.")
-    return back("/outbox", f"Message {message_id} cancelled.")
+        return not_found(request, app, refused.format(id=message_id))
+    return back("/outbox", done.format(id=message_id))
 
 
 # -- alerts -------------------------------------------------------------------------------------
