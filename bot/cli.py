@@ -165,6 +165,32 @@ def schedules_check(
     out.print(f"{len(found.campaigns)} campaign(s) in {len(found.files)} file(s): OK")
 
 
+@schedules_cli.command("export-ics")
+def schedules_export_ics(
+    days: Annotated[int, typer.Option(min=1, max=92, help="How far ahead.")] = 30,
+    past: Annotated[int, typer.Option(min=0, max=92, help="Days back (what was sent).")] = 0,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")
+    ] = None,
+) -> None:
+    """What is planned (and was sent) as an iCalendar file, for a calendar app. Sends nothing."""
+    from datetime import timedelta
+
+    from bot import calendar
+    from bot.models import utcnow
+
+    app = open_app()
+    now = utcnow()
+    body = calendar.ics(
+        calendar.entries(app, now - timedelta(days=past), now + timedelta(days=days))
+    )
+    if output is None:
+        sys.stdout.buffer.write(body)
+        return
+    output.write_bytes(body)
+    err.print(f"wrote {output}", markup=False)
+
+
 @schedules_cli.command("preview")
 def schedules_preview(
     days: Annotated[int, typer.Option(min=1, max=366, help="How far ahead.")] = 7,

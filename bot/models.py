@@ -370,3 +370,14 @@ class StaffAlert(Base):
     raised_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     acknowledged_by: Mapped[str | None] = mapped_column(String(254))
+
+
+class CalendarFeed(Base):
+    """A user's secret iCalendar feed URL (``/calendar/<token>.ics``); only the token's
+    SHA-256 is stored. Revoked when replaced, or by hand."""
+
+    __tablename__ = "calendar_feeds"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -7,7 +7,7 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
 from bot.app import App
-from bot.web import health, moderation, routes, schedule_editor, users
+from bot.web import calendar_page, health, moderation, routes, schedule_editor, users
 from bot.web.auth import StaffAuth
 from bot.web.pages import HERE
 
@@ -18,6 +18,7 @@ def build(app: App) -> StaffAuth:
             *health.routes(app),
             *routes.routes(app),
             *moderation.routes(app),
+            *calendar_page.routes(app),
             *schedule_editor.routes(app),
             *users.routes(app),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),

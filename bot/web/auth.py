@@ -43,7 +43,9 @@ _PUBLIC = [
     re.compile("^" + re.sub(r"\{[a-z]+\}", "[^?]+", p.replace(".", r"\.")) + "$") for p in PUBLIC
 ]
 ADMIN_ONLY = ("/users",)
-VIEWERS_MAY_POST = ("/logout",)  # still with the CSRF token
+# Still with the CSRF token: signing out, and a viewer's own calendar feed (it changes nothing
+# of the campaign).
+VIEWERS_MAY_POST = ("/logout", "/calendar/feed", "/calendar/feed/revoke")
 SAFE_METHODS = ("GET", "HEAD")
 MAX_FORM_BYTES = 10 * 1024 * 1024  # a CSV upload
 SECURITY_HEADERS = [

@@ -21,6 +21,7 @@ from bot.models import CampaignControl
 
 HERE = Path(__file__).parent
 NAV = [
+    ("/calendar", "Calendar"),
     ("/updates", "Updates"),
     ("/outbox", "Outbox"),
     ("/schedules", "Schedules"),

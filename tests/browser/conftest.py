@@ -69,7 +69,7 @@ def _free_port() -> int:
 @pytest.fixture
 def dashboard(tmp_path: Path) -> Iterator[Dashboard]:
     port = _free_port()
-    config = write_config(tmp_path)
+    config = write_config(tmp_path, extra='post_chat_id = "@pledge_news"')  # posts on Telegram
     config.write_text(
         config.read_text(encoding="utf-8").replace("port = 0", f"port = {port}"), encoding="utf-8"
     )

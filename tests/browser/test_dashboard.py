@@ -58,6 +58,7 @@ def seed_update(dashboard: Dashboard, text: str) -> int:
             media=[],
             source="import",
             source_ref=f"browser:{text[:30]}",
+            consent_to_publish=True,  # imported with the organisation's consent on file
         )
         session.add(update)
         session.flush()
@@ -81,6 +82,14 @@ def test_approve_an_update(page: Any, dashboard: Dashboard) -> None:
     page.get_by_role("button", name="Show").click()
     expect(page.locator(f"#update-{update_id}")).to_contain_text("approved")
     page.screenshot(path=str(ARTIFACTS / "update-approved.png"), full_page=True)
+    # Approved and consented: the next posting slot on the calendar carries it.
+    page.get_by_role("link", name="Calendar").click()
+    scheduled = page.locator("li.entry.planned", has_text="journeys → telegram").first
+    expect(scheduled).to_be_visible()
+    scheduled.locator("summary").click()
+    expect(scheduled).to_contain_text('We trained 40 inspectors <script>alert("x")</script>')
+    expect(scheduled).not_to_contain_text("<b>")  # Telegram's HTML shown as its reader sees it
+    page.screenshot(path=str(ARTIFACTS / "calendar-scheduled.png"), full_page=True)
     assert dialogs == [], "the script in their words never ran"
 
 
@@ -115,6 +124,8 @@ def test_every_page_has_no_serious_accessibility_violations(
         "/outbox?state=failed",
         "/schedules",
         "/schedules/2026-amplify.toml",
+        "/calendar",
+        "/calendar?view=month",
         "/alerts",
         "/users",
     ):

@@ -1,4 +1,4 @@
-"""dashboard: staff users, sessions, sign-in attempts, audit log, alerts
+"""dashboard: staff users, sessions, sign-in attempts, audit log, alerts, calendar feeds
 
 Revision ID: 0002
 Revises: 0001
@@ -66,6 +66,20 @@ def upgrade() -> None:
         sa.UniqueConstraint("email", name=op.f("uq_staff_users_email")),
     )
     op.create_table(
+        "calendar_feeds",
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("revoked_at", sa.DateTime(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["staff_users.id"], name=op.f("fk_calendar_feeds_user_id_staff_users")
+        ),
+        sa.PrimaryKeyConstraint("token_hash", name=op.f("pk_calendar_feeds")),
+    )
+    with op.batch_alter_table("calendar_feeds", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_calendar_feeds_user_id"), ["user_id"], unique=False)
+
+    op.create_table(
         "staff_sessions",
         sa.Column("token_hash", sa.String(length=64), nullable=False),
         sa.Column("user_id", sa.Integer(), nullable=False),
@@ -90,6 +104,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_staff_sessions_user_id"))
 
     op.drop_table("staff_sessions")
+    with op.batch_alter_table("calendar_feeds", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_calendar_feeds_user_id"))
+
+    op.drop_table("calendar_feeds")
     op.drop_table("staff_users")
     op.drop_table("staff_alerts")
     with op.batch_alter_table("login_attempts", schema=None) as batch_op:

@@ -1,0 +1,124 @@
+"""``/calendar``: what will go out and what went out, by day, in the viewer's time zone; and each
+user's secret iCalendar feed (``/calendar/<token>.ics``, public by its token, revocable)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime, timedelta
+from itertools import groupby
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from anyio import to_thread
+from sqlalchemy import select
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from bot import calendar, staff
+from bot.app import App
+from bot.models import StaffUser
+from bot.web.pages import back, page
+
+FEED_PAST, FEED_AHEAD = timedelta(days=14), timedelta(days=60)
+
+
+def routes(app: App) -> list[Route]:
+    def run(
+        handler: Callable[[Request, App], Response],
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            return await to_thread.run_sync(lambda: handler(request, app))
+
+        endpoint.__name__ = handler.__name__
+        return endpoint
+
+    return [
+        Route("/calendar", run(calendar_page), methods=["GET"]),
+        Route("/calendar/feed", run(replace_feed), methods=["POST"]),
+        Route("/calendar/feed/revoke", run(revoke_feed), methods=["POST"]),
+        Route("/calendar/{token}.ics", run(feed), methods=["GET"]),
+    ]
+
+
+def _zone(name: str, default: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name or default)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo(default)
+
+
+def calendar_page(request: Request, app: App) -> Response:
+    params = request.query_params
+    zone = _zone(params.get("tz", ""), app.config.timezone)
+    view = "month" if params.get("view") == "month" else "week"
+    try:
+        first = date.fromisoformat(params.get("start", ""))
+    except ValueError:
+        first = datetime.now(zone).date()
+    if view == "week":
+        first -= timedelta(days=first.weekday())
+        days = 7
+    else:
+        first = first.replace(day=1)
+        days = ((first + timedelta(days=32)).replace(day=1) - first).days
+    start = datetime.combine(first, datetime.min.time(), zone).astimezone(UTC)
+    found = calendar.entries(app, start, start + timedelta(days=days))
+    by_day = [
+        (day, list(items))
+        for day, items in groupby(found, key=lambda e: e.start.astimezone(zone).date())
+    ]
+    with app.db.session() as session:
+        user = session.scalar(
+            select(StaffUser).where(StaffUser.email == request.scope["state"]["user"])
+        )
+        feed_on = user is not None and staff.has_feed(session, user)
+    step = timedelta(days=7) if view == "week" else timedelta(days=days)
+    return page(
+        request,
+        app,
+        "calendar.html",
+        title="Calendar",
+        view=view,
+        zone=zone.key,
+        first=first,
+        last=first + timedelta(days=days - 1),
+        earlier=(first - (step if view == "week" else timedelta(days=1))).isoformat(),
+        later=(first + step).isoformat(),
+        by_day=by_day,
+        local=lambda moment: moment.astimezone(zone),
+        seen=calendar.as_seen,
+        feed_on=feed_on,
+        new_feed=request.query_params.get("feed", ""),
+    )
+
+
+def _me(session, request: Request) -> StaffUser:  # type: ignore[no-untyped-def]
+    user = session.scalar(
+        select(StaffUser).where(StaffUser.email == request.scope["state"]["user"])
+    )
+    assert user is not None  # StaffAuth let the request in: the user exists
+    return user
+
+
+def replace_feed(request: Request, app: App) -> Response:
+    """A new feed URL for the signed-in user (any editor or viewer may follow the calendar)."""
+    with app.db.session() as session:
+        token = staff.new_feed(session, _me(session, request))
+    url = f"{request.base_url}calendar/{token}.ics"
+    return back("/calendar", "Your calendar feed (keep it secret): " + url)
+
+
+def revoke_feed(request: Request, app: App) -> Response:
+    with app.db.session() as session:
+        staff.revoke_feeds(session, _me(session, request))
+    return back("/calendar", "Your calendar feed is switched off.")
+
+
+def feed(request: Request, app: App) -> Response:
+    with app.db.session() as session:
+        owner = staff.feed_owner(session, request.path_params["token"])
+    if owner is None:
+        return Response("No such calendar.", status_code=404, media_type="text/plain")
+    now = datetime.now(UTC)
+    body = calendar.ics(calendar.entries(app, now - FEED_PAST, now + FEED_AHEAD))
+    return Response(body, media_type="text/calendar; charset=utf-8")
