@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -284,3 +285,26 @@ def test_an_admin_adds_a_user_and_changes_a_role_but_not_their_own(
     other = TestClient(build(app))
     assert sign_in(other, "new@example.org") == 303
     assert other.get("/users").status_code == 403
+
+
+def test_an_oversized_post_is_refused_whole(
+    web: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.web import auth
+
+    monkeypatch.setattr(auth, "MAX_FORM_BYTES", 1000)
+    assert sign_in(web, "admin@example.org") == 303
+    token = csrf_of(web)
+    response = web.post("/alerts/1/acknowledge", data={"csrf": token, "pad": "x" * 5000})
+    assert response.status_code == 413
+
+
+@pytest.mark.parametrize("app", ["sqlite"], indirect=True)
+def test_a_page_without_its_database_says_503_not_a_traceback(app: App, tmp_path: Path) -> None:
+    client = TestClient(build(app), raise_server_exceptions=False)
+    client.cookies.set(COOKIE, "some-session-token")
+    app.db.dispose()
+    (tmp_path / "pledgebot.db").unlink()
+    (tmp_path / "pledgebot.db").mkdir()  # not a database any more
+    response = client.get("/outbox", follow_redirects=False)
+    assert response.status_code == 503 and "database is unreachable" in response.text

@@ -15,6 +15,7 @@ Everything else:
 from __future__ import annotations
 
 import hmac
+import logging
 import os
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -35,6 +36,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+log = logging.getLogger(__name__)
 COOKIE = "pledgebot_session"
 # The only routes served without a session. Later issues add signed confirmation links and the
 # public journey feed here; nothing else belongs on it.
@@ -81,7 +83,12 @@ class StaffAuth:
         if path == "/metrics" and self._scraper(request):
             await self.inner(scope, receive, send)
             return
-        found = await to_thread.run_sync(self._session, request.cookies.get(COOKIE, ""))
+        try:
+            found = await to_thread.run_sync(self._session, request.cookies.get(COOKIE, ""))
+        except Exception as exc:  # the database is down: say so, without a traceback
+            log.warning("dashboard: cannot check the session: %s", type(exc).__name__)
+            await PlainTextResponse("The database is unreachable.", 503)(scope, receive, send)
+            return
         if found is None:
             await _unauthenticated(request, method)(scope, receive, send)
             return
@@ -95,6 +102,9 @@ class StaffAuth:
                 await _forbidden("Viewers can look, not change.")(scope, receive, send)
                 return
             body, receive = await _buffer(receive)
+            if body is None:
+                await PlainTextResponse("Too large.", 413)(scope, receive, send)
+                return
             if not await _csrf_ok(scope, body, csrf):
                 await _forbidden("This form has expired; reload the page.")(scope, receive, send)
                 return
@@ -130,8 +140,9 @@ def _forbidden(text: str) -> Response:
     return PlainTextResponse(text, status_code=403)
 
 
-async def _buffer(receive: Receive) -> tuple[bytes, Receive]:
-    """Read the request body (so the CSRF field can be checked) and replay it to the app."""
+async def _buffer(receive: Receive) -> tuple[bytes | None, Receive]:
+    """Read the request body (so the CSRF field can be checked) and replay it to the app;
+    None for a body over ``MAX_FORM_BYTES`` (refused, never cut short)."""
     chunks, size, more = [], 0, True
     while more:
         message = await receive()
@@ -140,9 +151,9 @@ async def _buffer(receive: Receive) -> tuple[bytes, Receive]:
         chunks.append(message.get("body", b""))
         size += len(chunks[-1])
         if size > MAX_FORM_BYTES:
-            break
+            return None, receive
         more = message.get("more_body", False)
-    body = b"".join(chunks)[:MAX_FORM_BYTES]
+    body = b"".join(chunks)
     sent = False
 
     async def replay() -> Message:
