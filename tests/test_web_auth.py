@@ -235,6 +235,8 @@ def test_an_editor_retries_a_failed_message_and_cancels_a_pending_one(
     token = csrf_of(web)
     retried = web.post("/outbox/1/retry", data={"csrf": token})
     assert "will be sent again" in retried.text
+    assert "will be sent again" not in web.get("/outbox").text, "said once"
+    assert "Pay here" not in web.get("/outbox?done=Pay+here").text, "a link cannot add words"
     cancelled = web.post("/outbox/2/cancel", data={"csrf": token})
     assert "Message 2 cancelled" in cancelled.text
     with app.db.session() as session:

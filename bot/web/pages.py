@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import select
@@ -20,6 +21,7 @@ from bot.app import App
 from bot.models import CampaignControl
 
 HERE = Path(__file__).parent
+FLASH = "pledgebot_done"
 NAV = [
     ("/calendar", "Calendar"),
     ("/updates", "Updates"),
@@ -62,18 +64,22 @@ def page(
         "active": "/" + request.url.path.strip("/").split("/")[0],
         "can_edit": bool(role) and staff.role_at_least(role, "editor"),
         "paused_channels": paused_channels(app) if state.get("user") else [],
-        "flash": request.query_params.get("done", ""),
+        "flash": unquote(request.cookies.get(FLASH, "")),
         **context,
     }
-    return HTMLResponse(env.get_template(template).render(values), status_code=status_code)
+    response = HTMLResponse(env.get_template(template).render(values), status_code=status_code)
+    if FLASH in request.cookies:  # said once
+        response.delete_cookie(FLASH)
+    return response
 
 
 def back(path: str, done: str) -> RedirectResponse:
-    """After a change, back to the page it was made on, saying what was done (POST-redirect-GET)."""
-    from urllib.parse import urlencode
-
-    joiner = "&" if "?" in path else "?"
-    return RedirectResponse(f"{path}{joiner}{urlencode({'done': done})}", status_code=303)
+    """After a change, back to the page it was made on (POST-redirect-GET), which says what was
+    done. The words travel in a short-lived cookie, not the URL: a link cannot put words of
+    its own on our page, and nothing said (a feed URL) lands in the browser's history."""
+    response = RedirectResponse(path, status_code=303)
+    response.set_cookie(FLASH, quote(done[:500]), max_age=60, httponly=True, samesite="strict")
+    return response
 
 
 def safe_next(target: str) -> str:
