@@ -310,3 +310,20 @@ def test_a_page_without_its_database_says_503_not_a_traceback(app: App, tmp_path
     (tmp_path / "pledgebot.db").mkdir()  # not a database any more
     response = client.get("/outbox", follow_redirects=False)
     assert response.status_code == 503 and "database is unreachable" in response.text
+
+
+@pytest.mark.parametrize("app", ["sqlite"], indirect=True)
+def test_the_outbox_pages_back_through_older_messages_keeping_its_filter(app: App) -> None:
+    with app.db.session() as session:
+        outbox.enqueue(
+            session,
+            [PlannedMessage(f"p:{i}", "telegram", str(1000 + i), f"m{i}") for i in range(105)],
+            campaign_id="act-checkin",
+        )
+    viewer = signed_in(app, "viewer@example.org", "viewer")
+    first = viewer.get("/outbox?campaign=act-checkin").text
+    assert first.count('<tr id="message-') == 100
+    older = re.search(r'<a href="([^"]+)">Older messages</a>', first)
+    assert older is not None and "campaign=act-checkin" in older.group(1)
+    rest = viewer.get(older.group(1).replace("&amp;", "&")).text
+    assert rest.count('<tr id="message-') == 5 and "Older messages" not in rest

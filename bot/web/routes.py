@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
 from sqlalchemy import func, select, update
 from starlette.requests import Request
@@ -190,8 +191,8 @@ def outbox_page(request: Request, app: App) -> Response:
     more = ""
     if len(messages) > PAGE_SIZE:
         messages = messages[:PAGE_SIZE]
-        filters = "".join(f"&{k}={v}" for k, v in chosen.items() if v)
-        more = f"/outbox?before={messages[-1].id}{filters}"
+        query = {"before": str(messages[-1].id), **{k: v for k, v in chosen.items() if v}}
+        more = f"/outbox?{urlencode(query)}"
     return page(
         request,
         app,
