@@ -98,6 +98,7 @@ class Dispatcher:
         self.backoff = Backoff(settings.backoff_base, settings.backoff_max)
         self.wake = asyncio.Event()
         self._threads_checked = 0.0
+        self._renewed = time.monotonic()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Send until ``stop`` is set; finishes the sends already on the wire before returning.
@@ -120,6 +121,7 @@ class Dispatcher:
         stop_watch.add_done_callback(self._nudge)
         try:
             while not stop.is_set():
+                self._renew_leases(in_flight, unsaved)
                 for task in [task for task in in_flight if task.done()]:
                     del in_flight[task]
                     if not unsaved:
@@ -165,6 +167,26 @@ class Dispatcher:
             for outcome in unsaved:
                 health.add(outcome.item.channel, outcome.platform_error)
         self._write_health(health)
+
+    def _renew_leases(
+        self, in_flight: Mapping[asyncio.Task[Outcome], outbox.Claimed], unsaved: list[Outcome]
+    ) -> None:
+        """Every third of a lease, extend the leases of what is still on the wire here: a send
+        that waits long (a rate limit, a slow platform, a busy machine) is not taken for the
+        work of a dead process and sent again by another worker."""
+        lease = self.settings.lease_seconds
+        if time.monotonic() - self._renewed < lease / 3:
+            return
+        self._renewed = time.monotonic()
+        ids = [item.message.id for item in in_flight.values()]
+        ids += [outcome.item.message.id for outcome in unsaved]
+        if not ids:
+            return
+        try:
+            with self.db.session() as session:
+                outbox.extend_leases(session, ids, utcnow() + timedelta(seconds=lease))
+        except Exception:  # the database is away: the leases run out, as they would if we died
+            log.exception("extending the leases of messages on the wire failed")
 
     def _nudge(self, _done: object) -> None:
         self.wake.set()

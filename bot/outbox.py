@@ -376,6 +376,19 @@ def mark_sent_many(session: Session, sent: list[tuple[int, str]], now: datetime)
         )
 
 
+def extend_leases(session: Session, ids: list[int], until: datetime) -> int:
+    """These messages are still on the wire in a live process: their leases run on to
+    ``until``. A process that stalls or dies stops renewing, and its leases run out."""
+    if not ids:
+        return 0
+    result = session.execute(
+        update(_OUTBOX)
+        .where(_OUTBOX.c.id.in_(ids), _OUTBOX.c.state == "sending")
+        .values(claimed_until=until)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
 def mark_retry(
     session: Session,
     message_id: int,
