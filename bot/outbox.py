@@ -259,11 +259,7 @@ def _claimed(
             session.execute(update(_OUTBOX).where(_OUTBOX.c.id == row.id).values(**values))
             return None
     if row.contact_id is not None and status.get(row.contact_id) != "active":
-        session.execute(
-            update(_OUTBOX)
-            .where(_OUTBOX.c.id == row.id)
-            .values(state="failed", last_error=CONTACT_STOPPED, claimed_until=None)
-        )
+        mark_failed(session, row.id, CONTACT_STOPPED)
         return None
     message = OutboundMessage(
         id=row.id,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from icalendar import Calendar
@@ -94,9 +95,14 @@ def test_a_secret_feed_is_readable_by_its_url_only_until_replaced_or_revoked(app
 @pytest.mark.parametrize("app", ["sqlite"], indirect=True)
 def test_the_calendar_page_shows_the_viewers_time_zone(app: App) -> None:
     bind(app)
+    now = utcnow()
+    first = calendar.entries(app, now, now + timedelta(days=92))[0]
+    local = first.start.astimezone(ZoneInfo("Asia/Kolkata"))  # UTC+5:30: minutes shift too
     editor = signed_in(app, "editor@example.org", "editor")
-    page = editor.get("/calendar?view=month&tz=Asia/Kolkata").text
-    assert "times in Asia/Kolkata" in page and "act" in page
+    page = editor.get(f"/calendar?view=week&start={local.date()}&tz=Asia/Kolkata").text
+    assert "times in Asia/Kolkata" in page
+    assert f'<time datetime="{first.start.isoformat()}">{local:%H:%M}</time>' in page
+    assert f"{first.campaign} → {first.channel}" in page
     fallback = editor.get("/calendar?tz=Not/AZone").text
     assert f"times in {app.config.timezone}" in fallback
 

@@ -7,12 +7,15 @@ sending is paused (shown at the top of every page until fixed).
 from __future__ import annotations
 
 import secrets
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
+from anyio import to_thread
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import select
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -71,6 +74,21 @@ def page(
     if FLASH in request.cookies:  # said once
         response.delete_cookie(FLASH)
     return response
+
+
+Handler = Callable[[Request, App, FormData | None], Response]
+
+
+def in_thread(app: App, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """A Starlette endpoint for ``handler(request, app, form)``: the form (of a POST) is read
+    on the event loop, the handler and its database work run in a worker thread."""
+
+    async def endpoint(request: Request) -> Response:
+        form = await request.form() if request.method == "POST" else None
+        return await to_thread.run_sync(lambda: handler(request, app, form))
+
+    endpoint.__name__ = handler.__name__
+    return endpoint
 
 
 def back(path: str, done: str) -> RedirectResponse:

@@ -15,10 +15,8 @@ import hashlib
 import re
 import shutil
 import tempfile
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from anyio import to_thread
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
@@ -28,24 +26,16 @@ from bot import staff
 from bot.app import App
 from bot.errors import Problem, ScheduleError
 from bot.schedules import load_schedules, schedule_files
-from bot.web.pages import back, not_found, page
+from bot.web.pages import back, in_thread, not_found, page
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\.toml$")
 
 
 def routes(app: App) -> list[Route]:
-    def run(handler: Callable[..., Response]) -> Callable[[Request], Awaitable[Response]]:
-        async def endpoint(request: Request) -> Response:
-            form = await request.form() if request.method == "POST" else None
-            return await to_thread.run_sync(lambda: handler(request, app, form))
-
-        endpoint.__name__ = handler.__name__
-        return endpoint
-
     return [
-        Route("/schedules", run(listing), methods=["GET"]),
-        Route("/schedules/{name}", run(editor), methods=["GET"]),
-        Route("/schedules/{name}", run(save), methods=["POST"]),
+        Route("/schedules", in_thread(app, listing), methods=["GET"]),
+        Route("/schedules/{name}", in_thread(app, editor), methods=["GET"]),
+        Route("/schedules/{name}", in_thread(app, save), methods=["POST"]),
     ]
 
 
