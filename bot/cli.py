@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from bot.cli_pledgemakers import pledgemakers_cli
+from bot.cli_report import report
 from bot.cli_users import users_cli
 from bot.errors import UserInputError
 from bot.logs import scrub, setup_logging
@@ -46,6 +48,7 @@ for sub, name in (
     (runs_cli, "runs"),
     (export_cli, "export"),
     (users_cli, "users"),
+    (pledgemakers_cli, "pledgemakers"),
 ):
     cli.add_typer(sub, name=name)
 
@@ -595,7 +598,7 @@ def listener() -> None:
 
 @cli.command("web")
 def web() -> None:
-    """Serve /healthz and /metrics on [dashboard] host and port."""
+    """Serve the dashboard (and /healthz, /metrics) on [dashboard] host and port."""
     _serve("web")
 
 
@@ -625,6 +628,15 @@ def export_replies(
     export(open_app(), "replies", fmt, sys.stdout)
 
 
+@export_cli.command("pledgemakers")
+def export_pledgemakers() -> None:
+    """Pledgemakers as CSV in the import's own format: export, edit, import again."""
+    from bot.importer import export_pledgemakers as write
+
+    with open_app().db.session() as session:
+        write(session, sys.stdout)
+
+
 @export_cli.command("updates")
 def export_updates(
     fmt: Annotated[str, typer.Option("--format", help="csv or json")] = "json",
@@ -633,6 +645,9 @@ def export_updates(
     from bot.export import export
 
     export(open_app(), "updates", fmt, sys.stdout)
+
+
+cli.command("report")(report)  # in bot/cli_report.py
 
 
 def main() -> None:

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import csv
 import difflib
+import hashlib
 import io
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import IO, Annotated, Any
 from zoneinfo import ZoneInfo
 
 from pydantic import (
@@ -143,12 +144,17 @@ class ImportResult:
 
 
 def read_rows(
-    path: Path, model: type[BaseModel], check: Callable[[Any], str | None] | None = None
+    path: Path,
+    model: type[BaseModel],
+    check: Callable[[Any], str | None] | None = None,
+    *,
+    data: bytes | None = None,
 ) -> list[tuple[int, BaseModel]]:
-    """Parse and validate a CSV file; raise ImportRowsError listing every bad row."""
+    """Parse and validate a CSV file (or ``data`` uploaded under that name); raise
+    ImportRowsError listing every bad row."""
     shown = str(path)
     try:
-        text = path.read_bytes().decode("utf-8-sig")
+        text = (path.read_bytes() if data is None else data).decode("utf-8-sig")
     except OSError as exc:
         raise ImportRowsError(
             [Problem(shown, None, f"cannot read: {exc.strerror or exc}")]
@@ -237,8 +243,23 @@ def _check_header(shown: str, header: list[str], model: type[BaseModel]) -> list
     return problems
 
 
-def import_pledgemakers(session: Session, path: Path) -> ImportResult:
-    rows = read_rows(path, PledgemakerRow)
+def import_pledgemakers(session: Session, path: Path, *, data: bytes | None = None) -> ImportResult:
+    erased: dict[str, datetime] = {
+        ref: when
+        for ref, when in session.execute(
+            select(Pledgemaker.erased_ref, Pledgemaker.erased_at).where(
+                Pledgemaker.erased_ref.is_not(None)
+            )
+        )
+    }
+
+    def not_erased(row: PledgemakerRow) -> str | None:
+        when = erased.get(hashlib.sha256(row.id.encode()).hexdigest())
+        if when is None:
+            return None
+        return f"id {row.id!r}: erased on request on {when:%Y-%m-%d}; remove this row"
+
+    rows = read_rows(path, PledgemakerRow, not_erased if erased else None, data=data)
     existing = {p.id: p for p in session.scalars(select(Pledgemaker))}
     created = updated = 0
     for _, row in rows:
@@ -300,3 +321,23 @@ def import_updates(session: Session, path: Path) -> ImportResult:
                 setattr(current, key, value)
             updated += changed
     return ImportResult(created, updated)
+
+
+PLEDGEMAKER_COLUMNS = list(PledgemakerRow.model_fields)
+
+
+def export_pledgemakers(session: Session, stream: IO[str]) -> int:
+    """Every pledgemaker (not erased) as CSV in the import's own format: export, edit, import."""
+    writer = csv.writer(stream)
+    writer.writerow(PLEDGEMAKER_COLUMNS)
+    count = 0
+    query = select(Pledgemaker).where(Pledgemaker.erased_at.is_(None)).order_by(Pledgemaker.id)
+    for person in session.scalars(query):
+        writer.writerow(
+            [
+                value.isoformat() if isinstance(value, date) else ("" if value is None else value)
+                for value in (getattr(person, column) for column in PLEDGEMAKER_COLUMNS)
+            ]
+        )
+        count += 1
+    return count

@@ -75,6 +75,10 @@ class Pledgemaker(Base):
     website: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # Erased on request (bot.erasure): what is left is anonymous, under a new random id; the
+    # SHA-256 of the old id stops an import from bringing them back.
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    erased_ref: Mapped[str | None] = mapped_column(String(64), index=True)
 
 
 class Contact(Base):
@@ -143,6 +147,8 @@ class OutboxMessage(Base):
     media: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)  # {"path", "alt_text"}
     # A thread: this part goes out only after the part before it, as a reply to it.
     thread_parent_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"), index=True)
+    # The platform id of a message of theirs this one answers (a staff reply in a chat).
+    reply_to: Mapped[str | None] = mapped_column(String(100))
     # "send", or "delete": take down the post whose platform id is ``text`` (a withdrawal).
     action: Mapped[str] = mapped_column(String(16), default="send")
     state: Mapped[str] = mapped_column(String(16), default="pending")

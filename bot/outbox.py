@@ -136,6 +136,7 @@ def _outbox_row(
         "send_window": window.to_record() if window else None,
         "media": list(message.media),
         "action": message.action,
+        "reply_to": message.reply_to,
         "state": "pending",
         "next_attempt_at": window.next_allowed(now) if window else now,
         "created_at": now,
@@ -270,7 +271,7 @@ def _claimed(
         idempotency_key=row.idempotency_key,
         # A lease that expired: the process died with the message on the wire.
         maybe_sent=bool(row.possible_duplicate) or row.state == "sending",
-        reply_to=row.parent_external_id,
+        reply_to=row.parent_external_id or row.reply_to,
         media=list(row.media or []),
         action=row.action,
     )
@@ -314,6 +315,7 @@ def _due_query(state: str, *, paused: bool, skip: bool) -> Select[Any]:
             _OUTBOX.c.possible_duplicate,
             _OUTBOX.c.send_window,
             _OUTBOX.c.contact_id,
+            _OUTBOX.c.reply_to,
             _PARENT.c.external_id.label("parent_external_id"),
         )
         .select_from(_OUTBOX.outerjoin(_PARENT, _OUTBOX.c.thread_parent_id == _PARENT.c.id))

@@ -80,6 +80,7 @@ def concrete(path: str) -> str:
     """A route's path with its parameters filled in."""
     return (
         path.replace("{id:int}", "1")
+        .replace("{id}", "gh-min-labour")
         .replace("{path}", "app.css")
         .replace("{path:path}", "app.css")
         .replace("{token}", "not-a-token")

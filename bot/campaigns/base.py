@@ -29,6 +29,7 @@ class PlannedMessage:
     window: SendWindow | None = None  # when it may go out; None: at once
     media: tuple[dict[str, Any], ...] = ()  # {"path", "alt_text"}
     follows: str | None = None  # idempotency key of the thread part this one replies to
+    reply_to: str | None = None  # the platform id of their message this one answers
     post: dict[str, Any] | None = None  # set on a post's first part: what it publishes
     action: str = "send"  # or "delete": ``text`` is the platform id of a post to take down
 
@@ -51,7 +52,7 @@ class Plan:
 
 
 def audience_query(audience: Audience) -> Select[tuple[Pledgemaker]]:
-    query = select(Pledgemaker).order_by(Pledgemaker.id)
+    query = select(Pledgemaker).where(Pledgemaker.erased_at.is_(None)).order_by(Pledgemaker.id)
     for column, values in (
         (Pledgemaker.country, audience.country),
         (Pledgemaker.region, audience.region),

@@ -28,6 +28,7 @@ from telegram import (
     InlineKeyboardMarkup,
     LinkPreviewOptions,
     Message,
+    ReplyParameters,
     Update,
 )
 from telegram import error as tg
@@ -157,6 +158,13 @@ class TelegramChannel:
             markup = _keyboard(
                 tuple(tuple((b["text"], b["data"]) for b in row) for row in message.buttons)
             )
+        # A reply (a staff answer, a thread's next part) quotes the message it answers; if that
+        # message is gone, it goes out on its own rather than failing.
+        reply = (
+            ReplyParameters(message_id=int(message.reply_to), allow_sending_without_reply=True)
+            if message.reply_to and message.reply_to.isdigit()
+            else None
+        )
         await self._wait_turn(message.recipient)
         try:
             if message.media:  # a post with an image: the text is its caption (≤ 1024)
@@ -166,6 +174,7 @@ class TelegramChannel:
                     caption=message.text,
                     parse_mode=message.parse_mode,
                     reply_markup=markup,
+                    reply_parameters=reply,
                 )
             else:
                 sent = await self.bot.send_message(
@@ -174,6 +183,7 @@ class TelegramChannel:
                     parse_mode=message.parse_mode,
                     reply_markup=markup,
                     link_preview_options=NO_PREVIEW,
+                    reply_parameters=reply,
                 )
         except tg.TelegramError as exc:
             raise _delivery_error(exc) from exc

@@ -7,7 +7,16 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
 from bot.app import App
-from bot.web import calendar_page, health, moderation, routes, schedule_editor, users
+from bot.web import (
+    calendar_page,
+    health,
+    moderation,
+    pledgemakers,
+    reports_page,
+    routes,
+    schedule_editor,
+    users,
+)
 from bot.web.auth import StaffAuth
 from bot.web.pages import HERE
 
@@ -21,6 +30,8 @@ def build(app: App) -> StaffAuth:
             *calendar_page.routes(app),
             *schedule_editor.routes(app),
             *users.routes(app),
+            *pledgemakers.routes(app),
+            *reports_page.routes(app),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
     )

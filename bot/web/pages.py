@@ -28,9 +28,11 @@ FLASH = "pledgebot_done"
 NAV = [
     ("/calendar", "Calendar"),
     ("/updates", "Updates"),
+    ("/pledgemakers", "Pledgemakers"),
     ("/outbox", "Outbox"),
     ("/schedules", "Schedules"),
     ("/alerts", "Alerts"),
+    ("/reports", "Reports"),
 ]
 ADMIN_NAV = [("/users", "Users")]
 

@@ -12,6 +12,8 @@ from bot.campaigns.base import PlannedMessage
 from bot.db import Database
 from bot.models import JourneyUpdate
 from tests.browser.conftest import ARTIFACTS, Dashboard, axe_violations, sign_in
+from tests.conftest import SAMPLE_CSV
+from tests.test_web_pledgemakers import conversation
 
 
 def seed_outbox(dashboard: Dashboard) -> None:
@@ -118,6 +120,7 @@ def test_every_page_has_no_serious_accessibility_violations(
     found = {"/login": axe_violations(page)}
     sign_in(page, dashboard, "admin@example.org", next_="/outbox")
     seed_update(dashboard, "Opened two drop-in centres")
+    seed_conversation(dashboard, "قمنا بتدريب ٤٠ مفتشًا")
     for path in (
         "/updates",
         "/outbox",
@@ -128,6 +131,11 @@ def test_every_page_has_no_serious_accessibility_violations(
         "/calendar?view=month",
         "/alerts",
         "/users",
+        "/pledgemakers",
+        "/pledgemakers/gh-min-labour",
+        "/invites",
+        "/reports",
+        "/reports?by=country",
     ):
         page.goto(f"{dashboard.url}{path}")
         found[path] = axe_violations(page)
@@ -161,3 +169,42 @@ def test_edit_a_schedule_with_an_error_then_fix_it(page: Any, dashboard: Dashboa
     expect(page.get_by_role("status")).to_contain_text("2026-amplify.toml saved")
     assert "max_per_org_per_month = 3" in path.read_text(encoding="utf-8")
     page.screenshot(path=str(ARTIFACTS / "schedule-fixed.png"), full_page=True)
+
+
+def seed_conversation(dashboard: Dashboard, text: str) -> int:
+    db = Database(f"sqlite:///{dashboard.folder / 'pledgebot.db'}")
+    reply_id = conversation(db, text=text)
+    db.dispose()
+    return reply_id
+
+
+def test_import_pledgemakers_fixing_a_bad_row_then_reply_to_one(
+    page: Any, dashboard: Dashboard
+) -> None:
+    header = SAMPLE_CSV.read_text(encoding="utf-8").splitlines()[0]
+    row = "tz-new-ngo,New NGO,TZ,africa,ngo,en,Africa/Dar_es_Salaam,Title,Text,{date},,"
+    sign_in(page, dashboard, "editor@example.org", next_="/pledgemakers")
+    upload = page.get_by_label("Import or update from CSV")
+    bad = f"{header}\n{row.format(date='2021-02-30')}\n".encode()
+    upload.set_input_files(files=[{"name": "new.csv", "mimeType": "text/csv", "buffer": bad}])
+    page.get_by_role("button", name="Import", exact=True).click()
+    expect(page.get_by_role("alert")).to_contain_text("new.csv:2: pledge_date")
+    expect(page.get_by_role("alert")).to_contain_text("Nothing was imported.")
+    page.screenshot(path=str(ARTIFACTS / "import-refused.png"), full_page=True)
+    good = f"{header}\n{row.format(date='2021-02-28')}\n".encode()
+    upload = page.get_by_label("Import or update from CSV")
+    upload.set_input_files(files=[{"name": "new.csv", "mimeType": "text/csv", "buffer": good}])
+    page.get_by_role("button", name="Import", exact=True).click()
+    expect(page.get_by_role("status")).to_contain_text("1 new, 0 updated")
+    expect(page.get_by_role("link", name="tz-new-ngo")).to_be_visible()
+
+    seed_conversation(dashboard, "We trained 40 inspectors in Kumasi.")
+    page.goto(f"{dashboard.url}/pledgemakers/gh-min-labour")
+    expect(page.locator("ol.conversation")).to_contain_text("We trained 40 inspectors in Kumasi.")
+    page.get_by_label("Your reply").fill("Thank you, that is great news!")
+    page.get_by_role("button", name="Send reply").click()
+    expect(page.get_by_role("status")).to_contain_text("Reply queued")
+    expect(page.locator("ol.conversation li.ours").last).to_contain_text(
+        "Thank you, that is great news!"
+    )
+    page.screenshot(path=str(ARTIFACTS / "pledgemaker-reply.png"), full_page=True)

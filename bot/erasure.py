@@ -1,0 +1,239 @@
+"""A pledgemaker's data on request: everything we hold, as one JSON document; and erasure.
+
+Erasure blanks every word, address and file that came from or names them, and moves what is
+left (ids, times, states, pillar, country) to a new random id, so the reports' anonymous counts
+still add up. Their queued messages are cancelled, their published posts taken down where the
+channel allows it (else listed, to be removed by hand), and an import cannot bring them back:
+the SHA-256 of their old id is kept. All in the caller's one transaction: all or nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import String, cast, delete, literal, select, update
+from sqlalchemy.orm import Session
+
+from bot import consent
+from bot.errors import UserInputError
+from bot.models import (
+    Base,
+    Cadence,
+    Consent,
+    Contact,
+    InboundEvent,
+    InviteToken,
+    JourneyUpdate,
+    OutboxMessage,
+    Pledgemaker,
+    Post,
+    Prompt,
+    Reply,
+    utcnow,
+)
+from bot.outbox import OPEN_STATES
+
+ERASED_NAME = "Erased pledgemaker"
+
+
+def erased_ref(pledgemaker_id: str) -> str:
+    return hashlib.sha256(pledgemaker_id.encode()).hexdigest()
+
+
+def find(session: Session, pledgemaker_id: str) -> Pledgemaker:
+    found = session.get(Pledgemaker, pledgemaker_id)
+    if found is None or found.erased_at is not None:
+        raise UserInputError(f"no pledgemaker with id {pledgemaker_id!r}")
+    return found
+
+
+# -- export ------------------------------------------------------------------------------------
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
+
+
+def _record(row: Base, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {
+        column.key: _plain(getattr(row, column.key))
+        for column in row.__table__.columns
+        if column.key not in skip
+    }
+
+
+def export_data(session: Session, pledgemaker_id: str) -> dict[str, Any]:
+    """Everything held about one pledgemaker (a subject access request), newest last."""
+    person = find(session, pledgemaker_id)
+    contacts = list(
+        session.scalars(select(Contact).where(Contact.pledgemaker_id == person.id).order_by("id"))
+    )
+
+    def rows(model: type[Base], column: Any) -> list[dict[str, Any]]:
+        found = session.scalars(select(model).where(column == person.id).order_by("id"))
+        return [_record(row) for row in found]
+
+    messages = session.scalars(
+        select(OutboxMessage)
+        .where(OutboxMessage.pledgemaker_id == person.id, OutboxMessage.contact_id.is_not(None))
+        .order_by(OutboxMessage.id)
+    )
+    return {
+        "exported_at": utcnow().isoformat(),
+        "pledgemaker": _record(person, skip=("erased_at", "erased_ref")),
+        "contacts": [_record(c) for c in contacts],
+        "invitations": [
+            _record(i, skip=("token",))  # a live token is a key, not their data
+            for i in session.scalars(
+                select(InviteToken).where(InviteToken.pledgemaker_id == person.id)
+            )
+        ],
+        "messages_sent_to_them": [
+            {
+                k: _plain(getattr(m, k))
+                for k in ("id", "channel", "campaign_id", "text", "state", "created_at", "sent_at")
+            }
+            for m in messages
+        ],
+        "prompts": rows(Prompt, Prompt.pledgemaker_id),
+        "replies": rows(Reply, Reply.pledgemaker_id),
+        "journey_updates": rows(JourneyUpdate, JourneyUpdate.pledgemaker_id),
+        "consents": rows(Consent, Consent.pledgemaker_id),
+        "posts": rows(Post, Post.pledgemaker_id),
+    }
+
+
+# -- erasure -----------------------------------------------------------------------------------
+@dataclass
+class Erasure:
+    new_id: str
+    replies: int = 0
+    updates: int = 0
+    messages_cancelled: int = 0
+    posts_taken_down: int = 0
+    # Posts still online on channels where we cannot (or may not) delete: (channel, where, id).
+    posts_left_online: list[tuple[str, str, str]] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)  # to delete once the erasure is committed
+
+
+def erase(
+    session: Session, pledgemaker_id: str, deletable: frozenset[str] = frozenset()
+) -> Erasure:
+    """Erase one pledgemaker's personal data (see the module's docstring)."""
+    person = find(session, pledgemaker_id)
+    old = person.id
+    new = f"erased-{secrets.token_hex(6)}"
+    result = Erasure(new_id=new)
+    # Take back publication first: that records "withdrawn" consents, blanked below.
+    taken = consent.withdraw(session, old, None, deletable)
+    result.posts_taken_down = taken.deleting
+    result.posts_left_online = taken.live
+    contacts = list(session.scalars(select(Contact).where(Contact.pledgemaker_id == old)))
+    result.messages_cancelled = session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.pledgemaker_id == old, OutboxMessage.state.in_(OPEN_STATES))
+        .where(OutboxMessage.action == "send", OutboxMessage.contact_id.is_not(None))
+        .values(state="cancelled", last_error="cancelled by staff: pledgemaker erased")
+    ).rowcount  # type: ignore[attr-defined]
+    files = _files(session, old)
+
+    session.add(
+        Pledgemaker(
+            id=new,
+            name=ERASED_NAME,
+            country=person.country,
+            region=person.region,
+            sector=person.sector,
+            language=person.language,
+            timezone=person.timezone,
+            pledge_title="",
+            pledge_text="",
+            pledge_date=person.pledge_date,
+            created_at=person.created_at,
+            erased_at=utcnow(),
+            erased_ref=erased_ref(old),
+        )
+    )
+    session.flush()
+    blank_text = {"text": "", "media": []}
+    result.replies = _move(
+        session, Reply, old, new, {**blank_text, "original_text": None, "chat_id": "erased"}
+    )
+    result.updates = _move(
+        session,
+        JourneyUpdate,
+        old,
+        new,
+        {**blank_text, "edited_text": None, "moderation_note": None},
+    )
+    _move(session, Consent, old, new, {"text_version": "", "credit": None})
+    _move(session, Prompt, old, new, {})
+    _move(session, Post, old, new, {})
+    # What we sent them: the words are blanked; the message's own record (when, state) stays.
+    _move(session, OutboxMessage, old, new, {})
+    session.execute(  # posts too: their words (a deletion's text is the post's id: kept)
+        update(OutboxMessage)
+        .where(OutboxMessage.pledgemaker_id == new, OutboxMessage.action == "send")
+        .values(text="", media=[])
+    )
+    session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.pledgemaker_id == new, OutboxMessage.contact_id.is_not(None))
+        .values(recipient="erased", buttons=None)
+    )
+    for contact in contacts:  # what the platform sent us: the event keys hold the chat id too
+        session.execute(
+            update(InboundEvent)
+            .where(InboundEvent.channel == contact.channel, InboundEvent.chat_id == contact.address)
+            .values(
+                chat_id="erased",
+                payload={},
+                event_key=literal("erased:", String) + cast(InboundEvent.id, String),
+            )
+        )
+    for contact in contacts:
+        contact.address = f"erased:{contact.id}"
+        contact.status, contact.status_changed_at = "gone", utcnow()
+        contact.language = None
+    _move(session, Contact, old, new, {})
+    session.execute(delete(InviteToken).where(InviteToken.pledgemaker_id == old))
+    session.execute(delete(Cadence).where(Cadence.pledgemaker_id == old))
+    session.flush()
+    session.execute(delete(Pledgemaker).where(Pledgemaker.id == old))
+    session.flush()
+    result.files = files
+    return result
+
+
+def _move(session: Session, model: type[Base], old: str, new: str, values: dict[str, Any]) -> int:
+    column = model.pledgemaker_id  # type: ignore[attr-defined]
+    return session.execute(  # type: ignore[no-any-return]
+        update(model).where(column == old).values(pledgemaker_id=new, **values)
+    ).rowcount
+
+
+def _files(session: Session, pledgemaker_id: str) -> list[Path]:
+    """The media files stored from this pledgemaker's messages."""
+    found: list[Path] = []
+    for model in (Reply, JourneyUpdate):
+        column = model.pledgemaker_id
+        for media in session.scalars(select(model.media).where(column == pledgemaker_id)):
+            found += [Path(item["path"]) for item in media or [] if item.get("path")]
+    return found
+
+
+def delete_files(erasure: Erasure) -> int:
+    """After the commit (a rolled-back erasure keeps its files): the media they sent."""
+    deleted = 0
+    for path in dict.fromkeys(erasure.files):
+        try:
+            path.unlink()
+            deleted += 1
+        except FileNotFoundError:
+            pass
+    return deleted
