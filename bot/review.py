@@ -7,7 +7,7 @@ An update with media cannot be approved until every image has alt text.
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from bot import consent
@@ -25,13 +25,20 @@ def get_update(session: Session, update_id: int) -> JourneyUpdate:
     return update
 
 
-def listing(session: Session, state: str | None) -> list[JourneyUpdate]:
+def listing_query(state: str | None, pillar: str = "") -> Select[tuple[JourneyUpdate]]:
+    """Updates in ``state`` (default pending; "all"), oldest first: the queue's order."""
     if state is not None and state not in (*STATES, "all"):
         raise UserInputError(f"--state must be one of {', '.join(STATES)} or all (got {state!r})")
     query = select(JourneyUpdate).order_by(JourneyUpdate.created_at, JourneyUpdate.id)
     if state != "all":
         query = query.where(JourneyUpdate.moderation == (state or "pending"))
-    return list(session.scalars(query))
+    if pillar:
+        query = query.where(JourneyUpdate.pillar == pillar)
+    return query
+
+
+def listing(session: Session, state: str | None) -> list[JourneyUpdate]:
+    return list(session.scalars(listing_query(state)))
 
 
 def missing_alt_text(update: JourneyUpdate) -> int:

@@ -99,3 +99,18 @@ def test_a_bulk_approval_is_all_or_nothing(editor: TestClient, app: App) -> None
     assert states(app) == {ready: "approved", photo: "approved"}
     nothing = editor.post("/updates/bulk", data={"csrf": token, "action": "approve"})
     assert nothing.status_code == 400 and "Tick at least one update" in nothing.text
+
+
+def test_a_long_queue_is_shown_a_page_at_a_time_oldest_first(editor: TestClient, app: App) -> None:
+    ids = [add_update(app, f"update number {n:03d}") for n in range(120)]
+    first = editor.get("/updates").text
+    assert "120 update(s), oldest first, 50 on this page." in first
+    assert f'id="update-{ids[0]}"' in first and f'id="update-{ids[50]}"' not in first
+    following = re.search(r'href="([^"]+page=2)"', first)
+    assert following is not None
+    second = editor.get(following.group(1).replace("&amp;", "&")).text
+    assert f'id="update-{ids[50]}"' in second and f'id="update-{ids[49]}"' not in second
+    assert "Previous page" in second and "Next page" in second
+    last = editor.get("/updates", params={"page": "3"}).text
+    assert f'id="update-{ids[119]}"' in last and "Next page" not in last
+    assert "No updates here" in editor.get("/updates", params={"pillar": "inspire"}).text

@@ -484,3 +484,24 @@ def test_the_cli_exports_their_data_and_erases_only_when_confirmed(
     table = pledgebot(folder, "export", "pledgemakers", token="1:T")
     assert table.returncode == 0 and GH not in table.stdout
     assert len(list(csv.DictReader(io.StringIO(table.stdout)))) == 39
+
+
+# -- the inbox -------------------------------------------------------------------------------------
+def test_the_inbox_lists_their_messages_inertly_with_what_they_became(
+    editor: TestClient, app: App
+) -> None:
+    reply_id = conversation(app.db)
+    conversation(app.db, chat="7002", text="thanks")
+    with app.db.session() as session:  # the second is a bare "thanks", not an update
+        thanks = session.scalar(select(Reply).where(Reply.chat_id == "7002"))
+        assert thanks is not None
+        thanks.journey_update_id, thanks.acknowledgement, thanks.prompt_id = None, True, None
+    page = editor.get("/inbox").text
+    assert "<script>alert(1)</script>" not in page and "<img src=x" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "قمنا بتدريب ٤٠ مفتشًا" in page
+    assert f'href="/pledgemakers/{GH}#conversation"' in page and "approved" in page
+    updates = editor.get("/inbox", params={"show": "updates"}).text
+    assert f'id="reply-{reply_id}"' in updates and "7002" not in updates
+    only_thanks = editor.get("/inbox", params={"show": "unlinked"}).text
+    assert f'id="reply-{reply_id}"' not in only_thanks and "thanks" in only_thanks
+    assert f'id="reply-{reply_id}"' not in editor.get("/inbox", params={"pillar": "inspire"}).text

@@ -10,6 +10,7 @@ from bot.app import App
 from bot.web import (
     calendar_page,
     health,
+    inbox,
     moderation,
     pledgemakers,
     reports_page,
@@ -31,6 +32,7 @@ def build(app: App) -> StaffAuth:
             *schedule_editor.routes(app),
             *users.routes(app),
             *pledgemakers.routes(app),
+            *inbox.routes(app),
             *reports_page.routes(app),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]

@@ -8,9 +8,10 @@ text), none is, and the page says which one and why.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from urllib.parse import urlencode
 
 from anyio import to_thread
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -23,6 +24,8 @@ from bot.errors import UserInputError
 from bot.models import Pledgemaker
 from bot.vocab import PILLARS
 from bot.web.pages import back, page
+
+PAGE_SIZE = 50
 
 
 def routes(app: App) -> list[Route]:
@@ -51,10 +54,13 @@ def updates_page(request: Request, app: App, *, problem: str = "", status: int =
     state = request.query_params.get("state", "pending")
     state = state if state in (*review.STATES, "all") else "pending"
     pillar = request.query_params.get("pillar", "")
+    pillar = pillar if pillar in PILLARS else ""
+    number = request.query_params.get("page", "1")
+    number = int(number) if number.isdigit() and 0 < int(number) < 100_000 else 1
+    query = review.listing_query(state, pillar)
     with app.db.session() as session:
-        updates = review.listing(session, state)
-        if pillar:
-            updates = [u for u in updates if u.pillar == pillar]
+        total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+        updates = list(session.scalars(query.offset((number - 1) * PAGE_SIZE).limit(PAGE_SIZE)))
         ids = {u.pledgemaker_id for u in updates}
         names = dict(
             session.execute(
@@ -74,7 +80,23 @@ def updates_page(request: Request, app: App, *, problem: str = "", status: int =
         pillars=PILLARS,
         chosen_pillar=pillar,
         problem=problem,
+        total=total,
+        pages=_pages(number, total, state, pillar),
     )
+
+
+def _pages(number: int, total: int, state: str, pillar: str) -> dict[str, str]:
+    """Links to the previous and next page of the queue, keeping its filters."""
+
+    def link(to: int) -> str:
+        return "/updates?" + urlencode({"state": state, "pillar": pillar, "page": to})
+
+    found = {}
+    if number > 1:
+        found["previous"] = link(number - 1)
+    if number * PAGE_SIZE < total:
+        found["next"] = link(number + 1)
+    return found
 
 
 def moderate(request: Request, app: App, kind: str, form: FormData) -> Response:

@@ -27,6 +27,7 @@ HERE = Path(__file__).parent
 FLASH = "pledgebot_done"
 NAV = [
     ("/calendar", "Calendar"),
+    ("/inbox", "Inbox"),
     ("/updates", "Updates"),
     ("/pledgemakers", "Pledgemakers"),
     ("/outbox", "Outbox"),

@@ -131,6 +131,7 @@ def test_every_page_has_no_serious_accessibility_violations(
         "/calendar?view=month",
         "/alerts",
         "/users",
+        "/inbox",
         "/pledgemakers",
         "/pledgemakers/gh-min-labour",
         "/invites",
