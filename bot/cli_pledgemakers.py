@@ -52,7 +52,8 @@ def erase(
             raise UserInputError("no terminal to confirm on: add --yes")
         typer.confirm(f"Erase {name} ({pledgemaker_id}) for good?", abort=True)
     with app.db.session() as session:
-        done = erasure.erase(session, pledgemaker_id, app.conversation().deletable)
+        conversation = app.conversation()
+        done = erasure.erase(session, pledgemaker_id, conversation.deletable, conversation.alerts)
         staff.audit(
             session,
             f"cli:{getpass.getuser()}",

@@ -20,6 +20,8 @@ from sqlalchemy import String, cast, delete, literal, select, update
 from sqlalchemy.orm import Session
 
 from bot import consent
+from bot.alerts import Alerts
+from bot.closing import post_link
 from bot.errors import UserInputError
 from bot.models import (
     Base,
@@ -122,9 +124,13 @@ class Erasure:
 
 
 def erase(
-    session: Session, pledgemaker_id: str, deletable: frozenset[str] = frozenset()
+    session: Session,
+    pledgemaker_id: str,
+    deletable: frozenset[str] = frozenset(),
+    alerts: Alerts | None = None,
 ) -> Erasure:
-    """Erase one pledgemaker's personal data (see the module's docstring)."""
+    """Erase one pledgemaker's personal data (see the module's docstring). Posts that stay
+    online are also raised as a staff alert, listed until someone acknowledges it."""
     person = find(session, pledgemaker_id)
     old = person.id
     new = f"erased-{secrets.token_hex(6)}"
@@ -186,6 +192,12 @@ def erase(
         .where(OutboxMessage.pledgemaker_id == new, OutboxMessage.contact_id.is_not(None))
         .values(recipient="erased", buttons=None)
     )
+    for contact in contacts:  # their chat's messages from before it was bound to them too
+        session.execute(
+            update(Reply)
+            .where(Reply.channel == contact.channel, Reply.chat_id == contact.address)
+            .values(text="", original_text=None, media=[], chat_id="erased")
+        )
     for contact in contacts:  # what the platform sent us: the event keys hold the chat id too
         session.execute(
             update(InboundEvent)
@@ -207,6 +219,14 @@ def erase(
     session.execute(delete(Pledgemaker).where(Pledgemaker.id == old))
     session.flush()
     result.files = files
+    if result.posts_left_online and alerts is not None:
+        links = ", ".join(post_link(*post) for post in result.posts_left_online)
+        alerts.raise_alert(
+            f"erased:{new}",
+            f"A pledgemaker was erased on request (now {new}); these posts of theirs are still "
+            f"online: {links}. Remove them by hand.",
+            session=session,
+        )
     return result
 
 

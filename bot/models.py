@@ -137,7 +137,8 @@ class OutboxMessage(Base):
     recipient: Mapped[str] = mapped_column(String(200))
     # Set for messages a campaign sends to a contact: they are never sent once the contact stops.
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
-    pledgemaker_id: Mapped[str | None] = mapped_column(String(64))
+    # Indexed: a pledgemaker's conversation, their data export and erasure look them up.
+    pledgemaker_id: Mapped[str | None] = mapped_column(String(64), index=True)
     text: Mapped[str] = mapped_column(Text)
     parse_mode: Mapped[str | None] = mapped_column(String(16))
     buttons: Mapped[list[list[dict[str, str]]] | None] = mapped_column(JSON)

@@ -505,3 +505,42 @@ def test_the_inbox_lists_their_messages_inertly_with_what_they_became(
     only_thanks = editor.get("/inbox", params={"show": "unlinked"}).text
     assert f'id="reply-{reply_id}"' not in only_thanks and "thanks" in only_thanks
     assert f'id="reply-{reply_id}"' not in editor.get("/inbox", params={"pillar": "inspire"}).text
+
+
+def test_erasure_cancels_their_queued_posts_and_alerts_staff_to_live_ones(
+    admin: TestClient, app: App
+) -> None:
+    with app.db.session() as session:
+        update = JourneyUpdate(
+            pledgemaker_id=GH,
+            pillar="act",
+            kind="progress",
+            text="We trained 40 inspectors.",
+            source="import",
+            source_ref="published",
+            moderation="approved",
+            consent_to_publish=True,
+        )
+        session.add(update)
+        session.flush()
+        post = {"journey_update_id": update.id, "pillar": "act"}
+        outbox.enqueue(
+            session,
+            [
+                PlannedMessage("p:x", "x", "timeline", "On X: 40 inspectors", GH, post=post),
+                PlannedMessage("p:tg", "telegram", "@news", "40 inspectors", GH, post=post),
+            ],
+            campaign_id="journeys",
+        )
+        on_x = session.scalar(select(OutboxMessage).where(OutboxMessage.idempotency_key == "p:x"))
+        assert on_x is not None
+        on_x.state, on_x.external_id, on_x.sent_at = "sent", "1790", utcnow()
+    done = admin.post(f"/pledgemakers/{GH}/erase", data={"csrf": csrf(admin), "confirm": GH})
+    assert "Still online, remove by hand (see Alerts): x post 1790" in done.text
+    with app.db.session() as session:
+        states = {
+            m.idempotency_key: (m.state, m.text) for m in session.scalars(select(OutboxMessage))
+        }
+        assert states == {"p:x": ("sent", ""), "p:tg": ("cancelled", "")}
+    alerts = admin.get("/alerts").text
+    assert "was erased on request" in alerts and "1790" in alerts

@@ -47,26 +47,45 @@ def live_posts(campaign_id: str) -> Any:
 def choose(
     session: Session, spec: AmplifyCampaign, at: datetime
 ) -> tuple[JourneyUpdate, Pledgemaker] | None:
-    """The update this slot features, by the rotation rules; None when nobody is eligible."""
-    published = list(session.scalars(live_posts(spec.id)))
+    """The update this slot features, by the rotation rules; None when nobody is eligible.
+
+    The rules read narrow rows (ids, pillar, region, times), not ORM objects: a campaign has
+    thousands of approved updates and posts, and the calendar plans every slot of a week."""
+    post = live_posts(spec.id).subquery()
+    published = session.execute(
+        select(
+            post.c.id,
+            post.c.journey_update_id,
+            post.c.pledgemaker_id,
+            post.c.created_at,
+            post.c.pillar,
+            post.c.region,
+        ).order_by(post.c.id)
+    ).all()
     featured: Counter[str] = Counter()
     this_month: Counter[str] = Counter()
     seen: set[int] = set()
     month = (at.astimezone(UTC).year, at.astimezone(UTC).month)
-    for post in published:
-        if post.journey_update_id in seen:
+    for _, update_id, pledgemaker_id, created_at, _, _ in published:
+        if update_id in seen:
             continue  # one update posted on two channels is one feature
-        seen.add(post.journey_update_id or -1)
-        featured[post.pledgemaker_id or ""] += 1
-        made = post.created_at.astimezone(UTC)
+        seen.add(update_id or -1)
+        featured[pledgemaker_id or ""] += 1
+        made = created_at.astimezone(UTC)
         if (made.year, made.month) == month:
-            this_month[post.pledgemaker_id or ""] += 1
-    recent = sorted(published, key=lambda p: p.id)[-RECENT:]
-    pillars = Counter(p.pillar for p in recent)
-    regions = Counter(p.region for p in recent)
+            this_month[pledgemaker_id or ""] += 1
+    recent = published[-RECENT:]
+    pillars = Counter(row.pillar for row in recent)
+    regions = Counter(row.region for row in recent)
     members = audience_query(spec.audience).with_only_columns(Pledgemaker.id)
     candidates = session.execute(
-        select(JourneyUpdate, Pledgemaker)
+        select(
+            JourneyUpdate.id,
+            JourneyUpdate.pillar,
+            JourneyUpdate.created_at,
+            Pledgemaker.id.label("pledgemaker_id"),
+            Pledgemaker.region,
+        )
         .join(Pledgemaker, JourneyUpdate.pledgemaker_id == Pledgemaker.id)
         .where(
             JourneyUpdate.moderation == "approved",
@@ -76,22 +95,24 @@ def choose(
         )
     ).all()
     eligible = [
-        (update, pledgemaker)
-        for update, pledgemaker in candidates
-        if this_month[pledgemaker.id] < spec.max_per_org_per_month
+        row for row in candidates if this_month[row.pledgemaker_id] < spec.max_per_org_per_month
     ]
     if not eligible:
         return None
-    return min(
+    best = min(
         eligible,
-        key=lambda pair: (
-            featured[pair[1].id],
-            pillars[pair[0].pillar],
-            regions[pair[1].region],
-            pair[0].created_at,
-            pair[0].id,
+        key=lambda row: (
+            featured[row.pledgemaker_id],
+            pillars[row.pillar],
+            regions[row.region],
+            row.created_at,
+            row.id,
         ),
     )
+    update = session.get(JourneyUpdate, best.id)
+    pledgemaker = session.get(Pledgemaker, best.pledgemaker_id)
+    assert update is not None and pledgemaker is not None
+    return update, pledgemaker
 
 
 def plan(spec: AmplifyCampaign, run: RunContext, session: Session, templates: Templates) -> Plan:

@@ -250,10 +250,12 @@ def erase(request: Request, app: App, form: FormData | None) -> Response:
         return detail(
             request, app, problem="Nothing was erased: type the pledgemaker's id to confirm."
         )
-    deletable = app.conversation().deletable
+    conversation = app.conversation()
     try:
         with app.db.session() as session:
-            done = erasure.erase(session, pledgemaker_id, deletable)
+            done = erasure.erase(
+                session, pledgemaker_id, conversation.deletable, conversation.alerts
+            )
             staff.audit(
                 session,
                 request.scope["state"]["user"],
@@ -268,7 +270,7 @@ def erase(request: Request, app: App, form: FormData | None) -> Response:
     said = f"Erased {pledgemaker_id}: their counts remain as {done.new_id}."
     if done.posts_left_online:
         where = ", ".join(f"{c} post {i}" for c, _, i in done.posts_left_online)
-        said += f" Still online, remove by hand: {where}."
+        said += f" Still online, remove by hand (see Alerts): {where}."
     return back("/pledgemakers", said)
 
 
