@@ -58,7 +58,7 @@ def entries(app: App, start: datetime, end: datetime) -> list[Entry]:
     end = min(end, start + timedelta(days=MAX_DAYS))
     found: list[Entry] = _sent(app, start, end)
     if end > now:
-        found += _planned(app, max(start, now), end)
+        found += _queued(app, start, end) + _planned(app, max(start, now), end)
     return sorted(found, key=lambda e: (e.start, e.campaign, e.channel))
 
 
@@ -102,26 +102,46 @@ def _planned(app: App, start: datetime, end: datetime) -> list[Entry]:
 
 
 def _sent(app: App, start: datetime, end: datetime) -> list[Entry]:
-    """One entry per campaign run and channel, at its first send."""
+    return _from_outbox(app, start, end, "sent")
+
+
+def _queued(app: App, start: datetime, end: datetime) -> list[Entry]:
+    """Queued and not sent yet: a post written on the dashboard, prompts held for their
+    recipients' hours."""
+    return _from_outbox(app, start, end, "queued")
+
+
+def _from_outbox(app: App, start: datetime, end: datetime, state: str) -> list[Entry]:
+    """One entry per campaign run (or dashboard post) and channel, at its first send (or due
+    time); a thread's later parts follow their first and are not counted apart."""
+    sent = state == "sent"
+    moment = OutboxMessage.sent_at if sent else OutboxMessage.next_attempt_at
     with app.db.session() as session:
         rows = session.execute(
             select(
                 OutboxMessage.campaign_id,
                 OutboxMessage.channel,
-                func.min(OutboxMessage.sent_at),
+                func.min(moment),
                 func.count(),
                 func.min(OutboxMessage.text),
             )
             .where(
-                OutboxMessage.state == "sent",
-                OutboxMessage.sent_at >= start,
-                OutboxMessage.sent_at < end,
+                OutboxMessage.state.in_(("sent",) if sent else ("pending", "retry_wait")),
+                moment >= start,
+                moment < end,
                 OutboxMessage.campaign_id.is_not(None),
+                OutboxMessage.thread_parent_id.is_(None),
+                OutboxMessage.action == "send",
             )
-            .group_by(OutboxMessage.campaign_id, OutboxMessage.channel, OutboxMessage.run_id)
+            .group_by(
+                OutboxMessage.campaign_id,
+                OutboxMessage.channel,
+                # a run's messages together; a dashboard post (no run) on its own
+                func.coalesce(OutboxMessage.run_id, -OutboxMessage.id),
+            )
         ).all()
     return [
-        Entry(first, campaign, channel, "sent", count, [text])
+        Entry(first, campaign, channel, state, count, [text])
         for campaign, channel, first, count, text in rows
     ]
 

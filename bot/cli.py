@@ -605,17 +605,34 @@ def web() -> None:
 @cli.command("demo")
 def demo(
     folder: Annotated[Path, typer.Option(help="Where the demo database goes.")] = Path("demo-data"),
+    dashboard: Annotated[
+        bool,
+        typer.Option(
+            "--dashboard",
+            help="Then serve the dashboard on the demo's data (sandboxes still running) "
+            "until Ctrl-C; prints a sign-in made for the demo.",
+        ),
+    ] = False,
 ) -> None:
     """The whole loop on SQLite against the local sandbox Telegram server; no accounts needed."""
-    from bot.config import load_config
-    from bot.demo import run_demo
-
-    config = load_config(State.config_path, required=State.config_given)
     import asyncio
 
-    summary = asyncio.run(run_demo(config, folder))
-    for label, value in summary.items():
-        out.print(f"{label}: {value}", markup=False)
+    from bot.config import load_config
+    from bot.demo import run_demo, serve_dashboard
+
+    config = load_config(State.config_path, required=State.config_given)
+
+    def show(summary: dict[str, str]) -> None:
+        for label, value in summary.items():
+            out.print(f"{label}: {value}", markup=False)
+
+    async def then(app: App, summary: dict[str, str]) -> None:
+        show(summary)
+        await serve_dashboard(app, err.print)
+
+    summary = asyncio.run(run_demo(config, folder, dashboard=then if dashboard else None))
+    if not dashboard:
+        show(summary)
 
 
 @export_cli.command("replies")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -109,7 +109,15 @@ def _fresh_folder(folder: Path) -> None:
         stale.unlink()
 
 
-async def run_demo(base: Config, folder: Path, *, csv_path: Path | None = None) -> dict[str, str]:
+async def run_demo(
+    base: Config,
+    folder: Path,
+    *,
+    csv_path: Path | None = None,
+    dashboard: Callable[[App, dict[str, str]], Awaitable[None]] | None = None,
+) -> dict[str, str]:
+    """The whole loop against the sandboxes; then, with ``dashboard``, that coroutine runs
+    (the dashboard served) while pledgebot and the sandboxes keep running."""
     _fresh_folder(folder)
     csv_path = csv_path or base.base_dir / "data" / "sample" / "pledgemakers.csv"
     sandbox, x = TelegramSandbox(), XSandbox()
@@ -151,7 +159,10 @@ async def run_demo(base: Config, folder: Path, *, csv_path: Path | None = None) 
         answer_prompts(sandbox, chats)
         await wait_until(lambda: _settled(app, sandbox), "answers to be processed", timeout=120)
         await amplify_some(app, sandbox, chats)
-        return summary(app, fired.enqueued, x)
+        result = summary(app, fired.enqueued, x)
+        if dashboard is not None:
+            await dashboard(app, result)
+        return result
     finally:
         stop.set()
         if service is not None:
@@ -316,3 +327,32 @@ def summary(app: App, prompts: int, x: XSandbox) -> dict[str, str]:
     result = {label: str(value) for label, value in figures.items()}
     result["database"] = app.db.url.removeprefix("sqlite:///")
     return result
+
+
+async def serve_dashboard(app: App, say: Callable[[str], None]) -> None:
+    """The dashboard on the demo's data until Ctrl-C, with an admin made for the demo."""
+    import secrets
+    import signal
+
+    from bot import staff
+    from bot.web import serve_web
+
+    password = secrets.token_urlsafe(12)
+    with app.db.session() as session:
+        staff.add_user(session, "demo@example.org", password, "admin", actor="demo")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+
+    def ready(url: str) -> None:
+        say(
+            f"dashboard: {url} — sign in as demo@example.org with {password} "
+            "(made for this demo only); Ctrl-C stops"
+        )
+
+    try:
+        await serve_web(app, stop, ready)
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)

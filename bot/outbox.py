@@ -59,7 +59,7 @@ def enqueue(
 
     Bulk inserts (a campaign run may queue tens of thousands): no ORM object per message.
     """
-    existing = set(_ids_by_key(session, [m.idempotency_key for m in planned]))
+    existing = set(ids_by_key(session, [m.idempotency_key for m in planned]))
     fresh: list[PlannedMessage] = []
     for message in planned:
         if message.idempotency_key not in existing:
@@ -75,7 +75,7 @@ def enqueue(
         insert(_OUTBOX), [_outbox_row(message, now, run_id, campaign_id) for message in fresh]
     )
     fresh_keys = [message.idempotency_key for message in fresh]
-    new_ids = _ids_by_key(session, fresh_keys)
+    new_ids = ids_by_key(session, fresh_keys)
     ids = [new_ids[key] for key in fresh_keys]
     _link_threads(session, fresh, ids)
     prompts = [
@@ -107,7 +107,7 @@ def enqueue(
     return len(fresh)
 
 
-def _ids_by_key(session: Session, keys: list[str]) -> dict[str, int]:
+def ids_by_key(session: Session, keys: list[str]) -> dict[str, int]:
     """The ids of the messages already queued under these idempotency keys."""
     found: dict[str, int] = {}
     for start in range(0, len(keys), 500):
@@ -148,7 +148,7 @@ def _link_threads(session: Session, fresh: list[PlannedMessage], ids: list[int])
     wanted = {m.follows for m in fresh if m.follows}
     if not wanted:
         return
-    parents = _ids_by_key(session, list(wanted))
+    parents = ids_by_key(session, list(wanted))
     session.execute(
         update(_OUTBOX)
         .where(_OUTBOX.c.id == bindparam("part"))

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import uvicorn
 
@@ -30,8 +30,11 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def serve_web(app: App, stop: asyncio.Event) -> None:
-    """Serve until ``stop`` is set; a port that cannot be had stops the process with an error."""
+async def serve_web(
+    app: App, stop: asyncio.Event, ready: Callable[[str], None] | None = None
+) -> None:
+    """Serve until ``stop`` is set; a port that cannot be had stops the process with an error.
+    ``ready`` is told the dashboard's URL once it answers (the port may have been 0: any)."""
     settings = app.config.dashboard
     config = uvicorn.Config(
         build(app),
@@ -54,6 +57,8 @@ async def serve_web(app: App, stop: asyncio.Event) -> None:
         await asyncio.sleep(0.05)
     host, port = sock.getsockname()[:2]
     log.warning("web: dashboard on http://%s:%s/ (health: /healthz)", host, port)
+    if ready is not None and not serving.done():
+        ready(f"http://{host}:{port}/")
     await stop.wait()
     server.should_exit = True
     await serving

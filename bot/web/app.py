@@ -9,6 +9,7 @@ from starlette.staticfiles import StaticFiles
 from bot.app import App
 from bot.web import (
     calendar_page,
+    composer_page,
     health,
     inbox,
     moderation,
@@ -33,6 +34,7 @@ def build(app: App) -> StaffAuth:
             *users.routes(app),
             *pledgemakers.routes(app),
             *inbox.routes(app),
+            *composer_page.routes(app),
             *reports_page.routes(app),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]

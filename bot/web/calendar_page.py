@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from itertools import groupby
+from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from starlette.datastructures import FormData
@@ -51,6 +52,14 @@ def calendar_page(request: Request, app: App, _form: FormData | None) -> Respons
         days = ((first + timedelta(days=32)).replace(day=1) - first).days
     start = datetime.combine(first, datetime.min.time(), zone).astimezone(UTC)
     found = calendar.entries(app, start, start + timedelta(days=days))
+    chosen = {k: params.get(k, "") for k in ("channel", "campaign")}
+    channels = sorted({e.channel for e in found})
+    campaigns = sorted({e.campaign for e in found})
+    found = [
+        e
+        for e in found
+        if chosen["channel"] in ("", e.channel) and chosen["campaign"] in ("", e.campaign)
+    ]
     by_day = [
         (day, list(items))
         for day, items in groupby(found, key=lambda e: e.start.astimezone(zone).date())
@@ -74,6 +83,10 @@ def calendar_page(request: Request, app: App, _form: FormData | None) -> Respons
         seen=calendar.as_seen,
         feed_on=feed_on,
         new_feed=request.query_params.get("feed", ""),
+        chosen=chosen,
+        channels=channels,
+        campaigns=campaigns,
+        keep="".join(f"&{k}={quote(v)}" for k, v in chosen.items() if v),
     )
 
 

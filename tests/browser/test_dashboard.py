@@ -135,6 +135,7 @@ def test_every_page_has_no_serious_accessibility_violations(
         "/pledgemakers",
         "/pledgemakers/gh-min-labour",
         "/invites",
+        "/posts/new",
         "/reports",
         "/reports?by=country",
     ):

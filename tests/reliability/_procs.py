@@ -74,11 +74,27 @@ class Proc:
         self.process.wait(10)
         return at
 
+    def started(self) -> bool:
+        """The current process has said it is running (its signal handlers are in place)."""
+        return any(
+            record.get("pid") == self.pid
+            and str(record.get("message", "")).startswith("pledgebot running")
+            for record in self.records()
+        )
+
     def terminate(self, timeout: float = 60) -> int:
+        """A graceful stop (SIGTERM) of a started process: one restarted just now is first let
+        finish starting, else the signal would meet Python's default handler (exit -15)."""
         assert self.process is not None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout)
+        process = self.process
+        if process.poll() is None:
+            wait_for(
+                lambda: process.poll() is not None or self.started(),
+                f"{self.name} (pid {self.pid}) to finish starting",
+                timeout,
+            )
+            process.send_signal(signal.SIGTERM)
+        return process.wait(timeout)
 
     def cleanup(self) -> None:
         if self.alive:

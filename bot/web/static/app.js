@@ -15,3 +15,10 @@ document.addEventListener("DOMContentLoaded", () => {
     location.replace(url);
   }
 });
+// A time zone field starts as the viewer's own, unless it was chosen already.
+document.addEventListener("DOMContentLoaded", () => {
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  for (const field of document.querySelectorAll("input[data-browser-tz]")) {
+    if (zone && !field.dataset.chosen) field.value = zone;
+  }
+});
