@@ -79,8 +79,10 @@ class App:
         found: dict[str, str] = {}
         for name in self.config.enabled_channels():
             settings = self.config.channel_settings(name)
-            if name == "x":
+            if name in ("x", "mastodon"):  # public posts go to the account's own timeline
                 found[name] = "timeline"
+            elif name == "webhook":  # one receiver: the URL in its settings
+                found[name] = "webhook"
             elif getattr(settings, "post_chat_id", None):
                 found[name] = str(settings.post_chat_id)
         return found

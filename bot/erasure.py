@@ -24,6 +24,7 @@ from bot.alerts import Alerts
 from bot.closing import post_link
 from bot.errors import UserInputError
 from bot.models import (
+    AuditEntry,
     Base,
     Cadence,
     Consent,
@@ -213,6 +214,9 @@ def erase(
         contact.status, contact.status_changed_at = "gone", utcnow()
         contact.language = None
     _move(session, Contact, old, new, {})
+    session.execute(  # the audit log keeps what staff did, under the anonymous id
+        update(AuditEntry).where(AuditEntry.target == old).values(target=new)
+    )
     session.execute(delete(InviteToken).where(InviteToken.pledgemaker_id == old))
     session.execute(delete(Cadence).where(Cadence.pledgemaker_id == old))
     session.flush()

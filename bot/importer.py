@@ -96,6 +96,14 @@ Handle = Annotated[
     BeforeValidator(_blank_is_none),
     _shaped(r"@[A-Za-z0-9_]{1,15}", "must be @ and 1-15 letters, digits or '_'"),
 ]
+FediverseHandle = Annotated[
+    str | None,
+    BeforeValidator(_blank_is_none),
+    _shaped(
+        r"(?=.{5,300}$)@[A-Za-z0-9_]+(?:[.-]+[A-Za-z0-9_]+)*@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,63}",
+        "must be @user@instance.domain (e.g. @ilo@mastodon.social), at most 300 characters",
+    ),
+]
 Website = Annotated[
     str | None,
     BeforeValidator(_blank_is_none),
@@ -117,6 +125,7 @@ class PledgemakerRow(BaseModel):
     pledge_date: Annotated[date, _iso(date.fromisoformat, "2021-06-12")]
     x_handle: Handle = None
     website: Website = None
+    fediverse_handle: FediverseHandle = None
 
 
 class UpdateRow(BaseModel):

@@ -13,7 +13,8 @@ import sys
 import warnings
 from datetime import UTC, datetime
 
-TOKEN_SHAPE = re.compile(r"\b\d{3,}:[A-Za-z0-9_-]{10,}")
+# A Telegram bot token, also where a URL glues it to "bot" (…/bot123456:AA…/sendMessage).
+TOKEN_SHAPE = re.compile(r"(?<![0-9])\d{3,}:[A-Za-z0-9_-]{10,}")
 # Secrets read from the environment this process; a set so the filter needs no wiring per channel.
 _SECRETS: set[str] = set()
 
@@ -67,7 +68,17 @@ def setup_logging(verbose: int = 0, log_format: str = "text") -> None:
         )
     handler.addFilter(ScrubSecrets())
     logging.basicConfig(level=level, handlers=[handler], format="%(message)s", force=True)
-    for noisy in ("httpx", "httpcore", "apscheduler", "telegram", "aiohttp.access", "alembic"):
+    # requests_oauthlib and oauthlib log OAuth keys and signatures at DEBUG.
+    for noisy in (
+        "httpx",
+        "httpcore",
+        "apscheduler",
+        "telegram",
+        "aiohttp.access",
+        "alembic",
+        "requests_oauthlib",
+        "oauthlib",
+    ):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     # PTB 22 warns on every RetryAfter while its type moves to timedelta; we read it either way.
     warnings.filterwarnings("ignore", message=".*retry_after.*")

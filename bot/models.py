@@ -72,6 +72,7 @@ class Pledgemaker(Base):
     pledge_text: Mapped[str] = mapped_column(Text)
     pledge_date: Mapped[date] = mapped_column(Date)
     x_handle: Mapped[str | None] = mapped_column(String(32))
+    fediverse_handle: Mapped[str | None] = mapped_column(String(300))  # @user@instance
     website: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -167,7 +167,8 @@ def _format_number(context: Any, value: float) -> str:
     return format_decimal(value, locale=_locale(context))
 
 
-PLAIN_TEXT_CHANNELS = ("x",)  # templates/<kind>/<channel>.<lang>.j2 rendered as plain text
+# templates/<kind>/<channel>.<lang>.j2 rendered as plain text
+PLAIN_TEXT_CHANNELS = ("x", "mastodon", "webhook")  # the webhook's JSON escapes with tojson
 
 
 def _escaping(parse_mode: str | None) -> Any:

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.app import build_app
+from bot.channels.registry import known_channels
 from bot.config import load_config
 from bot.errors import ConfigError
 from bot.importer import import_pledgemakers
@@ -75,7 +76,9 @@ BAD_CONFIGS = {
     ),
     "unknown-channel-table": (
         ("[channels.telegram]", "[channels.whatsapp]\nenabled = true\n[channels.telegram]"),
-        "config.toml: channels.whatsapp: unknown channel (known: telegram, x)",
+        "config.toml: channels.whatsapp: unknown channel (known: "
+        + ", ".join(known_channels())
+        + ")",
     ),
     "unknown-channel-key": (
         ("poll_timeout = 1", "poll_timeout = 1\npoll_timout = 2"),

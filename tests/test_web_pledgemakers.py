@@ -413,6 +413,7 @@ def test_erasure_blanks_their_words_keeps_the_counts_and_blocks_a_reimport(
     assert unconfirmed.status_code == 400 and "Nothing was erased" in unconfirmed.text
     assert counts(app) == before
 
+    admin.get(f"/pledgemakers/{GH}/data.json")  # an audit entry naming them
     done = admin.post(f"/pledgemakers/{GH}/erase", data={"csrf": csrf(admin), "confirm": GH})
     assert done.status_code == 200 and f"Erased {GH}" in done.text
     assert counts(app) == before, "anonymous counts stay"
@@ -422,6 +423,8 @@ def test_erasure_blanks_their_words_keeps_the_counts_and_blocks_a_reimport(
         tombstone = session.scalar(select(Pledgemaker).where(Pledgemaker.erased_at.is_not(None)))
         assert tombstone is not None and tombstone.country == "GH"
         assert tombstone.name == "Erased pledgemaker" and tombstone.pledge_text == ""
+        targets = set(session.scalars(select(AuditEntry.target)))
+        assert GH not in targets and tombstone.id in targets, "audit kept, under the new id"
         for reply in session.scalars(select(Reply)):
             assert (reply.text, reply.chat_id, reply.media) == ("", "erased", [])
         for update in session.scalars(select(JourneyUpdate)):

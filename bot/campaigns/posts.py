@@ -6,11 +6,26 @@ from __future__ import annotations
 from typing import Any
 
 from bot.campaigns.base import Plan, PlannedMessage, RunContext
-from bot.channels.text_split import split_thread
+from bot.channels.text_split import Measure, split_thread, weighted_length
 from bot.templates import Templates
 
 # How long one post may be on each channel: (text alone, text as a caption under media).
-LIMITS: dict[str, tuple[int, int]] = {"x": (280, 280), "telegram": (4096, 1024)}
+LIMITS: dict[str, tuple[int, int]] = {
+    "x": (280, 280),
+    "telegram": (4096, 1024),
+    "mastodon": (500, 500),  # the default of an instance; a content warning counts too
+    "webhook": (1_000_000, 1_000_000),  # a JSON document: never split
+}
+
+
+def measure_for(channel: str) -> Measure:
+    """How a channel counts a post: X weighs characters, Mastodon counts URLs as 23, others
+    count characters."""
+    if channel == "mastodon":  # imported here: only planning a Mastodon post loads its client
+        from bot.channels.mastodon import mastodon_length
+
+        return mastodon_length
+    return weighted_length if channel == "x" else len
 
 
 def thread(
@@ -25,9 +40,7 @@ def thread(
 ) -> list[PlannedMessage]:
     """The messages of one post on one channel: media and the post record on the first part."""
     limit, with_media = LIMITS.get(channel, (4096, 1024))
-    # X counts weighted characters (its default measure here); others count characters.
-    measure = {} if channel == "x" else {"measure": len}
-    parts = split_thread(text, limit=with_media if media else limit, **measure)
+    parts = split_thread(text, limit=with_media if media else limit, measure=measure_for(channel))
     messages: list[PlannedMessage] = []
     previous = None
     for number, part in enumerate(parts, start=1):

@@ -11,6 +11,8 @@ from pydantic import BaseModel
 CHANNELS: dict[str, str] = {
     "telegram": "bot.channels.telegram:TelegramChannel",
     "x": "bot.channels.x:XChannel",
+    "mastodon": "bot.channels.mastodon:MastodonChannel",
+    "webhook": "bot.channels.webhook:WebhookChannel",
 }
 
 

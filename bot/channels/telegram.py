@@ -36,7 +36,8 @@ from telegram.request import HTTPXRequest
 
 from bot.channels.base import Capabilities, InboundEvent, OutboundMessage, Receipt
 from bot.config import EnvVarName
-from bot.errors import RateLimited, RecipientGone, Rejected, TransientError
+from bot.errors import ChannelUnauthorized, RateLimited, RecipientGone, Rejected, TransientError
+from bot.logs import scrub
 from bot.ratelimit import Limits, Rate, per_second, spaced
 
 log = logging.getLogger(__name__)
@@ -271,7 +272,7 @@ def _retry_after(exc: tg.RetryAfter) -> float:
 
 
 def _delivery_error(exc: tg.TelegramError) -> Exception:
-    text = str(exc)
+    text = scrub(str(exc))  # PTB quotes a refused token: never into the outbox or the dashboard
     if isinstance(exc, tg.RetryAfter):
         return RateLimited(_retry_after(exc), f"Telegram: {text}")
     if isinstance(exc, tg.Forbidden) or any(m in text.lower() for m in GONE_MARKERS):
@@ -280,8 +281,8 @@ def _delivery_error(exc: tg.TelegramError) -> Exception:
         return Rejected(f"Telegram: {text}")
     if isinstance(exc, tg.TimedOut):
         return TransientError(f"Telegram: {text or 'timed out'}", maybe_delivered=True)
-    if isinstance(exc, tg.InvalidToken):
-        return TransientError(f"Telegram rejected the bot token ({text}); check token_env")
+    if isinstance(exc, tg.InvalidToken):  # every message would fail alike: pause, tell staff
+        return ChannelUnauthorized(f"Telegram rejected the bot token ({text}); check token_env")
     return TransientError(f"Telegram: {text or type(exc).__name__}")
 
 

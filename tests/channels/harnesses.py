@@ -1,0 +1,15 @@
+"""Every channel's contract harness: a new channel adds one line here (and its harness module)."""
+
+from __future__ import annotations
+
+from tests.channels.harness_mastodon import MastodonHarness
+from tests.channels.harness_telegram import TelegramHarness
+from tests.channels.harness_webhook import WebhookHarness
+from tests.channels.harness_x import XHarness
+
+HARNESSES = {
+    "telegram": TelegramHarness,
+    "mastodon": MastodonHarness,
+    "x": XHarness,
+    "webhook": WebhookHarness,
+}
