@@ -29,6 +29,7 @@ axe: $(AXE)
 
 test: $(STAMP) axe
 	$(BIN)/ruff check bot tests bench
+	$(BIN)/python -m tests.channels.synapse  # Synapse's own venv for the Matrix tests (once, ~30 s)
 	$(BIN)/pytest -n 2 --dist loadfile -q
 
 lint: $(STAMP)

@@ -29,6 +29,9 @@ from bot.reminders import cancel_reminders
 from bot.templates import Templates
 from bot.vocab import LANGUAGES
 
+# Channels whose events name the outbox message they answer (``reply_to`` = its id), not the
+# platform's id of it: email, whose signed reply address carries our message's id.
+NAMES_OUTBOX_ID = frozenset({"email"})
 COMMAND = re.compile(r"^/([A-Za-z_]+)(?:@[A-Za-z0-9_]+)?(?:\s+(.*))?$", re.S)
 ACKNOWLEDGEMENTS = {
     "ok",
@@ -107,11 +110,23 @@ class Conversation:
             contact = session.scalar(
                 select(Contact).where(Contact.channel == channel, Contact.address == event.chat_id)
             )
+        if event.kind == "bounce":  # a mail server could not deliver to them
+            if not event.raw.get("permanent"):
+                return "bounce: temporary, ignored"
+            outbox.mark_contact_gone(session, channel, event.chat_id)
+            return "bounce: contact gone"
         turn = Turn(self, session, channel, event_id, event, contact, known)
         if event.kind == "button":
             return turn.button()
         if event.kind == "edit":
             return turn.edit()
+        # What a channel without commands found in the message: an email's "unsubscribe", the
+        # invitation code in its subject.
+        if event.raw.get("opt_out"):
+            return turn.command("stop", "")
+        invite = event.raw.get("invite")
+        if isinstance(invite, dict):
+            return turn.command("start", str(invite.get("token") or "") or "refused")
         command = parse_command(event.text) if not event.media else None
         if command is not None:
             return turn.command(*command)
@@ -462,15 +477,23 @@ class Turn:
 
     # -- prompts -----------------------------------------------------------------------------
     def prompt_for(self, message_id: str | None) -> Prompt | None:
+        """The prompt a message answers: by the platform's id of our message, or — on a channel
+        whose events name our outbox message (email's signed reply address) — by that id."""
         if message_id is None:
             return None
+        if self.channel in NAMES_OUTBOX_ID:
+            if not message_id.isdigit():
+                return None
+            ours = OutboxMessage.id == int(message_id)
+        else:
+            ours = OutboxMessage.external_id == message_id
         return self.session.scalar(
             select(Prompt)
             .join(OutboxMessage, Prompt.outbox_id == OutboxMessage.id)
             .where(
                 OutboxMessage.channel == self.channel,
                 OutboxMessage.recipient == self.event.chat_id,
-                OutboxMessage.external_id == message_id,
+                ours,
             )
         )
 

@@ -40,7 +40,7 @@ PAUSE_SHARE = 0.25  # and at least a quarter of the chunk's own time: the write 
 
 
 def store_events(
-    session: Session, channel: str, events: list[InboundEvent], cursor: int | None
+    session: Session, channel: str, events: list[InboundEvent], cursor: int | str | None
 ) -> list[InboundEvent]:
     """Insert events not seen before and remember the cursor; returns the new events."""
     keys = [event.key for event in events]
@@ -77,7 +77,11 @@ def store_events(
                 for event in fresh
             ],
         )
-    record_health(session, channel).poll_offset = cursor
+    state = record_health(session, channel)
+    if isinstance(cursor, str):  # each channel gets back the cursor it gave
+        state.poll_cursor, state.poll_offset = cursor, None
+    else:
+        state.poll_offset, state.poll_cursor = cursor, None
     return fresh
 
 
@@ -87,10 +91,12 @@ class Listener:
         self.channel = channel
         self.on_stored = on_stored
 
-    def _cursor(self) -> int | None:
+    def _cursor(self) -> int | str | None:
         with self.db.session() as session:
             state = session.get(ChannelState, self.channel.name)
-            return state.poll_offset if state is not None else None
+            if state is None:
+                return None
+            return state.poll_cursor if state.poll_cursor is not None else state.poll_offset
 
     async def run(self, stop: asyncio.Event) -> None:
         cursor = self._cursor()

@@ -310,7 +310,9 @@ class ChannelState(Base):
 
     __tablename__ = "channel_state"
     channel: Mapped[str] = mapped_column(String(32), primary_key=True)
-    poll_offset: Mapped[int | None] = mapped_column(Integer)
+    poll_offset: Mapped[int | None] = mapped_column(Integer)  # an integer cursor (Telegram)
+    # Any other: Matrix's sync token, an IMAP UID with its UIDVALIDITY.
+    poll_cursor: Mapped[str | None] = mapped_column(String(500))
     last_ok_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)

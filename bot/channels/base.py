@@ -87,8 +87,9 @@ class Channel(Protocol):
 class ChatChannel(Channel, Protocol):
     """A channel people write back on."""
 
-    async def poll(self, cursor: int | None) -> tuple[list[InboundEvent], int | None]:
-        """Wait for events after ``cursor``; return them and the cursor that acknowledges them."""
+    async def poll(self, cursor: Any) -> tuple[list[InboundEvent], Any]:
+        """Wait for events after ``cursor``; return them and the cursor that acknowledges them.
+        A cursor is an int or a str (stored as it is given, handed back after a restart)."""
         ...
 
     async def answer_button(self, event: InboundEvent) -> None: ...

@@ -11,6 +11,8 @@ from pydantic import BaseModel
 CHANNELS: dict[str, str] = {
     "telegram": "bot.channels.telegram:TelegramChannel",
     "x": "bot.channels.x:XChannel",
+    "email": "bot.channels.email:EmailChannel",
+    "matrix": "bot.channels.matrix:MatrixChannel",
     "mastodon": "bot.channels.mastodon:MastodonChannel",
     "webhook": "bot.channels.webhook:WebhookChannel",
 }

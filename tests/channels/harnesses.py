@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from tests.channels.harness_email import EmailHarness
 from tests.channels.harness_mastodon import MastodonHarness
+from tests.channels.harness_matrix import MatrixHarness
 from tests.channels.harness_telegram import TelegramHarness
 from tests.channels.harness_webhook import WebhookHarness
 from tests.channels.harness_x import XHarness
@@ -10,6 +12,8 @@ from tests.channels.harness_x import XHarness
 HARNESSES = {
     "telegram": TelegramHarness,
     "mastodon": MastodonHarness,
+    "email": EmailHarness,
+    "matrix": MatrixHarness,
     "x": XHarness,
     "webhook": WebhookHarness,
 }
