@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# DEMO_ARGS, e.g. --channels telegram (no Synapse) or --pledgemakers 12; see `pledgebot demo --help`.
 demo: $(STAMP)
-	$(BIN)/pledgebot demo
+	$(BIN)/pledgebot demo $(DEMO_ARGS)
 
 # axe-core (accessibility checks in the browser tests) from the npm registry, when npm exists;
 # without it those checks skip and say so (CI fails instead).
@@ -29,7 +30,7 @@ axe: $(AXE)
 
 test: $(STAMP) axe
 	$(BIN)/ruff check bot tests bench
-	$(BIN)/python -m tests.channels.synapse  # Synapse's own venv for the Matrix tests (once, ~30 s)
+	$(BIN)/python -m bot.sandbox.synapse  # Synapse's own venv for the Matrix tests (once, ~30 s)
 	$(BIN)/pytest -n 2 --dist loadfile -q
 
 lint: $(STAMP)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.alerts import Alerts
+from bot.campaigns.base import Destinations
 from bot.channels.registry import adapter_class
 from bot.config import Config, read_secret
 from bot.conversation import Conversation
@@ -74,18 +75,21 @@ class App:
             self.channels[name] = adapter_class(name)(settings, secrets, limits=self.limits)
         return self.channels[name]
 
-    def destinations(self) -> dict[str, str]:
-        """Where amplify posts go on each enabled channel."""
+    def destinations(self) -> Destinations:
+        """Where amplify posts go on each enabled channel, and any configured post length."""
         found: dict[str, str] = {}
+        limits: dict[str, int] = {}
         for name in self.config.enabled_channels():
             settings = self.config.channel_settings(name)
+            if isinstance(getattr(settings, "max_characters", None), int):
+                limits[name] = settings.max_characters  # type: ignore[attr-defined]
             if name in ("x", "mastodon"):  # public posts go to the account's own timeline
                 found[name] = "timeline"
             elif name == "webhook":  # one receiver: the URL in its settings
                 found[name] = "webhook"
             elif getattr(settings, "post_chat_id", None):
                 found[name] = str(settings.post_chat_id)
-        return found
+        return Destinations(found, limits)
 
     def enabled_channels(self) -> dict[str, Any]:
         return {name: self.channel(name) for name in self.config.enabled_channels()}

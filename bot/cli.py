@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from bot.cli_contacts import contacts_cli
 from bot.cli_pledgemakers import pledgemakers_cli
 from bot.cli_report import report
 from bot.cli_users import users_cli
@@ -34,7 +35,6 @@ import_cli = typer.Typer(
 )
 schedules_cli = typer.Typer(help="Campaign schedule files.", no_args_is_help=True)
 outbox_cli = typer.Typer(help="The outbox of messages to send.", no_args_is_help=True)
-contacts_cli = typer.Typer(help="Pledgemakers' chat contacts.", no_args_is_help=True)
 campaign_cli = typer.Typer(help="Campaigns declared in schedules/.", no_args_is_help=True)
 runs_cli = typer.Typer(help="Campaign runs (one per firing).", no_args_is_help=True)
 export_cli = typer.Typer(help="Export collected data (to stdout).", no_args_is_help=True)
@@ -242,46 +242,6 @@ def schedules_preview(
         )
     out.print(table)
     err.print(f"{len(items)} message(s) in the next {days} day(s)")
-
-
-# -- contacts ------------------------------------------------------------------------------------
-@contacts_cli.command("invite")
-def contacts_invite(
-    pledgemaker_id: Annotated[str, typer.Argument(help="The pledgemaker's id (CSV column id).")],
-    channel: Annotated[str, typer.Option(help="Channel to invite on.")] = "telegram",
-    valid_days: Annotated[int, typer.Option(min=1, max=365, help="Days the link works.")] = 30,
-) -> None:
-    """Print a single-use link that binds a chat to the pledgemaker."""
-    from datetime import datetime, timedelta
-
-    from bot.contacts import create_invite
-
-    app = open_app()
-    adapter = app.channel(channel)
-
-    async def link() -> tuple[str, datetime]:
-        try:
-            try:  # the bot's username first: if it cannot be learnt, no token is created
-                await adapter.username()
-            except Exception as exc:
-                raise UserInputError(
-                    f"cannot reach {channel} to learn the bot's username ({exc}); "
-                    f"set channels.{channel}.bot_username in the config"
-                ) from None
-            with app.db.session() as session:
-                invite = create_invite(
-                    session, pledgemaker_id, channel, valid_for=timedelta(days=valid_days)
-                )
-                token, expires = invite.token, invite.expires_at
-            return str(await adapter.invite_link(token)), expires
-        finally:
-            await adapter.aclose()
-
-    import asyncio
-
-    url, expires = asyncio.run(link())
-    print(url)  # plain print: the link must never be wrapped
-    err.print(f"single use, valid until {expires:%Y-%m-%d %H:%M} UTC")
 
 
 # -- campaigns -----------------------------------------------------------------------------------
@@ -613,13 +573,38 @@ def demo(
             "until Ctrl-C; prints a sign-in made for the demo.",
         ),
     ] = False,
+    channels: Annotated[
+        str | None,
+        typer.Option(
+            "--channels",
+            metavar="LIST",
+            help="The chat channels the simulated pledgemakers use, comma-separated, from "
+            "telegram, email, matrix; each runs against a real local server. Default: all "
+            "three, skipping (with one line) any that cannot run here; one named here that "
+            "cannot run is an error. email needs the dev extras (aiosmtpd, pymap); matrix "
+            "builds Synapse's own venv once (~30 s, from PyPI). X is always used for posts.",
+        ),
+    ] = None,
+    pledgemakers: Annotated[
+        int | None,
+        typer.Option(
+            "--pledgemakers",
+            min=1,
+            metavar="N",
+            help="Only the first N sample pledgemakers (default: all 40), dealt among the "
+            "channels in turn: a smaller, faster demo.",
+        ),
+    ] = None,
 ) -> None:
-    """The whole loop on SQLite against the local sandbox Telegram server; no accounts needed."""
+    """The whole loop on SQLite against local servers (Telegram and X sandboxes, SMTP/IMAP,
+    Synapse) with simulated pledgemakers; no accounts needed."""
     import asyncio
 
     from bot.config import load_config
     from bot.demo import run_demo, serve_dashboard
+    from bot.demo_channels import parse_channels
 
+    chosen = parse_channels(channels) if channels is not None else None
     config = load_config(State.config_path, required=State.config_given)
 
     def show(summary: dict[str, str]) -> None:
@@ -630,7 +615,16 @@ def demo(
         show(summary)
         await serve_dashboard(app, err.print)
 
-    summary = asyncio.run(run_demo(config, folder, dashboard=then if dashboard else None))
+    summary = asyncio.run(
+        run_demo(
+            config,
+            folder,
+            channels=chosen,
+            pledgemakers=pledgemakers,
+            dashboard=then if dashboard else None,
+            say=lambda line: err.print(line, markup=False),
+        )
+    )
     if not dashboard:
         show(summary)
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from bot import outbox
 from bot.campaigns import posts
-from bot.campaigns.base import PlannedMessage
+from bot.campaigns.base import PlannedMessage, post_limit
 from bot.inbox import image_suffix
 from bot.models import OutboxMessage, utcnow
 
@@ -87,6 +87,7 @@ def parts(
             text=text,
             media=media,
             post={"pillar": None},
+            limit=post_limit(destinations, channel),
         )
     return found
 

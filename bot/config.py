@@ -78,6 +78,9 @@ class DashboardSettings(Section):
     port: int = Field(default=8080, ge=0, le=65535)  # 0: any free port (logged at start)
     # /metrics without signing in: "Authorization: Bearer $PLEDGEBOT_METRICS_TOKEN" (if set)
     metrics_token_env: str = "PLEDGEBOT_METRICS_TOKEN"
+    # The dashboard's address as pledgemakers reach it (e.g. "https://pledge.example.org"):
+    # email invitations then carry a confirmation link (/join/…). Unset: they confirm by reply.
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/\S*)?$")
 
 
 class RateLimitSettings(Section):

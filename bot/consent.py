@@ -50,10 +50,12 @@ def ask(
             {
                 "text": templates.phrase("consent_yes", language),
                 "data": f"{BUTTON_PREFIX}yes:{update.id}",
+                "answer": "yes",  # where buttons are typed (email), "yes" picks it
             },
             {
                 "text": templates.phrase("consent_no", language),
                 "data": f"{BUTTON_PREFIX}no:{update.id}",
+                "answer": "no",
             },
         ]
     ]

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot import consent, contacts, outbox
+from bot import choices, consent, contacts, invitations, outbox
 from bot.alerts import Alerts
 from bot.campaigns.base import PlannedMessage
 from bot.campaigns.followup import BUTTON_KINDS, BUTTON_PREFIX
@@ -113,7 +113,8 @@ class Conversation:
         if event.kind == "bounce":  # a mail server could not deliver to them
             if not event.raw.get("permanent"):
                 return "bounce: temporary, ignored"
-            outbox.mark_contact_gone(session, channel, event.chat_id)
+            if invitations.address_gone(session, channel, event.chat_id):
+                return "bounce: invitation undeliverable, address marked gone"
             return "bounce: contact gone"
         turn = Turn(self, session, channel, event_id, event, contact, known)
         if event.kind == "button":
@@ -127,9 +128,19 @@ class Conversation:
         invite = event.raw.get("invite")
         if isinstance(invite, dict):
             return turn.command("start", str(invite.get("token") or "") or "refused")
+        if contact is None and event.kind in ("message", "join"):
+            token = turn.invitation()
+            if token is not None:  # an answer to the invitation the bot sent them
+                return turn.start(token)
+        if event.kind == "join":
+            return "ignored: join of a bound chat" if contact else "ignored: join, not invited"
         command = parse_command(event.text) if not event.media else None
         if command is not None:
             return turn.command(*command)
+        if contact is not None and not event.media and choices.worth_looking(event.text):
+            picked = turn.choice()
+            if picked is not None:
+                return picked
         return turn.message(media)
 
 
@@ -243,6 +254,26 @@ class Turn:
         self.say("help")
         return "start: already active"
 
+    def invitation(self) -> str | None:
+        """The open invitation this unbound chat answers: one the bot sent to its address (a
+        reply to the invitation mail; the invited Matrix user joining the room), or the
+        invitation mail it replies to (a colleague answering a forwarded invitation)."""
+        sender = str(self.event.sender.get("id") or "")
+        for address in dict.fromkeys(a for a in (self.event.chat_id, sender) if a):
+            invite = invitations.open_invite(self.session, self.channel, address)
+            if invite is not None:
+                return invite.token
+        replied = self.event.reply_to or ""
+        if self.channel in NAMES_OUTBOX_ID and replied.isdigit():
+            key = self.session.scalar(
+                select(OutboxMessage.idempotency_key).where(
+                    OutboxMessage.id == int(replied), OutboxMessage.channel == self.channel
+                )
+            )
+            if key and key.startswith(invitations.KEY_PREFIX):
+                return key.removeprefix(invitations.KEY_PREFIX)
+        return None
+
     def onboarding(self) -> str:
         # One hint per chat, ever: the idempotency key makes a second one a no-op.
         self.say("onboarding", key=f"onboarding:{self.channel}:{self.event.chat_id}")
@@ -270,8 +301,11 @@ class Turn:
         )
 
     # -- buttons -----------------------------------------------------------------------------
-    def button(self) -> str:
-        data = self.event.button_data or ""
+    def button(self, data: str | None = None, message_id: str | None = None) -> str:
+        """A button pressed (or, on a channel without buttons, its option typed: ``data`` and
+        the id of the message it was under)."""
+        data = data if data is not None else self.event.button_data or ""
+        message_id = message_id if message_id is not None else self.event.message_id
         if data.startswith(consent.BUTTON_PREFIX):
             return self.consent_answer(data.removeprefix(consent.BUTTON_PREFIX))
         kind = data.removeprefix(BUTTON_PREFIX)
@@ -279,7 +313,7 @@ class Turn:
             return f"ignored: unknown button {data!r}"
         if self.contact is None or self.contact.status != "active":
             return "ignored: button from an unbound or stopped chat"
-        prompt = self.prompt_for(self.event.message_id)
+        prompt = self.prompt_for(message_id)
         if prompt is None:
             return "ignored: button on a message that is not a prompt"
         if kind == "snooze":
@@ -292,6 +326,35 @@ class Turn:
             prompt.state = "open"
         self.say(f"ask_{kind}")
         return f"prompt {prompt.id}: {kind} requested"
+
+    def choice(self) -> str | None:
+        """A short text that picks one of the options under the message it answers — the one
+        it quotes, else the last one we sent this chat — handled as that button; None if it
+        picks none (it is then an ordinary message)."""
+        message = self.answered_message()
+        if message is None or not message.buttons:
+            return None
+        data = choices.match(self.event.text, message.buttons)
+        if data is None:
+            return None
+        ours = str(message.id) if self.channel in NAMES_OUTBOX_ID else message.external_id
+        return "typed " + self.button(data, ours or "")
+
+    def answered_message(self) -> OutboxMessage | None:
+        sent = select(OutboxMessage).where(
+            OutboxMessage.channel == self.channel,
+            OutboxMessage.recipient == self.event.chat_id,
+            OutboxMessage.state == "sent",
+        )
+        replied = self.event.reply_to
+        if not replied:
+            latest = sent.order_by(OutboxMessage.sent_at.desc(), OutboxMessage.id.desc())
+            return self.session.scalar(latest.limit(1))
+        if self.channel in NAMES_OUTBOX_ID:
+            if not replied.isdigit():
+                return None
+            return self.session.scalar(sent.where(OutboxMessage.id == int(replied)))
+        return self.session.scalar(sent.where(OutboxMessage.external_id == replied))
 
     def consent_answer(self, data: str) -> str:
         answer, _, update_id = data.partition(":")

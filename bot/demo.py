@@ -1,27 +1,46 @@
-"""`pledgebot demo`: the whole loop on SQLite against the sandbox Telegram Bot API server.
+"""`pledgebot demo`: the whole loop on SQLite against local servers, with simulated pledgemakers.
 
-Imports the sample pledgemakers, invites each one, and lets simulated pledgemakers open their
-links; fires a follow-up campaign from ``schedules/``; the simulated pledgemakers answer (text,
-buttons, a photo, a bare "thanks", "Not now", one ``/stop``); the answers are stored as replies
-and journey updates. Everything goes over HTTP through python-telegram-bot, as in production.
+Imports the sample pledgemakers and shares them among the chat channels chosen (``--channels``:
+telegram, email, matrix — each against a real local server, see ``bot.demo_channels``); each
+one joins with their invitation; fires the ``act-checkin`` follow-up from ``schedules/`` on those
+channels; the simulated pledgemakers answer (on Telegram: text, buttons, a photo, a bare "thanks",
+"Not now", one ``/stop``; by mail and on Matrix: replies to the prompt); the answers are stored as
+replies and journey updates linked to their prompts. The Telegram ones give or decline consent,
+the comms team approves, and posts go to X and the Telegram channel (both sandboxes always run).
+Everything goes over the platforms' own protocols through the real client libraries.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import csv
+import io
 import os
+import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
 
-from bot import contacts, review, runs
+from bot import review, runs
 from bot.app import App, build_app
 from bot.closing import close_loop
 from bot.config import Config, config_from_dict
+from bot.demo_channels import (
+    CHAT_CHANNELS,
+    ChannelUnavailable,
+    DemoPeople,
+    Person,
+    Say,
+    TelegramPeople,
+    channel_figures,
+    demo_people,
+    share,
+)
 from bot.errors import UserInputError
 from bot.importer import import_pledgemakers
 from bot.models import (
@@ -41,34 +60,18 @@ from bot.sandbox import TelegramSandbox
 from bot.sandbox.x import XSandbox
 from bot.vocab import PILLARS, UPDATE_KINDS
 
-TOKEN_ENV = "PLEDGEBOT_DEMO_TELEGRAM_TOKEN"
 X_ENV = {
     name: f"PLEDGEBOT_DEMO_X_{name.upper()}"
     for name in ("consumer_key", "consumer_secret", "access_token", "access_token_secret")
 }
-POST_CHANNEL = -1_001_000_000_001  # the sandbox's public Telegram channel for posts
 AMPLIFY = "journeys"
 POSTING_SLOTS = 3
 CAMPAIGN = "act-checkin"
-ANSWERS = {
-    "en": [
-        "We trained 120 labour inspectors this quarter and opened a hotline for reports.",
-        "Funding for school meals was cut, so some children may go back to the fields.",
-    ],
-    "fr": [
-        "Nous avons formé 120 inspecteurs du travail ce trimestre et ouvert une ligne d'écoute.",
-        "Le financement des cantines a baissé : des enfants risquent de retourner aux champs.",
-    ],
-    "es": [
-        "Capacitamos a 120 inspectores de trabajo este trimestre y abrimos una línea de denuncia.",
-        "Se recortó el presupuesto de comedores escolares; algunos niños podrían volver al campo.",
-    ],
-}
-# A tiny valid JPEG header is enough for the sandbox; it is stored through getFile.
-PHOTO = bytes.fromhex("ffd8ffe000104a46494600010100000100010000ffd9")
 
 
-def demo_config(base: Config, folder: Path, sandbox: TelegramSandbox, x: XSandbox) -> Config:
+def demo_config(
+    base: Config, folder: Path, x: XSandbox, chat_channels: dict[str, dict[str, Any]]
+) -> Config:
     data = base.model_dump(exclude={"source", "base_dir", "channels"})
     data["database"]["url"] = f"sqlite:///{(folder / 'pledgebot-demo.db').resolve()}"
     data["paths"] = {
@@ -78,14 +81,7 @@ def demo_config(base: Config, folder: Path, sandbox: TelegramSandbox, x: XSandbo
     data["media"]["dir"] = str((folder / "media").resolve())
     data["dispatcher"]["poll_interval"] = 0.2
     data["channels"] = {
-        "telegram": {
-            "enabled": True,
-            "token_env": TOKEN_ENV,
-            "base_url": sandbox.base_url,
-            "base_file_url": sandbox.base_file_url,
-            "poll_timeout": 1,
-            "post_chat_id": str(POST_CHANNEL),
-        },
+        **chat_channels,
         "x": {
             "enabled": True,
             "api_base_url": x.base_url,
@@ -95,12 +91,22 @@ def demo_config(base: Config, folder: Path, sandbox: TelegramSandbox, x: XSandbo
     return config_from_dict(data, source=base.source, base_dir=base.base_dir)
 
 
-async def wait_until(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
+async def wait_until(
+    check: Callable[[], bool], what: str | Callable[[], str], timeout: float = 60
+) -> None:
+    """``what``: for the error, or a function saying how far it got."""
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
-            raise UserInputError(f"demo: timed out waiting for {what}")
+            said = what if isinstance(what, str) else what()
+            raise UserInputError(f"demo: timed out waiting for {said}")
         await asyncio.sleep(0.1)
+
+
+def _so_far(app: App, label: str, expected: dict[str, int]) -> str:
+    """``telegram 3/3, matrix 1/3``: how many of each channel's ``label`` are done."""
+    done = channel_figures(app, expected)
+    return ", ".join(f"{name} {done[f'{name} {label}']}/{n}" for name, n in expected.items())
 
 
 def _fresh_folder(folder: Path) -> None:
@@ -109,119 +115,156 @@ def _fresh_folder(folder: Path) -> None:
         stale.unlink()
 
 
+def _first_rows(csv_path: Path, count: int | None) -> bytes | None:
+    """The CSV's header and its first ``count`` pledgemakers (None: the file as it is)."""
+    if count is None:
+        return None
+    rows = list(csv.reader(io.StringIO(csv_path.read_text(encoding="utf-8"), newline="")))
+    kept = io.StringIO()
+    csv.writer(kept, lineterminator="\r\n").writerows(rows[: count + 1])
+    return kept.getvalue().encode()
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+async def start_chat_servers(
+    chosen: Sequence[str],
+    folder: Path,
+    stack: contextlib.AsyncExitStack,
+    *,
+    explicit: bool,
+    say: Say,
+) -> dict[str, DemoPeople]:
+    """The servers of the chosen chat channels other than Telegram, each stopped by ``stack``.
+    One that cannot run here is an error when it was asked for by name, else skipped with one
+    line."""
+    started: dict[str, DemoPeople] = {}
+    for name in chosen:
+        if name == "telegram":  # always running: it also carries the public channel's posts
+            continue
+        people = demo_people(name, folder)
+        stack.push_async_callback(people.stop)
+        try:
+            await people.start(say)
+        except ChannelUnavailable as exc:
+            if explicit:
+                raise UserInputError(f"demo: cannot run {name}: {exc}") from None
+            say(f"demo: continuing without {name}: {exc}")
+            continue
+        started[name] = people
+    return started
+
+
 async def run_demo(
     base: Config,
     folder: Path,
     *,
+    channels: Sequence[str] | None = None,
+    pledgemakers: int | None = None,
     csv_path: Path | None = None,
     dashboard: Callable[[App, dict[str, str]], Awaitable[None]] | None = None,
+    say: Say = _stderr,
 ) -> dict[str, str]:
-    """The whole loop against the sandboxes; then, with ``dashboard``, that coroutine runs
-    (the dashboard served) while pledgebot and the sandboxes keep running."""
+    """The whole loop against the local servers; then, with ``dashboard``, that coroutine runs
+    (the dashboard served) while pledgebot and the servers keep running. ``channels``: the chat
+    channels for the pledgemakers (None: every one that can run here); ``pledgemakers``: only
+    the first N of the CSV, dealt among the channels in turn."""
     _fresh_folder(folder)
     csv_path = csv_path or base.base_dir / "data" / "sample" / "pledgemakers.csv"
-    sandbox, x = TelegramSandbox(), XSandbox()
-    await sandbox.start()
-    await x.start()
-    sandbox.add_chat(POST_CHANNEL, chat_type="channel", title="Action Pledge journeys")
-    os.environ[TOKEN_ENV] = sandbox.token
-    for name, env in X_ENV.items():
-        os.environ[env] = x.credentials[name]
-    app = build_app(demo_config(base, folder, sandbox, x))
-    stop = asyncio.Event()
-    service: asyncio.Task[None] | None = None
+    stack = contextlib.AsyncExitStack()
     try:
+        x, telegram = XSandbox(), TelegramPeople()
+        await x.start()
+        stack.push_async_callback(x.stop)
+        for name, env in X_ENV.items():
+            os.environ[env] = x.credentials[name]
+        await telegram.start(say)
+        stack.push_async_callback(telegram.stop)
+        asked = list(channels or CHAT_CHANNELS)
+        others = await start_chat_servers(
+            asked, folder, stack, explicit=channels is not None, say=say
+        )
+        servers: dict[str, DemoPeople] = {"telegram": telegram, **others}
+        chosen = [name for name in asked if name in servers]
+        sections = {name: people.settings() for name, people in servers.items()}
+        app = build_app(demo_config(base, folder, x, sections))
+        stack.callback(app.close)
+        stack.push_async_callback(app.aclose)
         app.db.upgrade()
         with app.db.session() as session:
-            import_pledgemakers(session, csv_path)
+            import_pledgemakers(session, csv_path, data=_first_rows(csv_path, pledgemakers))
             people = [
                 (p.id, p.name, p.language)
                 for p in session.scalars(select(Pledgemaker).order_by(Pledgemaker.id))
             ]
-        channel = app.channel("telegram")
+        if len(people) < len(chosen):
+            raise UserInputError(
+                f"demo: --pledgemakers {len(people)}: at least one per channel ({len(chosen)})"
+            )
+        stop = asyncio.Event()
         service = asyncio.create_task(serve(app, stop, with_scheduler=False))
-        chats = await invite_everyone(app, channel, sandbox, people)
-        sandbox.push_message(99_999, "hello, who are you?")  # a stranger: one onboarding hint
-        spec = app.schedules().get(CAMPAIGN).spec
-        fired = runs.fire(app.db, app.templates, spec, utcnow(), trigger="manual")
-        await wait_until(
-            lambda: (
-                _count(
-                    app,
-                    OutboxMessage,
-                    OutboxMessage.run_id == fired.run_id,
-                    OutboxMessage.state.in_(("sent", "failed")),
-                )
-                == fired.enqueued
-            ),
-            "prompts to be sent",
-        )
-        answer_prompts(sandbox, chats)
-        await wait_until(lambda: _settled(app, sandbox), "answers to be processed", timeout=120)
-        await amplify_some(app, sandbox, chats)
-        result = summary(app, fired.enqueued, x)
+
+        async def stop_service() -> None:
+            stop.set()
+            await asyncio.gather(service, return_exceptions=True)
+
+        stack.push_async_callback(stop_service)
+        prompts = await play(app, telegram, servers, share(people, chosen))
+        result = summary(app, prompts, x, chosen)
         if dashboard is not None:
             await dashboard(app, result)
         return result
     finally:
-        stop.set()
-        if service is not None:
-            await asyncio.gather(service, return_exceptions=True)
-        await app.aclose()
-        app.close()
-        await sandbox.stop()
-        await x.stop()
+        await stack.aclose()
 
 
-async def invite_everyone(
-    app: App, channel: Any, sandbox: TelegramSandbox, people: list[tuple[str, str, str]]
-) -> dict[int, tuple[str, str]]:
-    """Each simulated pledgemaker opens their own invitation link in a private chat."""
-    chats: dict[int, tuple[str, str]] = {}
-    db = app.db
-    for index, (pledgemaker_id, name, language) in enumerate(people):
-        with db.session() as session:
-            token = contacts.create_invite(session, pledgemaker_id, "telegram").token
-        link = await channel.invite_link(token)
-        chat_id = 10_001 + index
-        sandbox.add_chat(chat_id, first_name=name.split()[0], language_code=language)
-        sandbox.push_message(chat_id, "/start " + link.rpartition("start=")[2])
-        chats[chat_id] = (pledgemaker_id, language)
+async def play(
+    app: App,
+    telegram: TelegramPeople,
+    servers: dict[str, DemoPeople],
+    shares: dict[str, list[Person]],
+) -> int:
+    """Invitations, the follow-up on every chosen channel, the answers; then consent, approval
+    and posts for the Telegram pledgemakers. Returns the number of prompts queued."""
+    sandbox = telegram.sandbox
+    for name, people in shares.items():
+        await servers[name].invite(app, people)
+    invited = {name: len(people) for name, people in shares.items()}
     await wait_until(
-        lambda: _count(app, Contact, Contact.status == "active") == len(people),
-        "invitations to be accepted",
+        lambda: _count(app, Contact, Contact.status == "active") == sum(invited.values()),
+        lambda: f"invitations to be accepted (joined: {_so_far(app, 'joined', invited)})",
     )
-    return chats
-
-
-def answer_prompts(sandbox: TelegramSandbox, chats: dict[int, tuple[str, str]]) -> None:
-    """Eight ways a pledgemaker may react, in turn; the last chat opts out with /stop."""
-    for index, (chat_id, (_, language)) in enumerate(sorted(chats.items())):
-        prompt = next(m for m in reversed(sandbox.sent_messages(chat_id)) if m.get("reply_markup"))
-        progress, challenge = ANSWERS[language]
-        if index == len(chats) - 1:
-            sandbox.push_message(chat_id, "/stop")
-            continue
-        style = index % 8
-        if style == 0:  # a long answer: on X it becomes a thread
-            sandbox.press_button(chat_id, prompt["message_id"], "pb:progress")
-            sandbox.push_message(chat_id, " ".join([progress, challenge, progress]))
-        elif style == 1:
-            sandbox.push_message(chat_id, progress, reply_to_message_id=prompt["message_id"])
-        elif style == 2:
-            sandbox.push_message(chat_id, progress)
-            sandbox.push_message(chat_id, "🙂 More soon.")  # minutes apart at most: one answer
-        elif style == 3:  # alternately a challenge and a solution
-            kind = "challenge" if (index // 8) % 2 == 0 else "solution"
-            sandbox.press_button(chat_id, prompt["message_id"], f"pb:{kind}")
-            sandbox.push_message(chat_id, challenge if kind == "challenge" else progress)
-        elif style == 4:
-            sandbox.push_message(chat_id, "thanks!")  # a bare acknowledgement: no update
-        elif style == 5:
-            sandbox.push_message(chat_id, photo=PHOTO, caption=progress)
-        elif style == 6:
-            sandbox.press_button(chat_id, prompt["message_id"], "pb:snooze")
-        # style 7: no answer yet; the prompt stays open
+    await wait_until(lambda: _settled(app, sandbox), "the welcomes to be sent")
+    spec = app.schedules().get(CAMPAIGN).spec.model_copy(update={"channels": list(shares)})
+    fired = runs.fire(app.db, app.templates, spec, utcnow(), trigger="manual")
+    await wait_until(
+        lambda: (
+            _count(
+                app,
+                OutboxMessage,
+                OutboxMessage.run_id == fired.run_id,
+                OutboxMessage.state.in_(("sent", "failed")),
+            )
+            == fired.enqueued
+        ),
+        "prompts to be sent",
+    )
+    expected = {name: await servers[name].answer() for name in shares}
+    await wait_until(
+        lambda: (
+            _settled(app, sandbox)
+            and all(
+                channel_figures(app, [name])[f"{name} answers linked"] >= count
+                for name, count in expected.items()
+            )
+        ),
+        lambda: f"answers to be processed (linked: {_so_far(app, 'answers linked', expected)})",
+        timeout=120,
+    )
+    await amplify_some(app, sandbox, telegram.chats)
+    return fired.enqueued
 
 
 async def amplify_some(app: App, sandbox: TelegramSandbox, chats: dict[int, Any]) -> None:
@@ -291,7 +334,7 @@ def _with_media(app: App) -> int:
         return sum(1 for media in session.scalars(select(JourneyUpdate.media)) if media)
 
 
-def summary(app: App, prompts: int, x: XSandbox) -> dict[str, str]:
+def summary(app: App, prompts: int, x: XSandbox, channels: list[str]) -> dict[str, str]:
     replied = JourneyUpdate.source == "reply"
     sent_prompts = Prompt.__table__.join(OutboxMessage.__table__)
     figures = {
@@ -323,6 +366,7 @@ def summary(app: App, prompts: int, x: XSandbox) -> dict[str, str]:
         "thank-yous with a link to the post": _count(app, Post, Post.thanked.is_(True)),
         "messages sent in total": _count(app, OutboxMessage, OutboxMessage.state == "sent"),
         "messages failed": _count(app, OutboxMessage, OutboxMessage.state == "failed"),
+        **channel_figures(app, channels),
     }
     result = {label: str(value) for label, value in figures.items()}
     result["database"] = app.db.url.removeprefix("sqlite:///")

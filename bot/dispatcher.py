@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from bot import outbox, runs
+from bot import invitations, outbox, runs
 from bot.alerts import Alerts
 from bot.channels.base import Channel, Receipt
 from bot.config import DispatcherSettings
@@ -249,7 +249,7 @@ class Dispatcher:
             outbox.mark_failed(session, message_id, outcome.error or "")
             if outcome.state == "gone":
                 item = outcome.item
-                outbox.mark_contact_gone(session, item.channel, item.message.recipient)
+                invitations.address_gone(session, item.channel, item.message.recipient)
                 log.info("message %s: %s", message_id, outcome.error)
             else:
                 log.warning("message %s failed: %s", message_id, outcome.error)

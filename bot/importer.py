@@ -104,6 +104,23 @@ FediverseHandle = Annotated[
         "must be @user@instance.domain (e.g. @ilo@mastodon.social), at most 300 characters",
     ),
 ]
+Email = Annotated[
+    str | None,
+    BeforeValidator(_blank_is_none),
+    BeforeValidator(lambda v: v.strip().lower() if isinstance(v, str) else v),
+    _shaped(
+        r"(?=.{3,254}$)[^@\s,;<>\"]+@[^@\s,;<>\"]+\.[A-Za-z]{2,63}",
+        "must be one email address, e.g. info@example.org",
+    ),
+]
+MatrixId = Annotated[
+    str | None,
+    BeforeValidator(_blank_is_none),
+    _shaped(
+        r"(?=.{3,255}$)@[a-z0-9._=/+-]+:[A-Za-z0-9.-]+(?::\d{1,5})?",
+        "must be a Matrix user id, e.g. @ilo:matrix.org",
+    ),
+]
 Website = Annotated[
     str | None,
     BeforeValidator(_blank_is_none),
@@ -126,6 +143,8 @@ class PledgemakerRow(BaseModel):
     x_handle: Handle = None
     website: Website = None
     fediverse_handle: FediverseHandle = None
+    email: Email = None
+    matrix_id: MatrixId = None
 
 
 class UpdateRow(BaseModel):

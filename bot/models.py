@@ -73,6 +73,8 @@ class Pledgemaker(Base):
     pledge_date: Mapped[date] = mapped_column(Date)
     x_handle: Mapped[str | None] = mapped_column(String(32))
     fediverse_handle: Mapped[str | None] = mapped_column(String(300))  # @user@instance
+    email: Mapped[str | None] = mapped_column(String(254))  # where email invitations go
+    matrix_id: Mapped[str | None] = mapped_column(String(255))  # @user:server, invited to a room
     website: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
@@ -99,6 +101,7 @@ class Contact(Base):
 
 class InviteToken(Base):
     __tablename__ = "invite_tokens"
+    __table_args__ = (Index("ix_invite_tokens_address", "channel", "address"),)
     token: Mapped[str] = mapped_column(String(64), primary_key=True)
     pledgemaker_id: Mapped[str] = mapped_column(ForeignKey("pledgemakers.id"), index=True)
     channel: Mapped[str] = mapped_column(String(32))
@@ -106,6 +109,8 @@ class InviteToken(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     used_by: Mapped[str | None] = mapped_column(String(200))
+    # Where the bot sent it (an email address, a Matrix user id): a message from there redeems it.
+    address: Mapped[str | None] = mapped_column(String(255))
 
 
 class Run(Base):

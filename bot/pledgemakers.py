@@ -193,7 +193,9 @@ def invite_many(
     )
     unknown = [i for i in ids if i not in known]
     if unknown:
-        raise UserInputError(f"no pledgemaker with id {', '.join(map(repr, unknown[:5]))}")
+        raise UserInputError(
+            f"no pledgemaker with id {', '.join(map(repr, unknown[:5]))} (import them first)"
+        )
     return [create_invite(session, i, channel, valid_for=valid_for) for i in dict.fromkeys(ids)]
 
 

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from bot import outbox
 from bot.campaigns.base import PlannedMessage
 from bot.campaigns.followup import prompt_context
+from bot.channels.registry import has_buttons
 from bot.db import Database
 from bot.models import Contact, OutboxMessage, Pledgemaker, Prompt
 from bot.schedules import FollowupCampaign, parse_duration
@@ -49,9 +50,8 @@ def remind(
             if sent_at + every * number > now:
                 continue
             language = contact.language or pledgemaker.language
-            text = templates.render(
-                spec.reminders.template, language, **prompt_context(spec, pledgemaker)
-            )
+            context = prompt_context(spec, pledgemaker, buttons=has_buttons(contact.channel))
+            text = templates.render(spec.reminders.template, language, **context)
             planned.append(
                 PlannedMessage(
                     idempotency_key=f"{reminder_prefix(prompt.id)}{number}",

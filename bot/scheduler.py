@@ -50,7 +50,7 @@ class CampaignScheduler:
         self.alerts = alerts
         self.loader, self.watched = loader, watched or []
         self.prompt_ttl = prompt_ttl
-        self.destinations = dict(destinations or {})
+        self.destinations: Mapping[str, str] = destinations or {}  # may carry post limits
         self.scheduler = AsyncIOScheduler(timezone=UTC, jobstores={"default": MemoryJobStore()})
         self._members_checked: datetime | None = None
         self._fingerprint = self._files_fingerprint()

@@ -19,7 +19,11 @@ TOKEN_ENV = "PLEDGEBOT_TEST_TELEGRAM_TOKEN"
 
 
 def write_config(
-    folder: Path, *, base_url: str = "http://127.0.0.1:9/bot", extra: str = ""
+    folder: Path,
+    *,
+    base_url: str = "http://127.0.0.1:9/bot",
+    extra: str = "",
+    dashboard: str = "",
 ) -> Path:
     """A config.toml in ``folder`` using the repo's templates and a copy of its schedules."""
     schedules = folder / "schedules"
@@ -39,6 +43,7 @@ templates = "{ROOT / "templates"}"
 dir = "media"
 [dashboard]
 port = 0
+{dashboard}
 [dispatcher]
 poll_interval = 0.05
 backoff_base = 0.05

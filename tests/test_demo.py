@@ -1,4 +1,5 @@
-"""`pledgebot demo` runs the whole loop and prints one `label: number` line per figure."""
+"""`pledgebot demo` runs the whole loop and prints one `label: number` line per figure, on
+every chat channel asked for (`--channels`), each against its real local server."""
 
 from __future__ import annotations
 
@@ -9,23 +10,39 @@ import time
 from pathlib import Path
 
 import httpx
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.orm import Session
 
+from bot.demo_channels import ANSWERS
+from bot.models import JourneyUpdate, OutboxMessage, Prompt, Reply
+from bot.sandbox.synapse import VENV_ENV, venv_path
 from tests.auxil.cli import PLEDGEBOT, pledgebot
 from tests.conftest import ROOT, cli_env
 
+CONFIG = str(ROOT / "config.toml")
+# The tests' own Synapse venv, wherever the demo runs from (built by `make test`, or here once).
+SYNAPSE = {VENV_ENV: str(venv_path())}
+
+
+def summary_of(done: subprocess.CompletedProcess[str]) -> dict[str, str]:
+    assert done.returncode == 0, done.stderr
+    return dict(line.split(": ", 1) for line in done.stdout.splitlines())
+
 
 def test_demo_runs_the_whole_loop_and_prints_a_summary(tmp_path: Path) -> None:
+    """All 40 sample pledgemakers on Telegram: every way of answering, consent, posts."""
     done = pledgebot(
         tmp_path,
         "--config",
-        str(ROOT / "config.toml"),
+        CONFIG,
         "demo",
+        "--channels",
+        "telegram",
         "--folder",
         str(tmp_path),
         timeout=300,
     )
-    assert done.returncode == 0, done.stderr
-    lines = dict(line.split(": ", 1) for line in done.stdout.splitlines())
+    lines = summary_of(done)
     assert lines["pledgemakers imported"] == "40"
     assert lines["invitations accepted"] == "40"
     assert lines["prompts sent"] == "40"
@@ -39,6 +56,106 @@ def test_demo_runs_the_whole_loop_and_prints_a_summary(tmp_path: Path) -> None:
     assert lines["thank-yous with a link to the post"] == "6"
     assert Path(lines["database"]).is_file()
     assert Path(lines["database"]).parent == tmp_path
+    assert lines["telegram answers linked"] == "25" and "email invited" not in lines
+
+
+def linked_answers(database: str) -> dict[str, list[str]]:
+    """Per channel, the texts of the journey updates made from answers linked to a prompt that
+    was sent on that channel — read from the demo's database, not from what it printed."""
+    engine = create_engine(f"sqlite:///{database}")
+    try:
+        with Session(engine) as session:
+            rows = session.execute(
+                select(OutboxMessage.channel, JourneyUpdate.text)
+                .join(Prompt, JourneyUpdate.prompt_id == Prompt.id)
+                .join(OutboxMessage, Prompt.outbox_id == OutboxMessage.id)
+                .where(JourneyUpdate.source == "reply")
+            ).all()
+            replies = dict(
+                session.execute(
+                    select(Reply.channel, func.count())
+                    .where(Reply.prompt_id.is_not(None))
+                    .group_by(Reply.channel)
+                ).all()
+            )
+    finally:
+        engine.dispose()
+    found: dict[str, list[str]] = {}
+    for channel, text in rows:
+        found.setdefault(channel, []).append(text)
+    assert all(replies.get(channel, 0) >= len(texts) for channel, texts in found.items())
+    return found
+
+
+def test_demo_links_answers_on_telegram_email_and_matrix(tmp_path: Path) -> None:
+    """Nine pledgemakers, three per channel: each joins with their invitation, gets the prompt
+    on their channel and answers it there (a real mail exchange, a real Synapse)."""
+    done = pledgebot(
+        tmp_path,
+        "--config",
+        CONFIG,
+        "demo",
+        "--channels",
+        "telegram,email,matrix",
+        "--pledgemakers",
+        "9",
+        "--folder",
+        str(tmp_path),
+        timeout=300,
+        **SYNAPSE,
+    )
+    lines = summary_of(done)
+    for channel in ("telegram", "email", "matrix"):
+        assert lines[f"{channel} invited"] == lines[f"{channel} joined"] == "3", channel
+        assert lines[f"{channel} prompts sent"] == "3", channel
+    assert lines["messages failed"] == "0"
+    linked = linked_answers(lines["database"])
+    # Telegram's three: a long answer after a button, a reply to the prompt, and /stop.
+    assert len(linked["telegram"]) == int(lines["telegram answers linked"]) == 2
+    words = {text for texts in ANSWERS.values() for text in texts}
+    for channel in ("email", "matrix"):
+        assert len(linked[channel]) == int(lines[f"{channel} answers linked"]) == 3, channel
+        # Exactly what they wrote: the mail clients' quoted prompt is stripped.
+        assert set(linked[channel]) <= words, linked[channel]
+
+
+def test_an_unknown_channel_is_a_clear_error_naming_the_valid_ones(tmp_path: Path) -> None:
+    done = pledgebot(tmp_path, "--config", CONFIG, "demo", "--channels", "telegram,fax")
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "demo: --channels: unknown channel 'fax'; valid: telegram, email, matrix"
+    )
+    assert not (tmp_path / "demo-data").exists(), "nothing started"
+    helped = pledgebot(tmp_path, "demo", "--help")
+    text = " ".join(helped.stdout.split())
+    assert "--channels LIST" in text and "from telegram, email, matrix" in text
+
+
+def test_without_synapse_matrix_is_skipped_unless_asked_for(tmp_path: Path) -> None:
+    """No way to PyPI (here: an index nobody answers): Synapse's venv cannot be built. Asked
+    for by name, matrix is a one-line error; by default the demo says so and goes on."""
+    (tmp_path / "no-wheels").mkdir()
+    offline = {
+        VENV_ENV: str(tmp_path / "synapse-venv"),
+        "PIP_INDEX_URL": "http://127.0.0.1:9/simple",
+        "PIP_FIND_LINKS": str(tmp_path / "no-wheels"),  # not a local wheelhouse either
+        "PIP_RETRIES": "0",
+        "PIP_NO_CACHE_DIR": "1",
+    }
+    asked = pledgebot(
+        tmp_path, "--config", CONFIG, "demo", "--channels", "matrix", timeout=120, **offline
+    )
+    assert asked.returncode == 1
+    said = [line for line in asked.stderr.splitlines() if line.startswith("demo:")]
+    assert len(said) == 1, asked.stderr
+    assert said[0].startswith("demo: cannot run matrix: could not build Synapse's venv in ")
+    default = pledgebot(
+        tmp_path, "--config", CONFIG, "demo", "--pledgemakers", "2", timeout=300, **offline
+    )
+    lines = summary_of(default)
+    assert "demo: continuing without matrix: could not build Synapse's venv" in default.stderr
+    assert "matrix invited" not in lines
+    assert lines["telegram prompts sent"] == lines["email prompts sent"] == "1"
 
 
 def test_demo_then_serves_the_dashboard_on_its_data_until_interrupted(tmp_path: Path) -> None:
@@ -51,8 +168,9 @@ def test_demo_then_serves_the_dashboard_on_its_data_until_interrupted(tmp_path: 
     )
     for folder in ("templates", "schedules", "data"):
         (tmp_path / folder).symlink_to(ROOT / folder)
+    command = ["--config", str(config), "demo", "--dashboard", "--channels", "telegram"]
     process = subprocess.Popen(
-        [PLEDGEBOT, "--config", str(config), "demo", "--dashboard", "--folder", "demo"],
+        [PLEDGEBOT, *command, "--folder", "demo"],
         cwd=tmp_path,
         env=cli_env(),
         stdout=subprocess.PIPE,

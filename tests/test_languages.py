@@ -30,7 +30,12 @@ def test_every_template_and_phrase_exists_in_every_language() -> None:
 def test_dates_and_numbers_follow_the_readers_language() -> None:
     rendered = {
         language: TEMPLATES.render(
-            "followup/act", language, pledgemaker=PLEDGEMAKER, pillar="act", campaign_id="c"
+            "followup/act",
+            language,
+            pledgemaker=PLEDGEMAKER,
+            pillar="act",
+            campaign_id="c",
+            buttons=True,
         )
         for language in LANGUAGES
     }
@@ -57,6 +62,11 @@ def test_a_missing_translation_is_a_warning_and_english_is_used(tmp_path: Path) 
     assert proc.stdout.endswith("file(s): OK\n")
     assert "warning: " in proc.stderr and "'followup/inspire' has no es translation" in proc.stderr
     english = Templates(templates).render(
-        "followup/inspire", "es", pledgemaker=PLEDGEMAKER, pillar="inspire", campaign_id="c"
+        "followup/inspire",
+        "es",
+        pledgemaker=PLEDGEMAKER,
+        pillar="inspire",
+        campaign_id="c",
+        buttons=False,
     )
     assert english.startswith("<b>Inspire</b>")

@@ -25,7 +25,14 @@ from bot.web.auth import COOKIE, PUBLIC, VIEWERS_MAY_POST
 
 PASSWORD = "correct-horse-battery-staple"
 # The whole list of routes served without a session; a change here is a security decision.
-EXPECTED_PUBLIC = ("/login", "/static/{path}", "/healthz", "/calendar/{token}.ics")
+EXPECTED_PUBLIC = (
+    "/login",
+    "/static/{path}",
+    "/healthz",
+    "/calendar/{token}.ics",
+    "/join/{token}",
+    "/unsubscribe/{token}",
+)
 
 
 @pytest.fixture
@@ -125,7 +132,7 @@ def test_without_a_session_every_route_not_public_redirects_to_login_or_says_401
 
 def test_every_post_without_the_csrf_token_is_refused(web: TestClient) -> None:
     assert sign_in(web, "admin@example.org") == 303
-    posts = [path for method, path in every_route(web) if method == "POST" and path != "/login"]
+    posts = [path for method, path in every_route(web) if method == "POST" and path not in PUBLIC]
     assert "/logout" in posts and "/outbox/{id:int}/retry" in posts
     for path in posts:
         for data in ({}, {"csrf": "forged"}):
@@ -142,7 +149,7 @@ def test_a_viewer_changes_nothing(web: TestClient, app: App) -> None:
     page = web.get("/outbox").text
     assert "Cancel" not in page and "Retry now" not in page
     for method, path in every_route(web):
-        if method == "POST" and path not in ("/login", *VIEWERS_MAY_POST):
+        if method == "POST" and path not in (*PUBLIC, *VIEWERS_MAY_POST):
             response = web.post(concrete(path), data={"csrf": token}, follow_redirects=False)
             assert response.status_code == 403, (path, response.status_code)
     with app.db.session() as session:

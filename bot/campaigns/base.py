@@ -34,6 +34,21 @@ class PlannedMessage:
     action: str = "send"  # or "delete": ``text`` is the platform id of a post to take down
 
 
+class Destinations(dict[str, str]):
+    """Channel → where its posts go (``App.destinations``). ``limits``: a channel's configured
+    post length where it differs from the planner's default (a Mastodon instance's own limit)."""
+
+    def __init__(
+        self, found: Mapping[str, str] | None = None, limits: Mapping[str, int] | None = None
+    ) -> None:
+        super().__init__(found or {})
+        self.limits = dict(limits or {})
+
+
+def post_limit(destinations: Mapping[str, str], channel: str) -> int | None:
+    return getattr(destinations, "limits", {}).get(channel)
+
+
 @dataclass(frozen=True)
 class RunContext:
     """One firing: which campaign, at which instant, and for whom if it was aimed at one."""

@@ -19,6 +19,7 @@ from bot.campaigns.base import (
     choose_contact,
     contacts_by_pledgemaker,
 )
+from bot.channels.registry import has_buttons
 from bot.errors import UserInputError
 from bot.models import Contact, Pledgemaker
 from bot.schedules import FollowupCampaign
@@ -28,9 +29,17 @@ BUTTON_KINDS = ("progress", "challenge", "solution", "snooze")
 BUTTON_PREFIX = "pb:"
 
 
-def prompt_context(spec: FollowupCampaign, pledgemaker: Any) -> dict[str, Any]:
-    """Everything a follow-up template may use."""
-    return {"pledgemaker": pledgemaker, "pillar": spec.pillar, "campaign_id": spec.id}
+def prompt_context(
+    spec: FollowupCampaign, pledgemaker: Any, *, buttons: bool = True
+) -> dict[str, Any]:
+    """Everything a follow-up template may use. ``buttons``: the channel shows real buttons
+    (false on email and Matrix, where the options are listed as numbers to answer with)."""
+    return {
+        "pledgemaker": pledgemaker,
+        "pillar": spec.pillar,
+        "campaign_id": spec.id,
+        "buttons": buttons,
+    }
 
 
 def prompt_buttons(templates: Templates, language: str) -> list[list[dict[str, str]]]:
@@ -55,7 +64,11 @@ def prompt(
         idempotency_key=f"followup:{spec.id}:{pledgemaker.id}:{slot:%Y-%m-%dT%H:%M:%S.%fZ}",
         channel=contact.channel,
         recipient=contact.address,
-        text=templates.render(spec.template_name(), language, **prompt_context(spec, pledgemaker)),
+        text=templates.render(
+            spec.template_name(),
+            language,
+            **prompt_context(spec, pledgemaker, buttons=has_buttons(contact.channel)),
+        ),
         pledgemaker_id=pledgemaker.id,
         contact_id=contact.id,
         parse_mode="HTML",

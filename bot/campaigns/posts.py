@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.campaigns.base import Plan, PlannedMessage, RunContext
+from bot.campaigns.base import Plan, PlannedMessage, RunContext, post_limit
 from bot.channels.text_split import Measure, split_thread, weighted_length
 from bot.templates import Templates
 
@@ -37,10 +37,14 @@ def thread(
     media: tuple[dict[str, Any], ...],
     post: dict[str, Any],
     pledgemaker_id: str | None = None,
+    limit: int | None = None,
 ) -> list[PlannedMessage]:
-    """The messages of one post on one channel: media and the post record on the first part."""
-    limit, with_media = LIMITS.get(channel, (4096, 1024))
-    parts = split_thread(text, limit=with_media if media else limit, measure=measure_for(channel))
+    """The messages of one post on one channel: media and the post record on the first part.
+    ``limit``: the channel's configured length, if not the default (``LIMITS``)."""
+    alone, with_media = LIMITS.get(channel, (4096, 1024))
+    if limit is not None:  # a caption's own, shorter limit still applies
+        alone, with_media = limit, (limit if with_media == alone else min(with_media, limit))
+    parts = split_thread(text, limit=with_media if media else alone, measure=measure_for(channel))
     messages: list[PlannedMessage] = []
     previous = None
     for number, part in enumerate(parts, start=1):
@@ -94,5 +98,6 @@ def plan_post(
             media=media,
             post=post,
             pledgemaker_id=pledgemaker_id,
+            limit=post_limit(run.destinations, channel),
         )
     return Plan(messages, skipped)

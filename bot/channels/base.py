@@ -45,7 +45,7 @@ class InboundEvent:
     """One platform event, normalised. ``key`` is the platform's own identity of the event."""
 
     key: str
-    kind: str  # message | edit | button
+    kind: str  # message | edit | button | join (a room) | bounce (a mail)
     chat_id: str
     chat_type: str = "private"
     message_id: str | None = None

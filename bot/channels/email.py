@@ -66,6 +66,7 @@ from urllib.parse import quote
 import aiosmtplib
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from bot import choices
 from bot.channels import email_text
 from bot.channels.base import Capabilities, InboundEvent, OutboundMessage, Receipt
 from bot.config import EnvVarName
@@ -233,10 +234,16 @@ class EmailChannel:
         """The invitation token in a code; raises ``email_text.InviteCodeError``."""
         return email_text.read_invite_code(self._key, code, now or datetime.now(UTC))
 
+    def read_unsubscribe(self, token: str) -> str | None:
+        """The address in a one-click unsubscribe token, or None if we did not sign it."""
+        return email_text.read_unsubscribe_token(self._key, token)
+
     # -- sending -------------------------------------------------------------------------------
     def compose(self, message: OutboundMessage) -> EmailMessage:
         """The mail for one outbox message (pure: tests and previews read it)."""
         html = message.text if message.parse_mode == "HTML" else _escape_plain(message.text)
+        if message.buttons:  # no buttons in mail: numbered options, answered by reply
+            html += "\n\n" + _escape_plain(choices.as_text(message.buttons))
         mail = EmailMessage(policy=policy.SMTP)
         mail["Subject"] = self.settings.subject or email_text.subject_of(html) or "…"
         mail["From"] = self.settings.from_address

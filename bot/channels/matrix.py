@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import html
 import json
 import logging
 import re
@@ -37,6 +38,7 @@ import aiohttp
 import nio
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from bot import choices
 from bot.channels.base import Capabilities, InboundEvent, OutboundMessage, Receipt
 from bot.config import EnvVarName
 from bot.errors import (
@@ -410,15 +412,19 @@ def _txn_id(message: OutboundMessage) -> str:
 
 
 def _content(message: OutboundMessage) -> dict[str, Any]:
+    text = message.text
+    if message.buttons:  # no buttons in Matrix: numbered options, answered by a message
+        options = choices.as_text(message.buttons)
+        text += "\n\n" + (html.escape(options, quote=False) if message.parse_mode else options)
     if message.parse_mode == "HTML":
         content: dict[str, Any] = {
             "msgtype": "m.text",
-            "body": plain_text(message.text),
+            "body": plain_text(text),
             "format": "org.matrix.custom.html",
-            "formatted_body": _html_lines(message.text),
+            "formatted_body": _html_lines(text),
         }
     else:
-        content = {"msgtype": "m.text", "body": message.text}
+        content = {"msgtype": "m.text", "body": text}
     if message.reply_to and message.reply_to.startswith("$"):
         content["m.relates_to"] = {"m.in_reply_to": {"event_id": message.reply_to}}
     return content
@@ -469,8 +475,13 @@ def to_event(
     room_id: str, raw: dict[str, Any], *, me: str, chat_type: str = "private"
 ) -> InboundEvent | None:
     """Normalise one room event; None for what we do not handle (our own messages, state,
-    notices from other bots, redacted and encrypted events)."""
-    if raw.get("type") != "m.room.message" or raw.get("sender") == me:
+    notices from other bots, redacted and encrypted events). Someone joining a room (accepting
+    the bot's invitation) is a ``join`` event: it redeems an invitation sent to their id."""
+    if raw.get("sender") == me:
+        return None
+    if raw.get("type") == "m.room.member":
+        return _join(room_id, raw, chat_type)
+    if raw.get("type") != "m.room.message":
         return None
     content = raw.get("content") or {}
     relates = content.get("m.relates_to") or {}
@@ -505,6 +516,26 @@ def to_event(
         reply_to=str(reply_to) if reply_to else None,
         media=media,
         sender={"id": sender, "username": sender},
+        date=int(stamp) // 1000 if isinstance(stamp, int) else None,
+        raw=raw,
+    )
+
+
+def _join(room_id: str, raw: dict[str, Any], chat_type: str) -> InboundEvent | None:
+    """A user's own join (not a profile change, which is also "join" after "join")."""
+    user = str(raw.get("state_key") or "")
+    content = raw.get("content") or {}
+    before = ((raw.get("unsigned") or {}).get("prev_content") or {}).get("membership")
+    if raw.get("sender") != user or content.get("membership") != "join" or before == "join":
+        return None
+    stamp = raw.get("origin_server_ts")
+    return InboundEvent(
+        key=f"mx:{raw.get('event_id')}",
+        kind="join",
+        chat_id=room_id,
+        chat_type=chat_type,
+        message_id=str(raw.get("event_id") or ""),
+        sender={"id": user, "username": user},
         date=int(stamp) // 1000 if isinstance(stamp, int) else None,
         raw=raw,
     )

@@ -30,3 +30,9 @@ def adapter_class(name: str) -> Any:
 def settings_model(name: str) -> type[BaseModel]:
     model: type[BaseModel] = adapter_class(name).Settings
     return model
+
+
+def has_buttons(name: str) -> bool:
+    """Whether the channel shows real buttons (else their options are written out, numbered,
+    and answered by a reply; templates say so through their ``buttons`` variable)."""
+    return name not in CHANNELS or bool(adapter_class(name).capabilities.buttons)

@@ -14,6 +14,7 @@ from bot.web import (
     inbox,
     moderation,
     pledgemakers,
+    public,
     reports_page,
     routes,
     schedule_editor,
@@ -27,6 +28,7 @@ def build(app: App) -> StaffAuth:
     web = Starlette(
         routes=[
             *health.routes(app),
+            *public.routes(app),
             *routes.routes(app),
             *moderation.routes(app),
             *calendar_page.routes(app),

@@ -38,9 +38,17 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 log = logging.getLogger(__name__)
 COOKIE = "pledgebot_session"
-# The only routes served without a session. Later issues add signed confirmation links and the
-# public journey feed here; nothing else belongs on it.
-PUBLIC = ("/login", "/static/{path}", "/healthz", "/calendar/{token}.ics")
+# The only routes served without a session: the token in the path is the credential of the last
+# three (bot.web.public: an email invitation's confirmation, one-click unsubscribe). The public
+# journey feed will join them; nothing else belongs on it.
+PUBLIC = (
+    "/login",
+    "/static/{path}",
+    "/healthz",
+    "/calendar/{token}.ics",
+    "/join/{token}",
+    "/unsubscribe/{token}",
+)
 _PUBLIC = [
     re.compile("^" + re.sub(r"\{[a-z]+\}", "[^?]+", p.replace(".", r"\.")) + "$") for p in PUBLIC
 ]

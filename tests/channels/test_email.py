@@ -106,6 +106,20 @@ def png(size: int = 64) -> bytes:
 # -- sending ---------------------------------------------------------------------------------
 
 
+def test_buttons_are_written_out_as_numbered_options(channel: EmailChannel) -> None:
+    buttons = [
+        [
+            {"text": "Yes, share it", "data": "pc:yes:1"},
+            {"text": "Keep <it> private", "data": "pc:no:1"},
+        ]
+    ]
+    mail = channel.compose(prompt(1, text="May we share it?", buttons=buttons))
+    plain = mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert plain.rstrip().endswith("[1] Yes, share it\n[2] Keep <it> private")
+    html = mail.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert "[2] Keep &lt;it&gt; private" in html
+
+
 async def test_a_prompt_goes_out_as_text_and_html_with_a_signed_reply_address(
     mail: MailServer, channel: EmailChannel
 ) -> None:
@@ -193,13 +207,16 @@ async def test_the_follow_up_templates_read_well_as_email(
         "pledge_date": datetime(2021, 3, 2).date(),
     }
     rendered = Templates(ROOT / "templates").render(
-        "followup/act", language, pledgemaker=pledgemaker
+        "followup/act", language, pledgemaker=pledgemaker, buttons=False
     )
-    await channel.send(prompt(110, text=rendered))
+    options = [[{"text": "Share progress", "data": "pb:progress"}]]
+    await channel.send(prompt(110, text=rendered, buttons=options))
     sent = last_received(mail)
     assert sent["Subject"] == subject + " & Employment"
     text = sent.get_body(preferencelist=("plain",)).get_content()
     assert words in text and "&amp;" not in text
+    assert "button" not in text and "botón" not in text and "bouton" not in text
+    assert text.rstrip().endswith("[1] Share progress")
 
 
 # -- receiving -------------------------------------------------------------------------------

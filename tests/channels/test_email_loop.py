@@ -1,7 +1,8 @@
 """The whole loop on email, end to end: a prompt goes out by SMTP (aiosmtpd), the pledgemaker
 answers from their mail client (quoting the prompt), pledgebot reads it by IMAP (pymap), and the
 answer is stored once, stripped of the quote and linked to its prompt; "unsubscribe" opts them
-out; a permanent bounce marks them gone."""
+out; a permanent bounce marks them gone. The bot's own invitation mail, answered, connects the
+address."""
 
 from __future__ import annotations
 
@@ -12,8 +13,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from bot import runs
-from bot.models import Contact, JourneyUpdate, OutboxMessage, Prompt, Reply, utcnow
+from bot import invitations, runs
+from bot.models import (
+    Contact,
+    JourneyUpdate,
+    OutboxMessage,
+    Pledgemaker,
+    Prompt,
+    Reply,
+    utcnow,
+)
 from bot.schedules import FollowupCampaign
 from tests.auxil.live import Live, eventually, start_live
 from tests.channels import mailserver
@@ -28,7 +37,7 @@ SPEC = FollowupCampaign.model_validate(
 
 
 @pytest.fixture
-async def mail_loop(
+async def mail_live(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[tuple[Live, MailServer]]:
     server = MailServer(tmp_path / "mail")
@@ -56,8 +65,6 @@ poll_interval = 0.2
 max_messages_per_second = 100
 """
     live = await start_live(tmp_path, monkeypatch, extra=extra)
-    with live.app.db.session() as session:
-        session.add(Contact(pledgemaker_id=GH, channel="email", address=ANA, bound_at=utcnow()))
     try:
         yield live, server
     finally:
@@ -65,6 +72,15 @@ max_messages_per_second = 100
         live.app.close()
         await live.sandbox.stop()
         server.stop()
+
+
+@pytest.fixture
+async def mail_loop(mail_live: tuple[Live, MailServer]) -> tuple[Live, MailServer]:
+    """Ana's address already connected to the pledgemaker GH."""
+    live, _ = mail_live
+    with live.app.db.session() as session:
+        session.add(Contact(pledgemaker_id=GH, channel="email", address=ANA, bound_at=utcnow()))
+    return mail_live
 
 
 async def prompt_mail(live: Live, server: MailServer) -> EmailMessage:
@@ -133,3 +149,25 @@ async def test_a_bounce_report_arriving_later_marks_the_contact_gone(
     )
     await live.settle()
     assert live.count(Reply) == 0, "a bounce is not an answer"
+
+
+async def test_an_invitation_by_mail_answered_connects_the_address(
+    mail_live: tuple[Live, MailServer],
+) -> None:
+    live, server = mail_live
+    with live.app.db.session() as session:
+        session.get(Pledgemaker, GH).email = ANA  # type: ignore[union-attr]
+        assert invitations.send(session, live.app.templates, [GH], "email").queued == [(GH, ANA)]
+    invitation = await eventually(lambda: next(iter(server.received(ANA)), None), "the mail")
+    assert invitation["Subject"] == "Follow-ups on your action pledge"
+    assert "List-Unsubscribe" in invitation
+    assert live.count(Contact) == 0, "invited is not connected"
+    server.submit(answer(invitation, "Yes, happy to.", sender=ANA))
+    contact = await eventually(
+        lambda: live.scalar(select(Contact).where(Contact.address == ANA)), "the binding"
+    )
+    assert (contact.pledgemaker_id, contact.status) == (GH, "active")
+    welcome = await eventually(lambda: server.received(ANA)[1:], "the welcome mail")
+    assert "Welcome, Ministry of Employment" in welcome[0].get_body(("plain",)).get_content()
+    await live.settle()
+    assert live.count(Reply) == 0, "a yes to the invitation is not an answer to a prompt"

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from bot import runs
 from bot.app import App, build_app
 from bot.campaigns import posts
+from bot.campaigns.base import Destinations, post_limit
 from bot.channels import registry
 from bot.channels.base import OutboundMessage
 from bot.channels.mastodon import MastodonChannel, MastodonSettings, mastodon_length
@@ -483,3 +484,38 @@ async def test_the_contract_harness_drives_a_server_of_its_own() -> None:
         assert all(secret for secret in harness.secrets())
     finally:
         await harness.stop()
+
+
+def test_the_instance_limit_in_the_config_is_where_threads_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = "We trained labour inspectors in every district of the region this year. " * 10
+    assert 500 < mastodon_length(text) <= 1000
+
+    def parts(destinations: Destinations) -> int:
+        return len(
+            posts.thread(
+                key_prefix="k",
+                channel="mastodon",
+                destination="timeline",
+                text=text,
+                media=(),
+                post={},
+                limit=post_limit(destinations, "mastodon"),
+            )
+        )
+
+    monkeypatch.setenv(TOKEN_ENV, "123456:TEST-TOKEN")
+    for chars, expected in ((None, 2), (1000, 1)):
+        setting = f"max_characters = {chars}" if chars else ""
+        extra = f"""
+[channels.mastodon]
+enabled = true
+api_base_url = "https://mastodon.example"
+{setting}
+"""
+        app = build_app(load_config(write_config(tmp_path, extra=extra), required=True))
+        try:
+            assert parts(app.destinations()) == expected, chars
+        finally:
+            app.close()

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from bot import contacts, runs
-from bot.models import Contact, JourneyUpdate, Prompt, Reply, utcnow
+from bot import contacts, invitations, runs
+from bot.models import Contact, InviteToken, JourneyUpdate, Pledgemaker, Prompt, Reply, utcnow
 from bot.schedules import FollowupCampaign
 from tests.auxil.live import Live, eventually, start_live
 from tests.channels.synapse import Account, Synapse, shared
@@ -105,3 +105,55 @@ async def test_invited_by_start_token_then_a_reply_is_linked_to_its_prompt(
     update = await eventually(lambda: live.scalar(select(JourneyUpdate)), "the journey update")
     assert update.prompt_id == prompt_row.id
     assert live.count(Reply, Reply.channel == "matrix", Reply.prompt_id.is_not(None)) == 1
+
+
+class Invites:
+    """The rooms ``account`` is invited to, by incremental /sync as a client does (Synapse
+    answers a repeated initial sync from a cache for a while)."""
+
+    def __init__(self, synapse: Synapse, account: Account) -> None:
+        self.synapse, self.account, self.since, self.found = synapse, account, "", []
+
+    def rooms(self) -> list[str]:
+        query = f"?timeout=0&since={self.since}" if self.since else "?timeout=0"
+        answer = self.synapse.request(
+            "GET", "/_matrix/client/v3/sync" + query, token=self.account.access_token
+        )
+        self.since = answer["next_batch"]
+        self.found += list((answer.get("rooms") or {}).get("invite") or {})
+        return self.found
+
+
+async def test_the_bot_invites_a_matrix_id_and_joining_the_room_binds_it(
+    matrix_loop: tuple[Live, Synapse, Account, Account],
+) -> None:
+    live, synapse, bot, maker = matrix_loop
+    with live.app.db.session() as session:
+        session.get(Pledgemaker, GH).matrix_id = maker.user_id  # type: ignore[union-attr]
+        sent = invitations.send(session, live.app.templates, [GH], "matrix")
+    assert sent.queued == [(GH, maker.user_id)]
+    invites = Invites(synapse, maker)
+    room = (await eventually(invites.rooms, "the room invitation"))[0]
+    assert live.count(Contact) == 0  # invited is not bound: only their joining binds
+
+    synapse.join(maker, room)
+    contact = await eventually(
+        lambda: live.scalar(select(Contact).where(Contact.channel == "matrix")), "the binding"
+    )
+    assert (contact.pledgemaker_id, contact.address, contact.status) == (GH, room, "active")
+    invite = live.scalar(select(InviteToken).where(InviteToken.address == maker.user_id))
+    assert invite.used_by == room
+    said = await eventually(
+        lambda: [
+            m for m in bot_said(synapse, maker, room, bot) if "Welcome" in m["content"]["body"]
+        ],
+        "the welcome",
+    )
+    assert len(said) == 1
+    first = bot_said(synapse, maker, room, bot)[0]["content"]["body"]
+    assert "Join this room" in first  # the invitation came first, in the same room
+
+    # A bulk run now skips them: they are connected.
+    with live.app.db.session() as session:
+        again = invitations.send(session, live.app.templates, [GH], "matrix")
+    assert again.queued == [] and dict(again.skipped) == {"already connected": [GH]}
