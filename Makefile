@@ -30,6 +30,7 @@ axe: $(AXE)
 
 test: $(STAMP) axe
 	$(BIN)/ruff check bot tests bench
+	$(BIN)/pledgebot i18n check --templates templates  # every template in en, fr, es; same variables
 	$(BIN)/python -m bot.sandbox.synapse  # Synapse's own venv for the Matrix tests (once, ~30 s)
 	$(BIN)/pytest -n 2 --dist loadfile -q
 
@@ -47,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest.py $(BENCH_ARGS)
 	$(BIN)/python bench/dispatch.py $(BENCH_ARGS)
 	$(BIN)/python bench/dashboard.py $(BENCH_ARGS)
+	$(BIN)/python bench/matchmaking.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) demo-data .pytest_cache .cache test-artifacts

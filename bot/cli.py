@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from bot.cli_contacts import contacts_cli
+from bot.cli_i18n import i18n_cli
+from bot.cli_matches import matches_cli
 from bot.cli_pledgemakers import pledgemakers_cli
 from bot.cli_report import report
 from bot.cli_users import users_cli
@@ -49,6 +51,8 @@ for sub, name in (
     (export_cli, "export"),
     (users_cli, "users"),
     (pledgemakers_cli, "pledgemakers"),
+    (matches_cli, "matches"),
+    (i18n_cli, "i18n"),
 ):
     cli.add_typer(sub, name=name)
 

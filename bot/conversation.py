@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot import choices, consent, contacts, invitations, outbox
+from bot import choices, consent, contacts, introductions, invitations, outbox
 from bot.alerts import Alerts
 from bot.campaigns.base import PlannedMessage
 from bot.campaigns.followup import BUTTON_KINDS, BUTTON_PREFIX
@@ -308,6 +308,8 @@ class Turn:
         message_id = message_id if message_id is not None else self.event.message_id
         if data.startswith(consent.BUTTON_PREFIX):
             return self.consent_answer(data.removeprefix(consent.BUTTON_PREFIX))
+        if data.startswith(introductions.BUTTON_PREFIX):
+            return self.introduction_answer(data.removeprefix(introductions.BUTTON_PREFIX))
         kind = data.removeprefix(BUTTON_PREFIX)
         if not data.startswith(BUTTON_PREFIX) or kind not in BUTTON_KINDS:
             return f"ignored: unknown button {data!r}"
@@ -355,6 +357,16 @@ class Turn:
                 return None
             return self.session.scalar(sent.where(OutboxMessage.id == int(replied)))
         return self.session.scalar(sent.where(OutboxMessage.external_id == replied))
+
+    def introduction_answer(self, data: str) -> str:
+        said, _, number = data.partition(":")
+        if said not in ("yes", "no") or not number.isdigit():
+            return f"ignored: introduction button {data!r}"
+        if self.contact is None or self.contact.status != "active":
+            return "ignored: button from an unbound or stopped chat"
+        return introductions.answer(
+            self.session, int(number), self.contact.pledgemaker_id, said, self.conv.templates
+        )
 
     def consent_answer(self, data: str) -> str:
         answer, _, update_id = data.partition(":")

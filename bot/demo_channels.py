@@ -1,45 +1,41 @@
-"""The demo's simulated pledgemakers, one class per chat channel, each against a real server.
+"""The demo's chat channels: what they share, and the Telegram pledgemakers.
 
 For every chat channel chosen, ``pledgebot demo`` starts its server — the Telegram Bot API
-sandbox (``bot.sandbox.telegram``; always, as it also carries the public channel's posts),
-``bot.sandbox.mail`` (aiosmtpd SMTP + pymap IMAP) or ``bot.sandbox.synapse`` (a real Synapse
-in its own venv) —, writes the channel's ``[channels.<name>]`` section of the demo's config, and
-plays its share of the pledgemakers. Each joins with their invitation (Telegram: ``/start TOKEN``
-from the deep link; email: a mail to the join address whose subject is the signed code of their
-``mailto:`` link; Matrix: ``!start TOKEN`` in a direct room they open with the bot), then
-answers the prompt they received (Telegram: eight ways in turn; email: a reply from their mail
-client, quoting the prompt; Matrix: a reply to the prompt's event, or a plain message).
+sandbox (always, as it also carries the public channel's posts), or, in ``bot.demo_invited``,
+``bot.sandbox.mail`` (aiosmtpd SMTP + pymap IMAP) or ``bot.sandbox.synapse`` (a real Synapse in
+its own venv) —, writes the channel's ``[channels.<name>]`` section of the demo's config, and
+plays its share of the pledgemakers: they join, answer the prompt they received, and answer the
+consent question under the journey update it made. On Telegram each opens the deep link of their
+invitation (``/start TOKEN``), answers in one of eight ways and presses a consent button; the
+email and Matrix pledgemakers are invited by the bot itself and type their answers
+(``bot.demo_invited``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
-import re
-import shutil
-import subprocess
+import time
 from collections.abc import Callable, Iterable
-from email.message import EmailMessage
-from email.utils import formataddr, formatdate
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
-from urllib.parse import parse_qs
+from typing import Any, ClassVar, Protocol
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, distinct, func, select
 
 from bot import contacts
 from bot.app import App
 from bot.errors import UserInputError
-from bot.models import Contact, InviteToken, JourneyUpdate, OutboxMessage, Prompt
+from bot.models import (
+    Consent,
+    Contact,
+    InviteToken,
+    JourneyUpdate,
+    OutboxMessage,
+    Post,
+    Prompt,
+)
 from bot.sandbox import TelegramSandbox
 
-if TYPE_CHECKING:
-    from bot.sandbox.mail import MailServer
-    from bot.sandbox.synapse import Account, Synapse
-
 CHAT_CHANNELS = ("telegram", "email", "matrix")  # the chat channels that can run locally
-EMAIL_PACKAGES = ("aiosmtpd", "pymap", "pysasl")  # bot.sandbox.mail's imports (dev extras)
 Person = tuple[str, str, str]  # pledgemaker id, organisation name, language
 Say = Callable[[str], None]
 ANSWERS = {
@@ -55,6 +51,13 @@ ANSWERS = {
         "Capacitamos a 120 inspectores de trabajo este trimestre y abrimos una línea de denuncia.",
         "Se recortó el presupuesto de comedores escolares; algunos niños podrían volver al campo.",
     ],
+}
+# How a pledgemaker joins on each channel: through an invitation the bot sent to their address
+# ("invitation": InviteToken.address set), or through a link handed to them ("link").
+JOINED_BY = {
+    "telegram": {"link": "deep link (/start)"},
+    "email": {"invitation": "reply to the bot's invitation mail", "link": "mailto link's code"},
+    "matrix": {"invitation": "the bot's room invite, accepted"},
 }
 
 # A tiny valid JPEG header is enough for the sandbox; it is stored through getFile.
@@ -84,8 +87,25 @@ def share(people: list[Person], channels: list[str]) -> dict[str, list[Person]]:
     return {name: people[index :: len(channels)] for index, name in enumerate(channels)}
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     return next((line.strip() for line in str(exc).splitlines() if line.strip()), repr(exc))
+
+
+async def wait_until(
+    check: Callable[[], bool],
+    what: str | Callable[[], str],
+    timeout: float = 60,
+    *,
+    in_thread: bool = False,
+) -> None:
+    """``what``: for the error, or a function saying how far it got. ``in_thread``: ``check``
+    blocks (a request to a server, a mailbox read), so it runs off the event loop."""
+    deadline = time.monotonic() + timeout
+    while not (await asyncio.to_thread(check) if in_thread else check()):
+        if time.monotonic() > deadline:
+            said = what if isinstance(what, str) else what()
+            raise UserInputError(f"demo: timed out waiting for {said}")
+        await asyncio.sleep(0.1)
 
 
 class DemoPeople(Protocol):
@@ -95,8 +115,11 @@ class DemoPeople(Protocol):
 
     async def start(self, say: Say) -> None: ...  # raises ChannelUnavailable
     def settings(self) -> dict[str, Any]: ...  # its [channels.<name>] section
-    async def invite(self, app: App, people: list[Person]) -> None: ...
-    async def answer(self) -> int: ...  # how many answers must be linked to their prompts
+    async def invite(self, app: App, people: list[Person], say: Say) -> None: ...
+    # Those in ``which`` (a slice of them, in order) answer the prompt; returns how many of
+    # their answers must be linked to their prompts.
+    async def answer(self, which: slice) -> int: ...
+    async def consent(self) -> int: ...  # how many consent answers must be recorded
     async def stop(self) -> None: ...
 
 
@@ -128,9 +151,10 @@ class TelegramPeople:
             "post_chat_id": str(self.POST_CHANNEL),
         }
 
-    async def invite(self, app: App, people: list[Person]) -> None:
+    async def invite(self, app: App, people: list[Person], say: Say) -> None:
         if not people:
             return
+        say(f"telegram: {len(people)} pledgemaker(s) open the deep link of their invitation")
         channel = app.channel("telegram")
         for index, (pledgemaker_id, name, language) in enumerate(people):
             with app.db.session() as session:
@@ -142,10 +166,10 @@ class TelegramPeople:
             self.chats[chat_id] = (pledgemaker_id, language)
         self.sandbox.push_message(99_999, "hello, who are you?")  # a stranger: one onboarding hint
 
-    async def answer(self) -> int:
+    async def answer(self, which: slice) -> int:
         """Eight ways a pledgemaker may react, in turn; the last chat opts out with /stop."""
         sandbox, linked = self.sandbox, 0
-        for index, (chat_id, (_, language)) in enumerate(sorted(self.chats.items())):
+        for index, (chat_id, (_, language)) in list(enumerate(sorted(self.chats.items())))[which]:
             prompt = next(
                 m for m in reversed(sandbox.sent_messages(chat_id)) if m.get("reply_markup")
             )
@@ -177,185 +201,44 @@ class TelegramPeople:
             # style 7: no answer yet; the prompt stays open
         return linked
 
+    async def consent(self) -> int:
+        """Under each consent question, most press "yes"; every fifth chat, from the second,
+        presses "no"."""
+        pressed = 0
+        for index, chat_id in enumerate(sorted(self.chats)):
+            question = next(
+                (
+                    m
+                    for m in reversed(self.sandbox.sent_messages(chat_id))
+                    if "pc:yes:" in str(m.get("reply_markup"))
+                ),
+                None,
+            )
+            if question is None:
+                continue
+            data = next(
+                b["callback_data"]
+                for row in question["reply_markup"]["inline_keyboard"]
+                for b in row
+                if b["callback_data"].startswith("pc:yes:")
+            )
+            answer = data if index % 5 != 1 else data.replace("pc:yes:", "pc:no:")
+            self.sandbox.press_button(chat_id, question["message_id"], answer)
+            pressed += 1
+        return pressed
+
     async def stop(self) -> None:
         await self.sandbox.stop()
 
 
-class EmailPeople:
-    """aiosmtpd + pymap; each pledgemaker mails from ``<id>@pledgemakers.example``."""
-
-    name: ClassVar[str] = "email"
-    ENV: ClassVar[dict[str, str]] = {
-        "smtp_password": "PLEDGEBOT_DEMO_SMTP_PASSWORD",
-        "imap_password": "PLEDGEBOT_DEMO_IMAP_PASSWORD",
-        "signing_key": "PLEDGEBOT_DEMO_EMAIL_SIGNING_KEY",
-    }
-    QUOTES = ("gmail", "outlook", "apple")  # how their mail clients quote the prompt
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder / "mail"
-        self.server: MailServer | None = None
-        self.people: dict[str, tuple[str, str]] = {}  # address -> ("Name <address>", language)
-
-    async def start(self, say: Say) -> None:
-        missing = [n for n in EMAIL_PACKAGES if importlib.util.find_spec(n) is None]
-        if missing:
-            raise ChannelUnavailable(
-                f"{' and '.join(missing)} not installed (the dev extras): pip install -e '.[dev]'"
-            )
-        from bot.sandbox.mail import MailServer
-
-        shutil.rmtree(self.folder, ignore_errors=True)  # no mail left from an earlier demo
-        self.server = MailServer(self.folder)
-        try:
-            await asyncio.to_thread(self.server.start)
-        except (RuntimeError, OSError) as exc:
-            raise ChannelUnavailable(f"the mail servers did not start: {_first_line(exc)}") from exc
-        for name, value in self.server.secrets().items():
-            os.environ[self.ENV[name]] = value.get_secret_value()
-
-    def settings(self) -> dict[str, Any]:
-        assert self.server is not None
-        chosen = self.server.settings(
-            poll_interval=0.2,
-            max_messages_per_second=100,
-            **{f"{name}_env": env for name, env in self.ENV.items()},
-        )
-        return chosen.model_dump(mode="json")
-
-    async def invite(self, app: App, people: list[Person]) -> None:
-        """Each opens the ``mailto:`` link of their invitation: a mail with the code as subject."""
-        assert self.server is not None
-        channel = app.channel("email")
-        for pledgemaker_id, name, language in people:
-            with app.db.session() as session:
-                token = contacts.create_invite(session, pledgemaker_id, "email").token
-            link = await channel.invite_link(token)
-            join, _, query = link.removeprefix("mailto:").partition("?")
-            address = f"{re.sub(r'[^a-z0-9.-]', '-', pledgemaker_id.lower())}@pledgemakers.example"
-            sender = formataddr((name, address))
-            mail = EmailMessage()
-            mail["From"], mail["To"] = sender, join
-            mail["Subject"] = parse_qs(query)["subject"][0]
-            mail["Date"] = formatdate(usegmt=True)
-            mail["Message-ID"] = f"<join.{pledgemaker_id}@pledgemakers.example>"
-            mail.set_content("")
-            await asyncio.to_thread(self.server.submit, mail)
-            self.people[address] = (sender, language)
-
-    async def answer(self) -> int:
-        """Each answers the last mail they received (the prompt), quoting it below."""
-        from bot.sandbox.mail import answer
-
-        server = self.server
-        assert server is not None
-        for index, (address, (sender, language)) in enumerate(self.people.items()):
-            prompt = server.received(address)[-1]
-            text = ANSWERS[language][index % 2]
-            quote = self.QUOTES[index % len(self.QUOTES)]
-            reply = answer(prompt, text, sender=sender, quote=quote)
-            await asyncio.to_thread(server.submit, reply)
-        return len(self.people)
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            await asyncio.to_thread(self.server.stop)
-
-
-class MatrixPeople:
-    """A real Synapse; each pledgemaker has an account and opens a direct room with the bot."""
-
-    name: ClassVar[str] = "matrix"
-    TOKEN_ENV: ClassVar[str] = "PLEDGEBOT_DEMO_MATRIX_TOKEN"
-
-    def __init__(self) -> None:
-        self.synapse: Synapse | None = None
-        self.bot: Account | None = None
-        self.rooms: dict[str, tuple[Account, str]] = {}  # room id -> (their account, language)
-
-    async def start(self, say: Say) -> None:
-        from bot.sandbox import synapse
-
-        if not synapse.venv_ready():
-            say(
-                f"matrix: building Synapse's own venv in {synapse.venv_path()} "
-                "(once, ~30 s, from PyPI)…"
-            )
-        try:
-            python = await asyncio.to_thread(synapse.build_venv)
-        except (synapse.SynapseUnavailable, OSError) as exc:
-            raise ChannelUnavailable(_first_line(exc)) from exc
-        say("matrix: starting Synapse (~5 s)…")
-        self.synapse = synapse.Synapse()
-        try:
-            await asyncio.to_thread(self.synapse.start, python)
-            self.bot = await asyncio.to_thread(self.synapse.register, "pledgebot")
-        except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
-            raise ChannelUnavailable(f"Synapse did not start: {_first_line(exc)}") from exc
-        os.environ[self.TOKEN_ENV] = self.bot.access_token
-
-    def settings(self) -> dict[str, Any]:
-        assert self.synapse is not None and self.bot is not None
-        return {
-            "enabled": True,
-            "homeserver": self.synapse.base_url,
-            "user_id": self.bot.user_id,
-            "access_token_env": self.TOKEN_ENV,
-            "request_timeout": 5,
-            "sync_timeout_ms": 300,
-        }
-
-    async def invite(self, app: App, people: list[Person]) -> None:
-        """Each opens a direct room with the bot and sends the line shown after its link."""
-        channel = app.channel("matrix")
-        lines = []
-        for pledgemaker_id, _, language in people:
-            with app.db.session() as session:
-                token = contacts.create_invite(session, pledgemaker_id, "matrix").token
-            link = await channel.invite_link(token)  # "https://matrix.to/#/@bot… !start TOKEN"
-            lines.append((pledgemaker_id, language, link.partition(" ")[2]))
-        await asyncio.to_thread(self._join_all, lines)
-
-    def _join_all(self, lines: Iterable[tuple[str, str, str]]) -> None:
-        synapse, bot = self.synapse, self.bot
-        assert synapse is not None and bot is not None
-        for pledgemaker_id, language, line in lines:
-            maker = synapse.register(re.sub(r"[^a-z0-9._=-]", "-", pledgemaker_id.lower()))
-            room = synapse.create_room(maker, invite=(bot.user_id,))
-            synapse.say(maker, room, {"msgtype": "m.text", "body": line})
-            self.rooms[room] = (maker, language)
-
-    async def answer(self) -> int:
-        await asyncio.to_thread(self._answer_all)
-        return len(self.rooms)
-
-    def _answer_all(self) -> None:
-        """Every other one replies to the prompt's event; the rest just write (which answers
-        their most recent open prompt)."""
-        synapse, bot = self.synapse, self.bot
-        assert synapse is not None and bot is not None
-        for index, (room, (maker, language)) in enumerate(self.rooms.items()):
-            said = [e for e in synapse.messages(maker, room) if e["sender"] == bot.user_id]
-            content: dict[str, Any] = {"msgtype": "m.text", "body": ANSWERS[language][index % 2]}
-            if index % 2 == 0:
-                content["m.relates_to"] = {"m.in_reply_to": {"event_id": said[-1]["event_id"]}}
-            synapse.say(maker, room, content)
-
-    async def stop(self) -> None:
-        if self.synapse is not None:
-            await asyncio.to_thread(self.synapse.stop)
-
-
-def demo_people(name: str, folder: Path) -> DemoPeople:
-    """Email's or Matrix's (Telegram's always runs: ``bot.demo`` makes it itself)."""
-    return EmailPeople(folder) if name == "email" else MatrixPeople()
-
-
 def channel_figures(app: App, channels: Iterable[str]) -> dict[str, int]:
-    """Per chat channel: invited, joined, prompts sent, answers linked to their prompts."""
+    """Per chat channel: invited, joined (and how), prompts sent, answers linked to their
+    prompts, consents given and declined, updates amplified (published on X or the channel)."""
 
-    def count(table: Any) -> Select[tuple[int]]:
-        return select(func.count()).select_from(table)
+    def count(table: Any, what: Any = None) -> Select[tuple[int]]:
+        return select(func.count() if what is None else func.count(distinct(what))).select_from(
+            table
+        )
 
     sent_prompts = count(Prompt).join(OutboxMessage)
     linked = (
@@ -364,16 +247,36 @@ def channel_figures(app: App, channels: Iterable[str]) -> dict[str, int]:
         .join(OutboxMessage, Prompt.outbox_id == OutboxMessage.id)
         .where(JourneyUpdate.source == "reply")
     )
+    used = count(InviteToken).where(InviteToken.used_at.is_not(None))
+    consents = count(Consent).join(Contact, Consent.contact_id == Contact.id)
+    amplified = (
+        count(Post, Post.journey_update_id)
+        .join(JourneyUpdate, Post.journey_update_id == JourneyUpdate.id)
+        .join(Contact, JourneyUpdate.contact_id == Contact.id)
+    )
+    by = {
+        "invitation": InviteToken.address.is_not(None),
+        "link": InviteToken.address.is_(None),
+    }
     figures: dict[str, int] = {}
     with app.db.session() as session:
         for name in channels:
             queries = {
                 "invited": count(InviteToken).where(InviteToken.channel == name),
                 "joined": count(Contact).where(Contact.channel == name),
+                **{
+                    f"joined via {how}": used.where(InviteToken.channel == name, by[way])
+                    for way, how in JOINED_BY[name].items()
+                },
                 "prompts sent": sent_prompts.where(
                     OutboxMessage.channel == name, OutboxMessage.state == "sent"
                 ),
                 "answers linked": linked.where(OutboxMessage.channel == name),
+                "consents given": consents.where(Contact.channel == name, Consent.answer == "yes"),
+                "consents declined": consents.where(
+                    Contact.channel == name, Consent.answer == "no"
+                ),
+                "updates amplified": amplified.where(Contact.channel == name),
             }
             for label, query in queries.items():
                 figures[f"{name} {label}"] = int(session.scalar(query) or 0)

@@ -16,7 +16,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import String, cast, delete, literal, select, update
+from sqlalchemy import String, cast, delete, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot import consent
@@ -32,6 +32,7 @@ from bot.models import (
     InboundEvent,
     InviteToken,
     JourneyUpdate,
+    MatchSuggestion,
     OutboxMessage,
     Pledgemaker,
     Post,
@@ -108,6 +109,17 @@ def export_data(session: Session, pledgemaker_id: str) -> dict[str, Any]:
         "journey_updates": rows(JourneyUpdate, JourneyUpdate.pledgemaker_id),
         "consents": rows(Consent, Consent.pledgemaker_id),
         "posts": rows(Post, Post.pledgemaker_id),
+        "introductions": [
+            _record(m, skip=("pair_key",))
+            for m in session.scalars(
+                select(MatchSuggestion).where(
+                    or_(
+                        MatchSuggestion.seeker_id == person.id,
+                        MatchSuggestion.helper_id == person.id,
+                    )
+                )
+            )
+        ],
     }
 
 
@@ -219,6 +231,11 @@ def erase(
     )
     session.execute(delete(InviteToken).where(InviteToken.pledgemaker_id == old))
     session.execute(delete(Cadence).where(Cadence.pledgemaker_id == old))
+    session.execute(  # who they were matched with says who they are
+        delete(MatchSuggestion).where(
+            or_(MatchSuggestion.seeker_id == old, MatchSuggestion.helper_id == old)
+        )
+    )
     session.flush()
     session.execute(delete(Pledgemaker).where(Pledgemaker.id == old))
     session.flush()

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Boolean,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -396,3 +397,28 @@ class CalendarFeed(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class MatchSuggestion(Base):
+    """A suggested introduction (``bot.introductions``): a pledgemaker's challenge and another's
+    solution or progress that may address it. A pair of pledgemakers is suggested once, ever:
+    declined and introduced pairs are remembered by ``pair_key``."""
+
+    __tablename__ = "match_suggestions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pair_key: Mapped[str] = mapped_column(String(140), unique=True)  # "<id>|<id>", sorted
+    challenge_update_id: Mapped[int] = mapped_column(ForeignKey("journey_updates.id"), index=True)
+    offer_update_id: Mapped[int] = mapped_column(ForeignKey("journey_updates.id"), index=True)
+    seeker_id: Mapped[str] = mapped_column(ForeignKey("pledgemakers.id"), index=True)
+    helper_id: Mapped[str] = mapped_column(ForeignKey("pledgemakers.id"), index=True)
+    score: Mapped[float] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(Text)
+    topics: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # suggested → declined (by staff) | asking → introduced (both said yes) | ended (a no)
+    state: Mapped[str] = mapped_column(String(16), default="suggested", index=True)
+    seeker_answer: Mapped[str | None] = mapped_column(String(8))  # yes | no
+    helper_answer: Mapped[str | None] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    decided_by: Mapped[str | None] = mapped_column(String(254))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -7,6 +7,12 @@ from collections.abc import Iterable
 from functools import cache
 
 PILLARS = ("act", "inspire", "scale_up")
+# The pillars' names as the campaign wrote them in each language (posts, digests).
+PILLAR_NAMES = {
+    "en": {"act": "Act", "inspire": "Inspire", "scale_up": "Scale up"},
+    "fr": {"act": "Agir", "inspire": "Inspirer", "scale_up": "Passer à l'échelle"},
+    "es": {"act": "Actuar", "inspire": "Inspirar", "scale_up": "Ampliar"},
+}
 UPDATE_KINDS = ("progress", "challenge", "solution")
 LANGUAGES = ("en", "fr", "es")
 SECTORS = (

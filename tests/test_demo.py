@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -14,7 +15,18 @@ from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
 from bot.demo_channels import ANSWERS
-from bot.models import JourneyUpdate, OutboxMessage, Prompt, Reply
+from bot.models import (
+    Consent,
+    Contact,
+    InviteToken,
+    JourneyUpdate,
+    OutboxMessage,
+    Pledgemaker,
+    Post,
+    Prompt,
+    Reply,
+)
+from bot.models import InboundEvent as EventRow
 from bot.sandbox.synapse import VENV_ENV, venv_path
 from tests.auxil.cli import PLEDGEBOT, pledgebot
 from tests.conftest import ROOT, cli_env
@@ -87,9 +99,12 @@ def linked_answers(database: str) -> dict[str, list[str]]:
     return found
 
 
-def test_demo_links_answers_on_telegram_email_and_matrix(tmp_path: Path) -> None:
-    """Nine pledgemakers, three per channel: each joins with their invitation, gets the prompt
-    on their channel and answers it there (a real mail exchange, a real Synapse)."""
+def test_demo_invites_links_answers_and_consents_on_telegram_email_and_matrix(
+    tmp_path: Path,
+) -> None:
+    """Nine pledgemakers, three per channel: each joins (the bot invites the email and Matrix
+    ones itself), gets the prompt on their channel and answers it there, then answers the
+    consent question (by typing, by mail and on Matrix); what they agreed to share is posted."""
     done = pledgebot(
         tmp_path,
         "--config",
@@ -109,6 +124,9 @@ def test_demo_links_answers_on_telegram_email_and_matrix(tmp_path: Path) -> None
         assert lines[f"{channel} invited"] == lines[f"{channel} joined"] == "3", channel
         assert lines[f"{channel} prompts sent"] == "3", channel
     assert lines["messages failed"] == "0"
+    assert lines["email joined via reply to the bot's invitation mail"] == "2"
+    assert lines["email joined via mailto link's code"] == "1"
+    assert lines["matrix joined via the bot's room invite, accepted"] == "3"
     linked = linked_answers(lines["database"])
     # Telegram's three: a long answer after a button, a reply to the prompt, and /stop.
     assert len(linked["telegram"]) == int(lines["telegram answers linked"]) == 2
@@ -117,6 +135,75 @@ def test_demo_links_answers_on_telegram_email_and_matrix(tmp_path: Path) -> None
         assert len(linked[channel]) == int(lines[f"{channel} answers linked"]) == 3, channel
         # Exactly what they wrote: the mail clients' quoted prompt is stripped.
         assert set(linked[channel]) <= words, linked[channel]
+        assert lines[f"{channel} consents given"] == "2", channel
+        assert lines[f"{channel} consents declined"] == "1", channel
+
+    found = read_back(lines["database"])
+    # Bound through the bot's own invitations: sent to the address on their record, used.
+    assert sorted(found.invited["email"]) == [(False, True)] + [(True, True)] * 2
+    assert found.invited["matrix"] == [(True, True)] * 3
+    # The consent questions answered by typing a number or a word, both ways on each channel.
+    for channel in ("email", "matrix"):
+        assert sorted(found.consents[channel]) == ["no", "yes", "yes"], channel
+        typed = found.typed[channel]
+        assert sorted(outcome.rsplit(" ", 1)[1] for outcome, _ in typed) == ["no", "yes", "yes"]
+    assert {text for _, text in found.typed["email"]} == {"1", "yes", "2"}
+    assert {text for _, text in found.typed["matrix"]} == {"1", "yes", "no"}
+    # Their updates took part: at least one of them went out on X (three slots, five eligible).
+    assert found.on_x.get("email", 0) + found.on_x.get("matrix", 0) >= 1, found.on_x
+    amplified = sum(int(lines[f"{c} updates amplified"]) for c in ("telegram", "email", "matrix"))
+    assert amplified == int(lines["posts on X"]) == 3
+
+
+@dataclass
+class ReadBack:
+    """What the demo's database says, per chat channel."""
+
+    invited: dict[str, list[tuple[bool, bool]]]  # (sent to their address, used) per invitation
+    consents: dict[str, list[str]]  # each recorded answer
+    typed: dict[str, list[tuple[str, str]]]  # (outcome, text) of each typed consent answer
+    on_x: dict[str, int]  # updates of pledgemakers on the channel posted on X
+
+
+def read_back(database: str) -> ReadBack:
+    engine = create_engine(f"sqlite:///{database}")
+    found = ReadBack({}, {}, {}, {})
+    try:
+        with Session(engine) as session:
+            for invite, pledgemaker in session.execute(
+                select(InviteToken, Pledgemaker).join(Pledgemaker)
+            ).all():
+                own = {"email": pledgemaker.email, "matrix": pledgemaker.matrix_id}
+                bound = session.scalar(
+                    select(Contact).where(
+                        Contact.channel == invite.channel, Contact.address == invite.used_by
+                    )
+                )
+                used = bound is not None and bound.pledgemaker_id == pledgemaker.id
+                sent = invite.address is not None and invite.address == own.get(invite.channel)
+                found.invited.setdefault(invite.channel, []).append((sent, used))
+            for channel, answer in session.execute(
+                select(Contact.channel, Consent.answer).join(Contact)
+            ).all():
+                found.consents.setdefault(channel, []).append(answer)
+            for event in session.scalars(
+                select(EventRow).where(EventRow.outcome.like("typed update %: consent %"))
+            ):
+                typed = (str(event.outcome), str(event.payload["text"]))
+                found.typed.setdefault(event.channel, []).append(typed)
+            found.on_x = dict(
+                session.execute(
+                    select(Contact.channel, func.count())
+                    .select_from(Post)
+                    .join(JourneyUpdate, Post.journey_update_id == JourneyUpdate.id)
+                    .join(Contact, JourneyUpdate.contact_id == Contact.id)
+                    .where(Post.channel == "x")
+                    .group_by(Contact.channel)
+                ).all()
+            )
+    finally:
+        engine.dispose()
+    return found
 
 
 def test_an_unknown_channel_is_a_clear_error_naming_the_valid_ones(tmp_path: Path) -> None:

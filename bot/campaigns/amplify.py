@@ -21,19 +21,21 @@ from bot.consent import credit_line, published_text
 from bot.models import JourneyUpdate, OutboxMessage, Pledgemaker, Post
 from bot.schedules import AmplifyCampaign
 from bot.templates import Templates
+from bot.vocab import PILLAR_NAMES
 
 RECENT = 10  # posts looked at for pillar and region balance
-PILLAR_LABELS = {"act": "Act", "inspire": "Inspire", "scale_up": "Scale up"}
 
 
-def post_context(spec: AmplifyCampaign, update: JourneyUpdate, pledgemaker: Any) -> dict[str, Any]:
-    """Everything an amplify template may use."""
+def post_context(
+    spec: AmplifyCampaign, update: JourneyUpdate, pledgemaker: Any, language: str = "en"
+) -> dict[str, Any]:
+    """Everything an amplify template may use; ``pillar`` is named in the post's language."""
     return {
         "update": update,
         "text": published_text(update),
         "pledgemaker": pledgemaker,
         "credit": credit_line(pledgemaker),
-        "pillar": PILLAR_LABELS.get(update.pillar, update.pillar),
+        "pillar": PILLAR_NAMES.get(language, PILLAR_NAMES["en"]).get(update.pillar, update.pillar),
         "hashtags": " ".join(spec.hashtags),
     }
 
@@ -120,7 +122,7 @@ def plan(spec: AmplifyCampaign, run: RunContext, session: Session, templates: Te
     if chosen is None:
         return Plan([], {"no approved, consented update waiting": 1})
     update, pledgemaker = chosen
-    context = post_context(spec, update, pledgemaker)
+    context = post_context(spec, update, pledgemaker, pledgemaker.language)
     media = tuple(m for m in update.media or [] if m.get("path"))
     return posts.plan_post(
         kind="amplify",

@@ -30,6 +30,7 @@ NAV = [
     ("/inbox", "Inbox"),
     ("/updates", "Updates"),
     ("/pledgemakers", "Pledgemakers"),
+    ("/matches", "Matches"),
     ("/posts/new", "New post"),
     ("/outbox", "Outbox"),
     ("/schedules", "Schedules"),

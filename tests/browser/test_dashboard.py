@@ -69,6 +69,32 @@ def seed_update(dashboard: Dashboard, text: str) -> int:
     return update_id
 
 
+def seed_match(dashboard: Dashboard) -> None:
+    """A challenge and another pledgemaker's solution to it, suggested as an introduction."""
+    from bot import introductions
+
+    db = Database(f"sqlite:///{dashboard.folder / 'pledgebot.db'}")
+    with db.session() as session:
+        for who, kind, text in (
+            ("gh-min-labour", "challenge", "Children leave school for the cocoa harvest."),
+            ("ilo", "solution", "Catch-up classes after the cocoa harvest brought them back."),
+        ):
+            session.add(
+                JourneyUpdate(
+                    pledgemaker_id=who,
+                    pillar="act",
+                    kind=kind,
+                    text=text,
+                    media=[],
+                    source="import",
+                    source_ref=f"browser:{kind}",
+                )
+            )
+        session.flush()
+        assert introductions.refresh(session)
+    db.dispose()
+
+
 def test_approve_an_update(page: Any, dashboard: Dashboard) -> None:
     update_id = seed_update(dashboard, 'We trained 40 inspectors <script>alert("x")</script>')
     dialogs: list[str] = []
@@ -121,6 +147,7 @@ def test_every_page_has_no_serious_accessibility_violations(
     sign_in(page, dashboard, "admin@example.org", next_="/outbox")
     seed_update(dashboard, "Opened two drop-in centres")
     seed_conversation(dashboard, "قمنا بتدريب ٤٠ مفتشًا")
+    seed_match(dashboard)
     for path in (
         "/updates",
         "/outbox",
@@ -135,6 +162,7 @@ def test_every_page_has_no_serious_accessibility_violations(
         "/pledgemakers",
         "/pledgemakers/gh-min-labour",
         "/invites",
+        "/matches",
         "/posts/new",
         "/reports",
         "/reports?by=country",
