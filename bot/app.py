@@ -83,7 +83,7 @@ class App:
             settings = self.config.channel_settings(name)
             if isinstance(getattr(settings, "max_characters", None), int):
                 limits[name] = settings.max_characters  # type: ignore[attr-defined]
-            if name in ("x", "mastodon"):  # public posts go to the account's own timeline
+            if name in ("x", "mastodon", "bluesky"):  # posts go to the account's timeline
                 found[name] = "timeline"
             elif name == "webhook":  # one receiver: the URL in its settings
                 found[name] = "webhook"

@@ -284,7 +284,14 @@ def campaign_fire(
         if not typer.confirm(f"Send {campaign_id} now to {len(preview.messages)} pledgemaker(s)?"):
             raise typer.Exit(1)
     result = runs.fire(
-        app.db, app.templates, spec, now, trigger="manual", only=to, destinations=app.destinations()
+        app.db,
+        app.templates,
+        spec,
+        now,
+        trigger="manual",
+        only=to,
+        destinations=app.destinations(),
+        media_dir=app.config.path("media"),
     )
     skipped = ", ".join(f"{why} {n}" for why, n in sorted(result.skipped.items()))
     out.print(
@@ -660,6 +667,27 @@ def export_updates(
     from bot.export import export
 
     export(open_app(), "updates", fmt, sys.stdout)
+
+
+@export_cli.command("feed")
+def export_feed(
+    fmt: Annotated[str, typer.Option("--format", help="atom or json")] = "atom",
+    limit: Annotated[int, typer.Option(help="The newest N updates (1-200).")] = 50,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")
+    ] = None,
+) -> None:
+    """The public journey feed (approved, consented updates) as served at /feed.atom and
+    /feed.json, for static hosting; links use [dashboard] public_url when set."""
+    from bot import feed
+
+    fmt, limit = feed.check_format(fmt), feed.check_limit(limit)  # before opening the database
+    built = feed.build(open_app(), fmt, limit)
+    if output is None:
+        sys.stdout.buffer.write(built.body)
+        return
+    output.write_bytes(built.body)
+    err.print(f"wrote {output}", markup=False)
 
 
 cli.command("report")(report)  # in bot/cli_report.py

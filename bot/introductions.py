@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -72,16 +73,27 @@ def documents(session: Session) -> tuple[list[Doc], list[Doc]]:
 
 
 def refresh(session: Session, *, per_challenge: int = 3) -> list[MatchSuggestion]:
-    """Store new suggestions; returns them. Pairs already stored (any state) are skipped."""
+    """Store new suggestions; returns them. A challenge has at most ``per_challenge`` open
+    ones (suggested, asking or introduced): declining one makes room for the next best on the
+    next refresh. Pairs already stored (any state) are never suggested again."""
     from bot import matchmaking
 
     known = set(session.scalars(select(MatchSuggestion.pair_key)))
+    open_ones = Counter(
+        session.scalars(
+            select(MatchSuggestion.challenge_update_id).where(
+                MatchSuggestion.state.in_(("suggested", "asking", "introduced"))
+            )
+        )
+    )
     challenges, offers = documents(session)
+    challenges = [c for c in challenges if open_ones[int(c.id)] < per_challenge]
     skip = frozenset((a, b) for a, _, b in (key.partition("|") for key in known))
     ranked = matchmaking.rank(challenges, offers, top=per_challenge, skip=skip)
     made: list[MatchSuggestion] = []
     for challenge in challenges:
-        for suggestion in ranked.get(challenge.id, []):
+        room = per_challenge - open_ones[int(challenge.id)]
+        for suggestion in ranked.get(challenge.id, [])[:room]:
             key = pair_key(challenge.pledgemaker_id, suggestion.offer.pledgemaker_id)
             if key in known:  # two challenges of one pledgemaker found the same partner
                 continue

@@ -32,6 +32,7 @@ from stop_words import get_stop_words
 
 TOPICS_FILE = Path(__file__).parent / "data" / "topics.toml"
 STEMMERS = {"en": "english", "fr": "french", "es": "spanish"}
+CHUNK = 256  # challenges compared at once (a 256 × offers block of floats)
 WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*|\d+", re.UNICODE)
 
 
@@ -175,9 +176,11 @@ def rank(
         vectors = TfidfVectorizer(analyzer=_as_is, sublinear_tf=True).fit_transform(
             [words[d.id] for d in mine + theirs]
         )
-        similarity = linear_kernel(vectors[: len(mine)], vectors[len(mine) :])
         about = {d.id: topics_in(words[d.id], language) for d in mine + theirs}
+        offered = vectors[len(mine) :]
         for i, challenge in enumerate(mine):
+            if i % CHUNK == 0:  # a dense block of similarities at a time: memory stays flat
+                similarity = linear_kernel(vectors[i : i + CHUNK], offered)
             scored = []
             for j, offer in enumerate(theirs):
                 pair = (challenge.pledgemaker_id, offer.pledgemaker_id)
@@ -186,7 +189,8 @@ def rank(
                 if pair[::-1] in skip:
                     continue
                 shared = [t for t in about[challenge.id] if t in about[offer.id]]
-                score = _score(challenge, offer, float(similarity[i, j]), shared, about, weights)
+                text = float(similarity[i % CHUNK, j])
+                score = _score(challenge, offer, text, shared, about, weights)
                 if score >= weights.minimum:
                     scored.append(Suggestion(challenge, offer, round(score, 4), shared))
             scored.sort(key=lambda s: (-s.score, s.offer.id))

@@ -53,7 +53,7 @@ HEADINGS = (
     "Posts published",
 )
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
-_CHARTING = threading.Lock()  # matplotlib's font and text caches are shared by its figures
+CHARTING = threading.Lock()  # matplotlib's font and text caches are shared by its figures
 
 
 @dataclass
@@ -308,7 +308,7 @@ def chart(rows: list[ReportRow], by: str, fmt: str = "svg", *, period: str = "")
     groups = [r for r in rows if not r.total]
     slots = max(len(groups), 1)
     bar = 0.8 / len(SERIES)
-    with _CHARTING, matplotlib.rc_context({"svg.hashsalt": "pledgebot-report"}):
+    with CHARTING, matplotlib.rc_context({"svg.hashsalt": "pledgebot-report"}):
         figure = Figure(figsize=(9, 1.8 + 0.5 * slots), layout="constrained")
         axes = figure.add_subplot()
         # The first group at the top, and within a group the series in legend order.

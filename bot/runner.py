@@ -133,6 +133,7 @@ class Roles:
             watched=[self.app.config.path("schedules")],
             prompt_ttl=timedelta(days=self.app.config.conversation.prompt_ttl_days),
             destinations=self.app.destinations(),
+            media_dir=self.app.config.path("media"),
         )
         scheduler.start()
         return scheduler

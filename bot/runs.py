@@ -7,9 +7,10 @@ firing the same instant finds the run already recorded and does nothing. A manua
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from apscheduler.triggers.base import BaseTrigger
@@ -18,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot import outbox
-from bot.campaigns import amplify, followup, knowledge
+from bot.campaigns import amplify, digest, followup, knowledge
 from bot.campaigns.base import Plan, RunContext
 from bot.db import Database
 from bot.models import CampaignControl, Run, utcnow
@@ -29,6 +30,12 @@ PLANNERS: dict[str, Any] = {
     "followup": followup.plan,
     "amplify": amplify.plan,
     "knowledge": knowledge.plan,
+    "digest": digest.plan,
+}
+# What a recorded run does before it plans (planning itself only reads): the digest stores new
+# match suggestions first. Previews and dry runs call ``plan`` alone.
+PREPARE: dict[str, Callable[[Session], None]] = {
+    "digest": digest.prepare,
 }
 
 
@@ -54,7 +61,10 @@ def fire(
     trigger: str,
     only: str | None = None,
     destinations: Mapping[str, str] | None = None,
+    media_dir: Path | None = None,
 ) -> FireResult:
+    """Record the run once, plan it and enqueue its messages. ``media_dir``: where the run may
+    write files it sends (``[media] dir``); without it a digest goes without its chart."""
     try:
         with db.session() as session:
             if session.scalar(
@@ -64,12 +74,15 @@ def fire(
             run = Run(campaign_id=spec.id, fire_time=fire_time, trigger=trigger)
             session.add(run)
             session.flush()
+            if spec.kind in PREPARE:
+                PREPARE[spec.kind](session)
             context = RunContext(
                 spec.id,
                 fire_time,
                 only,
                 manual=trigger == "manual",
                 destinations=destinations or {},
+                media_dir=media_dir,
             )
             result = plan(spec, context, session, templates)
             enqueued = outbox.enqueue(session, result.messages, run_id=run.id, campaign_id=spec.id)

@@ -44,6 +44,7 @@ class CampaignScheduler:
         watched: list[Path] | None = None,
         prompt_ttl: timedelta = timedelta(days=7),
         destinations: Mapping[str, str] | None = None,
+        media_dir: Path | None = None,
     ) -> None:
         self.db, self.templates, self.schedules = db, templates, schedules
         self.on_enqueued = on_enqueued
@@ -51,6 +52,7 @@ class CampaignScheduler:
         self.loader, self.watched = loader, watched or []
         self.prompt_ttl = prompt_ttl
         self.destinations: Mapping[str, str] = destinations or {}  # may carry post limits
+        self.media_dir = media_dir  # where runs write files they send (the digest's chart)
         self.scheduler = AsyncIOScheduler(timezone=UTC, jobstores={"default": MemoryJobStore()})
         self._members_checked: datetime | None = None
         self._fingerprint = self._files_fingerprint()
@@ -179,6 +181,7 @@ class CampaignScheduler:
                     due[-1],
                     trigger="catch-up",
                     destinations=self.destinations,
+                    media_dir=self.media_dir,
                 )
                 if not result.already_fired:
                     log.info("campaign %s: missed run at %s fired now", spec.id, due[-1])
@@ -255,6 +258,7 @@ class CampaignScheduler:
             fire_time,
             trigger="cron",
             destinations=self.destinations,
+            media_dir=self.media_dir,
         )
         if result.already_fired:
             log.info("campaign %s run at %s was already fired", campaign_id, fire_time)

@@ -319,12 +319,93 @@ class KnowledgeCampaign(CampaignBase):
         return self
 
 
-Campaign = FollowupCampaign | AmplifyCampaign | KnowledgeCampaign
+TELEGRAM_CHAT = re.compile(r"^(-?\d{1,20}|@[A-Za-z][A-Za-z0-9_]{3,31})$")
+EMAIL_ADDRESS = re.compile(r"^(?=.{3,254}$)[^@\s,;<>\"]+@[^@\s,;<>\"]+\.[A-Za-z]{2,63}$")
+
+
+class DigestDestinations(Strict):
+    """Where a digest goes: one Telegram chat, and/or email addresses (either or both)."""
+
+    telegram: str | None = None  # a chat id ("-100…" for a group or channel) or "@channel"
+    email: list[str] = Field(default_factory=list)
+
+    @field_validator("telegram", mode="before")
+    @classmethod
+    def _chat(cls, value: Any) -> Any:
+        value = str(value) if isinstance(value, int) else value  # an unquoted chat id
+        if isinstance(value, str) and not TELEGRAM_CHAT.match(value):
+            raise ValueError(
+                f"not a Telegram chat id like '-1001234567890' or '@channelname' (got {value!r})"
+            )
+        return value
+
+    @field_validator("email", mode="before")
+    @classmethod
+    def _addresses(cls, value: Any) -> Any:
+        addresses = [value] if isinstance(value, str) else value
+        for address in addresses if isinstance(addresses, list) else []:
+            if not isinstance(address, str) or not EMAIL_ADDRESS.match(address):
+                raise ValueError(f"not an email address like 'comms@example.org' (got {address!r})")
+        return addresses
+
+    @model_validator(mode="after")
+    def _somewhere(self) -> DigestDestinations:
+        if self.telegram is None and not self.email:
+            raise ValueError("to: name a telegram chat, email addresses, or both")
+        return self
+
+
+class DigestCampaign(CampaignBase):
+    """The comms team's own summary of the period since the last firing, to a Telegram chat
+    and/or email addresses (``bot.campaigns.digest``); English is enough (staff read it)."""
+
+    kind: Literal["digest"]
+    to: DigestDestinations
+    silent_after: str = "60d"  # pledgemakers with no reply for longer are listed
+    language: Literal["en", "fr", "es"] = "en"  # templates/digest/*.en.j2 is used if missing
+    template: str = "digest"  # templates/digest/<telegram|email>.<language>.j2
+    reminders: None = None
+
+    @field_validator("channels", "audience", mode="before")
+    @classmethod
+    def _not_for_a_digest(cls, value: Any) -> Any:
+        raise ValueError("a digest goes to the chat and addresses in 'to'; remove this key")
+
+    @field_validator("to", mode="before")
+    @classmethod
+    def _table(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise ValueError(
+                'write it as to = { telegram = "-100…", email = ["comms@example.org"] } '
+                f"(got {value!r})"
+            )
+        return value
+
+    @field_validator("silent_after")
+    @classmethod
+    def _silence(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @model_validator(mode="after")
+    def _slots(self) -> DigestCampaign:
+        if self.every:
+            raise ValueError("every: a digest fires in slots: use cron, interval or once")
+        return self
+
+    def destinations(self) -> list[tuple[str, str]]:
+        """(channel, address) for each destination, Telegram first, each address once."""
+        chat = [("telegram", self.to.telegram)] if self.to.telegram else []
+        return chat + [("email", address) for address in dict.fromkeys(self.to.email)]
+
+
+Campaign = FollowupCampaign | AmplifyCampaign | KnowledgeCampaign | DigestCampaign
 # Campaign kinds by name; a new kind is one model here and one planner in bot/runs.py.
 KINDS: dict[str, type[Campaign]] = {
     "followup": FollowupCampaign,
     "amplify": AmplifyCampaign,
     "knowledge": KnowledgeCampaign,
+    "digest": DigestCampaign,
 }
 
 
@@ -470,7 +551,12 @@ def _validate(
 def _message(error: Any, loc: list[str], model: type[BaseModel]) -> str:
     name = ".".join(loc)
     if error["type"] == "extra_forbidden":
-        nested = {"audience": Audience, "active": ActiveWindow, "reminders": Reminders}
+        nested = {
+            "audience": Audience,
+            "active": ActiveWindow,
+            "reminders": Reminders,
+            "to": DigestDestinations,
+        }
         owner = model if len(loc) == 1 else nested.get(loc[0], model)
         fields = [info.alias or field for field, info in owner.model_fields.items()]
         hint = difflib.get_close_matches(loc[-1], fields, n=1)
@@ -531,6 +617,12 @@ def _template_checks(
 ) -> list[tuple[str, int, dict[str, Any]]]:
     """Each template the campaign uses, the line that names it, and a sample context."""
     header = where.get("", 1)
+    if isinstance(spec, DigestCampaign):
+        from bot.campaigns.digest import sample_context
+
+        line = where.get("template", where.get("to", header))
+        used = dict.fromkeys(channel for channel, _ in spec.destinations())
+        return [(f"{spec.template}/{channel}", line, sample_context()) for channel in used]
     if isinstance(spec, KnowledgeCampaign):
         sample = {
             "text": "160 million children…",
@@ -564,6 +656,8 @@ def _check_templates(
     warnings: list[Problem],
 ) -> None:
     """Render every template the campaign uses, in every language, against a sample context."""
+    # A digest is read by staff in its one language, not in each pledgemaker's.
+    languages = (spec.language,) if isinstance(spec, DigestCampaign) else LANGUAGES
     for name, line, context in _template_checks(spec, where):
         if not templates.exists(name):
             missing = templates.root / (name + ".en.j2")
@@ -572,8 +666,9 @@ def _check_templates(
         warnings.extend(
             Problem(shown, line, f"template {name!r} has no {lang} translation; English is used")
             for lang in templates.untranslated(name)
+            if lang in languages
         )
-        for language in LANGUAGES:
+        for language in languages:
             try:
                 templates.render(name, language, **context)
             except TemplateProblem as exc:

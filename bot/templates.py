@@ -168,7 +168,8 @@ def _format_number(context: Any, value: float) -> str:
 
 
 # templates/<kind>/<channel>.<lang>.j2 rendered as plain text
-PLAIN_TEXT_CHANNELS = ("x", "mastodon", "webhook")  # the webhook's JSON escapes with tojson
+# (the webhook's JSON escapes with tojson)
+PLAIN_TEXT_CHANNELS = ("x", "mastodon", "bluesky", "webhook")
 
 
 def _escaping(parse_mode: str | None) -> Any:

@@ -131,6 +131,26 @@ def test_a_challenge_is_paired_with_a_solution_once_with_a_reason(
     assert suggested(app) == [], "a declined pair is remembered"
 
 
+def test_a_challenge_has_three_open_suggestions_and_a_decline_makes_room(app: App) -> None:
+    update(app, GH, "challenge", CHALLENGE)
+    with app.db.session() as session:
+        helpers = [
+            p
+            for p in session.scalars(
+                select(Pledgemaker.id).where(Pledgemaker.language == "en").order_by("id")
+            )
+            if p != GH
+        ][:5]
+    for number, helper in enumerate(helpers):
+        update(app, helper, "solution", f"{SOLUTION} Step {number}: catch-up classes again.")
+    first = suggested(app)
+    assert len(first) == 3 and suggested(app) == [], "three at a time, not three per refresh"
+    with app.db.session() as session:
+        introductions.decline(session, first[0].id, "test")
+    [replacement] = suggested(app)
+    assert replacement.helper_id not in {m.helper_id for m in first}
+
+
 def test_only_the_same_language_and_not_rejected_updates_are_matched(app: App) -> None:
     update(app, GH, "challenge", CHALLENGE)
     update(app, ILO, "solution", SOLUTION, moderation="rejected")

@@ -32,6 +32,8 @@ EXPECTED_PUBLIC = (
     "/calendar/{token}.ics",
     "/join/{token}",
     "/unsubscribe/{token}",
+    "/feed.atom",
+    "/feed.json",
 )
 
 

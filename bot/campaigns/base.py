@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Select, select
@@ -58,6 +59,9 @@ class RunContext:
     only: str | None = None  # a pledgemaker id: `campaign fire --to`, ignoring the audience
     manual: bool = False  # `campaign fire`: no quiet hours or blackout dates (opt-outs still)
     destinations: Mapping[str, str] = field(default_factory=dict)  # channel → where posts go
+    # Where a recorded run writes the files it sends (the digest's chart): ``[media] dir``.
+    # None in previews and dry runs, which write nothing.
+    media_dir: Path | None = None
 
 
 @dataclass

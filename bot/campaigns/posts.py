@@ -14,6 +14,7 @@ LIMITS: dict[str, tuple[int, int]] = {
     "x": (280, 280),
     "telegram": (4096, 1024),
     "mastodon": (500, 500),  # the default of an instance; a content warning counts too
+    "bluesky": (300, 300),  # 300 graphemes and 3,000 UTF-8 bytes (bluesky_length counts both)
     "webhook": (1_000_000, 1_000_000),  # a JSON document: never split
 }
 
@@ -25,6 +26,10 @@ def measure_for(channel: str) -> Measure:
         from bot.channels.mastodon import mastodon_length
 
         return mastodon_length
+    if channel == "bluesky":  # imported here: loads regex, never the atproto library
+        from bot.channels.bluesky import bluesky_length
+
+        return bluesky_length
     return weighted_length if channel == "x" else len
 
 

@@ -199,7 +199,10 @@ class InviteCodeError(ValueError):
         super().__init__(f"invitation code {reason}")
 
 
-INVITE_CODE = re.compile(r"\b([A-Za-z0-9_-]{8,64})\.([0-9a-z]{1,10})\.([a-z2-7]{20})\b")
+# Not \b: a token may begin with "-", which \b would cut off (and the code would not verify).
+INVITE_CODE = re.compile(
+    r"(?<![A-Za-z0-9_-])([A-Za-z0-9_-]{8,64})\.([0-9a-z]{1,10})\.([a-z2-7]{20})(?![A-Za-z0-9])"
+)
 
 
 def invite_code(key: bytes, token: str, expires_at: datetime) -> str:

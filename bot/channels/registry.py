@@ -14,6 +14,7 @@ CHANNELS: dict[str, str] = {
     "email": "bot.channels.email:EmailChannel",
     "matrix": "bot.channels.matrix:MatrixChannel",
     "mastodon": "bot.channels.mastodon:MastodonChannel",
+    "bluesky": "bot.channels.bluesky:BlueskyChannel",
     "webhook": "bot.channels.webhook:WebhookChannel",
 }
 

@@ -10,6 +10,7 @@ from bot.app import App
 from bot.web import (
     calendar_page,
     composer_page,
+    feed,
     health,
     inbox,
     matches_page,
@@ -30,6 +31,7 @@ def build(app: App) -> StaffAuth:
         routes=[
             *health.routes(app),
             *public.routes(app),
+            *feed.routes(app),
             *routes.routes(app),
             *moderation.routes(app),
             *calendar_page.routes(app),

@@ -39,8 +39,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 log = logging.getLogger(__name__)
 COOKIE = "pledgebot_session"
 # The only routes served without a session: the token in the path is the credential of the last
-# three (bot.web.public: an email invitation's confirmation, one-click unsubscribe). The public
-# journey feed will join them; nothing else belongs on it.
+# three (bot.web.public: an email invitation's confirmation, one-click unsubscribe); the public
+# journey feed (bot.web.feed) shows only approved, consented updates. Nothing else belongs on it.
 PUBLIC = (
     "/login",
     "/static/{path}",
@@ -48,6 +48,8 @@ PUBLIC = (
     "/calendar/{token}.ics",
     "/join/{token}",
     "/unsubscribe/{token}",
+    "/feed.atom",
+    "/feed.json",
 )
 _PUBLIC = [
     re.compile("^" + re.sub(r"\{[a-z]+\}", "[^?]+", p.replace(".", r"\.")) + "$") for p in PUBLIC

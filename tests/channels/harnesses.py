@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tests.channels.harness_bluesky import BlueskyHarness
 from tests.channels.harness_email import EmailHarness
 from tests.channels.harness_mastodon import MastodonHarness
 from tests.channels.harness_matrix import MatrixHarness
@@ -12,6 +13,7 @@ from tests.channels.harness_x import XHarness
 HARNESSES = {
     "telegram": TelegramHarness,
     "mastodon": MastodonHarness,
+    "bluesky": BlueskyHarness,
     "email": EmailHarness,
     "matrix": MatrixHarness,
     "x": XHarness,
