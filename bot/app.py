@@ -72,7 +72,12 @@ class App:
                 for key, value in settings.model_dump().items()
                 if key.endswith("_env") and value
             }
-            self.channels[name] = adapter_class(name)(settings, secrets, limits=self.limits)
+            extra: dict[str, Any] = {"limits": self.limits}
+            if name == "instagram":  # it fetches images from the dashboard's signed URLs
+                from bot import media_urls
+
+                extra["media_urls"] = media_urls.from_config(self.config)
+            self.channels[name] = adapter_class(name)(settings, secrets, **extra)
         return self.channels[name]
 
     def destinations(self) -> Destinations:
@@ -83,7 +88,7 @@ class App:
             settings = self.config.channel_settings(name)
             if isinstance(getattr(settings, "max_characters", None), int):
                 limits[name] = settings.max_characters  # type: ignore[attr-defined]
-            if name in ("x", "mastodon", "bluesky"):  # posts go to the account's timeline
+            if name in TIMELINE_CHANNELS:  # posts go to the account's (or page's) own timeline
                 found[name] = "timeline"
             elif name == "webhook":  # one receiver: the URL in its settings
                 found[name] = "webhook"
@@ -104,6 +109,9 @@ class App:
 
     def close(self) -> None:
         self.db.dispose()
+
+
+TIMELINE_CHANNELS = ("x", "mastodon", "bluesky", "linkedin", "facebook", "instagram")
 
 
 def build_app(config: Config) -> App:

@@ -13,16 +13,36 @@ from bot.templates import Templates
 
 
 def post_link(channel: str, destination: str, external_id: str) -> str:
-    """The public address of a post."""
+    """The public address of a post, or (for staff) what identifies it where there is none."""
+    return public_link(channel, destination, external_id) or f"{channel} post {external_id}"
+
+
+def public_link(channel: str, destination: str, external_id: str) -> str | None:
+    """The post's public address, where its id makes one without asking the platform (not on
+    Mastodon, whose links need the account's address, Instagram, whose need a permalink look-up,
+    or a webhook's receiver)."""
+    if not external_id:
+        return None
     if channel == "x":
         return f"https://x.com/i/web/status/{external_id}"
-    if destination.startswith("@"):
-        return f"https://t.me/{destination[1:]}/{external_id}"
-    return f"https://t.me/c/{destination.removeprefix('-100')}/{external_id}"
+    if channel == "telegram":
+        if destination.startswith("@"):
+            return f"https://t.me/{destination[1:]}/{external_id}"
+        return f"https://t.me/c/{destination.removeprefix('-100')}/{external_id}"
+    if channel == "bluesky" and external_id.startswith("at://"):
+        did, _, rkey = external_id.removeprefix("at://").partition("/app.bsky.feed.post/")
+        return f"https://bsky.app/profile/{did}/post/{rkey}" if rkey else None
+    if channel == "linkedin" and external_id.startswith("urn:li:"):
+        return f"https://www.linkedin.com/feed/update/{external_id}/"
+    if channel == "facebook":
+        return f"https://www.facebook.com/{external_id}"
+    return None
 
 
 def close_loop(db: Database, templates: Templates) -> int:
-    """Thank the pledgemaker of every post that went out since the last pass; returns how many."""
+    """Thank the pledgemaker once per update that went live (with the first post that has a
+    public link: an update posted on seven networks is one message, not seven); returns how
+    many thank-yous were queued."""
     with db.session() as session:
         live = session.execute(
             select(Post, OutboxMessage.recipient, OutboxMessage.external_id)
@@ -32,9 +52,10 @@ def close_loop(db: Database, templates: Templates) -> int:
         thanks = []
         for post, destination, external_id in live:
             post.thanked = True
-            message = _thanks(
-                session, post, post_link(post.channel, destination, external_id or ""), templates
-            )
+            link = public_link(post.channel, destination, external_id or "")
+            if link is None:  # another network's post of the same update says it
+                continue
+            message = _thanks(session, post, link, templates)
             if message is not None:
                 thanks.append(message)
         return outbox.enqueue(session, thanks)
@@ -52,7 +73,12 @@ def _thanks(session: Session, post: Post, link: str, templates: Templates) -> Pl
         return None  # not reachable in chat (e.g. an imported update): nothing to say
     language = contact.language or pledgemaker.language
     return PlannedMessage(
-        idempotency_key=f"post-live:{post.id}",
+        # Once per update (the key), whichever of its posts comes first.
+        idempotency_key=(
+            f"post-live:update:{post.journey_update_id}"
+            if post.journey_update_id
+            else f"post-live:{post.id}"
+        ),
         channel=contact.channel,
         recipient=contact.address,
         text=templates.phrase("post_live", language, link=link, name=pledgemaker.name),

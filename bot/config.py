@@ -100,6 +100,9 @@ class MediaSettings(Section):
 
     dir: Path = Path("media")
     max_bytes: int = Field(default=5 * 1024 * 1024, gt=0)  # X's image limit
+    # Where the dashboard's /media/… route is reached from outside (Instagram fetches images
+    # there), e.g. "https://pledge.example.org"; unset: no public media URLs (bot.media_urls).
+    public_base_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/\S*)?$")
 
 
 class Config(Section):

@@ -356,7 +356,9 @@ def summary(app: App, prompts: int, x: XSandbox, channels: list[str]) -> dict[st
         "posts on X": _count(app, Post, Post.channel == "x"),
         "X posts incl. thread parts": len(x.posts()),
         "posts on the Telegram channel": _count(app, Post, Post.channel == "telegram"),
-        "thank-yous with a link to the post": _count(app, Post, Post.thanked.is_(True)),
+        "thank-yous with a link to the post": _count(
+            app, OutboxMessage, OutboxMessage.idempotency_key.startswith("post-live:")
+        ),
         "messages sent in total": _count(app, OutboxMessage, OutboxMessage.state == "sent"),
         "messages failed": _count(app, OutboxMessage, OutboxMessage.state == "failed"),
         **channel_figures(app, channels),

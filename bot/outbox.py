@@ -138,9 +138,15 @@ def _outbox_row(
         "action": message.action,
         "reply_to": message.reply_to,
         "state": "pending",
-        "next_attempt_at": window.next_allowed(now) if window else now,
+        "next_attempt_at": _first_attempt(message, window, now),
         "created_at": now,
     }
+
+
+def _first_attempt(message: PlannedMessage, window: SendWindow | None, now: datetime) -> datetime:
+    """Now, or the message's ``not_before``; then the first moment its window allows."""
+    start = max(now, message.not_before) if message.not_before else now
+    return window.next_allowed(start) if window else start
 
 
 def _link_threads(session: Session, fresh: list[PlannedMessage], ids: list[int]) -> None:

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot import outbox
-from bot.campaigns import amplify, digest, followup, knowledge
+from bot.campaigns import amplify, announce, digest, followup, knowledge
 from bot.campaigns.base import Plan, RunContext
 from bot.db import Database
 from bot.models import CampaignControl, Run, utcnow
@@ -31,6 +31,7 @@ PLANNERS: dict[str, Any] = {
     "amplify": amplify.plan,
     "knowledge": knowledge.plan,
     "digest": digest.plan,
+    "announce": announce.plan,
 }
 # What a recorded run does before it plans (planning itself only reads): the digest stores new
 # match suggestions first. Previews and dry runs call ``plan`` alone.

@@ -399,13 +399,35 @@ class DigestCampaign(CampaignBase):
         return chat + [("email", address) for address in dict.fromkeys(self.to.email)]
 
 
-Campaign = FollowupCampaign | AmplifyCampaign | KnowledgeCampaign | DigestCampaign
+class AnnounceCampaign(CampaignBase):
+    """One message to an audience, in their language, at their local ``at``, awaiting no
+    answer (``bot.campaigns.announce``)."""
+
+    kind: Literal["announce"]
+    template: str  # templates/<template>.<language>.j2, e.g. "announce/innovation-challenge"
+    pillar: list[Literal["act", "inspire", "scale_up"]] = Field(default_factory=list)
+    reminders: None = None  # nothing awaits an answer
+
+    @model_validator(mode="after")
+    def _once_per_firing(self) -> AnnounceCampaign:
+        if self.every:
+            raise ValueError(
+                "every: an announcement goes out when the campaign fires: use once, cron or "
+                "interval (or fire it by hand)"
+            )
+        return self
+
+
+Campaign = (
+    FollowupCampaign | AmplifyCampaign | KnowledgeCampaign | DigestCampaign | AnnounceCampaign
+)
 # Campaign kinds by name; a new kind is one model here and one planner in bot/runs.py.
 KINDS: dict[str, type[Campaign]] = {
     "followup": FollowupCampaign,
     "amplify": AmplifyCampaign,
     "knowledge": KnowledgeCampaign,
     "digest": DigestCampaign,
+    "announce": AnnounceCampaign,
 }
 
 
@@ -638,6 +660,9 @@ def _template_checks(
         context = post_context(spec, SAMPLE_UPDATE, SAMPLE_PLEDGEMAKER)  # type: ignore[arg-type]
         line = where.get("template", where.get("channels", header))
         return [(f"{spec.template}/{channel}", line, context) for channel in spec.channels]
+    if isinstance(spec, AnnounceCampaign):
+        sample = {"pledgemaker": SAMPLE_PLEDGEMAKER, "campaign_id": spec.id}
+        return [(spec.template, where.get("template", header), sample)]
     from bot.campaigns.followup import prompt_context
 
     context = prompt_context(spec, SAMPLE_PLEDGEMAKER)

@@ -169,7 +169,15 @@ def _format_number(context: Any, value: float) -> str:
 
 # templates/<kind>/<channel>.<lang>.j2 rendered as plain text
 # (the webhook's JSON escapes with tojson)
-PLAIN_TEXT_CHANNELS = ("x", "mastodon", "bluesky", "webhook")
+PLAIN_TEXT_CHANNELS = (
+    "x",
+    "mastodon",
+    "bluesky",
+    "linkedin",
+    "facebook",
+    "instagram",
+    "webhook",
+)
 
 
 def _escaping(parse_mode: str | None) -> Any:

@@ -206,7 +206,7 @@ async def test_an_approved_answer_is_posted_as_a_thread_and_the_loop_closes(
     [channel_post] = live.sandbox.sent_messages(int(CHANNEL_POSTS))
     assert "<b>Ministry of Employment" in channel_post["text"]
 
-    assert close_loop(app.db, app.templates) == 2  # one thank-you per live post
+    assert close_loop(app.db, app.templates) == 1  # one per update, not one per network
     await live.settle()
     thanks = [t for t in live.texts(901) if t.startswith("Your update is now live")]
     assert f"https://x.com/i/web/status/{posts[0]['id']}" in thanks[0]

@@ -116,7 +116,7 @@ MANY_EXPECTED = [
     "'25': the last value (25) is higher than the maximum value (23)",
     "schedules/many.toml:13: timezone: unknown time zone 'Europe/Zurch' "
     "(did you mean 'Europe/Zurich'?)",
-    "schedules/many.toml:17: kind must be one of followup, amplify, knowledge, digest (got 'folowup')",
+    "schedules/many.toml:17: kind must be one of followup, amplify, knowledge, digest, announce (got 'folowup')",
     "schedules/many.toml:20: pillar is required",
     "schedules/many.toml:29: audience.sector: unknown sector 'goverment' "
     "(did you mean 'government'?)",
@@ -215,12 +215,16 @@ def campaign(body: str) -> str:
         ),
         pytest.param(
             '[[campaign]]\nid = "c-one"\nkind = "newsletter"\npillar = "act"\n',
-            ["x.toml:3: kind must be one of followup, amplify, knowledge, digest (got 'newsletter')"],
+            [
+                "x.toml:3: kind must be one of followup, amplify, knowledge, digest, announce (got 'newsletter')"
+            ],
             id="unknown-kind",
         ),
         pytest.param(
             '[[campaign]]\nid = "c-one"\npillar = "act"\n',
-            ["x.toml:1: kind must be one of followup, amplify, knowledge, digest (missing)"],
+            [
+                "x.toml:1: kind must be one of followup, amplify, knowledge, digest, announce (missing)"
+            ],
             id="missing-kind",
         ),
         pytest.param(

@@ -34,6 +34,7 @@ EXPECTED_PUBLIC = (
     "/unsubscribe/{token}",
     "/feed.atom",
     "/feed.json",
+    "/media/{token}/{name}",
 )
 
 

@@ -33,6 +33,7 @@ class PlannedMessage:
     reply_to: str | None = None  # the platform id of their message this one answers
     post: dict[str, Any] | None = None  # set on a post's first part: what it publishes
     action: str = "send"  # or "delete": ``text`` is the platform id of a post to take down
+    not_before: datetime | None = None  # held until then (an announcement's local hour)
 
 
 class Destinations(dict[str, str]):
@@ -111,3 +112,35 @@ def choose_contact(contacts: list[Contact], channels: list[str]) -> tuple[Contac
     if contacts:
         return None, "contact gone"
     return None, "no contact"
+
+
+def reachable(
+    spec: Any, run: RunContext, session: Session
+) -> tuple[list[tuple[Pledgemaker, Contact]], dict[str, int]]:
+    """The campaign's audience (or ``run.only``), each with the contact that reaches them (the
+    first active one in the campaign's channel order), and how many cannot be reached, by
+    reason. ``run.only`` unreachable is an error (someone asked for them by name)."""
+    from bot.errors import UserInputError
+
+    if run.only is not None:
+        pledgemaker = session.get(Pledgemaker, run.only)
+        if pledgemaker is None:
+            raise UserInputError(f"no pledgemaker with id {run.only!r}")
+        pledgemakers = [pledgemaker]
+    else:
+        pledgemakers = list(session.scalars(audience_query(spec.audience)))
+    contacts = contacts_by_pledgemaker(session, [p.id for p in pledgemakers], spec.channels)
+    found: list[tuple[Pledgemaker, Contact]] = []
+    skipped: dict[str, int] = {}
+    for pledgemaker in pledgemakers:
+        contact, why = choose_contact(contacts.get(pledgemaker.id, []), spec.channels)
+        if contact is None:
+            if run.only is not None:
+                raise UserInputError(
+                    f"pledgemaker {pledgemaker.id!r} cannot be reached on "
+                    f"{', '.join(spec.channels)}: {why}"
+                )
+            skipped[why] = skipped.get(why, 0) + 1
+            continue
+        found.append((pledgemaker, contact))
+    return found, skipped

@@ -11,16 +11,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from bot.campaigns.base import (
-    Plan,
-    PlannedMessage,
-    RunContext,
-    audience_query,
-    choose_contact,
-    contacts_by_pledgemaker,
-)
+from bot.campaigns.base import Plan, PlannedMessage, RunContext, reachable
 from bot.channels.registry import has_buttons
-from bot.errors import UserInputError
 from bot.models import Contact, Pledgemaker
 from bot.schedules import FollowupCampaign
 from bot.templates import Templates
@@ -80,27 +72,9 @@ def prompt(
 
 def plan(spec: FollowupCampaign, run: RunContext, session: Session, templates: Templates) -> Plan:
     """One run (cron or manual): a prompt to everyone in the audience, or to ``run.only``."""
-    if run.only is not None:
-        pledgemaker = session.get(Pledgemaker, run.only)
-        if pledgemaker is None:
-            raise UserInputError(f"no pledgemaker with id {run.only!r}")
-        pledgemakers = [pledgemaker]
-    else:
-        pledgemakers = list(session.scalars(audience_query(spec.audience)))
-    contacts = contacts_by_pledgemaker(session, [p.id for p in pledgemakers], spec.channels)
-    messages: list[PlannedMessage] = []
-    skipped: dict[str, int] = {}
-    for pledgemaker in pledgemakers:
-        contact, why = choose_contact(contacts.get(pledgemaker.id, []), spec.channels)
-        if contact is None:
-            if run.only is not None:
-                raise UserInputError(
-                    f"pledgemaker {pledgemaker.id!r} cannot be reached on "
-                    f"{', '.join(spec.channels)}: {why}"
-                )
-            skipped[why] = skipped.get(why, 0) + 1
-            continue
-        messages.append(
-            prompt(spec, pledgemaker, contact, run.fire_time, templates, manual=run.manual)
-        )
+    found, skipped = reachable(spec, run, session)
+    messages = [
+        prompt(spec, pledgemaker, contact, run.fire_time, templates, manual=run.manual)
+        for pledgemaker, contact in found
+    ]
     return Plan(messages, skipped)

@@ -14,9 +14,15 @@ LIMITS: dict[str, tuple[int, int]] = {
     "x": (280, 280),
     "telegram": (4096, 1024),
     "mastodon": (500, 500),  # the default of an instance; a content warning counts too
+    "facebook": (63_206, 63_206),  # a Page post's message, with or without photos: never split
+    "instagram": (2_200, 2_200),  # a caption: an Instagram post is never text alone
+    "linkedin": (3000, 3000),  # commentary, escapes counted (linkedin_length)
     "bluesky": (300, 300),  # 300 graphemes and 3,000 UTF-8 bytes (bluesky_length counts both)
     "webhook": (1_000_000, 1_000_000),  # a JSON document: never split
 }
+
+
+NEEDS_IMAGE = frozenset({"instagram"})  # no text-only posts there: skipped, with the reason
 
 
 def measure_for(channel: str) -> Measure:
@@ -26,6 +32,10 @@ def measure_for(channel: str) -> Measure:
         from bot.channels.mastodon import mastodon_length
 
         return mastodon_length
+    if channel == "linkedin":  # little text: its escapes count
+        from bot.channels.linkedin import linkedin_length
+
+        return linkedin_length
     if channel == "bluesky":  # imported here: loads regex, never the atproto library
         from bot.channels.bluesky import bluesky_length
 
@@ -95,7 +105,10 @@ def plan_post(
         if destination is None:
             skipped[f"{channel}: no destination configured"] = 1
             continue
-        messages += thread(
+        if channel in NEEDS_IMAGE and not media:
+            skipped[f"{channel}: an image is required, and this post has none"] = 1
+            continue
+        parts = thread(
             key_prefix=f"{kind}:{campaign_id}:{slot}",
             channel=channel,
             destination=destination,
@@ -105,4 +118,8 @@ def plan_post(
             pledgemaker_id=pledgemaker_id,
             limit=post_limit(run.destinations, channel),
         )
+        if channel in NEEDS_IMAGE and len(parts) > 1:  # later parts would have no image
+            skipped[f"{channel}: too long for one caption"] = 1
+            continue
+        messages += parts
     return Plan(messages, skipped)

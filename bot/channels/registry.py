@@ -15,6 +15,9 @@ CHANNELS: dict[str, str] = {
     "matrix": "bot.channels.matrix:MatrixChannel",
     "mastodon": "bot.channels.mastodon:MastodonChannel",
     "bluesky": "bot.channels.bluesky:BlueskyChannel",
+    "linkedin": "bot.channels.linkedin:LinkedInChannel",
+    "facebook": "bot.channels.facebook:FacebookChannel",
+    "instagram": "bot.channels.instagram:InstagramChannel",
     "webhook": "bot.channels.webhook:WebhookChannel",
 }
 

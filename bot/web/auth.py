@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 COOKIE = "pledgebot_session"
 # The only routes served without a session: the token in the path is the credential of the last
 # three (bot.web.public: an email invitation's confirmation, one-click unsubscribe); the public
-# journey feed (bot.web.feed) shows only approved, consented updates. Nothing else belongs on it.
+# journey feed (bot.web.feed) shows only approved, consented updates, and /media (bot.web.media)
+# only their images, behind an HMAC token (Instagram fetches them). Nothing else belongs on it.
 PUBLIC = (
     "/login",
     "/static/{path}",
@@ -50,6 +51,7 @@ PUBLIC = (
     "/unsubscribe/{token}",
     "/feed.atom",
     "/feed.json",
+    "/media/{token}/{name}",
 )
 _PUBLIC = [
     re.compile("^" + re.sub(r"\{[a-z]+\}", "[^?]+", p.replace(".", r"\.")) + "$") for p in PUBLIC

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from tests.channels.harness_bluesky import BlueskyHarness
 from tests.channels.harness_email import EmailHarness
+from tests.channels.harness_facebook import FacebookHarness
+from tests.channels.harness_instagram import InstagramHarness
+from tests.channels.harness_linkedin import LinkedInHarness
 from tests.channels.harness_mastodon import MastodonHarness
 from tests.channels.harness_matrix import MatrixHarness
 from tests.channels.harness_telegram import TelegramHarness
@@ -14,6 +17,9 @@ HARNESSES = {
     "telegram": TelegramHarness,
     "mastodon": MastodonHarness,
     "bluesky": BlueskyHarness,
+    "linkedin": LinkedInHarness,
+    "facebook": FacebookHarness,
+    "instagram": InstagramHarness,
     "email": EmailHarness,
     "matrix": MatrixHarness,
     "x": XHarness,

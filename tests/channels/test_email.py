@@ -791,7 +791,9 @@ def test_invitation_codes_are_signed_and_expire() -> None:
         email_text.read_invite_code(b"another key", code, now)
 
 
-@pytest.mark.parametrize("token", ["-starts_with_a_dash_0123456789ab", "ends-with-dash-", "_x_y_z_w_"])
+@pytest.mark.parametrize(
+    "token", ["-starts_with_a_dash_0123456789ab", "ends-with-dash-", "_x_y_z_w_"]
+)
 def test_a_code_is_found_whole_whatever_its_token_begins_or_ends_with(token: str) -> None:
     """secrets.token_urlsafe gives "-" first one time in 64: the code must still be found."""
     now = datetime(2026, 3, 3, 10, 0, tzinfo=UTC)

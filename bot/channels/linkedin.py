@@ -1,0 +1,415 @@
+"""LinkedIn adapter: public posts on the campaign's organisation page, through LinkedIn's Posts
+API (``POST /rest/posts``) and Images API, over httpx (outbound only).
+
+Why httpx and not LinkedIn's ``linkedin-api-client`` (0.3.0, PyPI): it does not serve. It
+hard-codes ``https://api.linkedin.com/rest`` (no sandbox without rewriting its requests), sends
+with a bare blocking ``requests.Session`` (no timeout; a worker thread per call), has no upload
+of an image's bytes (the third step of the Images API is a plain ``PUT``), has had no release
+since 2023 and its licence is LinkedIn's own, not an open-source one. What it adds over four
+JSON calls — Rest.li encoding of complex keys and query tunnelling — these calls do not need.
+
+Every call carries ``Authorization: Bearer <token>`` (the token from the environment variable
+``access_token_env`` names; never logged, never put in an error), ``LinkedIn-Version``
+(``api_version``, YYYYMM: LinkedIn serves a version about a year, then answers 426
+``NONEXISTENT_VERSION`` — that pauses the channel like a refused token, and the alert says to
+raise the setting) and ``X-Restli-Protocol-Version: 2.0.0``.
+
+- **Commentary** is LinkedIn's "little" text format: ``little_text`` escapes the reserved
+  characters ``| { } @ [ ] ( ) < > # \\ * _ ~`` with a backslash (unescaped, LinkedIn cuts the
+  post short there without a word). Two elements pass through: a hashtag (``#`` then letters and
+  digits, at least one letter, not inside a word: ``#EndChildLabour2021`` stays a hashtag,
+  ``#2`` is escaped) and a mention of an organisation page, ``@[Name](urn:li:organization:123)``,
+  which a template writes when it knows the pledgemaker's page (its name escaped inside; one
+  in a pledgemaker's own words passes too, and moderation sees it before anything is posted).
+- **Length**: 3,000 characters of commentary. How LinkedIn counts is not published, so
+  ``linkedin_length`` takes the strictest reading: UTF-16 code units of the escaped text.
+- **Images** (JPEG, PNG, GIF; up to 20): ``POST /rest/images?action=initializeUpload`` (owner:
+  the page), ``PUT`` the bytes to the ``uploadUrl`` it returns (the token goes with them only
+  to LinkedIn's own hosts or the API's), then wait until the image is ``AVAILABLE``; one image
+  is ``content.media``, several ``content.multiImage``, each with its ``altText``.
+- **Threads**: LinkedIn posts have none. A part that continues a split text (``reply_to``) is
+  posted on its own (split_thread has already numbered it).
+- **Receipt**: the post's URN, from the ``x-restli-id`` header of the 201.
+- **Delete** (a withdrawn update): ``DELETE /rest/posts/{encoded URN}``; a 404 means already
+  gone.
+
+Idempotency: LinkedIn has no idempotency key (as with Telegram). What it has is a refusal of
+the same commentary twice: 422 "Content is a duplicate of urn:li:share:…" (``DUPLICATE_POST``).
+For a message that may have gone out before a crash or a lost answer (``maybe_sent``) that
+refusal means "already sent": the URN it names is the receipt, once ``GET /rest/posts/{urn}``
+finds it live (a 404 there: the earlier post was deleted, and the message is refused). Other
+duplicates are ``Rejected``. So every 5xx or timeout on creating a post is counted as possibly
+delivered: the retry is flagged, and LinkedIn's refusal turns it into the receipt.
+
+Errors: 429 → ``RateLimited`` (``Retry-After`` if sent; LinkedIn's daily quotas, "… DAY limit
+…", until 00:00 UTC; else a minute) and posting is held for every process meanwhile;
+401 (expired or revoked token), 403 (no ``w_organization_social``, or the member is no longer an
+admin of the page: every post would fail alike until staff act) and 426 → ``ChannelUnauthorized``
+(the dispatcher pauses the channel and alerts staff); 400/422 and other 4xx → ``Rejected`` with
+LinkedIn's message; 5xx, 408, timeouts, connection errors → ``TransientError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import quote, urlsplit
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from bot.channels.base import Capabilities, OutboundMessage, Receipt
+from bot.config import EnvVarName
+from bot.errors import ChannelUnauthorized, DeliveryError, RateLimited, Rejected, TransientError
+from bot.ratelimit import Limits
+
+log = logging.getLogger(__name__)
+
+LINKEDIN_API = "https://api.linkedin.com/rest"
+MAX_COMMENTARY = 3000
+MAX_IMAGES = 20  # content.multiImage holds 2 to 20
+MAX_ALT_TEXT = 4086
+DEFAULT_WAIT = 60.0  # a 429 that says nothing of when (LinkedIn rarely sends Retry-After)
+RESERVED = re.compile(r"[|{}@\[\]()<>#\\*_~]")
+MENTION = re.compile(r"@\[([^\]\n]{1,255})\]\((urn:li:organization:\d+)\)")
+HASHTAG = re.compile(r"(?<![\w\\])#(?=[^\W_]*[^\W\d_])[^\W_]+")
+ELEMENT = re.compile(f"{MENTION.pattern}|{HASHTAG.pattern}")
+POST_URN = re.compile(r"^urn:li:(?:share|ugcPost):\d+$")
+DUPLICATE_OF = re.compile(r"duplicate of (urn:li:(?:share|ugcPost):\d+)", re.IGNORECASE)
+IMAGE_TYPES = {b"\x89PNG": "image/png", b"\xff\xd8\xff": "image/jpeg", b"GIF8": "image/gif"}
+DISTRIBUTION = {
+    "feedDistribution": "MAIN_FEED",
+    "targetEntities": [],
+    "thirdPartyDistributionChannels": [],
+}
+
+__all__ = ["LinkedInChannel", "LinkedInSettings", "linkedin_length", "little_text"]
+
+
+def _escape(text: str) -> str:
+    return RESERVED.sub(lambda found: "\\" + found.group(0), text)
+
+
+def little_text(text: str) -> str:
+    """``text`` as LinkedIn's little text format: reserved characters escaped, hashtags and
+    organisation mentions kept as the elements they are."""
+    parts: list[str] = []
+    end = 0
+    for element in ELEMENT.finditer(text):
+        parts.append(_escape(text[end : element.start()]))
+        name, urn = element.group(1), element.group(2)
+        parts.append(f"@[{_escape(name)}]({urn})" if urn else element.group(0))
+        end = element.end()
+    parts.append(_escape(text[end:]))
+    return "".join(parts)
+
+
+def linkedin_length(text: str) -> int:
+    """A post's length against LinkedIn's 3,000: UTF-16 code units of its escaped commentary."""
+    return len(little_text(text).encode("utf-16-le")) // 2
+
+
+class LinkedInSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = False
+    api_base_url: str = Field(default=LINKEDIN_API, pattern=r"^https?://[^\s/]+\S*$")
+    organization_id: str = Field(default="", pattern=r"^\d*$")  # the page: urn:li:organization:<id>
+    api_version: str = Field(default="202609", pattern=r"^\d{6}(\.\d{2})?$")  # LinkedIn-Version
+    access_token_env: EnvVarName = "LINKEDIN_ACCESS_TOKEN"
+    request_timeout: float = Field(default=15, gt=0)
+    image_processing_timeout: float = Field(default=30, gt=0)  # until an upload is AVAILABLE
+    require_alt_text: bool = True  # an image without alt text is refused
+    delete_on_withdraw: bool = False  # take posts down when a pledgemaker withdraws consent
+
+    @model_validator(mode="after")
+    def _page_when_enabled(self) -> LinkedInSettings:
+        if self.enabled and not self.organization_id:
+            raise ValueError("organization_id: the page's number is required, e.g. 2414183")
+        return self
+
+
+class _Duplicate(Rejected):
+    """LinkedIn refused the commentary as one it already has, under ``urn``."""
+
+    def __init__(self, message: str, urn: str) -> None:
+        super().__init__(message)
+        self.urn = urn
+
+
+class _NotFound(Rejected):
+    pass
+
+
+class LinkedInChannel:
+    name: ClassVar[str] = "linkedin"
+    Settings: ClassVar[type[BaseModel]] = LinkedInSettings
+    capabilities: ClassVar[Capabilities] = Capabilities(max_length=MAX_COMMENTARY)
+
+    def __init__(
+        self,
+        settings: LinkedInSettings,
+        secrets: Mapping[str, SecretStr],
+        *,
+        limits: Limits | None = None,
+    ) -> None:
+        self.settings = settings
+        self.limits = limits or Limits()
+        self._token = secrets["access_token"]  # revealed only in the Authorization header
+        self.author = f"urn:li:organization:{settings.organization_id}"
+        self.client = httpx.AsyncClient(
+            base_url=settings.api_base_url.rstrip("/") + "/",
+            timeout=settings.request_timeout,
+            headers={
+                "LinkedIn-Version": settings.api_version,
+                "X-Restli-Protocol-Version": "2.0.0",
+                "User-Agent": "pledgebot",
+            },
+        )
+
+    async def start(self) -> None:
+        """Nothing to ask LinkedIn: a page token with only ``w_organization_social`` can read
+        nothing cheap, so the first post checks it (a refusal then pauses the channel)."""
+        if not self._token.get_secret_value().strip():
+            raise ChannelUnauthorized("LinkedIn: the access token is empty")
+        log.info(
+            "linkedin: posting as %s (LinkedIn-Version %s)", self.author, self.settings.api_version
+        )
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    # --- sending ------------------------------------------------------------------------------
+    async def send(self, message: OutboundMessage) -> Receipt:
+        # A 429 holds posting for every process until it may pass, instead of each one
+        # spending a request to learn it.
+        key = f"linkedin:{self.settings.organization_id}:post"
+        held = await self.limits.held_for(key)
+        if held > 0:
+            raise RateLimited(held, f"LinkedIn: rate limited; posting again in {held:.0f} s")
+        try:
+            return await self._post(message)
+        except RateLimited as exc:
+            await self.limits.hold(key, time.time() + exc.retry_after)
+            raise
+
+    async def _post(self, message: OutboundMessage) -> Receipt:
+        commentary = little_text(message.text)
+        length = linkedin_length(message.text)
+        if length > MAX_COMMENTARY:
+            raise Rejected(f"LinkedIn: too long ({length} > {MAX_COMMENTARY} characters)")
+        images = [self._image(item) for item in message.media[:MAX_IMAGES]]
+        if len(message.media) > MAX_IMAGES:
+            log.warning("linkedin: message %s: only the first %d images", message.id, MAX_IMAGES)
+        if message.reply_to:
+            log.info(
+                "linkedin: message %s continues %s: posted on its own", message.id, message.reply_to
+            )
+        body: dict[str, Any] = {
+            "author": self.author,
+            "commentary": commentary,
+            "visibility": "PUBLIC",
+            "distribution": DISTRIBUTION,
+            "lifecycleState": "PUBLISHED",
+            "isReshareDisabledByAuthor": False,
+        }
+        if images:
+            media = [
+                {"id": await self._upload(*image[:2]), "altText": image[2]} for image in images
+            ]
+            body["content"] = (
+                {"media": media[0]} if len(media) == 1 else {"multiImage": {"images": media}}
+            )
+        try:
+            response = await self._call("POST", "posts", "posts.create", writes=True, json=body)
+        except _Duplicate as exc:
+            if message.maybe_sent and exc.urn and await self._is_live(exc.urn):
+                log.info("linkedin: message %s was already posted: %s", message.id, exc.urn)
+                return Receipt(external_id=exc.urn)
+            raise
+        urn = response.headers.get("x-restli-id")
+        if not urn:  # made, but unnamed: the retry learns its URN from the duplicate refusal
+            raise TransientError("LinkedIn: 201 without x-restli-id", maybe_delivered=True)
+        return Receipt(external_id=urn)
+
+    async def _is_live(self, urn: str) -> bool:
+        """Whether the post LinkedIn's duplicate refusal names is still there (LinkedIn also
+        names posts deleted in the last day or so). A token that may not read posts
+        (no ``r_organization_social``) cannot tell: LinkedIn's word stands."""
+        try:
+            await self._call("GET", _path("posts", urn), "posts.get")
+        except _NotFound:
+            return False
+        except (ChannelUnauthorized, Rejected):
+            return True
+        return True
+
+    def _image(self, item: Mapping[str, Any]) -> tuple[bytes, str, str]:
+        """One image's bytes, type and alt text, refused before any request if unfit."""
+        path = Path(str(item.get("path", "")))
+        alt = str(item.get("alt_text") or "").strip()[:MAX_ALT_TEXT]
+        if not path.is_file():
+            raise Rejected(f"LinkedIn: the media file is missing: {path.name}")
+        if not alt and self.settings.require_alt_text:
+            raise Rejected(f"LinkedIn: image {path.name} has no alt text")
+        data = path.read_bytes()
+        mime = next((kind for magic, kind in IMAGE_TYPES.items() if data.startswith(magic)), None)
+        if mime is None:
+            raise Rejected(f"LinkedIn: {path.name} is not a JPEG, PNG or GIF image")
+        return data, mime, alt
+
+    async def _upload(self, data: bytes, mime: str) -> str:
+        """The Images API's three steps; returns the image's URN once it is AVAILABLE."""
+        request = {"initializeUploadRequest": {"owner": self.author}}
+        started = await self._call(
+            "POST",
+            "images",
+            "images.initializeUpload",
+            params={"action": "initializeUpload"},
+            json=request,
+        )
+        value = started.json()["value"]
+        upload_url, urn = str(value["uploadUrl"]), str(value["image"])
+        await self._call(
+            "PUT",
+            upload_url,
+            "images.upload",
+            content=data,
+            headers={"Content-Type": mime},
+            authorized=self._ours(upload_url),
+        )
+        waited, pause = 0.0, 0.2
+        while True:  # a fresh upload is PROCESSING for a moment; a post may name it once AVAILABLE
+            status = (await self._call("GET", _path("images", urn), "images.get")).json()["status"]
+            if status == "AVAILABLE":
+                return urn
+            if status == "PROCESSING_FAILED":
+                raise Rejected(f"LinkedIn: image {urn} failed processing")
+            if waited + pause > self.settings.image_processing_timeout:
+                raise TransientError(f"LinkedIn: image {urn} still {status} after {waited:.1f} s")
+            await asyncio.sleep(pause)
+            waited, pause = waited + pause, min(pause * 2, 2.0)
+
+    def _ours(self, url: str) -> bool:
+        """Whether the token may go to ``url``: LinkedIn's own hosts, or the API's."""
+        target, api = urlsplit(url), urlsplit(self.settings.api_base_url)
+        if (target.scheme, target.netloc) == (api.scheme, api.netloc):
+            return True
+        host = target.hostname or ""
+        return target.scheme == "https" and (
+            host == "linkedin.com" or host.endswith(".linkedin.com")
+        )
+
+    async def delete(self, message: OutboundMessage) -> None:
+        """Take down the post whose URN is the message's text (consent was withdrawn)."""
+        urn = message.text.strip()
+        if not POST_URN.match(urn):
+            raise Rejected(f"LinkedIn: {urn!r} is not a post's URN")
+        try:
+            await self._call(
+                "DELETE", _path("posts", urn), "posts.delete", headers={"X-RestLi-Method": "DELETE"}
+            )
+        except _NotFound:
+            log.info("linkedin: %s was already deleted", urn)
+
+    # --- calls and errors ---------------------------------------------------------------------
+    async def _call(
+        self,
+        method: str,
+        url: str,
+        what: str,
+        *,
+        writes: bool = False,
+        authorized: bool = True,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        sent = dict(headers or {})
+        if authorized:
+            sent["Authorization"] = f"Bearer {self._token.get_secret_value()}"
+        try:
+            response = await self.client.request(method, url, headers=sent, **kwargs)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise TransientError(f"LinkedIn: {what}: {type(exc).__name__}") from exc
+        except httpx.TimeoutException as exc:
+            raise TransientError(f"LinkedIn: {what}: timed out", maybe_delivered=writes) from exc
+        except httpx.HTTPError as exc:  # the connection broke mid-answer
+            raise TransientError(
+                f"LinkedIn: {what}: {type(exc).__name__}", maybe_delivered=writes
+            ) from exc
+        if response.is_error:
+            raise _delivery_error(response, what, writes)
+        return response
+
+
+def _path(resource: str, urn: str) -> str:
+    return f"{resource}/{quote(urn, safe='')}"
+
+
+def _describe(response: httpx.Response) -> tuple[str, str]:
+    """LinkedIn's error code and message (``{"status", "serviceErrorCode", "code", "message"}``,
+    or the ``errorDetails.inputErrors`` of a validation or duplicate refusal)."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        return "", response.reason_phrase
+    message = str(body.get("message") or response.reason_phrase)[:500]
+    message = re.sub(r"^com\.linkedin\.[\w.$]+Exception: ", "", message)
+    details = body.get("errorDetails")
+    inputs = details.get("inputErrors") if isinstance(details, dict) else None
+    first = inputs[0] if isinstance(inputs, list) and inputs and isinstance(inputs[0], dict) else {}
+    return str(body.get("code") or first.get("code") or ""), message
+
+
+def _delivery_error(response: httpx.Response, what: str, writes: bool) -> DeliveryError:
+    status = response.status_code
+    code, message = _describe(response)
+    text = f"LinkedIn: {what}: {status} {code + ': ' if code else ''}{message}"
+    if status == 429:
+        wait = _retry_after(response, message)
+        return RateLimited(wait, f"{text}; retry in {wait:.0f} s")
+    if status == 401:
+        return ChannelUnauthorized(f"{text} (renew the page's access token, then resume)")
+    if status == 403:
+        return ChannelUnauthorized(
+            f"{text} (the token needs w_organization_social and a page admin's grant)"
+        )
+    if status == 426:
+        return ChannelUnauthorized(
+            f"{text} (raise channels.linkedin.api_version to a recent YYYYMM)"
+        )
+    duplicate = DUPLICATE_OF.search(message)
+    if status in (400, 409, 422) and (code == "DUPLICATE_POST" or duplicate):
+        return _Duplicate(text, duplicate.group(1) if duplicate else "")
+    if status == 404:
+        return _NotFound(text)
+    if status in (408, 409) or status >= 500:
+        return TransientError(text, maybe_delivered=writes)
+    return Rejected(text)
+
+
+def _retry_after(response: httpx.Response, message: str) -> float:
+    """``Retry-After`` (seconds or a date), else until 00:00 UTC for a daily quota, else a
+    minute."""
+    header = response.headers.get("Retry-After", "")
+    try:
+        return max(1.0, float(header))
+    except ValueError:
+        pass
+    try:
+        return max(1.0, parsedate_to_datetime(header).timestamp() - time.time())
+    except (TypeError, ValueError):
+        pass
+    if "day limit" in message.lower():
+        now = datetime.now(UTC)
+        midnight = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC)
+        return max(1.0, (midnight - now).total_seconds())
+    return DEFAULT_WAIT
