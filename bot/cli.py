@@ -607,8 +607,9 @@ def demo(
         ),
     ] = None,
 ) -> None:
-    """The whole loop on SQLite against local servers (Telegram and X sandboxes, SMTP/IMAP,
-    Synapse) with simulated pledgemakers; no accounts needed."""
+    """The whole loop on SQLite against local servers (the Telegram, X, Bluesky, LinkedIn,
+    Facebook/Instagram and Mastodon sandboxes, SMTP/IMAP, Synapse) with simulated
+    pledgemakers; no accounts needed."""
     import asyncio
 
     from bot.config import load_config

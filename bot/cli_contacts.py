@@ -8,7 +8,6 @@ reply — or joining the room — connects them.
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import sys
 from datetime import datetime, timedelta
@@ -53,6 +52,8 @@ def contacts_invite(
     app = open_app()
     if channel not in app.config.enabled_channels():
         raise UserInputError(f"channel {channel!r} is not enabled in {app.config.source}")
+    import asyncio  # here: `pledgebot --help` must not pay for it
+
     if invitations.sends_invitations(channel):
         _send(app, channel, pledgemaker_id, valid_days, confirm=everyone and not yes)
     elif everyone:
@@ -114,6 +115,8 @@ def _links_csv(app: App, channel: str, days: int, *, confirm: bool) -> None:
         return
     if confirm:
         _confirm(f"Make {len(ids)} invitation link(s) on {channel}?")
+    import asyncio
+
     rows = asyncio.run(_links(app, channel, ids, days))
     out = csv.writer(sys.stdout)
     out.writerow(["pledgemaker_id", "link", "expires_at"])

@@ -8,9 +8,10 @@ follow-up from ``schedules/`` on those channels; the simulated pledgemakers answ
 text, buttons, a photo, a bare "thanks", "Not now", one ``/stop``; by mail and on Matrix: replies
 to the prompt); the answers are stored as replies and journey updates linked to their prompts.
 Each update's author gives or declines consent (a button on Telegram; by mail and on Matrix a
-typed "1", "yes", "oui", "2"…), the comms team approves, and posts go to X and the Telegram
-channel (both sandboxes always run). Everything goes over the platforms' own protocols through
-the real client libraries.
+typed "1", "yes", "oui", "2"…), the comms team approves, and posts go to X, the Telegram
+channel, Bluesky, LinkedIn, Facebook, Instagram and Mastodon (``bot.demo_reach``; Mastodon only
+with its dev extra). Everything goes over the platforms' own protocols through the real client
+libraries.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from bot.closing import close_loop
 from bot.config import Config, config_from_dict
 from bot.demo_channels import (
     CHAT_CHANNELS,
-    ChannelUnavailable,
     DemoPeople,
     Person,
     Say,
@@ -43,7 +43,8 @@ from bot.demo_channels import (
     share,
     wait_until,
 )
-from bot.demo_invited import demo_people
+from bot.demo_invited import start_chat_servers
+from bot.demo_reach import Reach
 from bot.errors import UserInputError
 from bot.importer import import_pledgemakers
 from bot.models import (
@@ -70,10 +71,11 @@ X_ENV = {
 AMPLIFY = "journeys"
 POSTING_SLOTS = 3
 CAMPAIGN = "act-checkin"
+PHOTO_ALT = "A plain blue picture, standing in for the pledgemaker's photo"
 
 
 def demo_config(
-    base: Config, folder: Path, x: XSandbox, chat_channels: dict[str, dict[str, Any]]
+    base: Config, folder: Path, x: XSandbox, chat_channels: dict[str, dict[str, Any]], reach: Reach
 ) -> Config:
     data = base.model_dump(exclude={"source", "base_dir", "channels"})
     data["database"]["url"] = f"sqlite:///{(folder / 'pledgebot-demo.db').resolve()}"
@@ -82,6 +84,7 @@ def demo_config(
         "templates": str(base.path("templates").resolve()),
     }
     data["media"]["dir"] = str((folder / "media").resolve())
+    data["media"]["public_base_url"] = reach.public_base_url  # Instagram fetches from there
     data["dispatcher"]["poll_interval"] = 0.2
     data["channels"] = {
         **chat_channels,
@@ -90,6 +93,7 @@ def demo_config(
             "api_base_url": x.base_url,
             **{f"{name}_env": env for name, env in X_ENV.items()},
         },
+        **reach.settings(),
     }
     return config_from_dict(data, source=base.source, base_dir=base.base_dir)
 
@@ -120,34 +124,6 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-async def start_chat_servers(
-    chosen: Sequence[str],
-    folder: Path,
-    stack: contextlib.AsyncExitStack,
-    *,
-    explicit: bool,
-    say: Say,
-) -> dict[str, DemoPeople]:
-    """The servers of the chosen chat channels other than Telegram, each stopped by ``stack``.
-    One that cannot run here is an error when it was asked for by name, else skipped with one
-    line."""
-    started: dict[str, DemoPeople] = {}
-    for name in chosen:
-        if name == "telegram":  # always running: it also carries the public channel's posts
-            continue
-        people = demo_people(name, folder)
-        stack.push_async_callback(people.stop)
-        try:
-            await people.start(say)
-        except ChannelUnavailable as exc:
-            if explicit:
-                raise UserInputError(f"demo: cannot run {name}: {exc}") from None
-            say(f"demo: continuing without {name}: {exc}")
-            continue
-        started[name] = people
-    return started
-
-
 async def run_demo(
     base: Config,
     folder: Path,
@@ -166,9 +142,10 @@ async def run_demo(
     csv_path = csv_path or base.base_dir / "data" / "sample" / "pledgemakers.csv"
     stack = contextlib.AsyncExitStack()
     try:
-        x, telegram = XSandbox(), TelegramPeople()
+        x, telegram, reach = XSandbox(), TelegramPeople(), Reach()
         await x.start()
         stack.push_async_callback(x.stop)
+        await reach.start(stack, say)
         for name, env in X_ENV.items():
             os.environ[env] = x.credentials[name]
         await telegram.start(say)
@@ -180,10 +157,11 @@ async def run_demo(
         servers: dict[str, DemoPeople] = {"telegram": telegram, **others}
         chosen = [name for name in asked if name in servers]
         sections = {name: people.settings() for name, people in servers.items()}
-        app = build_app(demo_config(base, folder, x, sections))
+        app = build_app(demo_config(base, folder, x, sections, reach))
         stack.callback(app.close)
         stack.push_async_callback(app.aclose)
         app.db.upgrade()
+        await reach.serve_media(app, stack)
         with app.db.session() as session:
             import_pledgemakers(session, csv_path, data=_first_rows(csv_path, pledgemakers))
             people = [
@@ -202,8 +180,9 @@ async def run_demo(
             await asyncio.gather(service, return_exceptions=True)
 
         stack.push_async_callback(stop_service)
-        prompts = await play(app, telegram, servers, share(people, chosen), say)
-        result = summary(app, prompts, x, chosen)
+        networks = ["x", "telegram", *reach.networks]
+        prompts = await play(app, telegram, servers, share(people, chosen), networks, say)
+        result = summary(app, prompts, x, chosen, reach)
         if dashboard is not None:
             await dashboard(app, result)
         return result
@@ -216,6 +195,7 @@ async def play(
     telegram: TelegramPeople,
     servers: dict[str, DemoPeople],
     shares: dict[str, list[Person]],
+    networks: list[str],
     say: Say,
 ) -> int:
     """Invitations, the follow-up on every chosen channel, the answers, consent; then approval
@@ -273,7 +253,7 @@ async def play(
             + ")"
         ),
     )
-    await amplify_some(app, sandbox)
+    await amplify_some(app, sandbox, networks)
     return fired.enqueued
 
 
@@ -282,26 +262,37 @@ def _consents(app: App, channel: str) -> int:
     return figures[f"{channel} consents given"] + figures[f"{channel} consents declined"]
 
 
-async def amplify_some(app: App, sandbox: TelegramSandbox) -> None:
-    """The comms team approves every update its author agreed to share, on any channel; three
-    slots post; the pledgemakers are thanked with the link."""
-    with app.db.session() as session:
-        for update in session.scalars(
-            select(JourneyUpdate).where(JourneyUpdate.consent_to_publish.is_(True))
-        ):
-            if review.missing_alt_text(update):
-                review.set_alt_text(session, update.id, "A photo shared by the pledgemaker")
-            review.approve(session, update.id)
-    spec = app.schedules().get(AMPLIFY).spec
-    for slot in range(POSTING_SLOTS):
-        runs.fire(
-            app.db,
-            app.templates,
-            spec,
-            utcnow() + timedelta(seconds=slot),
-            trigger="manual",
-            destinations=app.destinations(),
-        )
+async def amplify_some(app: App, sandbox: TelegramSandbox, networks: list[str]) -> None:
+    """The comms team approves every update its author agreed to share, on any channel — those
+    with a photo first (described: alt text), so the first slot features one, which Instagram
+    needs —; three slots post on every network; the pledgemakers are thanked with the link."""
+    spec = app.schedules().get(AMPLIFY).spec.model_copy(update={"channels": networks})
+    fired = 0
+    for with_photo in (True, False):
+        approved = 0
+        with app.db.session() as session:
+            waiting = session.scalars(
+                select(JourneyUpdate).where(
+                    JourneyUpdate.consent_to_publish.is_(True),
+                    JourneyUpdate.moderation != "approved",
+                )
+            ).all()
+            for update in (u for u in waiting if bool(u.media) == with_photo):
+                if review.missing_alt_text(update):
+                    review.set_alt_text(session, update.id, PHOTO_ALT)
+                review.approve(session, update.id)
+                approved += 1
+        # A photo has the first slot to itself; the other updates share the rest.
+        for _ in range(min(1, approved) if with_photo else POSTING_SLOTS - fired):
+            runs.fire(
+                app.db,
+                app.templates,
+                spec,
+                utcnow() + timedelta(seconds=fired),
+                trigger="manual",
+                destinations=app.destinations(),
+            )
+            fired += 1
     await wait_until(lambda: _settled(app, sandbox), "posts to go out", timeout=120)
     close_loop(app.db, app.templates)
     await wait_until(lambda: _settled(app, sandbox), "pledgemakers to be thanked")
@@ -327,7 +318,9 @@ def _with_media(app: App) -> int:
         return sum(1 for media in session.scalars(select(JourneyUpdate.media)) if media)
 
 
-def summary(app: App, prompts: int, x: XSandbox, channels: list[str]) -> dict[str, str]:
+def summary(
+    app: App, prompts: int, x: XSandbox, channels: list[str], reach: Reach
+) -> dict[str, str]:
     replied = JourneyUpdate.source == "reply"
     sent_prompts = Prompt.__table__.join(OutboxMessage.__table__)
     figures = {
@@ -356,6 +349,7 @@ def summary(app: App, prompts: int, x: XSandbox, channels: list[str]) -> dict[st
         "posts on X": _count(app, Post, Post.channel == "x"),
         "X posts incl. thread parts": len(x.posts()),
         "posts on the Telegram channel": _count(app, Post, Post.channel == "telegram"),
+        **{f"posts on {n}": _count(app, Post, Post.channel == n) for n in reach.networks},
         "thank-yous with a link to the post": _count(
             app, OutboxMessage, OutboxMessage.idempotency_key.startswith("post-live:")
         ),
@@ -364,6 +358,8 @@ def summary(app: App, prompts: int, x: XSandbox, channels: list[str]) -> dict[st
         **channel_figures(app, channels),
     }
     result = {label: str(value) for label, value in figures.items()}
+    if (posted := reach.links(app)) is not None:
+        result[f"posted update {posted[0]} to"] = ", ".join(posted[1])
     result["database"] = app.db.url.removeprefix("sqlite:///")
     return result
 

@@ -14,6 +14,7 @@ email and Matrix pledgemakers are invited by the bot itself and type their answe
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -60,8 +61,18 @@ JOINED_BY = {
     "matrix": {"invitation": "the bot's room invite, accepted"},
 }
 
-# A tiny valid JPEG header is enough for the sandbox; it is stored through getFile.
-PHOTO = bytes.fromhex("ffd8ffe000104a46494600010100000100010000ffd9")
+
+def _photo() -> bytes:
+    """A real JPEG (Pillow comes with matplotlib), 480×400: Instagram opens it and checks its
+    aspect ratio; it is stored through getFile."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (480, 400), (30, 120, 200)).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+PHOTO = _photo()
 
 
 class ChannelUnavailable(Exception):
@@ -180,9 +191,10 @@ class TelegramPeople:
             style = index % 8
             if style in (0, 1, 2, 3, 5):  # these make a journey update
                 linked += 1
-            if style == 0:  # a long answer: on X it becomes a thread
+            if style == 0:  # a photo with a long caption: on X it becomes a thread
                 sandbox.press_button(chat_id, prompt["message_id"], "pb:progress")
-                sandbox.push_message(chat_id, " ".join([progress, challenge, progress]))
+                long = " ".join([progress, challenge, progress])
+                sandbox.push_message(chat_id, photo=PHOTO, caption=long)
             elif style == 1:
                 sandbox.push_message(chat_id, progress, reply_to_message_id=prompt["message_id"])
             elif style == 2:

@@ -12,12 +12,13 @@ numbered options: ``1``, yes in their language, and — the last of each channel
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate
 from pathlib import Path
@@ -56,6 +57,34 @@ OPTIONS = "[1] "  # how a message with options (the consent question) shows them
 def demo_people(name: str, folder: Path) -> DemoPeople:
     """Email's or Matrix's (Telegram's always runs: ``bot.demo`` makes it itself)."""
     return EmailPeople(folder) if name == "email" else MatrixPeople()
+
+
+async def start_chat_servers(
+    chosen: Sequence[str],
+    folder: Path,
+    stack: contextlib.AsyncExitStack,
+    *,
+    explicit: bool,
+    say: Say,
+) -> dict[str, DemoPeople]:
+    """The servers of the chosen chat channels other than Telegram, each stopped by ``stack``.
+    One that cannot run here is an error when it was asked for by name, else skipped with one
+    line."""
+    started: dict[str, DemoPeople] = {}
+    for name in chosen:
+        if name == "telegram":  # always running: it also carries the public channel's posts
+            continue
+        people = demo_people(name, folder)
+        stack.push_async_callback(people.stop)
+        try:
+            await people.start(say)
+        except ChannelUnavailable as exc:
+            if explicit:
+                raise UserInputError(f"demo: cannot run {name}: {exc}") from None
+            say(f"demo: continuing without {name}: {exc}")
+            continue
+        started[name] = people
+    return started
 
 
 def consent_word(index: int, count: int, language: str, *, no: str | None = None) -> str:

@@ -121,6 +121,22 @@ MatrixId = Annotated[
         "must be a Matrix user id, e.g. @ilo:matrix.org",
     ),
 ]
+BlueskyHandle = Annotated[
+    str | None,
+    BeforeValidator(_blank_is_none),
+    BeforeValidator(lambda v: v.strip().lower() if isinstance(v, str) else v),
+    _shaped(
+        r"(?=.{4,254}$)@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]",
+        "must be @ and a Bluesky handle, e.g. @ilo.bsky.social",
+    ),
+]
+LinkedInPage = Annotated[
+    str | None,
+    BeforeValidator(_blank_is_none),
+    _shaped(
+        r"[1-9][0-9]{0,19}", "must be the number of their LinkedIn page (urn:li:organization:N)"
+    ),
+]
 Website = Annotated[
     str | None,
     BeforeValidator(_blank_is_none),
@@ -145,6 +161,8 @@ class PledgemakerRow(BaseModel):
     fediverse_handle: FediverseHandle = None
     email: Email = None
     matrix_id: MatrixId = None
+    bluesky_handle: BlueskyHandle = None
+    linkedin_organization_id: LinkedInPage = None
 
 
 class UpdateRow(BaseModel):

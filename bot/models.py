@@ -76,6 +76,8 @@ class Pledgemaker(Base):
     fediverse_handle: Mapped[str | None] = mapped_column(String(300))  # @user@instance
     email: Mapped[str | None] = mapped_column(String(254))  # where email invitations go
     matrix_id: Mapped[str | None] = mapped_column(String(255))  # @user:server, invited to a room
+    bluesky_handle: Mapped[str | None] = mapped_column(String(253))  # @name.bsky.social
+    linkedin_organization_id: Mapped[str | None] = mapped_column(String(20))  # their page's number
     website: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

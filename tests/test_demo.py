@@ -1,8 +1,11 @@
 """`pledgebot demo` runs the whole loop and prints one `label: number` line per figure, on
-every chat channel asked for (`--channels`), each against its real local server."""
+every chat channel asked for (`--channels`), each against its real local server; one update
+goes out on every public network's sandbox, and its links are printed."""
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import re
 import signal
 import subprocess
@@ -11,10 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
+from bot import demo_reach
 from bot.demo_channels import ANSWERS
+from bot.media_urls import KEY_ENV
 from bot.models import (
     Consent,
     Contact,
@@ -69,6 +75,58 @@ def test_demo_runs_the_whole_loop_and_prints_a_summary(tmp_path: Path) -> None:
     assert Path(lines["database"]).is_file()
     assert Path(lines["database"]).parent == tmp_path
     assert lines["telegram answers linked"] == "25" and "email invited" not in lines
+    assert_one_update_reached_every_network(done.stderr, lines)
+
+
+NETWORKS = ["x", "telegram", "bluesky", "linkedin", "facebook", "instagram", "mastodon"]
+MASTODON_SKIPPED = "demo: continuing without mastodon: mastodon-mock not installed"
+
+
+def sent_posts(database: str) -> dict[int, set[str]]:
+    """Per journey update, the networks where its post went out (its first part sent)."""
+    engine = create_engine(f"sqlite:///{database}")
+    try:
+        with Session(engine) as session:
+            rows = session.execute(
+                select(Post.journey_update_id, Post.channel, OutboxMessage.external_id)
+                .join(OutboxMessage, Post.first_outbox_id == OutboxMessage.id)
+                .where(OutboxMessage.state == "sent")
+            ).all()
+    finally:
+        engine.dispose()
+    found: dict[int, set[str]] = {}
+    for update_id, channel, external_id in rows:
+        assert external_id, (update_id, channel)
+        found.setdefault(update_id, set()).add(channel)
+    return found
+
+
+def assert_one_update_reached_every_network(stderr: str, lines: dict[str, str]) -> None:
+    """From the database: one update posted on all seven networks (six, and one line saying
+    why, without mastodon-mock); the summary prints that update's link on each."""
+    expected = list(NETWORKS)
+    if importlib.util.find_spec("mastodon_mock") is None:
+        expected.remove("mastodon")
+        assert stderr.count(MASTODON_SKIPPED) == 1, stderr
+    else:
+        assert MASTODON_SKIPPED not in stderr
+    reached = sent_posts(lines["database"])
+    everywhere = [u for u, networks in reached.items() if networks == set(expected)]
+    assert everywhere, reached
+    label = next(label for label in lines if label.startswith("posted update "))
+    update_id = int(label.split()[2])
+    assert update_id in everywhere
+    links = dict(part.split(" ", 1) for part in lines[label].split(", "))
+    assert list(links) == expected
+    assert links["x"].startswith("https://x.com/i/web/status/")
+    assert links["telegram"].startswith("https://t.me/c/")
+    assert links["bluesky"].startswith("https://bsky.app/profile/did:")
+    assert links["linkedin"].startswith("https://www.linkedin.com/feed/update/urn:li:")
+    assert links["facebook"].startswith("https://www.facebook.com/")
+    assert links["instagram"].isdigit(), "the sandbox's media id: no public link without a look-up"
+    if "mastodon" in links:
+        assert re.fullmatch(r"https?://\S+/@pledgebot/\d+", links["mastodon"]), links
+    assert lines["posts on instagram"] == "1", "only the update with a photo"
 
 
 def linked_answers(database: str) -> dict[str, list[str]]:
@@ -283,7 +341,9 @@ def test_demo_then_serves_the_dashboard_on_its_data_until_interrupted(tmp_path: 
             )
             assert signed.status_code == 200
             report = browser.get("/reports.csv", params={"by": "channel"}).text
-            assert report.splitlines()[1].startswith("telegram,40,"), "40 prompts sent"
+            # One row per channel, the public networks' too: Telegram's has the 40 prompts.
+            rows = report.splitlines()[1:]
+            assert any(row.startswith("telegram,40,") for row in rows), report
             assert browser.get("/inbox").text.count('id="reply-') >= 30, "the replies stored"
         process.send_signal(signal.SIGINT)
         output, errors = process.communicate(timeout=60)
@@ -294,3 +354,25 @@ def test_demo_then_serves_the_dashboard_on_its_data_until_interrupted(tmp_path: 
     assert process.returncode == 0, errors
     assert "Traceback" not in errors
     assert "pledgemakers imported: 40" in output
+
+
+async def test_without_mastodon_mock_the_demo_says_so_in_one_line_and_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """mastodon-mock is a dev extra: without it the other networks still start and are
+    configured; Mastodon is left out, with one line saying how to get it."""
+    monkeypatch.setattr(demo_reach, "MASTODON_PACKAGE", "mastodon_mock_not_installed")
+    for env in [*demo_reach.ENV.values(), KEY_ENV]:
+        monkeypatch.delenv(env, raising=False)
+    said: list[str] = []
+    async with contextlib.AsyncExitStack() as stack:
+        reach = demo_reach.Reach()
+        await reach.start(stack, said.append)
+        assert said == [
+            "demo: continuing without mastodon: mastodon-mock not installed (the dev extras): "
+            "pip install -e '.[dev]'"
+        ]
+        assert said[0].startswith(MASTODON_SKIPPED)
+        assert reach.networks == ["bluesky", "linkedin", "facebook", "instagram"]
+        assert sorted(reach.settings()) == sorted(reach.networks)
+        assert reach.public_base_url.startswith("http://127.0.0.1:")

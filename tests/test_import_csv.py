@@ -373,3 +373,36 @@ def test_unknown_pledgemaker_is_listed_with_the_other_row_errors(app: App, tmp_p
         ":2: pillar: unknown pillar 'acting' (did you mean 'act'?)",
         ":3: pledgemaker_id: no pledgemaker 'nobody'",
     ]
+
+
+def test_the_optional_addresses_and_handles_of_other_networks(app: App, tmp_path: Path) -> None:
+    header = f"{HEADER},email,matrix_id,bluesky_handle,linkedin_organization_id,fediverse_handle"
+    good = f"{row(id='nets')},Info@NGO.example,@ngo:matrix.org,@NGO.bsky.social,1234,@ngo@mastodon.social"
+    import_pledgemakers_ok = write(tmp_path, f"{header}\n{good}\n")
+    with app.db.session() as session:
+        import_pledgemakers(session, import_pledgemakers_ok)
+    with app.db.session() as session:
+        found = session.get(Pledgemaker, "nets")
+        assert found is not None
+        assert (found.email, found.matrix_id, found.bluesky_handle) == (
+            "info@ngo.example",
+            "@ngo:matrix.org",
+            "@ngo.bsky.social",
+        )
+        assert found.linkedin_organization_id == "1234"
+    bad = [
+        f"{row(id='b1')},two@a.example;three@b.example,,,,",
+        f"{row(id='b2')},,ngo:matrix.org,,,",
+        f"{row(id='b3')},,,ngo.bsky.social,,",
+        f"{row(id='b4')},,,,urn:li:organization:12,",
+    ]
+    path = write(tmp_path, header + "\n" + "\n".join(bad) + "\n")
+    assert rejected(app, path) == [
+        ":2: email: must be one email address, e.g. info@example.org "
+        "(got 'two@a.example;three@b.example')",
+        ":3: matrix_id: must be a Matrix user id, e.g. @ilo:matrix.org (got 'ngo:matrix.org')",
+        ":4: bluesky_handle: must be @ and a Bluesky handle, e.g. @ilo.bsky.social "
+        "(got 'ngo.bsky.social')",
+        ":5: linkedin_organization_id: must be the number of their LinkedIn page "
+        "(urn:li:organization:N) (got 'urn:li:organization:12')",
+    ]

@@ -22,7 +22,7 @@ from bot.web.app import build
 log = logging.getLogger(__name__)
 
 
-class _Server(uvicorn.Server):
+class QuietServer(uvicorn.Server):
     """uvicorn without its own signal handling: the process's handlers stop every role."""
 
     @contextlib.contextmanager
@@ -51,7 +51,7 @@ async def serve_web(
             f"web: cannot serve on {settings.host}:{settings.port} ({exc.strerror}); "
             "see [dashboard] host and port in the config"
         ) from None
-    server = _Server(config)
+    server = QuietServer(config)
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn has no event
         await asyncio.sleep(0.05)
