@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from bot import digest_chart
 from bot.campaigns.base import Plan, PlannedMessage, RunContext
-from bot.closing import post_link
+from bot.closing import public_link
 from bot.models import (
     Contact,
     JourneyUpdate,
@@ -54,7 +54,6 @@ log = logging.getLogger(__name__)
 DEFAULT_PERIOD = timedelta(days=7)  # the first firing, with no previous one to count from
 KINDS = ("progress", "challenge", "solution")
 FEW_NAMES, FEW_REASONS, FEW_SUGGESTIONS, FEW_LINKS = 8, 3, 3, 5
-LINKED_CHANNELS = ("x", "telegram")  # the channels ``closing.post_link`` knows
 TELEGRAM_TEXT, TELEGRAM_CAPTION = 4096, 1024
 
 
@@ -284,8 +283,9 @@ def _posts(session: Session, since: datetime, until: datetime) -> list[ChannelPo
     for channel, destination, external_id in rows:
         counts[channel] += 1
         shown = links.setdefault(channel, [])
-        if channel in LINKED_CHANNELS and external_id and len(shown) < FEW_LINKS:
-            shown.append(post_link(channel, destination, external_id))
+        link = public_link(channel, destination, external_id or "")
+        if link is not None and len(shown) < FEW_LINKS:  # where the post's id makes one
+            shown.append(link)
     return [ChannelPosts(channel, counts[channel], links[channel]) for channel in sorted(counts)]
 
 
