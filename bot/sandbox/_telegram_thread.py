@@ -12,7 +12,7 @@ import inspect
 import threading
 from collections import Counter
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 if TYPE_CHECKING:
     from bot.sandbox.telegram import TelegramSandbox
@@ -22,7 +22,10 @@ CALL_TIMEOUT_SECONDS = 60
 
 
 class SandboxThread:
-    """``with SandboxThread(**TelegramSandbox kwargs) as tg:`` then ``tg.push_message(...)``."""
+    """``with SandboxThread(**TelegramSandbox kwargs) as tg:`` then ``tg.push_message(...)``.
+    Another platform's sandbox runs the same way: a subclass names it in ``sandbox_class``."""
+
+    sandbox_class: ClassVar[type[Any] | None] = None  # None: the Telegram sandbox
 
     def __init__(self, **sandbox_kwargs: Any) -> None:
         self._kwargs = sandbox_kwargs
@@ -36,7 +39,7 @@ class SandboxThread:
             raise RuntimeError("the sandbox thread is not running")
         return self._sandbox
 
-    def start(self) -> SandboxThread:
+    def start(self) -> Self:
         if self._loop is not None:
             raise RuntimeError("the sandbox thread is already running")
         loop = asyncio.new_event_loop()
@@ -50,10 +53,13 @@ class SandboxThread:
             raise
         return self
 
-    async def _create(self) -> TelegramSandbox:
-        from bot.sandbox.telegram import TelegramSandbox  # telegram.py re-exports this module
+    async def _create(self) -> Any:
+        made = self.sandbox_class
+        if made is None:
+            from bot.sandbox.telegram import TelegramSandbox  # telegram.py re-exports this module
 
-        sandbox = TelegramSandbox(**self._kwargs)
+            made = TelegramSandbox
+        sandbox = made(**self._kwargs)
         await sandbox.start()
         return sandbox
 
@@ -73,7 +79,7 @@ class SandboxThread:
         self._loop.close()
         self._loop, self._thread, self._sandbox = None, None, None
 
-    def __enter__(self) -> SandboxThread:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:

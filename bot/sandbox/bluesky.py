@@ -305,18 +305,11 @@ class BlueskySandboxThread(SandboxThread):
     """``with BlueskySandboxThread(**BlueskySandbox kwargs) as bsky:`` then ``bsky.posts()``,
     from synchronous code (the Telegram sandbox's thread runner, building a Bluesky one)."""
 
+    sandbox_class = BlueskySandbox
+
     @property
     def sandbox(self) -> BlueskySandbox:  # type: ignore[override]
         return cast(BlueskySandbox, super().sandbox)
-
-    async def _create(self) -> BlueskySandbox:  # type: ignore[override]
-        sandbox = BlueskySandbox(**self._kwargs)
-        await sandbox.start()
-        return sandbox
-
-    def __enter__(self) -> BlueskySandboxThread:
-        self.start()
-        return self
 
     def posts(self) -> list[dict[str, Any]]:
         return list(self.call("posts"))

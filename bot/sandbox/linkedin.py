@@ -318,18 +318,11 @@ class LinkedInSandboxThread(SandboxThread):
     """``with LinkedInSandboxThread(**LinkedInSandbox kwargs) as li:`` then ``li.posts()``,
     from synchronous code (the Telegram sandbox's thread runner, building a LinkedIn one)."""
 
+    sandbox_class = LinkedInSandbox
+
     @property
     def sandbox(self) -> LinkedInSandbox:  # type: ignore[override]
         return cast(LinkedInSandbox, super().sandbox)
-
-    async def _create(self) -> LinkedInSandbox:  # type: ignore[override]
-        sandbox = LinkedInSandbox(**self._kwargs)
-        await sandbox.start()
-        return sandbox
-
-    def __enter__(self) -> LinkedInSandboxThread:
-        self.start()
-        return self
 
     def posts(self) -> list[dict[str, Any]]:
         return list(self.call("posts"))

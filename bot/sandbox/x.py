@@ -305,18 +305,11 @@ class XSandboxThread(SandboxThread):
     the Telegram-only proxies (``push_message``, ``token``, ...) do not apply.
     """
 
+    sandbox_class = XSandbox
+
     @property
     def sandbox(self) -> XSandbox:  # type: ignore[override]
         return cast(XSandbox, super().sandbox)
-
-    async def _create(self) -> XSandbox:  # type: ignore[override]
-        sandbox = XSandbox(**self._kwargs)
-        await sandbox.start()
-        return sandbox
-
-    def __enter__(self) -> XSandboxThread:
-        self.start()
-        return self
 
     @property
     def credentials(self) -> dict[str, str]:
