@@ -65,19 +65,33 @@ class QuietHours:
         return any(self.contains(t) and other.contains(t) for t in (self.start, other.start))
 
 
+def parse_blackout(value: str) -> date | str:
+    """``2026-12-25`` (that day) or ``12-25`` (that day every year; ``02-29`` in leap years)."""
+    if len(value) == 5:
+        date.fromisoformat(f"2024-{value}")  # a leap year: 02-29 is a real day
+        return value
+    return date.fromisoformat(value)
+
+
+def is_blackout(day: date, blackout: frozenset[date | str]) -> bool:
+    """Whether ``day`` is one of the dates, or one of the every-year days (``MM-DD``)."""
+    return day in blackout or f"{day:%m-%d}" in blackout
+
+
 @dataclass(frozen=True)
 class SendWindow:
-    """When a message to one recipient may go out: their zone, quiet hours, blackout dates."""
+    """When a message to one recipient may go out: their zone, quiet hours, blackout dates
+    (a date, or ``MM-DD`` for that day every year)."""
 
     zone: str
     quiet: tuple[QuietHours, ...] = ()
-    blackout: frozenset[date] = frozenset()
+    blackout: frozenset[date | str] = frozenset()
 
     def to_record(self) -> dict[str, Any]:
         return {
             "zone": self.zone,
             "quiet": [f"{q.start:%H:%M}-{q.end:%H:%M}" for q in self.quiet],
-            "blackout": sorted(d.isoformat() for d in self.blackout),
+            "blackout": sorted(str(d) for d in self.blackout),
         }
 
     @classmethod
@@ -85,12 +99,12 @@ class SendWindow:
         return cls(
             record["zone"],
             tuple(QuietHours.parse(q) for q in record.get("quiet", [])),
-            frozenset(date.fromisoformat(d) for d in record.get("blackout", [])),
+            frozenset(parse_blackout(d) for d in record.get("blackout", [])),
         )
 
     def allows(self, instant: datetime) -> bool:
         local = instant.astimezone(ZoneInfo(self.zone))
-        if local.date() in self.blackout:
+        if is_blackout(local.date(), self.blackout):
             return False
         return not any(q.contains(local.time()) for q in self.quiet)
 
@@ -102,7 +116,7 @@ class SendWindow:
             if self.allows(moment):
                 return moment
             local = moment.astimezone(zone)
-            if local.date() in self.blackout:
+            if is_blackout(local.date(), self.blackout):
                 moment = to_utc(local.date() + timedelta(days=1), time(0, 0), self.zone)
                 continue
             ends = [q.end for q in self.quiet if q.contains(local.time())]

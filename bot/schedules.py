@@ -30,7 +30,7 @@ from pydantic import (
 )
 
 from bot.errors import Problem, ScheduleError
-from bot.localtime import QuietHours, SendWindow, parse_clock
+from bot.localtime import QuietHours, SendWindow, is_blackout, parse_blackout, parse_clock
 from bot.templates import TemplateProblem, Templates
 from bot.vocab import LANGUAGES, REGIONS, SECTORS, country_codes, require_known, time_zones
 
@@ -114,7 +114,7 @@ class CampaignBase(Strict):
     every: str | None = None
     at: str = "10:00"
     quiet_hours: list[str] = Field(default_factory=list)
-    blackout: list[date] = Field(default_factory=list)
+    blackout: list[date | str] = Field(default_factory=list)  # a date, or "12-25" every year
     active: ActiveWindow = Field(default_factory=ActiveWindow)
     skip_if_updated_within: str | None = None
     reminders: Reminders | None = None
@@ -140,10 +140,21 @@ class CampaignBase(Strict):
     @field_validator("blackout", mode="before")
     @classmethod
     def _dates(cls, values: Any) -> Any:
+        days: list[date | str] = []
         for value in values if isinstance(values, list) else [values]:
-            if not isinstance(value, date):
-                raise ValueError(f"{value!r} is not a date; write dates like 2026-12-25, unquoted")
-        return values
+            if isinstance(value, date):
+                days.append(value)
+                continue
+            try:
+                if not isinstance(value, str) or len(value) != 5:
+                    raise ValueError
+                days.append(parse_blackout(value))
+            except ValueError:
+                raise ValueError(
+                    f"{value!r} is not a date; write 2026-12-25 (unquoted) for one day "
+                    'or "12-25" for that day every year'
+                ) from None
+        return days
 
     @field_validator("at")
     @classmethod
@@ -214,6 +225,9 @@ class CampaignBase(Strict):
     def send_window(self, zone: str) -> SendWindow:
         """When this campaign may reach a recipient living in ``zone``."""
         return SendWindow(zone, self.quiet_spans(), frozenset(self.blackout))
+
+    def is_blackout(self, day: date) -> bool:
+        return is_blackout(day, frozenset(self.blackout))
 
     def is_active_on(self, day: date) -> bool:
         window = self.active

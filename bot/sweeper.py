@@ -151,7 +151,7 @@ def skip_reason(
         return "missed (past grace)"
     if not spec.is_active_on(day):
         return "outside active window"
-    if day in spec.blackout:
+    if spec.is_blackout(day):
         return "blackout date"
     within = spec.skip_if_updated_within
     if within and last_update is not None and slot - last_update <= parse_duration(within):

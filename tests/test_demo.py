@@ -11,6 +11,7 @@ import signal
 import subprocess
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -45,6 +46,28 @@ SYNAPSE = {VENV_ENV: str(venv_path())}
 def summary_of(done: subprocess.CompletedProcess[str]) -> dict[str, str]:
     assert done.returncode == 0, done.stderr
     return dict(line.split(": ", 1) for line in done.stdout.splitlines())
+
+
+def test_the_demo_works_unchanged_two_years_from_now(tmp_path: Path) -> None:
+    """The samples carry no date that runs out: the same loop with the clock in late 2028."""
+    done = pledgebot(
+        tmp_path,
+        "--config",
+        CONFIG,
+        "demo",
+        "--channels",
+        "telegram",
+        "--pledgemakers",
+        "9",
+        "--folder",
+        str(tmp_path),
+        timeout=300,
+        now=datetime(2028, 12, 8, 9, 30, tzinfo=UTC),
+    )
+    lines = summary_of(done)
+    assert lines["prompts sent"] == "9" and lines["messages failed"] == "0"
+    assert lines["posts on X"] == lines["posts on the Telegram channel"] == "3"
+    assert "/status/" in lines["posted update 1 to"]
 
 
 def test_demo_runs_the_whole_loop_and_prints_a_summary(tmp_path: Path) -> None:

@@ -137,3 +137,20 @@ def test_send_window_pushes_to_the_next_allowed_minute() -> None:
     assert window.next_allowed(noon) == noon
     assert QuietHours.parse("22:00-06:00").overlaps(QuietHours.parse("05:00-07:00"))
     assert not QuietHours.parse("22:00-06:00").overlaps(QuietHours.parse("12:00-13:00"))
+
+
+def test_an_every_year_blackout_day_holds_in_any_year_and_survives_the_outbox_record() -> None:
+    window = SendWindow("Pacific/Auckland", (), frozenset({"12-25", date(2027, 4, 2)}))
+    stored = SendWindow.from_record(window.to_record())  # as the outbox row keeps it
+    for year in (2026, 2028, 2031):
+        christmas_morning = datetime(year, 12, 24, 20, 0, tzinfo=UTC)  # 25th, 09:00 in Auckland
+        assert not stored.allows(christmas_morning)
+        assert stored.next_allowed(christmas_morning) == datetime(year, 12, 25, 11, 0, tzinfo=UTC)
+    assert not stored.allows(datetime(2027, 4, 2, 0, 0, tzinfo=UTC))
+    assert stored.allows(datetime(2028, 4, 2, 0, 0, tzinfo=UTC)), "a dated blackout is one day"
+
+
+@pytest.mark.parametrize("bad", ["02-30", "13-01", "2026-12-25"])
+def test_a_blackout_day_that_is_not_a_day_is_refused_with_its_form(bad: str) -> None:
+    with pytest.raises(ValueError, match='write 2026-12-25 \\(unquoted\\) for one day or "12-25"'):
+        followup("yearly", relative_to="pledge_date", every="1d", blackout=[bad])

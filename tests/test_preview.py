@@ -41,7 +41,7 @@ def test_cadence_preview_matches_what_the_sweeps_then_send(app: App) -> None:
     expected = {(i.recipient, i.send_utc, i.text) for i in shown if not i.skipped}
     assert {r for r, _, _ in expected} == {"1", "2", "3"}
     sending = [i for i in shown if not i.skipped]
-    assert all(i.send_local.date() not in spec.blackout for i in sending)
+    assert not any(spec.is_blackout(i.send_local.date()) for i in sending)
     assert all(i.send_local.hour == 10 for i in sending), "10:00 in each pledgemaker's zone"
     with app.db.session() as session:
         sweeper.ensure_cadences(session, spec, NOW)
@@ -94,6 +94,7 @@ def test_preview_command_prints_json_and_writes_nothing(app: App, config_path: P
         "json",
         "--campaign",
         "act-cadence",
+        now=NOW,
     )
     assert proc.returncode == 0, proc.stderr
     [item] = json.loads(proc.stdout)
@@ -141,3 +142,22 @@ def test_post_preview_shows_rotation_lengths_and_threads_and_writes_nothing(app:
     with app.db.session() as session:
         assert session.scalar(select(Post.id)) is None
         assert session.scalar(select(OutboxMessage.id)) is None, "a preview writes nothing"
+
+
+def test_the_sample_cadence_still_prompts_in_2028_and_keeps_its_holidays(
+    app: App, config_path: Path
+) -> None:
+    """The sample schedules do not run out: no `until` in the past, holidays every year."""
+    bind(app, ("gh-min-labour", "1"), ("ilo", "2"), ("cl-mintrab", "3"))
+    late_2028 = datetime(2028, 11, 20, 6, 0, tzinfo=UTC)
+    proc = pledgebot(
+        config_path.parent,
+        *("schedules", "preview", "--days", "90", "--format", "json"),
+        *("--campaign", "act-cadence"),
+        now=late_2028,
+    )
+    assert proc.returncode == 0, proc.stderr
+    items = json.loads(proc.stdout)
+    assert {item["pledgemaker"] for item in items} == {"gh-min-labour", "ilo", "cl-mintrab"}
+    days = {item["send_local"][5:10] for item in items}
+    assert not days & {"12-25", "01-01"}, "the sample's holidays hold every year"

@@ -60,7 +60,8 @@ from tests.test_schedules_check import campaign, problems_of
         ),
         pytest.param(
             'pillar = "act"\nblackout = [2026-12-25, "boxing day"]\n',
-            "x.toml:6: blackout: 'boxing day' is not a date; write dates like 2026-12-25, unquoted",
+            "x.toml:6: blackout: 'boxing day' is not a date; write 2026-12-25 (unquoted) for one day"
+            ' or "12-25" for that day every year',
             id="blackout-not-a-date",
         ),
     ],

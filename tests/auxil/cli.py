@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
-from tests.conftest import TOKEN_ENV, cli_env
+from tests.conftest import ROOT, TOKEN_ENV, cli_env
 
 PLEDGEBOT = str(Path(sys.executable).parent / "pledgebot")
 
 
 def pledgebot(
-    cwd: Path, *args: str, token: str | None = None, timeout: float = 60, **env: str
+    cwd: Path,
+    *args: str,
+    token: str | None = None,
+    timeout: float = 60,
+    now: datetime | None = None,
+    **env: str,
 ) -> subprocess.CompletedProcess[str]:
-    """Run one command; ``token`` sets the bot-token variable (unset when None).
+    """Run one command; ``token`` sets the bot-token variable (unset when None); ``now`` moves
+    the command's clock there (it ticks on from it), for a test whose outcome depends on the day.
 
     Every run checks what must hold for any command: no traceback, and the token never printed.
     """
@@ -22,8 +29,12 @@ def pledgebot(
     environment.pop(TOKEN_ENV, None)
     if token is not None:
         environment[TOKEN_ENV] = token
+    command = [PLEDGEBOT, *args]
+    if now is not None:
+        command = [sys.executable, "-m", "tests.auxil.frozen", now.isoformat(), *args]
+        environment["PYTHONPATH"] = str(ROOT)
     proc = subprocess.run(
-        [PLEDGEBOT, *args],
+        command,
         cwd=cwd,
         env=environment,
         stdin=subprocess.DEVNULL,
