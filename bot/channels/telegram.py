@@ -1,8 +1,9 @@
 """Telegram adapter, on python-telegram-bot's ``Bot``.
 
 Sending respects Telegram's limits — about 30 messages/s overall, 1/s per chat, 20/min per group
-or channel — in pyrate-limiter buckets (``bot.ratelimit``: per process, or in Redis for every
-worker sharing the bot token), and maps PTB's errors onto ``bot.errors``. Receiving is our own
+or channel — as paced turns (``bot.ratelimit``: per process, or in Redis for every worker sharing
+the bot token), a ``rate_headroom`` below them, each message's turn taken as its request goes on
+the wire; and maps PTB's errors onto ``bot.errors``. Receiving is our own
 ``getUpdates`` loop (see ``bot.inbox``), not PTB's ``run_polling``: an update is confirmed to
 Telegram only by the *next* ``getUpdates`` call, which the inbox makes after the events are
 committed.
@@ -11,6 +12,7 @@ committed.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import hashlib
 import logging
@@ -20,6 +22,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from telegram import (
     Bot,
@@ -38,7 +41,7 @@ from bot.channels.base import Capabilities, InboundEvent, OutboundMessage, Recei
 from bot.config import EnvVarName
 from bot.errors import ChannelUnauthorized, RateLimited, RecipientGone, Rejected, TransientError
 from bot.logs import scrub
-from bot.ratelimit import Limits, Rate, per_second, spaced
+from bot.ratelimit import Limits, Pace, Turn
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,10 @@ class TelegramSettings(BaseModel):
     max_messages_per_second: float = Field(default=30, gt=0)
     max_messages_per_chat_per_second: float = Field(default=1, gt=0)
     max_messages_per_group_per_minute: float = Field(default=20, gt=0)
+    # Telegram counts messages as they arrive, and network jitter between our send and its
+    # arrival can bring two sends closer: stay this share below each limit above (0.1: 27/s,
+    # one every 37 ms for the whole deployment; a chat's messages 1.11 s apart).
+    rate_headroom: float = Field(default=0.1, ge=0, lt=1)
     poll_timeout: int = Field(default=25, ge=0, le=50)
     request_timeout: float = Field(default=10, gt=0)
 
@@ -97,10 +104,7 @@ class TelegramChannel:
         digest = hashlib.sha256(token.get_secret_value().encode()).hexdigest()[:16]
         self.listener_key = f"telegram:{digest}"
         self.limits = limits or Limits()
-        self._overall = [per_second(settings.max_messages_per_second)]
-        self._per_chat = [spaced(settings.max_messages_per_chat_per_second)]
-        group_rate = settings.max_messages_per_group_per_minute
-        self._per_group = [Rate(max(1, round(group_rate)), 60_000)]
+        self._overall = self._pace("all", settings.max_messages_per_second)
         timeout = settings.request_timeout
         self._polling = _KeepsUpdates(
             connection_pool_size=2, read_timeout=settings.poll_timeout + timeout
@@ -115,6 +119,8 @@ class TelegramChannel:
                 write_timeout=timeout,
                 connect_timeout=timeout,
                 pool_timeout=timeout,
+                # Each send's turn is taken by its request, once its connection is open.
+                httpx_kwargs={"event_hooks": {"request": [_trace_turn]}},
             ),
             get_updates_request=self._polling,
         )
@@ -146,12 +152,17 @@ class TelegramChannel:
         await self.bot.set_my_commands([BotCommand(k, v) for k, v in COMMANDS.items()])
 
     # -- sending -------------------------------------------------------------------------------
-    async def _wait_turn(self, recipient: str) -> None:
-        """Wait for the chat's turn (a group or channel: also 20 a minute), then the bot's."""
-        await self.limits.acquire(f"{self.listener_key}:chat:{recipient}", self._per_chat)
+    def _pace(self, name: str, per_second: float) -> Pace:
+        key = f"{self.listener_key}:{name}"
+        return Pace.per_second(key, per_second, headroom=self.settings.rate_headroom)
+
+    def _paces(self, recipient: str) -> list[Pace]:
+        """The chat's pace (a group or channel: also 20 a minute), then the bot's."""
+        paces = [self._pace(f"chat:{recipient}", self.settings.max_messages_per_chat_per_second)]
         if recipient.startswith(("-", "@")):
-            await self.limits.acquire(f"{self.listener_key}:group:{recipient}", self._per_group)
-        await self.limits.acquire(f"{self.listener_key}:all", self._overall)
+            per_minute = self.settings.max_messages_per_group_per_minute
+            paces.append(self._pace(f"group:{recipient}", per_minute / 60))
+        return [*paces, self._overall]
 
     async def send(self, message: OutboundMessage) -> Receipt:
         markup = None
@@ -166,12 +177,34 @@ class TelegramChannel:
             if message.reply_to and message.reply_to.isdigit()
             else None
         )
-        await self._wait_turn(message.recipient)
+        photo = None
+        if message.media:  # a post with an image: the text is its caption (≤ 1024)
+            photo = await asyncio.to_thread(Path(message.media[0]["path"]).read_bytes)
+        # Wait until the chat's and the bot's turns are near; the request takes them (see
+        # _trace_turn) right before its headers are written, on an open connection.
+        async with self.limits.turn(self._paces(message.recipient)) as turn:
+            current = _TURN.set(turn)
+            try:
+                return await self._send(message, photo, markup, reply)
+            except TransientError as exc:
+                if turn.error is not None:  # the shared limits could not be reached
+                    raise turn.error from exc
+                raise
+            finally:
+                _TURN.reset(current)
+
+    async def _send(
+        self,
+        message: OutboundMessage,
+        photo: bytes | None,
+        markup: InlineKeyboardMarkup | None,
+        reply: ReplyParameters | None,
+    ) -> Receipt:
         try:
-            if message.media:  # a post with an image: the text is its caption (≤ 1024)
+            if photo is not None:
                 sent = await self.bot.send_photo(
                     chat_id=_chat(message.recipient),
-                    photo=await asyncio.to_thread(Path(message.media[0]["path"]).read_bytes),
+                    photo=photo,
                     caption=message.text,
                     parse_mode=message.parse_mode,
                     reply_markup=markup,
@@ -230,6 +263,17 @@ class TelegramChannel:
             return bytes(await file.download_as_bytearray())
         except tg.TelegramError as exc:
             raise _delivery_error(exc) from exc
+
+
+_TURN: contextvars.ContextVar[Turn | None] = contextvars.ContextVar("telegram_turn", default=None)
+
+
+async def _trace_turn(request: httpx.Request) -> None:
+    """httpx request hook: a send's request carries its turn in the ``trace`` extension, which
+    httpcore calls as the connection is opened and the request written (``Turn.on_trace``)."""
+    turn = _TURN.get()
+    if turn is not None and not turn.taken:
+        request.extensions["trace"] = turn.on_trace
 
 
 class _KeepsUpdates(HTTPXRequest):

@@ -9,20 +9,30 @@ worker thread. tweepy 4.17 has no v2 media upload, so ``POST /2/media/upload`` a
 Errors: 429 → ``RateLimited`` until ``x-rate-limit-reset``; 401 → ``ChannelUnauthorized`` (the
 dispatcher pauses the channel and alerts staff); X's duplicate-content 403 for a message that was
 in flight at a crash → the post already exists: its id is found among the account's recent posts.
+X does not return a post's text as sent: every link is wrapped in t.co (``entities.urls`` give
+the URL as sent) and ``&``, ``<``, ``>`` come back as HTML entities, so a post is recognised by
+its text with the links set aside and whitespace collapsed, its links expanded, and — for a
+thread part — the post it replies to. What X documents, and what the sandbox does:
+``docs/platforms/x.md``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import html
+import re
 import time
+import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import requests
 import tweepy
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from requests.adapters import HTTPAdapter
+from twitter_text import extract_urls_with_indices
 
 from bot.channels.base import Capabilities, OutboundMessage, Receipt
 from bot.channels.text_split import weighted_length
@@ -33,6 +43,10 @@ from bot.ratelimit import Limits
 X_API = "https://api.twitter.com"
 DUPLICATE = "duplicate content"
 MAX_IMAGES = 4
+RECENT_POSTS = 100  # how far back a post in flight at a crash is looked for
+_LINK = "\x00link\x00"  # stands for a URL in a post's text while it is compared
+_TCO = re.compile(r"https?://t\.co/", re.IGNORECASE)
+_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 
 __all__ = ["XChannel", "XSettings", "weighted_length"]
 
@@ -143,9 +157,10 @@ class XChannel:
             )
         except Rejected as exc:
             if DUPLICATE in str(exc).lower() and message.maybe_sent:
-                found = await self._find_recent(message.text)
+                found = await self._find_recent(message)
                 if found is not None:  # accepted before the crash: the post is already out
                     return Receipt(external_id=found)
+                raise Rejected(f"{exc}; no recent post of ours matches it") from exc
             raise
         return Receipt(external_id=str(created.data["id"]))
 
@@ -153,12 +168,18 @@ class XChannel:
         """Take down the post whose id is the message's text (consent was withdrawn)."""
         await self._call(self.client.delete_tweet, message.text, user_auth=True)
 
-    async def _find_recent(self, text: str) -> str | None:
+    async def _find_recent(self, message: OutboundMessage) -> str | None:
+        """The id of our recent post that is ``message`` as X stored it, if there is one."""
         recent = await self._call(
-            self.client.get_users_tweets, await self.user_id(), max_results=100, user_auth=True
+            self.client.get_users_tweets,
+            await self.user_id(),
+            max_results=RECENT_POSTS,
+            tweet_fields=["entities", "referenced_tweets"],
+            exclude=["retweets"],
+            user_auth=True,
         )
         for post in recent.data or []:
-            if post.text == text:
+            if is_same_post(message.text, message.reply_to, post.data):
                 return str(post.id)
         return None
 
@@ -198,6 +219,70 @@ class XChannel:
             raise TransientError(f"X: timed out ({exc})", maybe_delivered=True) from exc
         except requests.RequestException as exc:
             raise TransientError(f"X: {exc}") from exc
+
+
+def is_same_post(text: str, reply_to: str | None, post: Mapping[str, Any]) -> bool:
+    """Whether ``post`` (X API v2 post data) is ``text`` as X stored it, replying to ``reply_to``.
+
+    A thread part must reply to the same post (``referenced_tweets``); the text must be the
+    same once each link is set aside and whitespace collapsed (NFC), and each link, expanded
+    through ``entities.urls``, the same URL (scheme and host case aside). A t.co link that
+    ``entities`` do not expand matches any link. X's text is tried HTML-unescaped and as is.
+    """
+    if reply_to is not None and _replied_to(post) != str(reply_to):
+        return False
+    ours, our_links = _set_links_aside(text)
+    expanded = {
+        str(url.get("url")): str(url.get("expanded_url"))
+        for url in (post.get("entities") or {}).get("urls") or []
+        if url.get("url") and url.get("expanded_url")
+    }
+    stored = str(post.get("text") or "")
+    for variant in dict.fromkeys((html.unescape(stored), stored)):
+        theirs, their_links = _set_links_aside(variant)
+        if theirs == ours and len(their_links) == len(our_links):
+            links = zip(our_links, their_links, strict=True)
+            if all(_same_link(mine, expanded.get(link, link)) for mine, link in links):
+                return True
+    return False
+
+
+def _replied_to(post: Mapping[str, Any]) -> str | None:
+    for ref in post.get("referenced_tweets") or []:
+        if ref.get("type") == "replied_to":
+            return str(ref.get("id"))
+    return None
+
+
+def _set_links_aside(text: str) -> tuple[str, list[str]]:
+    """``text`` (NFC, whitespace collapsed) with each URL twitter-text finds as a marker."""
+    text = unicodedata.normalize("NFC", text)
+    pieces: list[str] = []
+    links: list[str] = []
+    last = 0
+    for found in extract_urls_with_indices(text):
+        begin, end = found["indices"]
+        pieces += [text[last:begin], _LINK]
+        links.append(str(found["url"]))
+        last = end
+    pieces.append(text[last:])
+    return " ".join("".join(pieces).split()), links
+
+
+def _same_link(ours: str, theirs: str) -> bool:
+    if _TCO.match(theirs) and not _TCO.match(ours):
+        return True  # X did not say what it wraps: the rest of the post decides
+    return _canonical_url(ours) == _canonical_url(theirs)
+
+
+def _canonical_url(url: str) -> str:
+    parts = urlsplit(url if _SCHEME.match(url) else "http://" + url)
+    canonical = parts.netloc.lower() + parts.path.rstrip("/")
+    if parts.query:
+        canonical += "?" + parts.query
+    if parts.fragment:
+        canonical += "#" + parts.fragment
+    return canonical
 
 
 def _raise_for(response: requests.Response) -> None:

@@ -3,7 +3,8 @@
 Owns the JSON shapes of Telegram's objects (User, Chat, Message) as the sandbox builds them, and
 the update queue with tdlib's ``getUpdates`` semantics: confirmation by offset, negative
 offsets, the "offset in the future" fallback, long polling, 409 Conflict for a second poller,
-and ``allowed_updates`` applied when an update is created.
+and ``allowed_updates`` applied when an update is created. Also the arrival log: when each of
+the bot's messages arrived, by the server's clock — what Telegram's limits are counted on.
 """
 
 from __future__ import annotations
@@ -29,6 +30,28 @@ CONFLICT = (
 
 def now() -> int:
     return int(time.time())
+
+
+def busiest_window(times: list[float], seconds: float = 1.0) -> int:
+    """The most arrivals in any window of ``seconds`` (sliding, not aligned to the clock)."""
+    ordered = sorted(times)
+    most, first = 0, 0
+    for last, at in enumerate(ordered):
+        while at - ordered[first] >= seconds:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
+
+
+def closest_in_one_chat(arrivals: list[tuple[float, int]]) -> float:
+    """The shortest gap between two arrivals in one chat (infinity when no chat has two)."""
+    last: dict[int, float] = {}
+    closest = float("inf")
+    for at, chat_id in sorted(arrivals):
+        if chat_id in last:
+            closest = min(closest, at - last[chat_id])
+        last[chat_id] = at
+    return closest
 
 
 @dataclass
@@ -134,6 +157,8 @@ class SandboxState:
         self.open_callbacks: set[str] = set()
         self.answered_callbacks: list[dict[str, Any]] = []
         self.commands: list[dict[str, Any]] = []
+        # (seconds on a monotonic clock that time_machine leaves alone, chat id) per bot message
+        self.arrivals: list[tuple[float, int]] = []
         self.queue = UpdateQueue()
         self._callback_counter = 0
 
@@ -164,6 +189,8 @@ class SandboxState:
 
     def new_message(self, chat: Chat, sender: dict[str, Any]) -> dict[str, Any]:
         # One counter per chat, shared by both sides, like the message ids a bot sees.
+        if sender.get("id") == self.bot_id:  # accepted from the bot: it counts against limits
+            self.arrivals.append((time.perf_counter(), chat.id))
         chat.last_message_id += 1
         message: dict[str, Any] = {"message_id": chat.last_message_id}
         if chat.type == "channel":

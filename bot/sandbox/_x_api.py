@@ -4,6 +4,11 @@ Owns the account's posts and media and what each endpoint does with a request th
 passed authentication and fault injection: ``POST``/``DELETE /2/tweets``, ``GET /2/users/me``,
 the user timeline, and the media upload and metadata endpoints. HTTP plumbing, OAuth and
 faults are ``x.py``'s; X's rules and error bodies come from ``_x_rules``.
+
+As on X, a post's links are stored wrapped in t.co (``text``), with the URLs as sent in
+``entities.urls`` (``tweet.fields=entities``); returned text has ``&``, ``<``, ``>`` escaped. The
+duplicate-content check compares the text as sent, not the wrapped text, whose t.co links
+differ from post to post.
 """
 
 from __future__ import annotations
@@ -28,12 +33,14 @@ from bot.sandbox._x_rules import (
     Snowflakes,
     XError,
     check_upload,
+    escape_text,
     forbidden,
     invalid_request,
     normalize_text,
     not_found,
     problem,
     weighted_length,
+    wrap_links,
 )
 
 REPLY_SETTINGS = ("following", "mentionedUsers", "subscribers", "verified")
@@ -45,6 +52,7 @@ MODELLED_TWEET_FIELDS = frozenset(
         "conversation_id",
         "created_at",
         "edit_history_tweet_ids",
+        "entities",
         "id",
         "in_reply_to_user_id",
         "public_metrics",
@@ -60,7 +68,6 @@ OTHER_TWEET_FIELDS = frozenset(
         "context_annotations",
         "display_text_range",
         "edit_controls",
-        "entities",
         "geo",
         "lang",
         "media_metadata",
@@ -151,7 +158,11 @@ class XAccount:
         except XError as exc:
             exc.headers.update(headers)
             raise
-        data = {"id": post["id"], "text": post["text"], "edit_history_tweet_ids": [post["id"]]}
+        data = {
+            "id": post["id"],
+            "text": escape_text(post["text"]),
+            "edit_history_tweet_ids": [post["id"]],
+        }
         return Answer(201, {"data": data}, headers)
 
     def _new_post(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -170,12 +181,15 @@ class XAccount:
             raise invalid_request("Post text is empty and no media is attached.", {"text": [""]})
         if weighted_length(text) > MAX_WEIGHTED_LENGTH:
             raise forbidden(TOO_LONG)
-        if text and any(p["text"] == text for p in self.posts.values() if not p["deleted"]):
+        if text and any(p["sent_text"] == text for p in self.posts.values() if not p["deleted"]):
             raise forbidden(DUPLICATE)
         post_id = self._ids.next()
+        stored, urls = wrap_links(text, post_id)
         post = {
             "id": post_id,
-            "text": text,
+            "text": stored,  # links wrapped in t.co, as X stores and returns it
+            "sent_text": text,  # as the client sent it (NFC): what the duplicate check compares
+            "urls": urls,  # entities.urls
             "author_id": self.user_id,
             "in_reply_to_tweet_id": reply_to,
             "media_ids": media_ids,
@@ -291,10 +305,12 @@ class XAccount:
     def _post_json(self, post: dict[str, Any], fields: frozenset[str]) -> dict[str, Any]:
         data: dict[str, Any] = {
             "id": post["id"],
-            "text": post["text"],
+            "text": escape_text(post["text"]),
             "edit_history_tweet_ids": [post["id"]],
         }
         parent = post["in_reply_to_tweet_id"]
+        if "entities" in fields and post["urls"]:  # X leaves out a field with nothing in it
+            data["entities"] = {"urls": [dict(url) for url in post["urls"]]}
         if "author_id" in fields:
             data["author_id"] = post["author_id"]
         if "created_at" in fields:

@@ -2,14 +2,19 @@
 
 Owns the error bodies X answers with (RFC 7807 "problem" objects and ``errors`` arrays), the
 OAuth 1.0a HMAC-SHA1 check against the real ``https://api.twitter.com`` URL, the weighted text
-length, image sniffing and limits, the fixed rate-limit window and snowflake-like ids. Nothing
-here knows about aiohttp or the sandbox's posts.
+length, t.co link wrapping and the HTML escaping of returned text, image sniffing and limits, the
+fixed rate-limit window and snowflake-like ids. Nothing here knows about aiohttp or the sandbox's
+posts. What each rule follows in X's documentation: ``docs/platforms/x.md``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import html
 import math
+import re
+import string
 import time
 import unicodedata
 from collections.abc import Callable
@@ -27,6 +32,9 @@ MAX_MEDIA_PER_POST = 4
 MAX_IMAGE_BYTES = 5 * 1024 * 1024
 MAX_ALT_TEXT_LENGTH = 1000
 MEDIA_EXPIRES_AFTER_SECONDS = 86_400
+TCO_PREFIX = "https://t.co/"
+TCO_SLUG_LENGTH = 10  # https://t.co/ + 10 characters = 23, what a URL weighs in a post
+DISPLAY_URL_LENGTH = 26  # a longer display_url is cut here and ends with "…"
 # How far oauth_timestamp may be from the server's clock; X answers 401 beyond its own bound.
 OAUTH_TIMESTAMP_TOLERANCE_SECONDS = 300
 TWITTER_EPOCH_MS = 1_288_834_974_657  # snowflake ids count milliseconds from here
@@ -189,6 +197,62 @@ def normalize_text(text: str) -> str:
 def weighted_length(text: str) -> int:
     """twitter-text v3: most scripts count 1, CJK and emoji 2, every URL 23."""
     return int(twitter_text.parse_tweet(normalize_text(text)).weightedLength)
+
+
+_SCHEME = re.compile(r"https?://", re.IGNORECASE)
+_BASE62 = string.digits + string.ascii_letters
+
+
+def wrap_links(text: str, salt: str) -> tuple[str, list[dict[str, Any]]]:
+    """X's t.co wrapping: the text as X stores it, and its ``entities.urls``.
+
+    Every URL twitter-text finds — with a scheme or without (``ilo.org/report``) — becomes
+    ``https://t.co/`` and ten characters, different for every post (``salt``: the post id).
+    Each entity gives ``start``/``end`` (code points of the stored text), the t.co ``url``,
+    ``expanded_url`` (as typed; ``http://`` added when it had no scheme) and ``display_url``.
+    """
+    pieces: list[str] = []
+    urls: list[dict[str, Any]] = []
+    last = 0
+    for n, found in enumerate(twitter_text.extract_urls_with_indices(text)):
+        begin, end = found["indices"]
+        typed = str(found["url"])
+        expanded = typed if _SCHEME.match(typed) else "http://" + typed
+        tco = TCO_PREFIX + _slug(f"{salt}:{n}:{typed}")
+        pieces.append(text[last:begin])
+        start = sum(map(len, pieces))
+        pieces.append(tco)
+        urls.append(
+            {
+                "start": start,
+                "end": start + len(tco),
+                "url": tco,
+                "expanded_url": expanded,
+                "display_url": _display_url(expanded),
+            }
+        )
+        last = end
+    pieces.append(text[last:])
+    return "".join(pieces), urls
+
+
+def _slug(seed: str) -> str:
+    number = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "big")
+    digits = ""
+    for _ in range(TCO_SLUG_LENGTH):
+        number, rest = divmod(number, len(_BASE62))
+        digits += _BASE62[rest]
+    return digits
+
+
+def _display_url(expanded: str) -> str:
+    shown = _SCHEME.sub("", expanded, count=1)
+    return shown if len(shown) <= DISPLAY_URL_LENGTH else shown[:DISPLAY_URL_LENGTH] + "…"
+
+
+def escape_text(text: str) -> str:
+    """Post text as the API returns it: ``&``, ``<`` and ``>`` as HTML entities."""
+    return html.escape(text, quote=False)
 
 
 MEDIA_CATEGORIES = {

@@ -134,6 +134,11 @@ class TelegramSandbox:
             if chat_id is None or record["chat_id"] == chat_id
         ]
 
+    def arrivals(self) -> list[tuple[float, int]]:
+        """(monotonic seconds, chat id) of each message of the bot, as it arrived; check with
+        ``busiest_window`` and ``closest_in_one_chat`` (``bot.sandbox._telegram_state``)."""
+        return list(self._state.arrivals)
+
     def sent_counts(self) -> Counter[int]:
         """How many messages the bot sent to each chat (more than planned = duplicates)."""
         return Counter(record["chat_id"] for record in self._state.sent)

@@ -138,7 +138,11 @@ class XSandbox:
 
     # --- what tests look at and do ------------------------------------------------------------
     def posts(self, *, include_deleted: bool = False) -> list[dict[str, Any]]:
-        """Posts in posting order (copies); deleted ones only with ``include_deleted``."""
+        """Posts in posting order (copies); deleted ones only with ``include_deleted``.
+
+        ``text`` is what X stores and returns (every link wrapped in t.co), ``sent_text`` the
+        text as the client sent it, ``urls`` the ``entities.urls`` (t.co → the URL as sent).
+        """
         return [
             copy.deepcopy(post)
             for post in self._account.posts.values()
