@@ -108,11 +108,32 @@ def _global(
 def open_app(*, migrate: bool = True) -> App:
     from bot.app import build_app
     from bot.config import load_config
+    from bot.db import LockPatience
 
     app = build_app(load_config(State.config_path, required=State.config_given))
+    app.db.wait_for_lock(LockPatience(LOCK_PATIENCE_SECONDS, _say_waiting))
     if migrate:
         app.db.upgrade()
     return app
+
+
+LOCK_PATIENCE_SECONDS = 600.0  # a one-shot command waits this long for a busy SQLite database
+
+
+def _log_waiting() -> None:
+    import logging
+
+    logging.getLogger("bot.db").warning(
+        "waiting for the database: another process holds its write lock (an import?)"
+    )
+
+
+def _say_waiting() -> None:
+    err.print(
+        "waiting for the database: another pledgebot process is writing to it "
+        "(an import, or run catching up); Ctrl-C to give up",
+        markup=False,
+    )
 
 
 # -- db / import ---------------------------------------------------------------------------------
@@ -120,8 +141,18 @@ def open_app(*, migrate: bool = True) -> App:
 def db_upgrade() -> None:
     """Create the database or apply pending migrations."""
     app = open_app(migrate=False)
-    app.db.upgrade()
-    err.print(f"database is up to date: {app.db.describe()}")
+    created = app.db.upgrade(create=True)
+    done = "database created and up to date" if created else "database is up to date"
+    err.print(f"{done}: {app.db.describe()}", markup=False)
+
+
+def write_output(path: Path, body: bytes) -> None:
+    """Write a command's ``--output`` file; a path that cannot be written is one line."""
+    try:
+        path.write_bytes(body)
+    except OSError as exc:
+        raise UserInputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    err.print(f"wrote {path}", markup=False)
 
 
 @import_cli.command("pledgemakers")
@@ -133,6 +164,8 @@ def import_pledgemakers(file: Annotated[Path, typer.Argument(help="CSV file (UTF
     with app.db.session() as session:
         result = run_import(session, file)
     out.print(f"pledgemakers created: {result.created}\npledgemakers updated: {result.updated}")
+    for warning in result.warnings:
+        err.print(f"warning: {warning}", markup=False)
 
 
 @import_cli.command("updates")
@@ -144,6 +177,8 @@ def import_updates(file: Annotated[Path, typer.Argument(help="CSV file (UTF-8)."
     with app.db.session() as session:
         result = run_import(session, file)
     out.print(f"updates created: {result.created}\nupdates updated: {result.updated}")
+    for warning in result.warnings:
+        err.print(f"warning: {warning}", markup=False)
 
 
 # -- schedules -----------------------------------------------------------------------------------
@@ -167,9 +202,33 @@ def schedules_check(
         default_timezone=config.timezone,
         base_dir=config.base_dir,
     )
-    for warning in [*warnings, *found.warnings]:
+    for warning in [*warnings, *found.warnings, *_audience_warnings(config, found)]:
         err.print(f"warning: {warning}", markup=False)
     out.print(f"{len(found.campaigns)} campaign(s) in {len(found.files)} file(s): OK")
+
+
+def _audience_warnings(config: Any, found: Any) -> list[str]:
+    """Audiences that match nobody, when there is a database to ask (one is never created)."""
+    from sqlalchemy.exc import DBAPIError
+
+    from bot.app import build_app
+    from bot.errors import DatabaseProblem
+    from bot.schedules import audience_warnings
+
+    url = config.database_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        return []
+    try:
+        app = build_app(config)
+    except DatabaseProblem as exc:
+        return [f"audiences not checked: {exc}"]
+    try:
+        with app.db.session() as session:
+            return audience_warnings(found, session)
+    except DBAPIError as exc:
+        return [f"audiences not checked: {app.db.explain(exc)}"]
+    finally:
+        app.close()
 
 
 @schedules_cli.command("export-ics")
@@ -194,8 +253,7 @@ def schedules_export_ics(
     if output is None:
         sys.stdout.buffer.write(body)
         return
-    output.write_bytes(body)
-    err.print(f"wrote {output}", markup=False)
+    write_output(output, body)
 
 
 @schedules_cli.command("preview")
@@ -228,6 +286,7 @@ def schedules_preview(
             campaign_id=campaign,
             destinations=app.destinations(),
         )
+    skipped = sum(1 for item in items if item.skipped)
     if not include_skipped:
         items = [item for item in items if not item.skipped]
     if fmt == "json":
@@ -242,10 +301,16 @@ def schedules_preview(
             f"{item.send_utc:%Y-%m-%d %H:%M}",
             f"{item.channel} {item.recipient}".strip(),
             str(item.length or ""),
-            f"(skipped: {item.skipped})" if item.skipped else item.text.splitlines()[0][:60],
+            f"(skipped: {item.skipped})" if item.skipped else item.shown.splitlines()[0][:60],
         )
     out.print(table)
-    err.print(f"{len(items)} message(s) in the next {days} day(s)")
+    sending = len(items) - (skipped if include_skipped else 0)
+    summary = f"{sending} message(s) in the next {days} day(s)"
+    if skipped:
+        summary += f"; {skipped} slot(s) send nothing" + (
+            " (listed above)" if include_skipped else " (--include-skipped says why)"
+        )
+    err.print(summary, markup=False)
 
 
 # -- campaigns -----------------------------------------------------------------------------------
@@ -307,6 +372,12 @@ def _control_id(app: App, campaign_id: str | None, channel: str | None) -> tuple
     from bot import outbox
 
     if channel is not None:
+        from bot.channels.registry import known_channels
+
+        if channel not in known_channels():
+            raise UserInputError(
+                f"unknown channel {channel!r} (known: {', '.join(known_channels())})"
+            )
         if channel not in app.config.channels:
             raise UserInputError(f"no channel {channel!r} in {app.config.source}")
         return outbox.CHANNEL_PAUSE + channel, f"channel {channel}"
@@ -393,14 +464,28 @@ def review_command(
         int | None, typer.Option("--alt-text", help="Describe this update's images (with --text).")
     ] = None,
     text: Annotated[str, typer.Option(help="The new text or alt text.")] = "",
+    agreement: Annotated[
+        int | None,
+        typer.Option(
+            "--record-agreement",
+            help="They agreed to this update's text outside any chat (with --by, --how).",
+        ),
+    ] = None,
+    agreed_by: Annotated[str, typer.Option("--by", help="Who agreed: name and role.")] = "",
+    how: Annotated[str, typer.Option(help="How: 'phone call', 'email of 3 December'…")] = "",
+    agreed_on: Annotated[
+        str, typer.Option("--on", help="The day they agreed, YYYY-MM-DD (default: today).")
+    ] = "",
 ) -> None:
     """Moderate journey updates; without options, the pending ones interactively."""
     from bot import review
 
     app = open_app()
-    actions = [a for a in (approve, reject, edit, alt_text) if a is not None]
+    actions = [a for a in (approve, reject, edit, alt_text, agreement) if a is not None]
     if len(actions) > 1:
-        raise UserInputError("one of --approve, --reject, --edit or --alt-text at a time")
+        raise UserInputError(
+            "one of --approve, --reject, --edit, --alt-text or --record-agreement at a time"
+        )
     with app.db.session() as session:
         if approve is not None:
             review.approve(session, approve)
@@ -409,8 +494,34 @@ def review_command(
             review.reject(session, reject, reason)
             out.print(f"rejected: {reject}")
         elif edit is not None:
-            asked = review.edit(session, edit, text, app.templates)
-            out.print(f"edited: {edit}" + (" (the pledgemaker is asked to agree)" if asked else ""))
+            outcome = review.edit(session, edit, text, app.templates)
+            out.print(f"edited: {edit} ({review.SAID[outcome]})")
+            if outcome == review.TO_RECORD:
+                out.print(
+                    f"once they agree: pledgebot review --record-agreement {edit} "
+                    "--by 'name, role' --how 'phone call' [--on YYYY-MM-DD]"
+                )
+        elif agreement is not None:
+            import getpass
+            from datetime import date
+
+            from bot.models import utcnow
+
+            try:
+                day = date.fromisoformat(agreed_on) if agreed_on else utcnow().date()
+            except ValueError:
+                raise UserInputError(
+                    f"--on must be a date like 2026-12-03 (got {agreed_on!r})"
+                ) from None
+            review.record_agreement(
+                session,
+                agreement,
+                agreed_by=agreed_by,
+                agreed_on=day,
+                how=how,
+                recorded_by=f"cli:{getpass.getuser()}",
+            )
+            out.print(f"agreement recorded: {agreement} (it may now be published once approved)")
         elif alt_text is not None:
             out.print(f"alt text set on {review.set_alt_text(session, alt_text, text)} image(s)")
         elif show or not sys.stdin.isatty():
@@ -476,6 +587,9 @@ def _review_interactively(session: Any, updates: list[Any], app: App) -> None:
 
 
 # -- outbox / status -----------------------------------------------------------------------------
+OUTBOX_STATES = ("pending", "sending", "retry_wait", "sent", "failed", "cancelled")
+
+
 @outbox_cli.command("list")
 def outbox_list(
     state: Annotated[
@@ -489,6 +603,8 @@ def outbox_list(
 
     from bot.models import OutboxMessage
 
+    if state is not None and state not in OUTBOX_STATES:
+        raise UserInputError(f"--state must be one of {', '.join(OUTBOX_STATES)} (got {state!r})")
     app = open_app()
     query = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)
     if state:
@@ -518,11 +634,50 @@ def outbox_cancel(
 ) -> None:
     """Cancel a run's messages that are not sent yet."""
     from bot import outbox
+    from bot.models import Run
 
     app = open_app()
     with app.db.session() as session:
+        if session.get(Run, run) is None:
+            raise UserInputError(f"no run {run} (see `pledgebot runs list`)")
         cancelled = outbox.cancel_run(session, run)
     out.print(f"cancelled: {cancelled}")
+
+
+@outbox_cli.command("retry")
+def outbox_retry(
+    failed: Annotated[
+        bool, typer.Option("--failed", help="Resend messages that failed (required).")
+    ] = False,
+    run: Annotated[int | None, typer.Option("--run", help="Only this run's.")] = None,
+    campaign: Annotated[
+        str | None, typer.Option("--campaign", help="Only this campaign's.")
+    ] = None,
+    channel: Annotated[str | None, typer.Option("--channel", help="Only this channel's.")] = None,
+) -> None:
+    """Resend failed messages that failed for a passing reason (the platform kept failing);
+    never those stopped by an opt-out, unsubscribe, erasure or withdrawal."""
+    from bot import outbox
+
+    if not failed:
+        raise UserInputError("outbox retry: say what to resend: --failed")
+    app = open_app()
+    try:
+        campaigns: list[str] = list(app.schedules().campaigns)
+    except UserInputError:  # a broken schedule file does not stop a resend of one that ran
+        campaigns = []
+    with app.db.session() as session:
+        done = outbox.retry_failed(
+            session,
+            run_id=run,
+            campaign_id=campaign,
+            channel=channel,
+            known_channels=list(app.config.channels),
+            known_campaigns=campaigns,
+        )
+    out.print(f"to be sent again: {done.retried}", markup=False)
+    for why, count in done.refused.most_common():
+        out.print(f"not resent: {count} ({why})", markup=False)
 
 
 @cli.command("status")
@@ -540,7 +695,14 @@ def _serve(command: str) -> None:
     from bot.runner import run_forever
 
     setup_logging(max(1, State.verbose), State.log_format)  # a service logs what it does
-    run_forever(open_app(migrate=False), command)
+    app = open_app(migrate=False)
+    from bot.db import LockPatience
+
+    # A service waits out a long write (an import) the same way, and logs it.
+    app.db.wait_for_lock(LockPatience(LOCK_PATIENCE_SECONDS, _log_waiting))
+    if command in ("run", "web"):
+        app.config.metrics_token()  # a weak scraper token is refused before anything starts
+    run_forever(app, command)
 
 
 @cli.command("run")
@@ -687,8 +849,7 @@ def export_feed(
     if output is None:
         sys.stdout.buffer.write(built.body)
         return
-    output.write_bytes(built.body)
-    err.print(f"wrote {output}", markup=False)
+    write_output(output, built.body)
 
 
 cli.command("report")(report)  # in bot/cli_report.py

@@ -24,8 +24,10 @@ def _actor() -> str:
 def _password(env: str | None) -> str:
     if env:
         value = os.environ.get(env)
-        if not value:
+        if value is None:
             raise UserInputError(f"environment variable {env} is not set")
+        if not value:
+            raise UserInputError(f"environment variable {env} is empty")
         return value
     if not os.isatty(0):
         raise UserInputError("no terminal to ask for a password: use --password-env VAR")
@@ -41,12 +43,14 @@ def add(
     role: Annotated[str, typer.Option(help="admin, editor or viewer.")] = "viewer",
     password_env: Annotated[str | None, typer.Option(help=PASSWORD_ENV_HELP)] = None,
 ) -> None:
-    """Add a user; the password is asked twice (hashed with argon2id)."""
+    """Add a user; the password is asked twice (hashed with argon2id). It needs 12 characters
+    and must not be easy to guess: common, one character repeated, or containing the address."""
     from bot import staff
     from bot.cli import open_app, out
 
     if role not in staff.ROLES:
         raise UserInputError(f"unknown role {role!r}; one of {', '.join(staff.ROLES)}")
+    staff.normal_email(email)  # a mistyped address is said before the password is asked for
     password = _password(password_env)
     with open_app().db.session() as session:
         user = staff.add_user(session, email, password, role, actor=_actor())

@@ -3,10 +3,15 @@
 Secrets never live in the file: a channel names the environment variable that holds its token
 (`token_env`), and the value is read only when the channel is built (a disabled channel needs none).
 Relative paths resolve against the folder of the config file.
+
+Types are strict (``enabled = "yes"`` or ``answer_window_minutes = true`` are mistakes, not
+``True`` and ``1``), an error names the line of the key when the file has it, and a secret that
+signs or authenticates something must be at least ``MIN_SECRET_LENGTH`` characters.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
@@ -19,6 +24,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -42,13 +48,53 @@ def _env_name(value: str) -> str:
 # A setting that names the environment variable holding a secret (e.g. token_env).
 EnvVarName = Annotated[str, AfterValidator(_env_name)]
 
+# Secrets that sign or authenticate (by the setting naming them): shorter ones are guessable.
+MIN_SECRET_LENGTH = 16
+MIN_SECRET_LENGTHS = {"signing_key_env": MIN_SECRET_LENGTH, "metrics_token_env": MIN_SECRET_LENGTH}
+DATABASES = "sqlite:///pledgebot.db or postgresql+psycopg://user@host/database"
+
+
+def _database_url(value: str) -> str:
+    """A URL SQLAlchemy can open, for a database pledgebot runs on, with its driver installed."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        raise ValueError(f"not a database URL; write {DATABASES}") from None
+    backend = url.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise ValueError(
+            f"pledgebot runs on SQLite or PostgreSQL, not {backend!r}: write {DATABASES}"
+        )
+    try:
+        dialect = url.get_dialect()
+    except NoSuchModuleError:
+        raise ValueError(f"unknown database driver {url.drivername!r}: write {DATABASES}") from None
+    try:
+        dialect.import_dbapi()
+    except ImportError:
+        raise ValueError(
+            f"its driver ({dialect.driver}) is not installed: write {DATABASES}"
+        ) from None
+    return value
+
+
+def _http_url(value: str) -> str:
+    if not re.fullmatch(r"https?://[^\s/:]+(:\d{1,5})?(/\S*)?", value):
+        raise ValueError("not an http(s) URL like 'https://api.example.org/'")
+    return value
+
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: TOML has real booleans and numbers, so "yes" or true where a number belongs is a
+    # mistake to report, not a value to coerce.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class DatabaseSettings(Section):
-    url: str = "sqlite:///pledgebot.db"
+    url: Annotated[str, AfterValidator(_database_url)] = "sqlite:///pledgebot.db"
     busy_timeout_ms: int = Field(default=10_000, ge=0)
 
 
@@ -66,9 +112,17 @@ class DispatcherSettings(Section):
     batch_size: int = Field(default=32, ge=1, le=1000)
     poll_interval: float = Field(default=1.0, gt=0)
     lease_seconds: float = Field(default=120, gt=0)
-    max_attempts: int = Field(default=8, ge=1)
+    # Transient failures (5xx, timeouts, connection) are retried with capped, jittered backoff
+    # until retry_hours after a message's first try; max_attempts, if set, caps the tries too.
+    retry_hours: float = Field(default=24, gt=0)
+    max_attempts: int | None = Field(default=None, ge=1)
     backoff_base: float = Field(default=2.0, gt=0)
-    backoff_max: float = Field(default=3600, gt=0)
+    backoff_max: float = Field(default=900, gt=0)
+    # A channel whose sends fail this many times in a row (across messages) is down: its
+    # messages wait, and one probe goes out after probe_seconds, then at doubling intervals
+    # (at most backoff_max) until one succeeds.
+    down_after_failures: int = Field(default=10, ge=1)
+    probe_seconds: float = Field(default=30, gt=0)
 
 
 class DashboardSettings(Section):
@@ -91,14 +145,14 @@ class RateLimitSettings(Section):
 
 
 class PathSettings(Section):
-    schedules: Path = Path("schedules")
-    templates: Path = Path("templates")
+    schedules: Path = Field(default=Path("schedules"), strict=False)
+    templates: Path = Field(default=Path("templates"), strict=False)
 
 
 class MediaSettings(Section):
     """Where photos pledgemakers send are kept, and which ones are accepted."""
 
-    dir: Path = Path("media")
+    dir: Path = Field(default=Path("media"), strict=False)
     max_bytes: int = Field(default=5 * 1024 * 1024, gt=0)  # X's image limit
     # Where the dashboard's /media/… route is reached from outside (Instagram fetches images
     # there), e.g. "https://pledge.example.org"; unset: no public media URLs (bot.media_urls).
@@ -121,6 +175,7 @@ class Config(Section):
     # Where the file was read from; not part of the file.
     source: str = Field(default="config.toml", exclude=True)
     base_dir: Path = Field(default=Path("."), exclude=True)
+    _text: str = PrivateAttr(default="")  # the file's text, to name an error's line
 
     @field_validator("timezone")
     @classmethod
@@ -151,22 +206,53 @@ class Config(Section):
 
         raw = self.channels.get(name, {"enabled": False})
         try:
-            return settings_model(name).model_validate(raw)
+            settings = settings_model(name).model_validate(raw, strict=True)
         except ValidationError as exc:
-            raise _as_config_error(self.source, exc, prefix=("channels", name)) from None
+            raise _as_config_error(
+                self.source, exc, prefix=("channels", name), text=self._text
+            ) from None
+        for key, value in settings.model_dump().items():
+            if (key == "base_url" or key.endswith("_base_url")) and isinstance(value, str):
+                try:
+                    _http_url(value)
+                except ValueError as exc:
+                    raise self.error(f"channels.{name}.{key}", f"{exc} (got {value!r})") from None
+        return settings
 
     def enabled_channels(self) -> list[str]:
         return [name for name in self.channels if self.channel_settings(name).enabled]
 
+    def error(self, key: str, message: str) -> ConfigError:
+        """A ConfigError about ``key`` (dotted), with its line in the file when found."""
+        return ConfigError(self.source, key, message, key_line(self._text, tuple(key.split("."))))
+
+    def metrics_token(self) -> SecretStr | None:
+        """The bearer token a scraper may read /metrics with, if its variable is set."""
+        name = self.dashboard.metrics_token_env
+        if not name or not os.environ.get(name):
+            return None
+        return read_secret(self.source, "dashboard.metrics_token_env", name)
+
 
 def read_secret(source: str, key: str, env_name: str) -> SecretStr:
-    """Read a secret from the environment variable the config names; never from the file."""
+    """Read a secret from the environment variable the config names; never from the file.
+
+    A signing key or access token (``MIN_SECRET_LENGTHS``, by the setting's name) shorter than
+    its minimum is refused: it would be guessable."""
     value = os.environ.get(env_name, "")
     if not value:
         raise ConfigError(
             source, key, f"environment variable {env_name} is not set (it holds the secret)"
         )
     register_secret(value)
+    least = MIN_SECRET_LENGTHS.get(key.rsplit(".", 1)[-1], 0)
+    if len(value) < least:
+        raise ConfigError(
+            source,
+            key,
+            f"environment variable {env_name} is too short: use at least {least} random "
+            "characters (e.g. from `openssl rand -hex 16`)",
+        )
     return SecretStr(value)
 
 
@@ -179,19 +265,23 @@ def load_config(path: Path | str = "config.toml", *, required: bool = False) -> 
             raise ConfigError(source, "", "file not found")
         return Config(source=source, base_dir=path.resolve().parent)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, "", f"not valid TOML: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(source, "", f"cannot read: {exc}") from None
-    return config_from_dict(data, source=source, base_dir=path.resolve().parent)
+    return config_from_dict(data, source=source, base_dir=path.resolve().parent, text=text)
 
 
-def config_from_dict(data: dict[str, Any], *, source: str, base_dir: Path) -> Config:
+def config_from_dict(
+    data: dict[str, Any], *, source: str, base_dir: Path, text: str = ""
+) -> Config:
     try:
         config = Config.model_validate({**data, "source": source, "base_dir": base_dir})
     except ValidationError as exc:
-        raise _as_config_error(source, exc) from None
+        raise _as_config_error(source, exc, text=text) from None
+    config._text = text
     from bot.channels.registry import known_channels
 
     for name in config.channels:
@@ -200,27 +290,70 @@ def config_from_dict(data: dict[str, Any], *, source: str, base_dir: Path) -> Co
                 source,
                 f"channels.{name}",
                 f"unknown channel (known: {', '.join(known_channels())})",
+                key_line(text, ("channels", name)),
             )
         config.channel_settings(name)
     return config
 
 
 def _as_config_error(
-    source: str, exc: ValidationError, prefix: tuple[str, ...] = ()
+    source: str, exc: ValidationError, prefix: tuple[str, ...] = (), text: str = ""
 ) -> ConfigError:
     first = exc.errors()[0]
-    key = ".".join(str(part) for part in (*prefix, *first["loc"]))
-    message = first["msg"]
+    loc = tuple(str(part) for part in (*prefix, *first["loc"]))
+    line = key_line(text, loc)
     if first["type"] == "extra_forbidden":
-        message = "unknown key"
-    elif first["type"] == "value_error":
+        return ConfigError(source, "", _unknown_key(exc, loc, prefix), line)
+    message = first["msg"]
+    if first["type"] == "value_error":
         message = message.removeprefix("Value error, ")
     got = first.get("input")
-    shown = repr(got)
-    if (
-        first["type"] != "extra_forbidden"
-        and not isinstance(got, dict | list)
-        and shown not in message
-    ):
+    shown = _hide_password(repr(got))
+    if not isinstance(got, dict | list) and shown not in message:
         message += f" (got {shown})"
-    return ConfigError(source, key, message)
+    return ConfigError(source, ".".join(loc), message, line)
+
+
+def _unknown_key(exc: ValidationError, loc: tuple[str, ...], prefix: tuple[str, ...]) -> str:
+    """``unknown key 'urll' in [database] (did you mean 'url'?)``"""
+    *table, name = loc
+    model: Any = Config
+    if prefix[:1] == ("channels",) and len(prefix) == 2:
+        from bot.channels.registry import settings_model
+
+        model, inner = settings_model(prefix[1]), table[2:]
+    else:
+        inner = table
+    for part in inner:
+        annotation = getattr(model, "model_fields", {}).get(part)
+        model = annotation.annotation if annotation is not None else None
+    known = list(getattr(model, "model_fields", {}))
+    hint = difflib.get_close_matches(name, known, n=1)
+    where = f" in [{'.'.join(table)}]" if table else ""
+    return f"unknown key {name!r}{where}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+
+
+def _hide_password(shown: str) -> str:
+    """A database URL's password never reaches an error line."""
+    return re.sub(r"(://[^:/@\s]*:)[^@/\s]+@", r"\1***@", shown)
+
+
+TABLE = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+KEY = re.compile(r"""^\s*("[^"]+"|'[^']+'|[A-Za-z0-9_-]+)\s*=""")
+
+
+def key_line(text: str, loc: tuple[str, ...]) -> int | None:
+    """The line of ``loc`` (e.g. database.urll) in a config file: the key inside its table, or
+    the table's own header; None when the file spells it in a way this does not follow."""
+    if not text or not loc:
+        return None
+    *table, name = loc
+    wanted, current = ".".join(table), ""
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if header := TABLE.match(raw):
+            current = re.sub(r"\s*\.\s*", ".", header.group(1)).replace('"', "")
+            if current == ".".join(loc):
+                return number
+        elif (key := KEY.match(raw)) and current == wanted and key.group(1).strip("\"'") == name:
+            return number
+    return None

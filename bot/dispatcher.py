@@ -2,7 +2,11 @@
 
 Adapters raise typed errors; this module alone decides what they mean:
 RateLimited → retry after the platform's delay (does not use up an attempt);
-TransientError → retry with exponential backoff and jitter, ``failed`` after max_attempts;
+TransientError → retry with exponential backoff (capped at ``backoff_max``) and jitter, for up
+to ``retry_hours`` after the message's first try, then ``failed`` (class ``transient``: `pledgebot
+outbox retry --failed` can resend it); ``down_after_failures`` of them in a row across messages
+put the channel down (``outbox.Breaker``): its other messages wait without using attempts while
+one probe at a time tests it;
 RecipientGone → ``failed`` and the contact is marked gone; Rejected → ``failed`` at once.
 Outcomes are committed as soon as the loop turns (those that finished together in one
 transaction), so a crash leaves at most the messages that were on the wire in flight.
@@ -81,6 +85,8 @@ class Outcome:
     counted: bool = True  # a retry that uses up an attempt
     maybe_delivered: bool = False
     platform_error: str | None = None  # for channel health: the platform itself failed
+    failure: str | None = None  # failed: its class (bot.outbox: transient, rejected, …)
+    outage: bool = False  # a transient failure: counts towards putting the channel down
 
 
 class Dispatcher:
@@ -96,6 +102,10 @@ class Dispatcher:
         self.channels = channels
         self.settings = settings
         self.backoff = Backoff(settings.backoff_base, settings.backoff_max)
+        self.retry_for = timedelta(hours=settings.retry_hours)
+        self.breaker = outbox.Breaker(
+            settings.down_after_failures, settings.probe_seconds, settings.backoff_max
+        )
         self.wake = asyncio.Event()
         self._threads_checked = 0.0
         self._renewed = time.monotonic()
@@ -216,6 +226,7 @@ class Dispatcher:
             outbox.mark_sent_many(session, sent, now)
             for outcome in outcomes:
                 self._record(session, outcome, now)
+            self._note_channels(session, outcomes, now)
             if not limit:
                 return []
             check_threads = time.monotonic() - self._threads_checked >= 1.0
@@ -228,7 +239,36 @@ class Dispatcher:
                 lease=timedelta(seconds=self.settings.lease_seconds),
                 now=now,
                 break_threads=check_threads,
+                breaker=self.breaker,
             )
+
+    def _note_channels(self, session: Session, outcomes: list[Outcome], now: datetime) -> None:
+        """The breaker's count, per channel: in the same transaction as the outcomes and the
+        next claim, so no worker claims for a channel that has just gone down."""
+        per_channel: dict[str, tuple[int, bool]] = {}
+        for outcome in outcomes:
+            failures, worked = per_channel.get(outcome.item.channel, (0, False))
+            # Worked: the platform answered (sent, or refused this one message for good).
+            answered = outcome.state in ("sent", "failed", "gone") and outcome.failure not in (
+                outbox.TRANSIENT,
+                outbox.INTERNAL,
+            )
+            per_channel[outcome.item.channel] = (failures + outcome.outage, worked or answered)
+        for channel, (failures, worked) in per_channel.items():
+            change = outbox.note_outcomes(
+                session, channel, failures=failures, worked=worked, breaker=self.breaker, now=now
+            )
+            if change == "up":
+                log.warning("%s works again: its held messages are sent", channel)
+            elif change == "down":
+                text = (
+                    f"{channel} failed {self.breaker.after} times in a row: it is held as down. "
+                    f"Its messages wait (they use no attempts); one is sent as a probe at "
+                    f"growing intervals, and the first that goes through resumes sending."
+                )
+                log.warning("%s", text)
+                if self.alerts is not None:
+                    self.alerts.raise_alert(f"down:{channel}", text, session=session)
 
     @staticmethod
     def _record(session: Session, outcome: Outcome, now: datetime) -> None:
@@ -246,7 +286,7 @@ class Dispatcher:
                 "message %s: retry in %.1f s (%s)", message_id, outcome.retry_in, outcome.error
             )
         elif outcome.state in ("failed", "gone"):
-            outbox.mark_failed(session, message_id, outcome.error or "")
+            outbox.mark_failed(session, message_id, outcome.error or "", outcome.failure)
             if outcome.state == "gone":
                 item = outcome.item
                 invitations.address_gone(session, item.channel, item.message.recipient)
@@ -280,11 +320,14 @@ class Dispatcher:
         except RateLimited as exc:
             return self._retry(item, exc.retry_after, str(exc), counted=False)
         except TransientError as exc:
-            if item.attempts >= self.settings.max_attempts:
-                failed = f"gave up after {item.attempts} attempts: {exc}"
-                return Outcome(item, "failed", error=failed, platform_error=str(exc))
+            given_up = self._give_up(item, str(exc), outbox.TRANSIENT)
+            if given_up is not None:
+                given_up.outage = True
+                return given_up
             delay = self.backoff.delay(item.attempts)
-            return self._retry(item, delay, str(exc), maybe_delivered=exc.maybe_delivered)
+            outcome = self._retry(item, delay, str(exc), maybe_delivered=exc.maybe_delivered)
+            outcome.outage = True
+            return outcome
         except ChannelUnauthorized as exc:
             # Every message would fail alike until staff renew the credentials: hold the channel.
             runs.set_paused(self.db, outbox.CHANNEL_PAUSE + item.channel, True)
@@ -296,14 +339,30 @@ class Dispatcher:
                 )
             return self._retry(item, 60, str(exc), counted=False)
         except RecipientGone as exc:  # the platform works; this recipient is gone
-            return Outcome(item, "gone", error=f"recipient_gone: {exc}")
+            return Outcome(item, "gone", error=f"recipient_gone: {exc}", failure=outbox.GONE)
         except DeliveryError as exc:  # Rejected, or any other permanent refusal
-            return Outcome(item, "failed", error=f"rejected: {exc}")
+            return Outcome(item, "failed", error=f"rejected: {exc}", failure=outbox.REJECTED)
         except Exception as exc:  # an adapter bug: keep the message, retry later, shout in the log
             log.exception("message %s: unexpected error from %s", message.id, item.channel)
-            delay = self.backoff.delay(item.attempts)
-            return self._retry(item, delay, f"internal error: {exc!r}")
+            error = f"internal error: {exc!r}"
+            given_up = self._give_up(item, error, outbox.INTERNAL)
+            if given_up is not None:
+                return given_up
+            return self._retry(item, self.backoff.delay(item.attempts), error)
         return Outcome(item, "sent", external_id=receipt.external_id)
+
+    def _give_up(self, item: outbox.Claimed, error: str, failure: str) -> Outcome | None:
+        """``failed`` when the retry budget is spent (``retry_hours`` since the first try, or
+        ``max_attempts`` if set); None while it may be tried again."""
+        first = item.first_attempt_at
+        spent = utcnow() - first if first is not None else timedelta(0)
+        cap = self.settings.max_attempts
+        if spent < self.retry_for and (cap is None or item.attempts < cap):
+            return None
+        reason = f"gave up after {item.attempts} attempts in {_span(spent)}: {error}"
+        if failure == outbox.INTERNAL:
+            reason = f"{error} (gave up after {item.attempts} attempts in {_span(spent)})"
+        return Outcome(item, "failed", error=reason, platform_error=error, failure=failure)
 
     @staticmethod
     def _retry(
@@ -323,3 +382,14 @@ class Dispatcher:
             maybe_delivered=maybe_delivered,
             platform_error=error,
         )
+
+
+def _span(spent: timedelta) -> str:
+    """``45 s``, ``12 min``, ``26 h 5 min``."""
+    seconds = int(spent.total_seconds())
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min"
+    hours, minutes = divmod(seconds // 60, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"

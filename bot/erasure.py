@@ -2,9 +2,11 @@
 
 Erasure blanks every word, address and file that came from or names them, and moves what is
 left (ids, times, states, pillar, country) to a new random id, so the reports' anonymous counts
-still add up. Their queued messages are cancelled, their published posts taken down where the
-channel allows it (else listed, to be removed by hand), and an import cannot bring them back:
-the SHA-256 of their old id is kept. All in the caller's one transaction: all or nothing.
+still add up. Every queued message to any of their addresses (their contacts', their email and
+Matrix id, their invitations') is cancelled and blanked — an invitation has no contact yet —
+their published posts taken down where the channel allows it (else listed, to be removed by
+hand), and an import cannot bring them back: the SHA-256 of their old id is kept. All in the
+caller's one transaction: all or nothing.
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import String, cast, delete, literal, or_, select, update
+from sqlalchemy import String, and_, cast, delete, false, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot import consent
 from bot.alerts import Alerts
 from bot.closing import post_link
 from bot.errors import UserInputError
+from bot.invitations import ADDRESS_COLUMNS
 from bot.models import (
     AuditEntry,
     Base,
@@ -40,7 +43,7 @@ from bot.models import (
     Reply,
     utcnow,
 )
-from bot.outbox import OPEN_STATES
+from bot.outbox import ERASED, ERASED_RECIPIENT, OPEN_STATES
 
 ERASED_NAME = "Erased pledgemaker"
 
@@ -153,12 +156,22 @@ def erase(
     result.posts_taken_down = taken.deleting
     result.posts_left_online = taken.live
     contacts = list(session.scalars(select(Contact).where(Contact.pledgemaker_id == old)))
+    to_them = _to_their_addresses(session, person, contacts)
     result.messages_cancelled = session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.pledgemaker_id == old, OutboxMessage.state.in_(OPEN_STATES))
-        .where(OutboxMessage.action == "send", OutboxMessage.contact_id.is_not(None))
-        .values(state="cancelled", last_error="cancelled by staff: pledgemaker erased")
+        .where(OutboxMessage.state.in_(OPEN_STATES), OutboxMessage.action == "send")
+        .where(or_(to_them, OutboxMessage.contact_id.in_([c.id for c in contacts])))
+        .values(
+            state="cancelled",
+            last_error="cancelled by staff: pledgemaker erased",
+            failure_class=ERASED,
+        )
     ).rowcount  # type: ignore[attr-defined]
+    session.execute(  # whoever queued it, a message to them shows none of their address or words
+        update(OutboxMessage)
+        .where(to_them, OutboxMessage.action == "send")
+        .values(recipient=ERASED_RECIPIENT, text="", media=[], buttons=None)
+    )
     files = _files(session, old)
 
     session.add(
@@ -203,7 +216,7 @@ def erase(
     session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.pledgemaker_id == new, OutboxMessage.contact_id.is_not(None))
-        .values(recipient="erased", buttons=None)
+        .values(recipient=ERASED_RECIPIENT, buttons=None)
     )
     for contact in contacts:  # their chat's messages from before it was bound to them too
         session.execute(
@@ -249,6 +262,27 @@ def erase(
             session=session,
         )
     return result
+
+
+def _to_their_addresses(session: Session, person: Pledgemaker, contacts: list[Contact]) -> Any:
+    """Outbox rows whose recipient is one of their addresses: a contact's, the email and
+    Matrix id the bot invites, and each invitation's."""
+    addresses = {(c.channel, c.address) for c in contacts}
+    for channel, column in ADDRESS_COLUMNS.items():
+        if getattr(person, column):
+            addresses.add((channel, getattr(person, column)))
+    invited = select(InviteToken.channel, InviteToken.address).where(
+        InviteToken.pledgemaker_id == person.id, InviteToken.address.is_not(None)
+    )
+    addresses |= {(channel, address) for channel, address in session.execute(invited)}
+    if not addresses:
+        return false()
+    return or_(
+        *(
+            and_(OutboxMessage.channel == channel, OutboxMessage.recipient == address)
+            for channel, address in sorted(addresses)
+        )
+    )
 
 
 def _move(session: Session, model: type[Base], old: str, new: str, values: dict[str, Any]) -> int:

@@ -2,7 +2,8 @@
 
 PledgebotError
  ├── UserInputError               bad input a person can fix; the CLI prints it on one line
- │    ├── ConfigError(file, key)   config.toml: channels.telegram.token_env: …      (exit 2)
+ │    ├── ConfigError(file, key)   config.toml:14: channels.telegram.token_env: …   (exit 2)
+ │    ├── DatabaseProblem          cannot reach, create or migrate the database     (exit 1)
  │    ├── ScheduleError(file, line) schedules/x.toml:12: unknown field 'cronn'     (exit 1)
  │    └── ImportRowsError          pledgemakers.csv:7: country: 'XX' is not …     (exit 1)
  └── DeliveryError                 raised by channel adapters; the dispatcher alone decides
@@ -28,12 +29,19 @@ class UserInputError(PledgebotError):
 
 
 class ConfigError(UserInputError):
+    """A mistake in config.toml (or in a secret it names): ``file[:line]: key: message``."""
+
     exit_code = 2
 
-    def __init__(self, file: str, key: str, message: str) -> None:
-        self.file, self.key, self.message = file, key, message
-        where = f"{file}: {key}: " if key else f"{file}: "
-        super().__init__(where + message)
+    def __init__(self, file: str, key: str, message: str, line: int | None = None) -> None:
+        self.file, self.key, self.message, self.line = file, key, message, line
+        where = f"{file}:{line}: " if line else f"{file}: "
+        super().__init__(where + (f"{key}: " if key else "") + message)
+
+
+class DatabaseProblem(UserInputError):
+    """The database cannot be reached, opened, created or migrated: what is wrong, and where
+    (the URL without its password)."""
 
 
 @dataclass(frozen=True)

@@ -169,6 +169,11 @@ class OutboxMessage(Base):
     possible_duplicate: Mapped[bool] = mapped_column(Boolean, default=False)
     external_id: Mapped[str | None] = mapped_column(String(100))
     last_error: Mapped[str | None] = mapped_column(Text)
+    # Why it was not sent, in one word (bot.outbox: transient, rejected, opted_out, erased, …):
+    # what `outbox retry` and the dashboard's retry may resend.
+    failure_class: Mapped[str | None] = mapped_column(String(32))
+    # The first try: transient failures are retried until [dispatcher] retry_hours after it.
+    first_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
@@ -247,6 +252,12 @@ class Consent(Base):
     text_version: Mapped[str] = mapped_column(Text)  # exactly the text they answered about
     credit: Mapped[str | None] = mapped_column(String(300))  # how they are credited
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Agreement given outside any chat (a call, a letter) and recorded by staff: by whom, who
+    # agreed, on which day, how. None for an answer in their chat.
+    recorded_by: Mapped[str | None] = mapped_column(String(254))
+    agreed_by: Mapped[str | None] = mapped_column(String(300))
+    agreed_on: Mapped[date | None] = mapped_column(Date)
+    how: Mapped[str | None] = mapped_column(String(500))
 
 
 class Post(Base):
@@ -324,6 +335,11 @@ class ChannelState(Base):
     last_ok_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # The outage breaker, shared by every worker: transient failures in a row across messages;
+    # once down, only one probe message goes out at ``probe_at``; the first success lifts it.
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    down_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    probe_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class StaffUser(Base):

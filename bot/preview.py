@@ -3,11 +3,17 @@
 It walks the same functions the real planners use — ``runs.plan`` for cron runs; the sweeper's
 ``first_slot``, ``skip_reason`` and ``following_slot`` for cadences; ``followup.prompt`` for
 the text; the send window for quiet hours — so the preview and the real sends cannot disagree.
+
+What it prints is what the recipient reads: a message rendered for Telegram's HTML parse mode
+shows ``l'Emploi``, not ``l&#39;Emploi`` (the stored text keeps its escaping), and its length is
+the one the channel counts against its limit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import html
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -21,7 +27,37 @@ from bot.campaigns.followup import prompt
 from bot.channels.text_split import weighted_length
 from bot.models import Cadence
 from bot.schedules import Campaign, FollowupCampaign, ScheduleSet
-from bot.templates import Templates
+from bot.templates import PLAIN_TEXT_CHANNELS, Templates
+
+TAG = re.compile(r"<[^>]*>")
+
+
+def readable(channel: str, text: str) -> str:
+    """The text as its recipient reads it: HTML entities decoded where the templates escaped
+    them (every channel but the plain-text ones)."""
+    return text if channel in PLAIN_TEXT_CHANNELS else html.unescape(text)
+
+
+def telegram_length(text: str) -> int:
+    """Telegram's count against its 4,096: the text after the HTML parse mode (tags gone,
+    entities decoded), in UTF-16 code units."""
+    return len(html.unescape(TAG.sub("", text)).encode("utf-16-le")) // 2
+
+
+def channel_length(channel: str, text: str) -> int:
+    """A message's length as its channel counts it (X weighted, Bluesky graphemes, …)."""
+    measure: Callable[[str], int] = len
+    if channel == "x":
+        measure = weighted_length
+    elif channel == "telegram":
+        measure = telegram_length
+    elif channel == "mastodon":
+        from bot.channels.mastodon import mastodon_length as measure
+    elif channel == "bluesky":
+        from bot.channels.bluesky import bluesky_length as measure
+    elif channel == "linkedin":
+        from bot.channels.linkedin import linkedin_length as measure
+    return measure(text)
 
 
 @dataclass(frozen=True)
@@ -35,13 +71,22 @@ class PreviewItem:
     recipient: str = ""
     text: str = ""
     skipped: str = ""  # why nothing is sent for this slot
-    length: int = 0  # as the channel counts it (X: weighted), for posts
 
     @property
     def send_local(self) -> datetime:
         return self.send_utc.astimezone(ZoneInfo(self.zone))
 
-    def to_record(self) -> dict[str, str]:
+    @property
+    def shown(self) -> str:
+        """The text as the recipient reads it (``text`` is as stored and sent)."""
+        return readable(self.channel, self.text)
+
+    @property
+    def length(self) -> int:
+        """As the channel counts it against its limit (X weighted, Telegram after parsing…)."""
+        return channel_length(self.channel, self.text) if self.text else 0
+
+    def to_record(self) -> dict[str, str | int]:
         return {
             "campaign": self.campaign_id,
             "pledgemaker": self.pledgemaker_id,
@@ -51,7 +96,7 @@ class PreviewItem:
             "time_zone": self.zone,
             "channel": self.channel,
             "recipient": self.recipient,
-            "text": self.text,
+            "text": self.shown,
             "skipped": self.skipped,
             "length": self.length,
         }
@@ -91,7 +136,11 @@ def _runs(
     assert trigger is not None
     items: list[PreviewItem] = []
     for fire in runs.fire_times(trigger, after=now, until=end):  # the scheduler's own instants
-        for message in runs.plan(spec, RunContext(spec.id, fire), session, templates).messages:
+        plan = runs.plan(spec, RunContext(spec.id, fire), session, templates)
+        if plan.skipped:  # who is left out of this run, and why ("no contact 38")
+            why = ", ".join(f"{reason} {n}" for reason, n in sorted(plan.skipped.items()))
+            items.append(PreviewItem(spec.id, "", fire, fire, spec.timezone, skipped=why))
+        for message in plan.messages:
             window = message.window
             assert window is not None  # cron runs always carry the recipient's window
             items.append(
@@ -132,7 +181,6 @@ def _posts(
             )
             outbox.enqueue(session, plan.messages, campaign_id=spec.id)
             for message in plan.messages:
-                measure = weighted_length if message.channel == "x" else len
                 items.append(
                     PreviewItem(
                         spec.id,
@@ -143,7 +191,6 @@ def _posts(
                         message.channel,
                         message.recipient,
                         message.text,
-                        length=measure(message.text),
                     )
                 )
             if not plan.messages:
@@ -173,6 +220,7 @@ def _cadence(
     for pledgemaker in people:
         zone = pledgemaker.timezone
         slot = slots.get(pledgemaker.id) or sweeper.first_slot(spec, pledgemaker, now)
+        slot = sweeper.moved_by_reply(spec, zone, slot, replies.get(pledgemaker.id))
         contact, why = choose_contact(contacts.get(pledgemaker.id, []), spec.channels)
         while slot <= end:
             reason = sweeper.skip_reason(

@@ -1,18 +1,21 @@
 """Moderation: the comms team approves, edits or rejects journey updates before any is published.
 
 The pledgemaker's own words are never overwritten: an edit is kept beside them (``edited_text``).
-An edit that changes their words needs their consent again: the bot asks them in their chat.
+An edit that changes their words needs their consent again: the bot asks them in their chat, or,
+where they have none, staff record their agreement (who, when, how) before it can be published.
 An update with media cannot be approved until every image has alt text.
 """
 
 from __future__ import annotations
+
+from datetime import date
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from bot import consent
 from bot.errors import UserInputError
-from bot.models import JourneyUpdate, utcnow
+from bot.models import Consent, JourneyUpdate, utcnow
 from bot.templates import Templates
 
 STATES = ("pending", "approved", "rejected")
@@ -64,17 +67,59 @@ def reject(session: Session, update_id: int, reason: str) -> JourneyUpdate:
     return update
 
 
-def edit(session: Session, update_id: int, text: str, templates: Templates) -> bool:
-    """Keep ``text`` beside the pledgemaker's words; returns whether their consent is asked."""
+def edit(session: Session, update_id: int, text: str, templates: Templates) -> str:
+    """Keep ``text`` beside the pledgemaker's words; returns how their agreement is sought.
+
+    Whatever the update came from (their chat, an import), what they agreed to is no longer
+    what would be published: consent is cleared until they agree again — ``ASKED`` in their
+    chat where they have one, else ``TO_RECORD``: staff record who agreed, when and how
+    (``record_agreement``). ``UNCHANGED`` when the text to publish is the same as before.
+    """
     if not text.strip():
         raise UserInputError("--text must not be empty")
     update = get_update(session, update_id)
-    update.edited_text = text.strip() if text.strip() != update.text else None
-    if update.edited_text is None or update.source != "reply":
-        return False
-    # Their words changed: what they agreed to is no longer what would be published.
+    edited = text.strip() if text.strip() != update.text else None
+    if edited == update.edited_text:
+        return UNCHANGED
+    update.edited_text = edited
     update.consent_to_publish = None
-    return consent.ask(session, update, templates, edited=True)
+    return ASKED if consent.ask(session, update, templates, edited=True) else TO_RECORD
+
+
+UNCHANGED, ASKED, TO_RECORD = "unchanged", "asked", "to record"
+SAID = {
+    UNCHANGED: "the text to publish is unchanged",
+    ASKED: "the pledgemaker is asked to agree to it in their chat",
+    TO_RECORD: (
+        "the pledgemaker has no chat: it is published only once staff record their agreement "
+        "(who agreed, when, how)"
+    ),
+}
+
+
+def record_agreement(
+    session: Session,
+    update_id: int,
+    *,
+    agreed_by: str,
+    agreed_on: date,
+    how: str,
+    recorded_by: str,
+) -> Consent:
+    """The pledgemaker agreed outside any chat (a call, a letter) to the update as it reads now."""
+    update = get_update(session, update_id)
+    if not agreed_by.strip() or not how.strip():
+        raise UserInputError(
+            "say who agreed (name and role) and how (a call, an email of 3 December…)"
+        )
+    if agreed_on > utcnow().date():
+        raise UserInputError(f"the agreement's date {agreed_on} is in the future")
+    if update.consent_to_publish:
+        raise UserInputError(f"update {update_id}: the pledgemaker already agreed to this text")
+    given = consent.record(session, update, "yes", None)
+    given.recorded_by, given.agreed_by = recorded_by, agreed_by.strip()[:300]
+    given.agreed_on, given.how = agreed_on, how.strip()[:500]
+    return given
 
 
 def set_alt_text(session: Session, update_id: int, alt_text: str) -> int:

@@ -17,21 +17,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
-from collections.abc import Collection
+import socket
+import time
+from collections.abc import Awaitable, Callable, Collection
 from datetime import timedelta
 from typing import Any
 
 from bot import outbox
+from bot.aio import wait_any
 from bot.alerts import Alerts
 from bot.app import App
 from bot.coordination import Leadership, is_sqlite, lead, process_lock
+from bot.db import one_line
 from bot.dispatcher import Dispatcher
 from bot.inbox import Listener, Processor
+from bot.logs import scrub
 from bot.scheduler import CampaignScheduler
 
 log = logging.getLogger(__name__)
 SHUTDOWN_SECONDS = 20.0
+RESTART_MAX_SECONDS = 30.0  # a failed role is started again after at most this long
 ROLES = ("dispatcher", "scheduler", "listener", "inbox", "web")
 COMMAND_ROLES: dict[str, tuple[str, ...]] = {
     "run": ROLES,
@@ -63,6 +70,7 @@ class Roles:
             on_enqueued=self.dispatcher.wake,
         )
         self.stops = {name: asyncio.Event() for name in ("listen", "process", "schedule", "send")}
+        self._dispatched = False
         self.tasks: dict[str, list[asyncio.Task[Any]]] = {name: [] for name in self.stops}
 
     async def start(self) -> None:
@@ -93,7 +101,8 @@ class Roles:
         if "scheduler" in self.roles:
             self._lead("schedule", "scheduler", self._start_scheduler)
         if "dispatcher" in self.roles:
-            self.tasks["send"].append(asyncio.create_task(self.dispatcher.run(self.stops["send"])))
+            sending = supervise("dispatcher", self._dispatch, self.stops["send"])
+            self.tasks["send"].append(asyncio.create_task(sending))
         if "web" in self.roles:
             from bot.web import serve_web
 
@@ -114,13 +123,24 @@ class Roles:
         async def start() -> tuple[asyncio.Task[None], asyncio.Event, float]:
             stop = asyncio.Event()
             listener = Listener(self.app.db, channel, self.processor.wake)
-            return asyncio.create_task(listener.run(stop)), stop, 10.0
+            name = f"listener ({channel.name})"
+            return asyncio.create_task(supervise(name, listener.run, stop)), stop, 10.0
 
         return start
 
     async def _start_processor(self) -> tuple[asyncio.Task[None], asyncio.Event, float]:
         stop = asyncio.Event()
-        return asyncio.create_task(self.processor.run(stop)), stop, SHUTDOWN_SECONDS
+        running = supervise("inbox", self.processor.run, stop)
+        return asyncio.create_task(running), stop, SHUTDOWN_SECONDS
+
+    async def _dispatch(self, stop: asyncio.Event) -> None:
+        if self._dispatched and is_sqlite(self.app.config.database_url):
+            # Restarted after an error: what its last run had on the wire is left 'sending'
+            # and only this process sends (SQLite): resend it now, counted as possible duplicates.
+            with self.app.db.session() as session:
+                outbox.expire_leases(session)
+        self._dispatched = True
+        await self.dispatcher.run(stop)
 
     async def _start_scheduler(self) -> CampaignScheduler:
         scheduler = CampaignScheduler(
@@ -145,6 +165,38 @@ class Roles:
             self.stops[stage].set()
             await asyncio.gather(*self.tasks[stage], return_exceptions=True)
         await self.app.aclose()
+
+
+async def supervise(
+    name: str, run: Callable[[asyncio.Event], Awaitable[None]], stop: asyncio.Event
+) -> None:
+    """Run a role until ``stop``; a role that fails (the database locked past its timeout by a
+    long import, a lost connection) is logged and started again after a pause that doubles up
+    to ``RESTART_MAX_SECONDS`` — never left dead while the process looks healthy. Once ``stop``
+    is set, a last run finishes the work in hand (stored events); its failure is logged."""
+    failures = 0
+    while True:
+        began = time.monotonic()
+        try:
+            await run(stop)
+            return
+        except Exception as exc:
+            if time.monotonic() - began > RESTART_MAX_SECONDS:
+                failures = 0  # it ran well for a while: a new episode
+            failures += 1
+            delay = min(RESTART_MAX_SECONDS, 0.5 * 2**failures)
+            if stop.is_set():
+                log.error("%s failed while stopping: %s", name, scrub(one_line(str(exc))))
+                return
+            log.error(
+                "%s failed (%s: %s); restarting it in %.0f s",
+                name,
+                type(exc).__name__,
+                scrub(one_line(str(exc))),
+                delay,
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )
+            await wait_any(stop, timeout=delay)
 
 
 async def _finish(role: Any) -> None:
@@ -184,7 +236,27 @@ async def serve(
             raise task.exception()  # type: ignore[misc]
 
 
+def check_port(app: App) -> None:
+    """Refuse to start at all when the dashboard's port is taken: before any role starts, so the
+    error is one line, not the other roles shutting down around it."""
+    settings = app.config.dashboard
+    if settings.port == 0:  # any free port
+        return
+    try:
+        socket.create_server((settings.host, settings.port)).close()
+    except OSError as exc:
+        why = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise app.config.error(
+            "dashboard.port",
+            f"cannot serve on {settings.host}:{settings.port} ({why}); stop the program "
+            "using it or choose another [dashboard] host or port",
+        ) from None
+
+
 def run_forever(app: App, command: str = "run") -> None:
+    if "web" in COMMAND_ROLES[command]:
+        check_port(app)
+
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -450,6 +450,7 @@ class LoadedCampaign:
     spec: Campaign
     file: str
     line: int
+    lines: dict[str, int] = field(default_factory=dict)  # each key's line ('audience.sector')
 
 
 @dataclass
@@ -555,9 +556,54 @@ def _load_file(
             continue
         before = len(problems)
         _check_templates(shown, spec, where, templates, problems, warnings)
+        _check_fires(shown, spec, where, warnings)
         if len(problems) == before:
-            loaded.append(LoadedCampaign(spec, shown, header))
+            loaded.append(LoadedCampaign(spec, shown, header, where))
     return loaded
+
+
+def _check_fires(
+    shown: str, spec: Campaign, where: dict[str, int], warnings: list[Problem]
+) -> None:
+    """A cron that never fires within the campaign's active window (``0 10 31 2 *``) is valid
+    syntax, but surely a mistake: warn."""
+    if not spec.cron:
+        return
+    zone = ZoneInfo(spec.timezone)
+    window = spec.active
+    today = datetime.now(zone).date()
+    start = datetime.combine(max(window.start or today, today), time(0), zone)
+    first = CronTrigger.from_crontab(spec.cron, timezone=zone).get_next_fire_time(None, start)
+    if first is not None and (window.until is None or first.date() <= window.until):
+        return
+    span = f"from {start.date()}" + (f" to {window.until}" if window.until else "")
+    line = where.get("cron", where.get("", 1))
+    warnings.append(
+        Problem(shown, line, f"{spec.id}: cron {spec.cron!r} never fires {span}: it sends nothing")
+    )
+
+
+def audience_warnings(schedules: ScheduleSet, session: Any) -> list[str]:
+    """Campaigns whose audience matches no pledgemaker in the database (a typo in a filter, or
+    pledgemakers not imported yet): they would send nothing, so ``schedules check`` says so."""
+    from sqlalchemy import func, select
+
+    from bot.campaigns.base import audience_query
+    from bot.models import Pledgemaker
+
+    if not session.scalar(select(func.count()).select_from(Pledgemaker)):
+        return ["no pledgemakers in the database yet, so every audience is empty (import them)"]
+    found: list[str] = []
+    for loaded in schedules.campaigns.values():
+        spec = loaded.spec
+        if not isinstance(spec, FollowupCampaign | AnnounceCampaign):
+            continue
+        query = audience_query(spec.audience).with_only_columns(func.count()).order_by(None)
+        if not session.scalar(query):
+            line = loaded.lines.get("audience", loaded.line)
+            why = f"{spec.id}: the audience matches no pledgemaker, so it sends nothing"
+            found.append(str(Problem(loaded.file, line, why)))
+    return found
 
 
 def _validate(
@@ -634,12 +680,25 @@ SAMPLE_UPDATE = SimpleNamespace(
 
 
 def _check_facts(loaded: LoadedCampaign, base_dir: Path, problems: list[Problem]) -> None:
-    """A knowledge campaign's fact files: resolved against the config folder, and readable."""
+    """A knowledge campaign's fact files: resolved against the config folder, inside it (an
+    editor of schedules must not make the bot read, or name, files elsewhere on the server), and
+    readable."""
     spec = loaded.spec
     if not isinstance(spec, KnowledgeCampaign):
         return
-    if not spec.facts.is_absolute():
-        spec.facts = base_dir / spec.facts
+    given = spec.facts
+    spec.facts = base_dir / given  # an absolute path stays itself
+    if not spec.facts.resolve().is_relative_to(base_dir.resolve()):
+        line = loaded.lines.get("facts", loaded.line)
+        problems.append(
+            Problem(
+                loaded.file,
+                line,
+                f"facts: {str(given)!r} is outside the project folder (where the config file "
+                "is): keep fact files inside it, e.g. 'data/knowledge'",
+            )
+        )
+        return
     from bot.campaigns.knowledge import load_facts
 
     try:
@@ -682,7 +741,13 @@ def _template_checks(
     context = prompt_context(spec, SAMPLE_PLEDGEMAKER)
     checks = [(spec.template_name(), where.get("template", header), context)]
     if spec.reminders is not None:
-        checks.append((spec.reminders.template, where.get("reminders", header), context))
+        from bot.reminders import reminder_context
+
+        line = where.get("reminders", header)
+        # The first reminder and the last: templates say something different for each.
+        for number in sorted({1, spec.reminders.times}):
+            sample = reminder_context(spec, SAMPLE_PLEDGEMAKER, number)
+            checks.append((spec.reminders.template, line, sample))
     return checks
 
 
@@ -711,9 +776,9 @@ def _check_templates(
             try:
                 templates.render(name, language, **context)
             except TemplateProblem as exc:
-                problems.append(
-                    Problem(shown, line, f"template {name!r} ({language}): {exc.problem}")
-                )
+                found = Problem(shown, line, f"template {name!r} ({language}): {exc.problem}")
+                if found not in problems:  # the same template checked with two contexts
+                    problems.append(found)
 
 
 def _key_lines(text: str) -> list[dict[str, int]]:

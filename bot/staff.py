@@ -2,20 +2,28 @@
 
 Passwords are hashed with argon2id (argon2-cffi's defaults, re-hashed when those change). A
 session is a random token in an HttpOnly cookie; the database keeps only its SHA-256, so a
-leaked database does not sign anyone in. Failed sign-ins are limited per address and per
-client, counted in the database so that every ``pledgebot web`` process sees the same count.
+leaked database does not sign anyone in.
+
+Failed sign-ins are counted in the database, so that every ``pledgebot web`` process sees the
+same count. Five within 15 minutes for one address *from one client* stop that client trying
+that address for the rest of the window (and 20 from one client over every address stop that
+client); nobody else is locked out, the owner included. Failures for one address from every
+client only slow its sign-ins down (``backoff``: a few seconds at most). An unknown or disabled
+address is checked against a dummy hash, so the answer takes as long as for a real account.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, select
+from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.orm import Session
 
 from bot.errors import UserInputError
@@ -24,9 +32,14 @@ from bot.models import AuditEntry, CalendarFeed, LoginAttempt, StaffSession, Sta
 ROLES = ("viewer", "editor", "admin")  # each can do what the ones before it can
 SESSION_IDLE = timedelta(hours=12)
 SESSION_LONGEST = timedelta(days=7)
-FAILURES_ALLOWED = 5  # per address, and per client, within FAILURE_WINDOW
+FAILURES_ALLOWED = 5  # per (address, client) within FAILURE_WINDOW
+CLIENT_FAILURES_ALLOWED = 20  # per client over every address (spraying one password around)
 FAILURE_WINDOW = timedelta(minutes=15)
+BACKOFF_AFTER = 10  # failures for one address from any clients before its sign-ins are slowed
+BACKOFF_STEP = 0.5  # seconds more for each failure after that…
+BACKOFF_MAX = 8.0  # …up to this: a slower sign-in, never a lock-out
 MIN_PASSWORD = 12
+MIN_SCORE = 3  # zxcvbn's 0-4: 3 is "safely unguessable: moderate protection from offline attacks"
 
 _hasher = PasswordHasher()
 
@@ -36,22 +49,58 @@ def role_at_least(role: str, needed: str) -> bool:
 
 
 def normal_email(email: str) -> str:
-    email = email.strip().lower()
-    if "@" not in email or len(email) > 254 or any(c.isspace() for c in email):
-        raise UserInputError(f"{email!r} is not an email address")
-    return email
+    """The address as stored and signed in with: a valid address (email-validator: syntax
+    and a domain that can receive mail; no DNS look-up), lower-cased."""
+    from email_validator import EmailNotValidError, validate_email
+
+    given = email.strip()
+    try:
+        checked = validate_email(given, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise UserInputError(f"{given!r} is not an email address: {exc}") from None
+    return checked.normalized.lower()
 
 
-def check_password(password: str) -> None:
+def check_password(password: str, email: str = "") -> None:
+    """Refuse a password that is easy to guess: short, one character repeated, containing the
+    address's name part, on zxcvbn's list of the 30,000 most common passwords, or scored below
+    ``MIN_SCORE`` by zxcvbn (which also knows words, names, keyboard runs, dates and l33t)."""
+    if not password:
+        raise UserInputError("the password is empty")
     if len(password) < MIN_PASSWORD:
         raise UserInputError(f"a password needs at least {MIN_PASSWORD} characters")
+    if len(set(password)) == 1:
+        raise UserInputError("a password of one character repeated is easy to guess")
+    name = email.partition("@")[0].lower()
+    if len(name) >= 3 and name in password.lower():
+        raise UserInputError(f"a password must not contain the address ({name!r})")
+    if password.lower() in _common_passwords():
+        raise UserInputError("that is one of the most common passwords; choose another")
+    from zxcvbn import zxcvbn
+
+    hints = [email, name, *re.split(r"[._+-]", name)] if email else []
+    verdict = zxcvbn(password[:72], user_inputs=[h for h in hints if len(h) >= 3])
+    if verdict["score"] < MIN_SCORE:
+        feedback = verdict["feedback"]
+        why = feedback["warning"] or " ".join(feedback["suggestions"]) or "too predictable"
+        raise UserInputError(
+            f"that password is easy to guess ({why.rstrip('.')}); "
+            "three or four unrelated words make a strong one"
+        )
+
+
+@functools.cache
+def _common_passwords() -> frozenset[str]:
+    from zxcvbn.frequency_lists import FREQUENCY_LISTS
+
+    return frozenset(FREQUENCY_LISTS["passwords"])
 
 
 def add_user(session: Session, email: str, password: str, role: str, *, actor: str) -> StaffUser:
     email = normal_email(email)
     if role not in ROLES:
         raise UserInputError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
-    check_password(password)
+    check_password(password, email)
     if session.scalar(select(StaffUser.id).where(StaffUser.email == email)) is not None:
         raise UserInputError(f"a user {email} exists already (see `pledgebot users list`)")
     user = StaffUser(email=email, password_hash=_hasher.hash(password), role=role)
@@ -76,8 +125,8 @@ def set_role(session: Session, email: str, role: str, *, actor: str) -> None:
 
 
 def set_password(session: Session, email: str, password: str, *, actor: str) -> None:
-    check_password(password)
     user = find_user(session, email)
+    check_password(password, user.email)
     user.password_hash = _hasher.hash(password)
     session.execute(delete(StaffSession).where(StaffSession.user_id == user.id))
     audit(session, actor, "user.password", user.email, "sessions ended")
@@ -101,48 +150,90 @@ class SignIn:
 
 
 def sign_in(session: Session, email: str, password: str, client: str) -> SignIn:
-    """Check the password; on success open a session. Too many recent failures (for this
-    address or this client) refuse without looking at the password."""
+    """Check the password; on success open a session. Too many recent failures for this
+    address from this client (or from this client over every address) refuse without looking
+    at the password. Every attempt that is checked costs one argon2 verification, whether or
+    not the address is a user's, so the time taken tells nothing."""
     now = utcnow()
-    email = email.strip().lower()[:254]
-    since = now - FAILURE_WINDOW
+    email, client = email.strip().lower()[:254], client[:64]
     session.execute(delete(LoginAttempt).where(LoginAttempt.at < now - timedelta(days=1)))
-    for column, value in ((LoginAttempt.email, email), (LoginAttempt.client, client[:64])):
-        failures = session.scalars(
-            select(LoginAttempt.at)
-            .where(column == value, LoginAttempt.at >= since, LoginAttempt.succeeded.is_(False))
-            .order_by(LoginAttempt.at)
-        ).all()
-        if len(failures) >= FAILURES_ALLOWED:
-            wait = failures[-FAILURES_ALLOWED] + FAILURE_WINDOW - now
+    limits = (
+        (FAILURES_ALLOWED, LoginAttempt.email == email, LoginAttempt.client == client),
+        (CLIENT_FAILURES_ALLOWED, LoginAttempt.client == client),
+    )
+    for allowed, *where in limits:
+        failures = _failures(session, now, *where)
+        if len(failures) >= allowed:
+            wait = failures[-allowed] + FAILURE_WINDOW - now
             return SignIn(None, refused="Too many failed sign-ins.", retry_after=_seconds(wait))
     user = session.scalar(select(StaffUser).where(StaffUser.email == email))
-    ok = user is not None and user.disabled_at is None and _verify(user, password)
-    session.add(LoginAttempt(email=email, client=client[:64], at=now, succeeded=ok))
-    if not ok or user is None:
+    active = user if user is not None and user.disabled_at is None else None
+    matches = _verify(user.password_hash if user is not None else dummy_hash(), password)
+    session.add(
+        LoginAttempt(email=email, client=client, at=now, succeeded=matches and active is not None)
+    )
+    if not matches or active is None:
         return SignIn(None, refused="That email and password do not match an active account.")
+    if _hasher.check_needs_rehash(active.password_hash):
+        active.password_hash = _hasher.hash(password)
     token = secrets.token_urlsafe(32)
     session.add(
         StaffSession(
             token_hash=token_hash(token),
-            user_id=user.id,
+            user_id=active.id,
             csrf_token=secrets.token_urlsafe(32),
             created_at=now,
             last_seen_at=now,
             expires_at=now + SESSION_LONGEST,
         )
     )
-    return SignIn(user, token=token)
+    return SignIn(active, token=token)
 
 
-def _verify(user: StaffUser, password: str) -> bool:
+def backoff(session: Session, email: str) -> float:
+    """Seconds a sign-in for ``email`` waits before its password is checked: none until
+    ``BACKOFF_AFTER`` failures for it (from any clients) within the window, then
+    ``BACKOFF_STEP`` more per failure, at most ``BACKOFF_MAX``. It slows a guesser spread over
+    many clients without ever shutting the owner out."""
+    failures = (
+        session.scalar(
+            select(func.count()).where(
+                LoginAttempt.email == email.strip().lower()[:254],
+                LoginAttempt.at >= utcnow() - FAILURE_WINDOW,
+                LoginAttempt.succeeded.is_(False),
+            )
+        )
+        or 0
+    )
+    if failures < BACKOFF_AFTER:
+        return 0.0
+    return min(BACKOFF_MAX, BACKOFF_STEP * (failures - BACKOFF_AFTER + 1))
+
+
+def _failures(session: Session, now: datetime, *where: ColumnElement[bool]) -> list[datetime]:
+    return list(
+        session.scalars(
+            select(LoginAttempt.at)
+            .where(
+                *where, LoginAttempt.at >= now - FAILURE_WINDOW, LoginAttempt.succeeded.is_(False)
+            )
+            .order_by(LoginAttempt.at)
+        )
+    )
+
+
+def _verify(password_hash: str, password: str) -> bool:
     try:
-        _hasher.verify(user.password_hash, password)
+        return _hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
-    if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = _hasher.hash(password)
-    return True
+
+
+@functools.cache
+def dummy_hash() -> str:
+    """What an unknown address's password is checked against: a hash of a random secret made
+    with the same parameters as real ones, so the check takes as long."""
+    return _hasher.hash(secrets.token_urlsafe(32))
 
 
 def _seconds(delta: timedelta) -> int:

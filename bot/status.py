@@ -52,6 +52,7 @@ def collect(app: App) -> dict[str, str]:
             figures[f"contacts {state}"] = str(contacts.get(state, 0))
         paused = watch.paused
         figures["paused"] = ", ".join("all sending" if p == "*" else p for p in paused) or "none"
+        down = outbox.channels_down(session)
         for channel in app.config.channels:
             state = session.get(ChannelState, channel)
             enabled = getattr(app.config.channel_settings(channel), "enabled", False)
@@ -62,6 +63,8 @@ def collect(app: App) -> dict[str, str]:
                     health = f"failing since {bad:%Y-%m-%d %H:%M} UTC: {state.last_error}"
                 elif ok is not None:
                     health = f"ok (last success {ok:%Y-%m-%d %H:%M} UTC)"
+            if channel in down:
+                health = f"{_down(down[channel])}; {health}"
             figures[f"channel {channel}"] = health
     figures["rate limits"] = (
         "redis (shared by every process)"
@@ -73,3 +76,11 @@ def collect(app: App) -> dict[str, str]:
         for role in ("scheduler", "inbox"):
             figures[f"{role} led by"] = led.get(role, "nobody (no scheduler or run process?)")
     return figures
+
+
+def _down(down: outbox.ChannelDown) -> str:
+    probe = f", next probe {down.next_probe:%H:%M:%S} UTC" if down.next_probe else ""
+    return (
+        f"DOWN since {down.since:%Y-%m-%d %H:%M} UTC ({down.failures} failures in a row; "
+        f"its messages wait{probe})"
+    )

@@ -9,6 +9,7 @@ per application (built in ``bot.app``); no module-level environment.
 from __future__ import annotations
 
 import functools
+import re
 import sys
 import tomllib
 from datetime import date
@@ -25,6 +26,7 @@ from jinja2 import (
     TemplateError,
     TemplateNotFound,
     TemplateSyntaxError,
+    UndefinedError,
     pass_context,
 )
 
@@ -86,7 +88,20 @@ class Templates:
             ) from None
         except TemplateError as exc:
             line = _template_line(filename)
-            raise TemplateProblem(Problem(self._shown(filename), line, str(exc))) from None
+            message = str(exc)
+            if isinstance(exc, UndefinedError):
+                message = _undefined(message, self._source_line(filename, line))
+            raise TemplateProblem(Problem(self._shown(filename), line, message)) from None
+
+    def _source_line(self, filename: str, line: int | None) -> str:
+        if line is None:
+            return ""
+        try:
+            source = self.env.loader.get_source(self.env, filename)[0]  # type: ignore[union-attr]
+        except TemplateNotFound:
+            return ""
+        lines = source.splitlines()
+        return lines[line - 1] if 0 < line <= len(lines) else ""
 
     def _shown(self, filename: str) -> str:
         path = Path(filename)
@@ -195,6 +210,21 @@ def _escaping(parse_mode: str | None) -> Any:
 def _locale(context: Any) -> str:
     language = context.get("language", FALLBACK_LANGUAGE)
     return LOCALES.get(language, language)
+
+
+def _undefined(message: str, source_line: str) -> str:
+    """Jinja's "'types.SimpleNamespace object' has no attribute 'nickname'" as the template
+    spells it: "undefined variable pledgemaker.nickname"."""
+    if name := re.fullmatch(r"'(\w+)' is undefined", message):
+        return f"undefined variable {name.group(1)}"
+    attribute = re.fullmatch(r"'[^']*' has no attribute '(\w+)'", message)
+    if attribute is None:
+        return message
+    wanted = attribute.group(1)
+    spelt = re.search(rf"\b([A-Za-z_][\w.]*)\.{wanted}\b", source_line)
+    if spelt is None:
+        return f"undefined variable (no attribute {wanted!r})"
+    return f"undefined variable {spelt.group(1)}.{wanted}"
 
 
 def _template_line(filename: str) -> int | None:

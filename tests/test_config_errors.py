@@ -67,26 +67,41 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], line: str, cod
 BAD_CONFIGS = {
     "bad-token-env": (
         (f'token_env = "{TOKEN_ENV}"', 'token_env = "not a valid name!"'),
-        "config.toml: channels.telegram.token_env: must be the name of an environment variable "
+        "config.toml:19: channels.telegram.token_env: must be the name of an environment variable "
         "(letters, digits, _), not the secret itself (got 'not a valid name!')",
     ),
     "unknown-key": (
         ('url = "sqlite:///pledgebot.db"', 'urll = "sqlite:///pledgebot.db"'),
-        "config.toml: database.urll: unknown key",
+        "config.toml:4: unknown key 'urll' in [database] (did you mean 'url'?)",
     ),
     "unknown-channel-table": (
         ("[channels.telegram]", "[channels.whatsapp]\nenabled = true\n[channels.telegram]"),
-        "config.toml: channels.whatsapp: unknown channel (known: "
+        "config.toml:17: channels.whatsapp: unknown channel (known: "
         + ", ".join(known_channels())
         + ")",
     ),
     "unknown-channel-key": (
         ("poll_timeout = 1", "poll_timeout = 1\npoll_timout = 2"),
-        "config.toml: channels.telegram.poll_timout: unknown key",
+        "config.toml:22: unknown key 'poll_timout' in [channels.telegram] "
+        "(did you mean 'poll_timeout'?)",
     ),
     "bad-timezone": (
         ('timezone = "UTC"', 'timezone = "Mars/Olympus_Mons"'),
-        "config.toml: timezone: unknown time zone 'Mars/Olympus_Mons'",
+        "config.toml:2: timezone: unknown time zone 'Mars/Olympus_Mons'",
+    ),
+    "enabled-as-a-string": (
+        ("enabled = true", 'enabled = "yes"'),
+        "config.toml:18: channels.telegram.enabled: Input should be a valid boolean (got 'yes')",
+    ),
+    "boolean-for-a-number": (
+        ("[dispatcher]", "[conversation]\nanswer_window_minutes = true\n[dispatcher]"),
+        "config.toml:13: conversation.answer_window_minutes: Input should be a valid number "
+        "(got True)",
+    ),
+    "base-url-not-a-url": (
+        ('base_url = "http://127.0.0.1:9/bot"', 'base_url = "not a url"'),
+        "config.toml:20: channels.telegram.base_url: not an http(s) URL like "
+        "'https://api.example.org/' (got 'not a url')",
     ),
     "invalid-toml": (
         ("[database]", "[database"),
@@ -199,7 +214,7 @@ def test_token_pasted_into_the_file_is_masked_in_the_error(tmp_path: Path) -> No
     assert PASTED not in proc.stdout + proc.stderr
     assert "AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw" not in proc.stderr
     assert proc.stderr == (
-        "config.toml: channels.telegram.token_env: must be the name of an environment variable "
+        "config.toml:19: channels.telegram.token_env: must be the name of an environment variable "
         "(letters, digits, _), not the secret itself (got '***')\n"
     )
 

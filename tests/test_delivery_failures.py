@@ -51,7 +51,8 @@ async def test_5xx_forever_fails_after_max_attempts_with_a_readable_reason(live:
     await eventually(lambda: prompt_row(live).state == "failed", "the prompt to fail")
     row = prompt_row(live)
     assert row.attempts == 4  # max_attempts in the test config
-    assert row.last_error.startswith("gave up after 4 attempts: Telegram:")
+    assert row.last_error.startswith("gave up after 4 attempts in 0 s: Telegram: Bad Gateway")
+    assert row.failure_class == "transient", "`pledgebot outbox retry --failed` may resend it"
 
 
 async def test_timeout_is_retried_and_counted_as_possible_duplicate(live: Live) -> None:

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from bot import outbox
+from bot import outbox, runs
 from bot.app import App
 from bot.campaigns.base import PlannedMessage
 from bot.models import Contact, OutboxMessage, utcnow
@@ -78,3 +78,75 @@ def test_message_to_a_stopped_contact_fails_at_claim(app: App) -> None:
     with app.db.session() as session:
         row = session.scalar(select(OutboxMessage))
         assert (row.state, row.last_error, row.attempts) == ("failed", "contact_stopped", 0)
+
+
+def contact_at(app: App, channel: str, address: str, status: str) -> None:
+    with app.db.session() as session:
+        session.add(
+            Contact(
+                pledgemaker_id="ilo",
+                channel=channel,
+                address=address,
+                status=status,
+                bound_at=utcnow(),
+            )
+        )
+
+
+def test_a_message_without_a_contact_to_an_address_that_opted_out_is_never_sent(
+    app: App,
+) -> None:
+    contact_at(app, "telegram", "U", "stopped")  # e.g. an invitee's one-click unsubscribe
+    contact_at(app, "telegram", "B", "gone")  # bounced
+    contact_at(app, "telegram", "R", "active")
+    contact_at(app, "telegram", "S", "stopped")
+    with app.db.session() as session:
+        outbox.enqueue(
+            session,
+            [
+                PlannedMessage("invite:u", "telegram", "U", "to U"),
+                PlannedMessage("invite:b", "telegram", "B", "to B"),
+                PlannedMessage("invite:r", "telegram", "R", "to R"),
+                PlannedMessage("event:9:stopped", "telegram", "S", "you will hear no more"),
+                PlannedMessage("k:erased", "telegram", outbox.ERASED_RECIPIENT, ""),
+            ],
+        )
+    assert sorted(claim(app)) == ["to R", "you will hear no more"], (
+        "an answer to their own /stop still goes"
+    )
+    with app.db.session() as session:
+        rows = session.execute(
+            select(OutboxMessage.recipient, OutboxMessage.state, OutboxMessage.failure_class)
+        )
+        outcome = {recipient: (state, failure) for recipient, state, failure in rows}
+    assert outcome["U"] == ("failed", "opted_out")
+    assert outcome["B"] == ("failed", "recipient_gone")
+    assert outcome[outbox.ERASED_RECIPIENT] == ("failed", "erased")
+
+
+def test_a_channel_that_is_down_gives_one_probe_when_due_and_none_while_staff_pause_it(
+    app: App,
+) -> None:
+    queue(app, "A", "B", "C", "D")
+    breaker = outbox.Breaker(after=2, first_probe=30, max_probe=900)
+    start = utcnow()
+
+    def at(seconds: float) -> list[str]:
+        return claim(app, now=start + timedelta(seconds=seconds), breaker=breaker)
+
+    with app.db.session() as session:
+        note = outbox.note_outcomes(
+            session, "telegram", failures=2, worked=False, breaker=breaker, now=start
+        )
+    assert note == "down"
+    assert at(0) == [] and at(29) == [], "held until the first probe"
+    assert at(30) == ["to A #0"]
+    assert at(45) == [], "the next probe waits longer"
+    runs.set_paused(app.db, outbox.CHANNEL_PAUSE + "telegram", True)
+    assert at(600) == [], "a staff pause holds the probe too"
+    runs.set_paused(app.db, outbox.CHANNEL_PAUSE + "telegram", False)
+    assert at(600) == ["to A #0"], "the probe (its lease ran out: a worker died with it)"
+    with app.db.session() as session:
+        note = outbox.note_outcomes(session, "telegram", failures=0, worked=True, breaker=breaker)
+    assert note == "up"
+    assert at(601) == ["to B #1", "to C #2", "to D #3"], "the first success lifts the hold"

@@ -77,7 +77,8 @@ def test_cron_preview_matches_a_real_run(app: App) -> None:
         runs.fire(app.db, app.templates, spec, fire, trigger="cron")
     with app.db.session() as session:
         sent = {(r.recipient, r.next_attempt_at) for r in session.scalars(select(OutboxMessage))}
-    assert sent == {(i.recipient, i.send_utc) for i in shown if i.due_utc == fire}
+    assert sent == {(i.recipient, i.send_utc) for i in shown if i.due_utc == fire and not i.skipped}
+    assert [i.skipped for i in shown if i.due_utc == fire and i.skipped] == ["no contact 38"]
     night = [i for i in shown if i.send_utc != i.due_utc]
     assert night and all(i.send_local.hour == 8 for i in night), "held until 08:00 their time"
 

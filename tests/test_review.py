@@ -41,7 +41,8 @@ def an_update(app: App, *, media: list[dict] | None = None, source: str = "reply
 def test_an_edit_keeps_their_words_and_asks_their_consent_again(app: App) -> None:
     update_id = an_update(app)
     with app.db.session() as session:
-        assert review.edit(session, update_id, "We trained 120 inspectors in 2021.", app.templates)
+        asked = review.edit(session, update_id, "We trained 120 inspectors in 2021.", app.templates)
+        assert asked == review.ASKED
     with app.db.session() as session:
         update = session.get(JourneyUpdate, update_id)
         question = session.scalar(select(OutboxMessage).where(OutboxMessage.recipient == "77"))
@@ -83,3 +84,76 @@ def test_review_commands(app: App, config_path: Path) -> None:
     missing = pledgebot(folder, "review", "--approve", "999")
     assert missing.stderr == "no journey update 999 (see: pledgebot review --list)\n"
     assert pledgebot(folder, "review").stderr.startswith("not a terminal")
+
+
+def test_an_edited_import_is_published_only_once_their_agreement_is_recorded(
+    app: App, config_path: Path
+) -> None:
+    """An imported update has no chat to ask in: the edit waits for staff to record who agreed,
+    when and how — the feed never shows words the pledgemaker did not agree to."""
+    from datetime import UTC, date, datetime
+
+    from bot import feed
+    from bot.models import Consent
+
+    with app.db.session() as session:
+        update = JourneyUpdate(
+            pledgemaker_id="ilo",  # no chat
+            pillar="act",
+            kind="progress",
+            text=WORDS,
+            source="import",
+            source_ref="row-7",
+            consent_to_publish=True,
+            moderation="approved",
+        )
+        session.add(update)
+        session.flush()
+        update_id = update.id
+    with app.db.session() as session:
+        assert [e.text for e in feed.entries(session)] == [WORDS]
+    folder = config_path.parent
+    edited = pledgebot(folder, "review", "--edit", str(update_id), "--text", "We trained 240.")
+    assert edited.returncode == 0, edited.stderr
+    assert "has no chat" in edited.stdout and "--record-agreement" in edited.stdout
+    with app.db.session() as session:
+        assert feed.entries(session) == [], "the staff's words are not theirs: not published"
+        assert session.scalar(select(OutboxMessage.id)) is None, "no chat: nothing to send"
+    vague = pledgebot(folder, "review", "--record-agreement", str(update_id), "--by", "Ama")
+    assert (vague.returncode, vague.stderr) == (
+        1,
+        "say who agreed (name and role) and how (a call, an email of 3 December…)\n",
+    )
+    later = pledgebot(
+        folder,
+        *("review", "--record-agreement", str(update_id), "--by", "Ama Mensah, director"),
+        *("--how", "phone call", "--on", "2026-12-09"),
+        now=datetime(2026, 12, 8, 12, 0, tzinfo=UTC),
+    )
+    assert (later.returncode, later.stderr) == (
+        1,
+        "the agreement's date 2026-12-09 is in the future\n",
+    )
+    done = pledgebot(
+        folder,
+        *("review", "--record-agreement", str(update_id), "--by", "Ama Mensah, director"),
+        *("--how", "phone call", "--on", "2026-12-07"),
+        now=datetime(2026, 12, 8, 12, 0, tzinfo=UTC),
+    )
+    assert done.returncode == 0, done.stderr
+    with app.db.session() as session:
+        assert [e.text for e in feed.entries(session)] == ["We trained 240."]
+        record = session.scalars(
+            select(Consent).where(Consent.journey_update_id == update_id)
+        ).one()
+    assert (record.answer, record.text_version, record.contact_id) == (
+        "yes",
+        "We trained 240.",
+        None,
+    )
+    assert (record.agreed_by, record.agreed_on, record.how) == (
+        "Ama Mensah, director",
+        date(2026, 12, 7),
+        "phone call",
+    )
+    assert record.recorded_by.startswith("cli:")

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from bot import alerts, staff
 from bot.alerts import Alerts
 from bot.app import App
+from bot.errors import UserInputError
 from bot.models import StaffAlert, StaffUser
 from tests.auxil.cli import pledgebot
 
@@ -49,6 +50,76 @@ def test_users_are_managed_from_the_command_line(app: App, tmp_path: Path) -> No
         assert user.password_hash.startswith("$argon2id$")
         refused = staff.sign_in(session, "lead@example.org", PASSWORD, "test")
     assert refused.user is None, "a disabled user cannot sign in"
+
+
+@pytest.mark.parametrize("app", ["sqlite"], indirect=True)
+def test_a_mistyped_address_or_an_empty_password_variable_is_said_plainly(
+    app: App, tmp_path: Path
+) -> None:
+    bad = pledgebot(tmp_path, "users", "add", "a@b", "--password-env", "PW", PW=PASSWORD)
+    assert bad.returncode == 1
+    assert bad.stderr.strip().splitlines() == [
+        "'a@b' is not an email address: The part after the @-sign is not valid. "
+        "It should have a period."
+    ]
+    empty = pledgebot(tmp_path, "users", "add", "b@example.org", "--password-env", "PW", PW="")
+    assert empty.returncode == 1 and "environment variable PW is empty" in empty.stderr
+    unset = pledgebot(tmp_path, "users", "add", "b@example.org", "--password-env", "NOPE_PW")
+    assert unset.returncode == 1 and "environment variable NOPE_PW is not set" in unset.stderr
+    weak = pledgebot(
+        tmp_path, "users", "add", "b@example.org", "--role", "admin", "--password-env", "PW",
+        PW="a" * 16,
+    )  # fmt: skip
+    assert weak.returncode == 1 and "one character repeated" in weak.stderr
+    with app.db.session() as session:
+        assert session.scalars(select(StaffUser)).all() == [], "nobody was added"
+
+
+@pytest.mark.parametrize(
+    ("email", "why"),
+    [
+        ("a@b", "should have a period"),
+        ("lead@example", "should have a period"),
+        ("lead@@example.org", "not an email address"),
+        ("lead example@example.org", "not an email address"),
+        ("lead@localhost", "not an email address"),
+        ("", "not an email address"),
+    ],
+)
+def test_only_real_email_addresses_are_accepted(email: str, why: str) -> None:
+    with pytest.raises(UserInputError, match=why):
+        staff.normal_email(email)
+
+
+def test_an_address_is_kept_lower_cased() -> None:
+    assert staff.normal_email("  Comms.Lead@Example.ORG ") == "comms.lead@example.org"
+
+
+@pytest.mark.parametrize(
+    ("password", "why"),
+    [
+        ("", "the password is empty"),
+        ("short-one", "at least 12 characters"),
+        ("aaaaaaaaaaaaaaaa", "one character repeated"),
+        ("comms.lead-2026-spring", "must not contain the address"),
+        ("Comms.Lead!!Ninety", "must not contain the address"),
+        ("1qaz2wsx3edc", "most common passwords"),
+        ("QWERTY123456", "most common passwords"),
+        ("password123456", "easy to guess"),
+        ("abcabcabcabcabc", "easy to guess"),
+        ("Summer202512", "easy to guess"),
+    ],
+)
+def test_easily_guessed_passwords_are_refused(password: str, why: str) -> None:
+    with pytest.raises(UserInputError, match=why):
+        staff.check_password(password, "comms.lead@example.org")
+
+
+@pytest.mark.parametrize(
+    "password", [PASSWORD, "tulip-saxophone-glacier", "x7#Kp!2vQm9$Lw", "orchard-lantern-47-quiet"]
+)
+def test_strong_passwords_are_accepted(password: str) -> None:
+    staff.check_password(password, "comms.lead@example.org")
 
 
 @pytest.mark.parametrize("app", ["sqlite"], indirect=True)

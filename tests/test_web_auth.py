@@ -21,7 +21,7 @@ from bot.app import App
 from bot.campaigns.base import PlannedMessage
 from bot.models import AuditEntry, OutboxMessage, StaffSession, StaffUser
 from bot.web.app import build
-from bot.web.auth import COOKIE, PUBLIC, VIEWERS_MAY_POST
+from bot.web.auth import COOKIE, PUBLIC, SCRAPER_PATHS, VIEWERS_MAY_POST
 
 PASSWORD = "correct-horse-battery-staple"
 # The whole list of routes served without a session; a change here is a security decision.
@@ -100,7 +100,8 @@ def concrete(path: str) -> str:
 def every_route(client: TestClient) -> list[tuple[str, str]]:
     """(method, path) for every route in the app's route table."""
     found: list[tuple[str, str]] = []
-    for route in client.app.inner.routes:  # type: ignore[attr-defined]
+    auth = client.app.inner  # type: ignore[attr-defined]  # BodyLimit → StaffAuth → Starlette
+    for route in auth.inner.routes:
         if isinstance(route, Mount):
             found.append(("GET", route.path + "/{path}"))
         elif isinstance(route, Route):
@@ -125,7 +126,7 @@ def test_without_a_session_every_route_not_public_redirects_to_login_or_says_401
             method, concrete(path), headers={"accept": "text/html"}, follow_redirects=False
         )
         checked += 1
-        if method == "GET" and path != "/metrics":  # a page: to the sign-in form
+        if method == "GET" and path not in SCRAPER_PATHS:  # a page: to the sign-in form
             assert response.status_code == 303, (method, path, response.status_code)
             assert response.headers["location"].startswith("/login?next=")
         else:
@@ -228,6 +229,22 @@ def test_pages_carry_security_headers(web: TestClient) -> None:
     assert response.headers["x-content-type-options"] == "nosniff"
 
 
+@pytest.mark.parametrize("app", ["sqlite"], indirect=True)
+def test_secret_bearing_responses_are_never_cached(web: TestClient, app: App) -> None:
+    with app.db.session() as session:
+        feed_token = staff.new_feed(session, staff.find_user(session, "viewer@example.org"))
+    ics = TestClient(build(app)).get(f"/calendar/{feed_token}.ics")  # no session: the token
+    assert ics.status_code == 200 and ics.headers["content-type"].startswith("text/calendar")
+    assert ics.headers["cache-control"] == "no-store"
+    assert sign_in(web, "editor@example.org") == 303
+    for path in ("/reports.csv", "/pledgemakers.csv", "/pledgemakers/ilo/data.json", "/outbox"):
+        response = web.get(path)
+        assert response.status_code == 200, path
+        assert response.headers["cache-control"] == "no-store", path
+    assert "no-store" not in web.get("/static/app.css").headers.get("cache-control", "")
+    assert "public" in web.get("/feed.json").headers["cache-control"], "the public feed caches"
+
+
 def test_an_editor_retries_a_failed_message_and_cancels_a_pending_one(
     web: TestClient, app: App
 ) -> None:
@@ -280,6 +297,15 @@ def test_an_admin_adds_a_user_and_changes_a_role_but_not_their_own(
         data={"csrf": token, "email": "new@example.org", "password": "x", "role": "editor"},
     )
     assert short.status_code == 400 and "at least 12 characters" in short.text
+    for email, password, why in (
+        ("a@b", PASSWORD, "It should have a period."),
+        ("new@example.org", "a" * 16, "one character repeated"),
+        ("new@example.org", "new-example-org-1", "must not contain the address"),
+    ):
+        refused = web.post(
+            "/users", data={"csrf": token, "email": email, "password": password, "role": "admin"}
+        )
+        assert refused.status_code == 400 and why in refused.text, (email, password)
     added = web.post(
         "/users",
         data={"csrf": token, "email": "new@example.org", "password": PASSWORD, "role": "editor"},

@@ -114,3 +114,39 @@ def test_a_long_queue_is_shown_a_page_at_a_time_oldest_first(editor: TestClient,
     last = editor.get("/updates", params={"page": "3"}).text
     assert f'id="update-{ids[119]}"' in last and "Next page" not in last
     assert "No updates here" in editor.get("/updates", params={"pillar": "inspire"}).text
+
+
+def test_an_agreement_given_by_phone_is_recorded_with_who_when_how(
+    editor: TestClient, app: App
+) -> None:
+    from datetime import date
+
+    from bot.models import Consent
+
+    update_id = add_update(app, "We opened two schools.")
+    token = csrf(editor)
+    edited = editor.post(
+        f"/updates/{update_id}/edit", data={"csrf": token, "text": "We opened 2 schools."}
+    )
+    assert "has no chat" in edited.text and "Record their agreement" in edited.text
+    missing = editor.post(
+        f"/updates/{update_id}/agreement",
+        data={"csrf": token, "agreed_by": "Kofi, head", "agreed_on": "", "how": "call"},
+    )
+    assert missing.status_code == 400 and "Give the day they agreed" in missing.text
+    done = editor.post(
+        f"/updates/{update_id}/agreement",
+        data={"csrf": token, "agreed_by": "Kofi, head", "agreed_on": "2021-06-01", "how": "call"},
+    )
+    assert done.status_code == 200 and "agreement to update" in done.text
+    with app.db.session() as session:
+        update = session.get(JourneyUpdate, update_id)
+        record = session.scalars(select(Consent)).one()
+        action = session.scalars(select(AuditEntry.action).order_by(AuditEntry.id.desc())).first()
+    assert update.consent_to_publish is True
+    assert (record.text_version, record.agreed_on, record.recorded_by) == (
+        "We opened 2 schools.",
+        date(2021, 6, 1),
+        "editor@example.org",
+    )
+    assert action == "update.agreement"

@@ -1,4 +1,5 @@
-"""The web app: dashboard pages, health and metrics, static files — all behind ``StaffAuth``."""
+"""The web app: dashboard pages, health and metrics, static files — all behind ``StaffAuth``,
+itself behind ``BodyLimit`` (no request body is read past its limit, before any routing)."""
 
 from __future__ import annotations
 
@@ -24,10 +25,11 @@ from bot.web import (
     users,
 )
 from bot.web.auth import StaffAuth
+from bot.web.limits import BodyLimit
 from bot.web.pages import HERE
 
 
-def build(app: App) -> StaffAuth:
+def build(app: App) -> BodyLimit:
     web = Starlette(
         routes=[
             *health.routes(app),
@@ -47,4 +49,4 @@ def build(app: App) -> StaffAuth:
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
     )
-    return StaffAuth(web, app)
+    return BodyLimit(StaffAuth(web, app))

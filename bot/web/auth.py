@@ -8,12 +8,17 @@ Everything else:
 - a request that changes something (any method but GET/HEAD) must carry the session's CSRF
   token, as the form field ``csrf`` or the header ``X-CSRF-Token``: 403 otherwise;
 - viewers change nothing (403); only admins reach ``/users``;
-- ``/metrics`` also accepts ``Authorization: Bearer <token>`` when ``[dashboard]
-  metrics_token_env`` names a set variable, for a Prometheus scraper.
+- ``/metrics`` and ``/healthz/details`` also accept ``Authorization: Bearer <token>`` when
+  ``[dashboard] metrics_token_env`` names a set variable, for a Prometheus scraper.
+
+Every response that does not say otherwise is sent with ``Cache-Control: no-store`` (pages,
+exports and secret feeds stay out of shared and browser caches); static files and the public
+journey feed set their own caching.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import os
@@ -57,6 +62,8 @@ _PUBLIC = [
     re.compile("^" + re.sub(r"\{[a-z]+\}", "[^?]+", p.replace(".", r"\.")) + "$") for p in PUBLIC
 ]
 ADMIN_ONLY = ("/users",)
+SCRAPER_PATHS = ("/metrics", "/healthz/details")  # a session, or the scraper's bearer token
+CACHEABLE = ("/static/",)  # path prefixes served without the default Cache-Control: no-store
 # Still with the CSRF token: signing out, and a viewer's own calendar feed (it changes nothing
 # of the campaign).
 VIEWERS_MAY_POST = ("/logout", "/calendar/feed", "/calendar/feed/revoke")
@@ -81,18 +88,19 @@ def is_public(path: str) -> bool:
 class StaffAuth:
     def __init__(self, inner: ASGIApp, app: App) -> None:
         self.inner, self.app = inner, app
+        staff.dummy_hash()  # made now, so that no sign-in pays for it
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.inner(scope, receive, send)
             return
-        send = _with_security_headers(send)
         path, method = scope["path"], scope["method"]
+        send = _with_security_headers(send, no_store=not path.startswith(CACHEABLE))
         if is_public(path):
             await self.inner(scope, receive, send)
             return
         request = Request(scope)
-        if path == "/metrics" and self._scraper(request):
+        if path in SCRAPER_PATHS and self._scraper(request):
             await self.inner(scope, receive, send)
             return
         try:
@@ -141,7 +149,7 @@ class StaffAuth:
 
 def _unauthenticated(request: Request, method: str) -> Response:
     accept = request.headers.get("accept", "*/*")
-    page = request.url.path != "/metrics"  # a scraper gets a status, not a sign-in form
+    page = request.url.path not in SCRAPER_PATHS  # a scraper gets a status, not a sign-in form
     if page and method in SAFE_METHODS and ("text/html" in accept or "*/*" in accept):
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/login?next={quote(target, safe='/')}", status_code=303)
@@ -200,13 +208,32 @@ async def _csrf_ok(scope: Scope, body: bytes, expected: str) -> bool:
     return bool(given) and hmac.compare_digest(given.encode(), expected.encode())
 
 
-def _with_security_headers(send: Send) -> Send:
+def _with_security_headers(send: Send, *, no_store: bool) -> Send:
+    added = SECURITY_HEADERS + ([(b"cache-control", b"no-store")] if no_store else [])
+
     async def wrapped(message: Message) -> None:
         if message["type"] == "http.response.start":
             present = {name.lower() for name, _ in message.get("headers", [])}
             message["headers"] = list(message.get("headers", [])) + [
-                (name, value) for name, value in SECURITY_HEADERS if name not in present
+                (name, value) for name, value in added if name not in present
             ]
         await send(message)
 
     return wrapped
+
+
+async def hold_sign_in(app: App, email: str) -> None:
+    """Wait out the address's back-off (``bot.staff.backoff``) before its password is checked:
+    on the event loop, so held sign-ins never take the thread pool the pages need."""
+
+    def seconds() -> float:
+        with app.db.session() as session:
+            return staff.backoff(session, email)
+
+    try:
+        wait = await to_thread.run_sync(seconds)
+    except Exception as exc:  # the sign-in itself will say the database is unreachable
+        log.warning("dashboard: cannot read the sign-in back-off: %s", type(exc).__name__)
+        return
+    if wait > 0:
+        await asyncio.sleep(wait)

@@ -115,4 +115,7 @@ def feed(request: Request, app: App, _form: FormData | None) -> Response:
         return Response("No such calendar.", status_code=404, media_type="text/plain")
     now = datetime.now(UTC)
     body = calendar.ics(calendar.entries(app, now - FEED_PAST, now + FEED_AHEAD))
-    return Response(body, media_type="text/calendar; charset=utf-8")
+    # The URL is the credential: no shared or browser cache keeps a copy of what it shows.
+    return Response(
+        body, media_type="text/calendar; charset=utf-8", headers={"cache-control": "no-store"}
+    )

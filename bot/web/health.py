@@ -1,7 +1,10 @@
-"""``/healthz`` (JSON, 503 when the database is unreachable) and ``/metrics`` (Prometheus).
+"""``/healthz`` (JSON, 503 when the database is unreachable), ``/healthz/details`` and
+``/metrics`` (Prometheus).
 
-``/healthz`` is public; ``/metrics`` needs a session or the scraper's bearer token (see
-``bot.web.auth``). Neither carries message text, addresses or secrets.
+``/healthz`` is public, so it says the status and counts only: no database URL, no names, no
+error text (a channel's last error may quote an upstream body or a mail server). The same
+figures with those details are at ``/healthz/details``, which, like ``/metrics``, needs a
+session or the scraper's bearer token (see ``bot.web.auth``). None carries message text.
 Figures are read from the database, so any process's endpoint describes the whole deployment.
 """
 
@@ -47,6 +50,9 @@ def figures(app: App) -> dict[str, Any]:
                 "last_ok_at": _iso(state.last_ok_at),
                 "last_error_at": _iso(state.last_error_at),
                 "last_error": state.last_error,
+                # held by the outage breaker: messages wait, one probe at a time
+                "down_since": _iso(state.down_since),
+                "next_probe_at": _iso(state.probe_at),
             }
             for state in session.scalars(select(ChannelState))
         }
@@ -63,6 +69,27 @@ def figures(app: App) -> dict[str, Any]:
         "paused": watch.paused,
         "channels": channels,
     }
+
+
+def counts_only(data: dict[str, Any]) -> dict[str, Any]:
+    """What anyone may read of ``figures``: numbers, and no name or text."""
+    channels = data["channels"].values()
+    return {
+        "outbox": data["outbox"],
+        "outbox_oldest_due_seconds": data["outbox_oldest_due_seconds"],
+        "possible_duplicates": data["possible_duplicates"],
+        "inbox_unprocessed": data["inbox_unprocessed"],
+        "runs": data["runs"],
+        "paused": len(data["paused"]),
+        "channels_failing": sum(1 for state in channels if _failing(state)),
+        "channels_down": sum(1 for state in channels if state.get("down_since")),
+    }
+
+
+def _failing(state: dict[str, Any]) -> bool:
+    """The channel's last contact with its platform was an error (ISO times compare in order)."""
+    error, ok = state["last_error_at"], state["last_ok_at"]
+    return error is not None and (ok is None or error > ok)
 
 
 def _iso(value: Any) -> str | None:
@@ -119,16 +146,22 @@ def routes(app: App) -> list[Route]:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Collector(app))  # type: ignore[arg-type]
 
-    async def healthz(_: Request) -> JSONResponse:
+    async def read(details: bool) -> JSONResponse:
         try:
             data = await asyncio.to_thread(figures, app)
         except Exception as exc:  # the database is down: say so, without a traceback
             log.warning("healthz: %s", exc)
-            return JSONResponse(
-                {"status": "error", "database": f"unreachable: {type(exc).__name__}"},
-                status_code=503,
-            )
-        return JSONResponse({"status": "ok", "database": app.db.describe(), **data})
+            why = f"unreachable: {type(exc).__name__}" if details else "unreachable"
+            return JSONResponse({"status": "error", "database": why}, status_code=503)
+        if details:
+            return JSONResponse({"status": "ok", "database": app.db.describe(), **data})
+        return JSONResponse({"status": "ok", "database": "ok", **counts_only(data)})
+
+    async def healthz(_: Request) -> JSONResponse:
+        return await read(details=False)
+
+    async def healthz_details(_: Request) -> JSONResponse:
+        return await read(details=True)
 
     async def metrics(_: Request) -> Response:
         try:
@@ -137,4 +170,8 @@ def routes(app: App) -> list[Route]:
             return Response("database unreachable\n", status_code=503, media_type="text/plain")
         return Response(body, media_type=CONTENT_TYPE)
 
-    return [Route("/healthz", healthz), Route("/metrics", metrics)]
+    return [
+        Route("/healthz", healthz),
+        Route("/healthz/details", healthz_details),
+        Route("/metrics", metrics),
+    ]

@@ -8,6 +8,7 @@ text), none is, and the page says which one and why.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import date
 from urllib.parse import urlencode
 
 from anyio import to_thread
@@ -45,7 +46,7 @@ def routes(app: App) -> list[Route]:
         Route("/updates/bulk", action("bulk"), methods=["POST"]),
         *(
             Route(f"/updates/{{id:int}}/{kind}", action(kind), methods=["POST"])
-            for kind in ("approve", "reject", "edit", "alt-text")
+            for kind in ("approve", "reject", "edit", "alt-text", "agreement")
         ),
     ]
 
@@ -113,6 +114,11 @@ def moderate(request: Request, app: App, kind: str, form: FormData) -> Response:
                     _one(session, app, verb, update_id, reason, "")
                     staff.audit(session, actor, f"update.{verb}", str(update_id), reason)
                 done = f"{len(ids)} update(s) {'approved' if verb == 'approve' else 'rejected'}."
+            elif kind == "agreement":
+                update_id = int(request.path_params["id"])
+                done = _agreement(session, update_id, form, actor)
+                note = f"{form.get('agreed_by', '')} · {form.get('how', '')}"
+                staff.audit(session, actor, "update.agreement", str(update_id), note[:200])
             else:
                 update_id = int(request.path_params["id"])
                 text = str(form.get("text", form.get("alt_text", "")))
@@ -121,6 +127,22 @@ def moderate(request: Request, app: App, kind: str, form: FormData) -> Response:
     except UserInputError as exc:
         return updates_page(request, app, problem=str(exc), status=400)
     return back("/updates", done)
+
+
+def _agreement(session: Session, update_id: int, form: FormData, email: str) -> str:
+    try:
+        day = date.fromisoformat(str(form.get("agreed_on", "")))
+    except ValueError:
+        raise UserInputError("Give the day they agreed (a date).") from None
+    review.record_agreement(
+        session,
+        update_id,
+        agreed_by=str(form.get("agreed_by", "")),
+        agreed_on=day,
+        how=str(form.get("how", "")),
+        recorded_by=email,
+    )
+    return f"Their agreement to update {update_id} is recorded."
 
 
 def _one(session: Session, app: App, kind: str, update_id: int, reason: str, text: str) -> str:
@@ -136,10 +158,8 @@ def _one(session: Session, app: App, kind: str, update_id: int, reason: str, tex
         review.reject(session, update_id, reason)
         return f"Update {update_id} rejected."
     if kind == "edit":
-        asked = review.edit(session, update_id, text, app.templates)
-        return f"Update {update_id} edited" + (
-            "; the pledgemaker is asked to agree to it." if asked else "."
-        )
+        outcome = review.edit(session, update_id, text, app.templates)
+        return f"Update {update_id} edited: {review.SAID[outcome]}."
     if kind == "alt-text":
         count = review.set_alt_text(session, update_id, text)
         return f"Alt text saved for {count} image(s) of update {update_id}."

@@ -16,10 +16,10 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from bot import alerts, staff
+from bot import alerts, outbox, staff
 from bot.app import App
-from bot.models import OutboxMessage, utcnow
-from bot.web.auth import COOKIE
+from bot.models import OutboxMessage
+from bot.web.auth import COOKIE, hold_sign_in
 from bot.web.pages import back, new_token, not_found, page, safe_next
 
 LOGIN_COOKIE = "pledgebot_login"  # the sign-in form's own CSRF token (double submit)
@@ -100,6 +100,7 @@ async def login(request: Request, app: App) -> Response:
         with app.db.session() as session:
             return staff.sign_in(session, email, password, client)
 
+    await hold_sign_in(app, email)  # many failures for this address: slower, never locked
     result = await to_thread.run_sync(attempt)
     if result.user is None:
         if result.retry_after:
@@ -210,16 +211,18 @@ def outbox_page(request: Request, app: App) -> Response:
 
 
 def retry_message(request: Request, app: App) -> Response:
-    """Failed, cancelled or waiting: due now, with its attempts counted afresh."""
-    return _transition(
-        request,
-        app,
-        ("failed", "cancelled", "retry_wait"),
-        {"state": "pending", "attempts": 0, "next_attempt_at": utcnow(), "claimed_until": None},
-        "outbox.retry",
-        done="Message {id} will be sent again now.",
-        refused="Message {id} cannot be retried (already sent or gone).",
-    )
+    """Failed, cancelled or waiting: due now, with its attempts counted afresh — never one
+    stopped by an opt-out, an unsubscribe, an erasure or a withdrawal (``outbox.retry_one``,
+    the rule `pledgebot outbox retry` follows too)."""
+    message_id = int(request.path_params["id"])
+    with app.db.session() as session:
+        refusal = outbox.retry_one(session, message_id)
+        if refusal is None:
+            who = request.scope["state"]["user"]
+            staff.audit(session, who, "outbox.retry", str(message_id), "")
+    if refusal is not None:
+        return not_found(request, app, f"Message {message_id} cannot be retried: {refusal}.")
+    return back("/outbox", f"Message {message_id} will be sent again now.")
 
 
 def cancel_message(request: Request, app: App) -> Response:
@@ -227,7 +230,7 @@ def cancel_message(request: Request, app: App) -> Response:
         request,
         app,
         ("pending", "retry_wait"),
-        {"state": "cancelled", "last_error": "cancelled by staff"},
+        {"state": "cancelled", "last_error": "cancelled by staff", "failure_class": outbox.STAFF},
         "outbox.cancel",
         done="Message {id} cancelled.",
         refused="Message {id} is not waiting to be sent.",
