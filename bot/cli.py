@@ -409,11 +409,15 @@ def resume(
     ] = None,
 ) -> None:
     """Resume sending after pause (or after a channel was paused for bad credentials)."""
-    from bot import runs
+    from bot import outbox, runs
 
     app = open_app()
     control, label = _control_id(app, campaign_id, channel)
     runs.set_paused(app.db, control, False)
+    if channel is not None:
+        with app.db.session() as session:
+            if outbox.lift_hold(session, channel):
+                label += " (its outage hold is lifted: its messages go now)"
     out.print(f"resumed: {label}")
 
 
@@ -596,8 +600,16 @@ def outbox_list(
         str | None, typer.Option(help="pending, sending, retry_wait, sent, failed, cancelled")
     ] = None,
     limit: Annotated[int, typer.Option(min=1)] = 50,
+    duplicates: Annotated[
+        bool,
+        typer.Option(
+            "--possible-duplicates",
+            help="Only messages resent after a crash caught them on the wire (may have "
+            "reached their recipient twice).",
+        ),
+    ] = False,
 ) -> None:
-    """Messages in the outbox, newest first."""
+    """Messages in the outbox, newest first; 'dup?' marks a possible duplicate."""
     from rich.table import Table
     from sqlalchemy import select
 
@@ -609,9 +621,10 @@ def outbox_list(
     query = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)
     if state:
         query = query.where(OutboxMessage.state == state)
-    table = Table(
-        "id", "state", "channel", "to", "campaign", "tries", "next try (UTC)", "error", "text"
-    )
+    if duplicates:
+        query = query.where(OutboxMessage.possible_duplicate)
+    columns = ("id", "state", "channel", "to", "campaign", "tries", "dup?")
+    table = Table(*columns, "next try (UTC)", "error", "text")
     with app.db.session() as session:
         for m in session.scalars(query):
             table.add_row(
@@ -621,6 +634,7 @@ def outbox_list(
                 m.recipient,
                 m.campaign_id or "",
                 str(m.attempts),
+                "yes" if m.possible_duplicate else "",
                 f"{m.next_attempt_at:%m-%d %H:%M:%S}",
                 (m.last_error or "")[:60],
                 m.text.splitlines()[0][:40] if m.text else "",
@@ -691,11 +705,14 @@ def status() -> None:
 
 
 # -- run / demo / export -------------------------------------------------------------------------
-def _serve(command: str) -> None:
+def _serve(command: str, port: int | None = None) -> None:
     from bot.runner import run_forever
 
     setup_logging(max(1, State.verbose), State.log_format)  # a service logs what it does
     app = open_app(migrate=False)
+    if port is not None:
+        dashboard = app.config.dashboard.model_copy(update={"port": port})
+        app.config = app.config.model_copy(update={"dashboard": dashboard})
     from bot.db import LockPatience
 
     # A service waits out a long write (an import) the same way, and logs it.
@@ -705,10 +722,22 @@ def _serve(command: str) -> None:
     run_forever(app, command)
 
 
+PortOption = Annotated[
+    int | None,
+    typer.Option(
+        "--port",
+        min=0,
+        max=65535,
+        help="Serve the dashboard on this port instead of [dashboard] port (0: any free one); "
+        "a second process on the same host needs its own.",
+    ),
+]
+
+
 @cli.command("run")
-def run() -> None:
+def run(port: PortOption = None) -> None:
     """Everything in one process: scheduler, dispatcher, listener, inbox, web (health)."""
-    _serve("run")
+    _serve("run", port)
 
 
 @cli.command("worker")
@@ -730,9 +759,9 @@ def listener() -> None:
 
 
 @cli.command("web")
-def web() -> None:
+def web(port: PortOption = None) -> None:
     """Serve the dashboard (and /healthz, /metrics) on [dashboard] host and port."""
-    _serve("web")
+    _serve("web", port)
 
 
 @cli.command("demo")

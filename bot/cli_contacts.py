@@ -49,6 +49,12 @@ def contacts_invite(
 
     if (pledgemaker_id is None) == (not everyone):
         raise UserInputError("name one pledgemaker id, or --all (not both)")
+    from bot.channels.registry import known_channels
+
+    if channel not in known_channels():
+        raise UserInputError(
+            f"unknown channel {channel!r} (known: {', '.join(known_channels())})"
+        )
     app = open_app()
     if channel not in app.config.enabled_channels():
         raise UserInputError(f"channel {channel!r} is not enabled in {app.config.source}")

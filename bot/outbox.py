@@ -644,9 +644,10 @@ def state_counts(session: Session) -> dict[str, int]:
 def record_health(session: Session, channel: str, *, error: str | None = None) -> ChannelState:
     """Remember when a channel last worked, or last failed and why (for `pledgebot status`)."""
     state = session.get(ChannelState, channel)
-    if state is None:
-        state = ChannelState(channel=channel)
-        session.add(state)
+    if state is None:  # made race-free: two workers may write the first health note at once
+        _channel_row(session, channel)
+        state = session.get(ChannelState, channel)
+        assert state is not None
     if error is None:
         state.last_ok_at = utcnow()
     else:
@@ -663,6 +664,17 @@ def _channel_row(session: Session, channel: str) -> None:
     session.execute(
         insert_(_STATES).values(channel=channel, consecutive_failures=0).on_conflict_do_nothing()
     )
+
+
+def lift_hold(session: Session, channel: str) -> bool:
+    """Staff say the platform is back (``pledgebot resume --channel``): the channel's messages
+    flow at once instead of waiting for the next probe. Returns whether it was held."""
+    lifted = session.execute(
+        update(_STATES)
+        .where(_STATES.c.channel == channel, _STATES.c.down_since.is_not(None))
+        .values(consecutive_failures=0, down_since=None, probe_at=None)
+    ).rowcount  # type: ignore[attr-defined]
+    return bool(lifted)
 
 
 def note_outcomes(

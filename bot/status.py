@@ -43,7 +43,11 @@ def collect(app: App) -> dict[str, str]:
         for state in ("pending", "retry_wait", "sending", "sent", "failed", "cancelled"):
             figures[f"outbox {state}"] = str(counts.get(state, 0))
         watch = watched(session)
-        figures["possible duplicates (resent after a crash)"] = str(watch.possible_duplicates)
+        # Every message on the wire at a crash is resent once and flagged: at most this many
+        # reached someone twice (`pledgebot outbox list --possible-duplicates` lists them).
+        figures["possible duplicates (in flight at a crash, resent once)"] = str(
+            watch.possible_duplicates
+        )
         figures["inbox unprocessed"] = str(watch.inbox_unprocessed)
         contacts = dict(
             session.execute(select(Contact.status, func.count()).group_by(Contact.status)).all()
@@ -72,10 +76,35 @@ def collect(app: App) -> dict[str, str]:
         else "memory (per process: one sending process only)"
     )
     if not is_sqlite(app.config.database_url):
-        led = leaders(app.db.engine, ["scheduler", "inbox"])
-        for role in ("scheduler", "inbox"):
-            figures[f"{role} led by"] = led.get(role, "nobody (no scheduler or run process?)")
+        roles = {"scheduler": "scheduler", "inbox": "inbox", **_listeners(app)}
+        led = leaders(app.db.engine, list(roles.values()))
+        for label, role in roles.items():
+            figures[f"{label} led by"] = led.get(role, NOBODY[label.split(" ")[0]])
     return figures
+
+
+# Which processes run a role (``bot.runner.COMMAND_ROLES``), to say what is missing.
+NOBODY = {
+    "scheduler": "nobody (no `pledgebot scheduler` or `run` process is up)",
+    "inbox": "nobody (no `pledgebot listener` or `run` process is up: replies wait)",
+    "listener": "nobody (no `pledgebot listener` or `run` process is up: nothing is received)",
+}
+
+
+def _listeners(app: App) -> dict[str, str]:
+    """``{"listener (telegram)": leadership name}`` for each enabled chat channel, named as the
+    runner names them (Telegram's by its token's hash: one getUpdates consumer per bot)."""
+    found = {}
+    for name in app.config.enabled_channels():
+        try:
+            channel = app.channel(name)
+        except Exception:  # a secret missing here: the name a channel without a key uses
+            channel = None
+        if channel is not None and not channel.capabilities.inbound:
+            continue
+        key = getattr(channel, "listener_key", name)
+        found[f"listener ({name})"] = f"listener:{key}"
+    return found
 
 
 def _down(down: outbox.ChannelDown) -> str:

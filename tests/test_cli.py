@@ -322,3 +322,25 @@ def test_pausing_a_misspelt_campaign_is_an_error(folder: Path) -> None:
     assert proc.stdout == ""
     assert "'act-chekin'" in proc.stderr and "did you mean 'act-checkin'?" in proc.stderr
     assert db_count(folder, CampaignControl) == 0
+
+
+def test_the_possible_duplicates_can_be_listed_and_are_counted_as_such(folder: Path) -> None:
+    """After a crash, which messages may have reached someone twice is visible, not just a
+    count: `outbox list` marks them and `--possible-duplicates` lists only them."""
+    run_cli(folder, "campaign", "fire", "act-checkin", "--yes")
+    app = open_app(folder)
+    try:
+        with app.db.session() as session:
+            first = session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)).first()
+            assert first is not None
+            first.possible_duplicate, flagged = True, first.id
+    finally:
+        app.close()
+    listed = run_cli(folder, "outbox", "list", "--possible-duplicates", COLUMNS="200")
+    assert listed.returncode == 0, listed.stderr
+    rows = [line for line in listed.stdout.splitlines() if re.match(r"^\W*\d+\s", line)]
+    assert len(rows) == 1 and re.match(rf"^\W*{flagged}\s", rows[0]) and " yes " in rows[0]
+    everything = run_cli(folder, "outbox", "list", COLUMNS="200")
+    assert sum(" yes " in line for line in everything.stdout.splitlines()) == 1
+    status = run_cli(folder, "status")
+    assert "possible duplicates (in flight at a crash, resent once): 1" in status.stdout

@@ -49,10 +49,18 @@ def test_listing_the_outbox_in_a_state_that_does_not_exist(folder: Path) -> None
     assert run_cli(folder, "outbox", "list", "--state", "failed").returncode == 0
 
 
-def test_pausing_a_channel_that_does_not_exist(folder: Path) -> None:
-    proc = run_cli(folder, "pause", "--channel", "fax")
+@pytest.mark.parametrize(
+    "command",
+    [("pause", "--channel", "fax"), ("contacts", "invite", "ilo", "--channel", "fax")],
+    ids=["pause", "invite"],
+)
+def test_a_channel_that_does_not_exist_is_called_unknown(
+    folder: Path, command: tuple[str, ...]
+) -> None:
+    proc = run_cli(folder, *command)
     assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr.startswith("unknown channel 'fax' (known: bluesky, email, ")
+    assert proc.stderr.count("\n") == 1
 
 
 @pytest.mark.parametrize(

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from bot import outbox, runs
 from bot.app import App
 from bot.campaigns.base import PlannedMessage
-from bot.models import Contact, OutboxMessage, utcnow
+from bot.models import ChannelState, Contact, OutboxMessage, utcnow
+from tests.auxil.cli import pledgebot
 
 LEASE = timedelta(seconds=60)
 
@@ -150,3 +153,52 @@ def test_a_channel_that_is_down_gives_one_probe_when_due_and_none_while_staff_pa
         note = outbox.note_outcomes(session, "telegram", failures=0, worked=True, breaker=breaker)
     assert note == "up"
     assert at(601) == ["to B #1", "to C #2", "to D #3"], "the first success lifts the hold"
+
+
+def test_resume_lifts_an_outage_hold_at_once(app: App, config_path: Path) -> None:
+    """Staff who know the platform is back need not wait for the next probe."""
+    queue(app, "A", "B")
+    breaker = outbox.Breaker(after=2, first_probe=30, max_probe=900)
+    start = utcnow()
+    with app.db.session() as session:
+        outbox.note_outcomes(
+            session, "telegram", failures=2, worked=False, breaker=breaker, now=start
+        )
+    assert claim(app, now=start + timedelta(seconds=1), breaker=breaker) == []
+    done = pledgebot(config_path.parent, "resume", "--channel", "telegram")
+    assert done.returncode == 0, done.stderr
+    assert "outage hold is lifted" in done.stdout
+    assert claim(app, now=start + timedelta(seconds=2), breaker=breaker) == ["to A #0", "to B #1"]
+    again = pledgebot(config_path.parent, "resume", "--channel", "telegram")
+    assert "outage hold" not in again.stdout, "nothing held: nothing said"
+
+
+@pytest.mark.parametrize("app", ["postgresql"], indirect=True)
+def test_two_workers_noting_a_channels_first_health_at_once_both_succeed(app: App) -> None:
+    """The first health note of a channel, written by two workers at the same moment: the row
+    is made once and neither worker fails (a unique violation used to stop one of them)."""
+    import threading
+
+    first_in = threading.Event()
+    errors: list[BaseException] = []
+
+    def other_worker() -> None:
+        first_in.wait(5)
+        try:
+            with app.db.session() as session:
+                outbox.record_health(session, "telegram", error="HTTP 502")
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=other_worker)
+    thread.start()
+    with app.db.session() as session:
+        outbox.record_health(session, "telegram")
+        session.flush()
+        first_in.set()
+        thread.join(0.5)  # the other one now waits on our row
+    thread.join(10)
+    assert errors == []
+    with app.db.session() as session:
+        state = session.get(ChannelState, "telegram")
+        assert state is not None and state.last_ok_at and state.last_error == "HTTP 502"

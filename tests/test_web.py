@@ -107,13 +107,19 @@ def _free_port() -> int:
 
 @pytest.mark.parametrize("app", ["sqlite"], indirect=True)
 def test_pledgebot_web_serves_health_until_stopped(app: App, tmp_path: Path) -> None:
+    """On a port of its own (`--port`) when the configured one is taken: a second process on
+    one host."""
     port = _free_port()
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
     config = tmp_path / "config.toml"
     config.write_text(
-        config.read_text(encoding="utf-8").replace("port = 0", f"port = {port}"), encoding="utf-8"
+        config.read_text(encoding="utf-8").replace("port = 0", f"port = {taken.getsockname()[1]}"),
+        encoding="utf-8",
     )
     process = subprocess.Popen(
-        [PLEDGEBOT, "web"],
+        [PLEDGEBOT, "web", "--port", str(port)],
         cwd=tmp_path,
         env={k: v for k, v in cli_env().items() if k != TOKEN_ENV},  # web needs no bot token
         stdout=subprocess.DEVNULL,
@@ -138,6 +144,7 @@ def test_pledgebot_web_serves_health_until_stopped(app: App, tmp_path: Path) -> 
     finally:
         process.terminate()
         _, logs = process.communicate(timeout=30)
+        taken.close()
     assert process.returncode == 0
     assert f"dashboard on http://127.0.0.1:{port}/" in logs
 

@@ -157,14 +157,26 @@ def test_a_chat_with_a_message_on_the_wire_waits_for_it_in_every_worker(app: App
 async def test_status_names_the_process_that_leads(app: App) -> None:
     from bot.status import collect
 
-    assert collect(app)["scheduler led by"].startswith("nobody")
-    leadership = Leadership(app.db.engine, "scheduler")
-    assert await leadership.acquire(asyncio.Event())
+    before = collect(app)
+    assert before["scheduler led by"].startswith("nobody (no `pledgebot scheduler`")
+    assert before["inbox led by"].startswith("nobody (no `pledgebot listener`"), "not 'scheduler'"
+    assert before["listener (telegram) led by"].startswith("nobody")
+    listener_key = app.channel("telegram").listener_key
+    leaderships = [
+        Leadership(app.db.engine, "scheduler"),
+        Leadership(app.db.engine, f"listener:{listener_key}"),
+    ]
+    for leadership in leaderships:
+        assert await leadership.acquire(asyncio.Event())
     try:
-        assert collect(app)["scheduler led by"].startswith(f"pledgebot pid {os.getpid()}")
-        assert collect(app)["rate limits"].startswith("memory (per process")
+        figures = collect(app)
+        assert figures["scheduler led by"].startswith(f"pledgebot pid {os.getpid()}")
+        assert figures["listener (telegram) led by"].startswith(f"pledgebot pid {os.getpid()}")
+        assert figures["inbox led by"].startswith("nobody")
+        assert figures["rate limits"].startswith("memory (per process")
     finally:
-        leadership.release()
+        for leadership in leaderships:
+            leadership.release()
 
 
 def test_one_chats_backlog_does_not_fill_a_claim(app: App) -> None:
