@@ -3,11 +3,17 @@
 Swept with the cadences. Only open prompts still within their answer window are looked at, so
 the cost follows the open prompts, not the audience. An answer (or "Not now") closes the prompt:
 no further reminders are planned, and those queued but not yet sent are cancelled.
+
+Reminders escalate: the template gets ``reminder`` (``number``, ``times``, ``last``), so the
+first is gentle, a later one says it is the second (third…), and the last one says that after it
+the bot waits for the next check-in.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -20,6 +26,29 @@ from bot.db import Database
 from bot.models import Contact, OutboxMessage, Pledgemaker, Prompt
 from bot.schedules import FollowupCampaign, parse_duration
 from bot.templates import Templates
+
+
+@dataclass(frozen=True)
+class Reminder:
+    """Which reminder this is, for its template: ``{{ reminder.number }}`` of
+    ``{{ reminder.times }}``; ``{{ reminder.last }}`` when no other will follow."""
+
+    number: int
+    times: int
+
+    @property
+    def last(self) -> bool:
+        return self.number >= self.times
+
+
+def reminder_context(
+    spec: FollowupCampaign, pledgemaker: Any, number: int, *, buttons: bool = True
+) -> dict[str, Any]:
+    """Everything a reminder template may use: the prompt's context and ``reminder``."""
+    assert spec.reminders is not None
+    context = prompt_context(spec, pledgemaker, buttons=buttons)
+    context["reminder"] = Reminder(number, spec.reminders.times)
+    return context
 
 
 def remind(
@@ -50,7 +79,9 @@ def remind(
             if sent_at + every * number > now:
                 continue
             language = contact.language or pledgemaker.language
-            context = prompt_context(spec, pledgemaker, buttons=has_buttons(contact.channel))
+            context = reminder_context(
+                spec, pledgemaker, number, buttons=has_buttons(contact.channel)
+            )
             text = templates.render(spec.reminders.template, language, **context)
             planned.append(
                 PlannedMessage(

@@ -124,7 +124,12 @@ def _plan_batch(
             session.delete(row)
             result.skip("left the audience")
             continue
-        slot = row.next_due_at
+        slot = moved_by_reply(
+            spec, pledgemaker.timezone, row.next_due_at, last_replies.get(pledgemaker.id)
+        )
+        if slot > now:  # they answered after this slot was set: it is now `every` after that
+            row.next_due_at = slot
+            continue
         contact, why = choose_contact(contacts.get(pledgemaker.id, []), spec.channels)
         reason = skip_reason(spec, pledgemaker, slot, now, last_updates.get(pledgemaker.id))
         if reason is None and contact is not None:
@@ -168,6 +173,19 @@ def following_slot(
         base = max(base, local_day(last_reply, zone))
     every = parse_duration(spec.every or "1d")
     return next_slot_after(spec, zone, base + every, max(slot, now))
+
+
+def moved_by_reply(
+    spec: FollowupCampaign, zone: str, slot: datetime, last_reply: datetime | None
+) -> datetime:
+    """A ``last_reply`` cadence's slot, moved to ``every`` after their last answer if that is
+    later. A slot is set when the prompt before it is planned, before they answer; the sweep
+    (and the preview) move it when it comes due, so an answer costs no write of its own."""
+    if spec.relative_to != "last_reply" or last_reply is None:
+        return slot
+    every = parse_duration(spec.every or "1d")
+    after_reply = next_slot_after(spec, zone, local_day(last_reply, zone) + every, last_reply)
+    return max(slot, after_reply)
 
 
 def first_slot(spec: FollowupCampaign, pledgemaker: Pledgemaker, now: datetime) -> datetime:

@@ -3,7 +3,8 @@
 A test that runs the command in a child process cannot freeze that process's clock from outside;
 this starts time-machine at ``ISO-TIME`` (ticking from there) before the command is imported, so
 whatever the command reads — ``datetime.now``, ``time.time`` — says that day, whatever day the test
-runs on. Monotonic clocks (asyncio's timers) are left alone.
+runs on. time-machine 2.19 moves ``time.monotonic`` too; ticking, it stays steady from there, so
+asyncio's timers behave as usual.
 """
 
 from __future__ import annotations
