@@ -8,13 +8,13 @@ reply — or joining the room — connects them.
 
 from __future__ import annotations
 
-import csv
 import sys
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from bot import csv_safety
 from bot.errors import UserInputError
 
 if TYPE_CHECKING:
@@ -124,7 +124,7 @@ def _links_csv(app: App, channel: str, days: int, *, confirm: bool) -> None:
     import asyncio
 
     rows = asyncio.run(_links(app, channel, ids, days))
-    out = csv.writer(sys.stdout)
+    out = csv_safety.writer(sys.stdout)
     out.writerow(["pledgemaker_id", "link", "expires_at"])
     for pledgemaker, url, expires in rows:
         out.writerow([pledgemaker, url, f"{expires:%Y-%m-%dT%H:%M:%SZ}"])

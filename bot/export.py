@@ -1,14 +1,15 @@
-"""`pledgebot export`: replies and journey updates as JSON (an array of objects) or CSV."""
+"""`pledgebot export`: replies and journey updates as JSON (an array of objects) or CSV (cells a
+spreadsheet would run as a formula are escaped: ``bot.csv_safety``)."""
 
 from __future__ import annotations
 
-import csv
 import json
 from datetime import date, datetime
 from typing import IO, Any
 
 from sqlalchemy import select
 
+from bot import csv_safety
 from bot.app import App
 from bot.errors import UserInputError
 from bot.models import JourneyUpdate, Prompt, Reply
@@ -72,12 +73,14 @@ def export(app: App, what: str, fmt: str, stream: IO[str]) -> None:
         json.dump(records, stream, ensure_ascii=False, indent=2)
         stream.write("\n")
         return
-    writer = csv.DictWriter(stream, fieldnames=fields)
-    writer.writeheader()
-    for record in records:
-        writer.writerow(
+    csv_safety.write_records(
+        stream,
+        fields,
+        (
             {
                 k: json.dumps(v, ensure_ascii=False) if isinstance(v, list | dict) else v
                 for k, v in record.items()
             }
-        )
+            for record in records
+        ),
+    )

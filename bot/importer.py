@@ -1,36 +1,37 @@
 """CSV import of pledgemakers and journey updates: upsert by stable id, all or nothing.
 
 Every bad row is reported with its line number and reason; if any row is bad nothing is written.
+A whole file is read and checked (``bot.csv_rows``) before the database is touched, and the
+changes are then written with one bulk statement per kind: the write transaction (on SQLite the
+database's write lock, which ``pledgebot run`` needs too) lasts only as long as the writing.
+An optional column absent from the file leaves what is stored alone; an empty cell clears it.
 """
 
 from __future__ import annotations
 
-import csv
-import difflib
 import hashlib
-import io
 import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from datetime import date, datetime
+from collections import defaultdict
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import IO, Annotated, Any
-from zoneinfo import ZoneInfo
+from typing import IO, Annotated, Any, ClassVar
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
 )
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
-from bot.errors import ImportRowsError, Problem
-from bot.models import JourneyUpdate, Pledgemaker
+from bot import csv_safety, outbox
+from bot.csv_rows import Parsed, RowModel, read
+from bot.errors import Problem
+from bot.models import JourneyUpdate, Pledgemaker, utcnow
 from bot.vocab import (
     LANGUAGES,
     PILLARS,
@@ -42,9 +43,17 @@ from bot.vocab import (
     time_zones,
 )
 
+MAX_TEXT = 20_000  # characters of a pledge or an update: far above any real one
+# UTC offsets in use run from -12:00 (Baker Island) to +14:00 (Kiribati).
+OFFSETS = (timedelta(hours=-12), timedelta(hours=14))
+
 
 def _vocabulary(known: Callable[[], Iterable[str]], what: str) -> AfterValidator:
-    return AfterValidator(lambda value: require_known(value, known(), what))
+    def check(value: str) -> str:
+        choices = known()
+        return value if value in choices else require_known(value, choices, what)
+
+    return AfterValidator(check)
 
 
 def _shaped(pattern: str, rule: str) -> AfterValidator:
@@ -66,11 +75,16 @@ def _iso(parse: Callable[[str], Any], example: str) -> BeforeValidator:
         try:
             return parse(text)
         except ValueError as exc:
-            if re.match(r"\d{4}-\d{2}-\d{2}", text):  # the right shape, an impossible value
-                raise ValueError(str(exc)) from None
+            if str(exc).startswith("offset must be"):  # Python's words for +25:00
+                raise ValueError(_OFFSET_RULE) from None
+            if re.match(r"\d{4}-\d{2}-\d{2}", text) and "isoformat" not in str(exc):
+                raise ValueError(str(exc)) from None  # the right shape, an impossible value
             raise ValueError(f"not an ISO 8601 value like {example}") from None
 
     return BeforeValidator(check)
+
+
+_OFFSET_RULE = "the UTC offset must be between -12:00 and +14:00"
 
 
 def _blank_is_none(value: Any) -> Any:
@@ -144,8 +158,10 @@ Website = Annotated[
 ]
 
 
-class PledgemakerRow(BaseModel):
+class PledgemakerRow(RowModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    multiline: ClassVar[frozenset[str]] = frozenset({"pledge_text"})
+    noun: ClassVar[str] = "pledgemaker"
     id: StableId
     name: str = Field(min_length=1, max_length=300)
     country: Country
@@ -154,7 +170,7 @@ class PledgemakerRow(BaseModel):
     language: Language
     timezone: TimeZone
     pledge_title: str = Field(min_length=1, max_length=300)
-    pledge_text: str = Field(min_length=1)
+    pledge_text: str = Field(min_length=1, max_length=MAX_TEXT)
     pledge_date: Annotated[date, _iso(date.fromisoformat, "2021-06-12")]
     x_handle: Handle = None
     website: Website = None
@@ -165,21 +181,26 @@ class PledgemakerRow(BaseModel):
     linkedin_organization_id: LinkedInPage = None
 
 
-class UpdateRow(BaseModel):
+class UpdateRow(RowModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    multiline: ClassVar[frozenset[str]] = frozenset({"text"})
+    noun: ClassVar[str] = "update"
     id: StableId
     pledgemaker_id: str = Field(min_length=1)
     pillar: Pillar
     kind: Kind
-    text: str = Field(min_length=1)
+    text: str = Field(min_length=1, max_length=MAX_TEXT)
     submitted_at: Annotated[datetime, _iso(datetime.fromisoformat, "2021-06-12T09:30:00+00:00")]
     consent_to_publish: bool
 
     @field_validator("submitted_at")
     @classmethod
     def _aware(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
+        offset = value.utcoffset()
+        if offset is None:
             raise ValueError("needs a UTC offset, e.g. 2021-06-12T09:30:00+00:00")
+        if not OFFSETS[0] <= offset <= OFFSETS[1]:
+            raise ValueError(_OFFSET_RULE)
         return value
 
 
@@ -187,203 +208,156 @@ class UpdateRow(BaseModel):
 class ImportResult:
     created: int
     updated: int
-
-
-def read_rows(
-    path: Path,
-    model: type[BaseModel],
-    check: Callable[[Any], str | None] | None = None,
-    *,
-    data: bytes | None = None,
-) -> list[tuple[int, BaseModel]]:
-    """Parse and validate a CSV file (or ``data`` uploaded under that name); raise
-    ImportRowsError listing every bad row."""
-    shown = str(path)
-    try:
-        text = (path.read_bytes() if data is None else data).decode("utf-8-sig")
-    except OSError as exc:
-        raise ImportRowsError(
-            [Problem(shown, None, f"cannot read: {exc.strerror or exc}")]
-        ) from None
-    except UnicodeDecodeError as exc:
-        line = exc.object[: exc.start].count(b"\n") + 1
-        raise ImportRowsError([Problem(shown, line, f"not UTF-8 (byte {exc.start})")]) from None
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise ImportRowsError([Problem(shown, 1, "empty file: a header row is required")]) from None
-    except csv.Error as exc:
-        raise ImportRowsError([Problem(shown, 1, f"malformed CSV: {exc}")]) from None
-    problems = _check_header(shown, [h.strip() for h in header], model)
-    if problems:
-        raise ImportRowsError(problems)
-    columns = [h.strip() for h in header]
-    rows: list[tuple[int, BaseModel]] = []
-    seen: dict[str, int] = {}
-    line = reader.line_num + 1
-    while True:
-        try:
-            record = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            problems.append(Problem(shown, line, f"malformed CSV: {exc}"))
-            break
-        start, line = line, reader.line_num + 1
-        if not any(cell.strip() for cell in record):
-            continue
-        if len(record) != len(columns):
-            problems.append(
-                Problem(shown, start, f"expected {len(columns)} fields, found {len(record)}")
-            )
-            continue
-        try:
-            row = model.model_validate(dict(zip(columns, record, strict=True)))
-        except ValidationError as exc:
-            for error in exc.errors():
-                field = ".".join(str(p) for p in error["loc"])
-                message = str(error["msg"]).removeprefix("Value error, ")
-                got = repr(error["input"])
-                if got not in message:  # vocabulary errors already quote the value
-                    message += f" (got {got})"
-                problems.append(Problem(shown, start, f"{field}: {message}"))
-            continue
-        if check is not None and (complaint := check(row)):
-            problems.append(Problem(shown, start, complaint))
-            continue
-        row_id = row.id
-        if row_id in seen:
-            problems.append(Problem(shown, start, f"id {row_id!r} repeats line {seen[row_id]}"))
-            continue
-        seen[row_id] = start
-        rows.append((start, row))
-    if problems:
-        raise ImportRowsError(problems)
-    return rows
-
-
-def _check_header(shown: str, header: list[str], model: type[BaseModel]) -> list[Problem]:
-    fields = list(model.model_fields)
-    problems = [
-        Problem(shown, 1, f"column {column!r} appears more than once")
-        for column in sorted({c for c in header if header.count(c) > 1})
-    ]
-    if not header or header[0] != "id":
-        problems.append(Problem(shown, 1, "the first column must be 'id'"))
-    for column in header:
-        if column not in fields:
-            hint = difflib.get_close_matches(column, fields, n=1)
-            problems.append(
-                Problem(
-                    shown,
-                    1,
-                    f"unknown column {column!r}"
-                    + (f" (did you mean {hint[0]!r}?)" if hint else ""),
-                )
-            )
-    required = [name for name, info in model.model_fields.items() if info.is_required()]
-    missing = [name for name in required if name not in header]
-    if missing:
-        problems.append(Problem(shown, 1, f"missing column(s): {', '.join(missing)}"))
-    return problems
-
-
-def import_pledgemakers(session: Session, path: Path, *, data: bytes | None = None) -> ImportResult:
-    erased: dict[str, datetime] = {
-        ref: when
-        for ref, when in session.execute(
-            select(Pledgemaker.erased_ref, Pledgemaker.erased_at).where(
-                Pledgemaker.erased_ref.is_not(None)
-            )
-        )
-    }
-
-    def not_erased(row: PledgemakerRow) -> str | None:
-        when = erased.get(hashlib.sha256(row.id.encode()).hexdigest())
-        if when is None:
-            return None
-        return f"id {row.id!r}: erased on request on {when:%Y-%m-%d}; remove this row"
-
-    rows = read_rows(path, PledgemakerRow, not_erased if erased else None, data=data)
-    existing = {p.id: p for p in session.scalars(select(Pledgemaker))}
-    created = updated = 0
-    for _, row in rows:
-        values = row.model_dump()
-        current = existing.get(values["id"])
-        if current is None:
-            session.add(Pledgemaker(**values))
-            created += 1
-        else:
-            changed = False
-            for key, value in values.items():
-                if getattr(current, key) != value:
-                    setattr(current, key, value)
-                    changed = True
-            updated += changed
-    return ImportResult(created, updated)
-
-
-def import_updates(session: Session, path: Path) -> ImportResult:
-    known = set(session.scalars(select(Pledgemaker.id)))
-
-    def unknown_pledgemaker(row: UpdateRow) -> str | None:
-        if row.pledgemaker_id in known:
-            return None
-        return f"pledgemaker_id: no pledgemaker {row.pledgemaker_id!r}"
-
-    rows = read_rows(path, UpdateRow, unknown_pledgemaker)
-    existing = {
-        u.source_ref: u
-        for u in session.scalars(select(JourneyUpdate).where(JourneyUpdate.source == "import"))
-    }
-    created = updated = 0
-    for _, row in rows:
-        data = row.model_dump()
-        values = {
-            "pledgemaker_id": data["pledgemaker_id"],
-            "pillar": data["pillar"],
-            "kind": data["kind"],
-            "text": data["text"],
-            "consent_to_publish": data["consent_to_publish"],
-            "created_at": data["submitted_at"].astimezone(ZoneInfo("UTC")),
-        }
-        current = existing.get(data["id"])
-        if current is None:
-            session.add(
-                JourneyUpdate(
-                    source="import",
-                    source_ref=data["id"],
-                    media=[],
-                    moderation="pending",
-                    last_reply_at=None,
-                    **values,
-                )
-            )
-            created += 1
-        else:
-            changed = any(getattr(current, k) != v for k, v in values.items())
-            for key, value in values.items():
-                setattr(current, key, value)
-            updated += changed
-    return ImportResult(created, updated)
+    warnings: list[Problem] = field(default_factory=list)
 
 
 PLEDGEMAKER_COLUMNS = list(PledgemakerRow.model_fields)
+UPDATE_COLUMNS = ("pledgemaker_id", "pillar", "kind", "text", "consent_to_publish", "created_at")
+
+
+def import_pledgemakers(session: Session, path: Path, *, data: bytes | None = None) -> ImportResult:
+    """Create or change pledgemakers by id; only the columns the file has are changed."""
+    # Everything that needs no database first: SQLite's write lock is taken by the first
+    # statement and held until the caller commits.
+    parsed = read(path, PledgemakerRow, data=data)
+    given = [c for c in PLEDGEMAKER_COLUMNS if c in parsed.columns]
+    now = utcnow()
+    rows = [
+        (line, {"created_at": now, "updated_at": now, **row.model_dump()})
+        for line, row in parsed.rows
+    ]
+    digests = {
+        hashlib.sha256(values["id"].encode()).hexdigest(): values["id"] for _, values in rows
+    }
+    lines = {values["id"]: line for line, values in rows}
+    table = Pledgemaker.__table__.c  # Core rows: the ORM would build an object per row
+    erased = select(table.id, table.erased_ref, table.erased_at).where(table.erased_at.is_not(None))
+    for anonymous, ref, when in session.execute(erased):
+        if (erased_id := digests.get(ref)) is not None:
+            parsed.problem(
+                lines[erased_id],
+                f"id {erased_id!r}: erased on request on {when:%Y-%m-%d}; remove this row",
+            )
+        if anonymous in lines:
+            parsed.problem(lines[anonymous], f"id {anonymous!r} is an erased pledgemaker's")
+    parsed.raise_problems()
+    query = select(*(table[c] for c in given)).where(table.erased_at.is_(None))
+    stored = {values[0]: values for values in session.execute(query).tuples().all()}
+    _warn_about_case(parsed, stored, "pledgemaker")
+    created: list[dict[str, Any]] = []
+    changed: list[dict[str, Any]] = []
+    for _, values in rows:
+        before = stored.get(values["id"])
+        if before is None:
+            created.append(values)  # a column absent from the file: empty
+            continue
+        diff = {c: values[c] for c, old in zip(given, before, strict=True) if values[c] != old}
+        if diff:
+            changed.append({"id": values["id"], **diff, "updated_at": now})
+    _write(session, Pledgemaker, created, changed)
+    return ImportResult(len(created), len(changed), parsed.warnings)
+
+
+def import_updates(session: Session, path: Path) -> ImportResult:
+    """Create or change journey updates by their id in the file (``source_ref``). Changed text
+    goes back to moderation (its approval was of other words); consent is what the row says."""
+    parsed = read(path, UpdateRow)  # before the first statement: no lock yet
+    known = set(session.scalars(select(Pledgemaker.id).where(Pledgemaker.erased_at.is_(None))))
+    by_case = {pledgemaker.casefold(): pledgemaker for pledgemaker in known}
+    for line, row in parsed.rows:
+        if row.pledgemaker_id not in known:
+            hint = by_case.get(row.pledgemaker_id.casefold())
+            parsed.problem(
+                line,
+                f"pledgemaker_id: no pledgemaker {row.pledgemaker_id!r}"
+                + (f" (did you mean {hint!r}?)" if hint else ""),
+            )
+    parsed.raise_problems()
+    table = JourneyUpdate.__table__.c
+    columns = [table.source_ref, table.id, *(table[c] for c in UPDATE_COLUMNS)]
+    stored = {
+        values[0]: values
+        for values in session.execute(select(*columns).where(table.source == "import"))
+        .tuples()
+        .all()
+    }
+    _warn_about_case(parsed, stored, "update")
+    created: list[dict[str, Any]] = []
+    changed: list[dict[str, Any]] = []
+    for _, row in parsed.rows:
+        values = row.model_dump(include=set(UPDATE_COLUMNS))
+        values["created_at"] = row.submitted_at.astimezone(UTC)
+        before = stored.get(row.id)
+        if before is None:
+            created.append(
+                {
+                    **values,
+                    "source": "import",
+                    "source_ref": row.id,
+                    "media": [],
+                    "moderation": "pending",
+                    "last_reply_at": None,
+                }
+            )
+            continue
+        old = dict(zip(UPDATE_COLUMNS, before[2:], strict=True))
+        diff = {c: v for c, v in values.items() if v != old[c]}
+        if "text" in diff:  # nobody has reviewed these words: moderate again, drop an old edit
+            diff |= {
+                "moderation": "pending",
+                "moderated_at": None,
+                "moderation_note": None,
+                "edited_text": None,
+            }
+        if diff:
+            changed.append({"id": before[1], **diff})
+    _write(session, JourneyUpdate, created, changed)
+    # A post queued from the old words, or with a consent the row now takes back, must not go.
+    reworded = [c["id"] for c in changed if "text" in c]
+    declined = [c["id"] for c in changed if c.get("consent_to_publish") is False]
+    outbox.cancel_posts_of(session, reworded, "the update's text changed in an import")
+    outbox.cancel_posts_of(session, declined, "consent withdrawn in an import")
+    return ImportResult(len(created), len(changed), parsed.warnings)
+
+
+def _warn_about_case(parsed: Parsed, stored: Collection[str], noun: str) -> None:
+    by_case = {key.casefold(): key for key in stored}
+    for line, row in parsed.rows:
+        other = by_case.get(row.id.casefold())
+        if other is not None and row.id not in stored:
+            parsed.warn(
+                line,
+                f"id {row.id!r} differs only in case from the stored {other!r}: "
+                f"a new {noun} is made",
+            )
+
+
+def _write(
+    session: Session, model: type[Any], created: list[dict[str, Any]], changed: list[dict[str, Any]]
+) -> None:
+    """Core executemany statements (the ORM's bulk paths cost a few Python calls per row): one
+    INSERT for the new rows, one UPDATE by primary key per set of changed columns."""
+    table = model.__table__
+    if created:
+        session.execute(insert(table), created)
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+    for values in changed:
+        by_columns[tuple(sorted(values))].append(values)
+    for columns, rows in by_columns.items():
+        statement = update(table).where(table.c.id == bindparam("_id"))
+        statement = statement.values({c: bindparam(c) for c in columns if c != "id"})
+        session.execute(statement, [{**values, "_id": values["id"]} for values in rows])
 
 
 def export_pledgemakers(session: Session, stream: IO[str]) -> int:
     """Every pledgemaker (not erased) as CSV in the import's own format: export, edit, import."""
-    writer = csv.writer(stream)
-    writer.writerow(PLEDGEMAKER_COLUMNS)
-    count = 0
-    query = select(Pledgemaker).where(Pledgemaker.erased_at.is_(None)).order_by(Pledgemaker.id)
-    for person in session.scalars(query):
-        writer.writerow(
-            [
-                value.isoformat() if isinstance(value, date) else ("" if value is None else value)
-                for value in (getattr(person, column) for column in PLEDGEMAKER_COLUMNS)
-            ]
-        )
-        count += 1
-    return count
+    query = select(*(getattr(Pledgemaker, c) for c in PLEDGEMAKER_COLUMNS)).where(
+        Pledgemaker.erased_at.is_(None)
+    )
+    people = session.execute(query.order_by(Pledgemaker.id)).tuples().all()
+    csv_safety.write_records(
+        stream,
+        PLEDGEMAKER_COLUMNS,
+        (dict(zip(PLEDGEMAKER_COLUMNS, p, strict=True)) for p in people),
+    )
+    return len(people)

@@ -636,6 +636,21 @@ def cancel_run(session: Session, run_id: int) -> int:
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
+def cancel_posts_of(session: Session, update_ids: Collection[int], reason: str) -> int:
+    """Cancel the posts of these journey updates that have not gone out yet (their first part:
+    later parts then fail as "thread broken"): what they say, or the consent behind them,
+    changed. Counted as withdrawn: never resent."""
+    if not update_ids:
+        return 0
+    firsts = select(Post.first_outbox_id).where(Post.journey_update_id.in_(list(update_ids)))
+    result = session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(firsts), OutboxMessage.state.in_(("pending", "retry_wait")))
+        .values(state="cancelled", last_error=f"cancelled: {reason}", failure_class=WITHDRAWN)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
 def state_counts(session: Session) -> dict[str, int]:
     rows = session.execute(select(OutboxMessage.state, func.count()).group_by(OutboxMessage.state))
     return {state: int(count) for state, count in rows}

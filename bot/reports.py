@@ -12,7 +12,6 @@ Shared by ``pledgebot report`` (bot/cli_report.py) and the dashboard's /reports 
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import re
@@ -27,6 +26,7 @@ from typing import IO, Any
 from sqlalchemy import ColumnElement, Select, case, func, select
 from sqlalchemy.orm import Session
 
+from bot.csv_safety import write_records  # every CSV a person opens: no formula runs
 from bot.errors import UserInputError
 from bot.models import Contact, JourneyUpdate, OutboxMessage, Pledgemaker, Post, Prompt, Reply
 
@@ -259,10 +259,8 @@ def record(row: ReportRow, by: str) -> dict[str, Any]:
 
 def to_csv(rows: Iterable[ReportRow], by: str, stream: IO[str]) -> None:
     """A header (the dimension's name, then ``FIELDS``) and one line per row; empty = none."""
-    writer = csv.DictWriter(stream, fieldnames=[by, *FIELDS], lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: "" if v is None else v for k, v in record(row, by).items()})
+    records = (record(row, by) for row in rows)
+    write_records(stream, [by, *FIELDS], records, lineterminator="\n")
 
 
 def to_json(rows: Iterable[ReportRow], by: str) -> str:

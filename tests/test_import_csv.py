@@ -164,7 +164,7 @@ def test_every_bad_row_at_once_through_the_cli(tmp_path: Path, config_path: Path
         row(id="b-3", country="XX"),
         "",  # a blank line is skipped but still counted
         row(id="b-5", region="asia", sector="charity"),
-        row(id="ok-6", name='"Two\nlines"'),  # one record over lines 6 and 7
+        row(id="ok-6", pledge_text='"Two\nlines"'),  # one record over lines 6 and 7
         row(id="b-8", language="de"),
         row(id="ok-1"),
     ]

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bot import erasure, importer, pledgemakers, staff
+from bot import csv_safety, erasure, importer, pledgemakers, staff
 from bot.app import App
 from bot.channels.registry import adapter_class
 from bot.errors import ImportRowsError, UserInputError
@@ -133,7 +133,8 @@ def import_csv(request: Request, app: App, form: FormData | None) -> Response:
         )
     return back(
         "/pledgemakers",
-        f"Imported {name}: {result.created} new, {result.updated} updated pledgemaker(s).",
+        f"Imported {name}: {result.created} new, {result.updated} updated pledgemaker(s)."
+        + "".join(f" Warning: {warning}." for warning in result.warnings),
     )
 
 
@@ -346,10 +347,8 @@ def invites_endpoint(app: App, *, csv: bool = False) -> Any:
 
 
 def _invites_csv(rows: list[dict[str, Any]]) -> Response:
-    import csv
-
     stream = io.StringIO()
-    writer = csv.writer(stream)
+    writer = csv_safety.writer(stream)  # names are the pledgemakers' own: no formula may run
     writer.writerow(["pledgemaker_id", "name", "channel", "link", "expires_at"])
     for row in rows:
         invite = row["invite"]
