@@ -120,14 +120,6 @@ def open_app(*, migrate: bool = True) -> App:
 LOCK_PATIENCE_SECONDS = 600.0  # a one-shot command waits this long for a busy SQLite database
 
 
-def _log_waiting() -> None:
-    import logging
-
-    logging.getLogger("bot.db").warning(
-        "waiting for the database: another process holds its write lock (an import?)"
-    )
-
-
 def _say_waiting() -> None:
     err.print(
         "waiting for the database: another pledgebot process is writing to it "
@@ -713,10 +705,10 @@ def _serve(command: str, port: int | None = None) -> None:
     if port is not None:
         dashboard = app.config.dashboard.model_copy(update={"port": port})
         app.config = app.config.model_copy(update={"dashboard": dashboard})
-    from bot.db import LockPatience
-
-    # A service waits out a long write (an import) the same way, and logs it.
-    app.db.wait_for_lock(LockPatience(LOCK_PATIENCE_SECONDS, _log_waiting))
+    # A service does not wait inside a transaction's BEGIN (its roles share one event loop):
+    # a role that finds the database locked past the busy timeout fails, is logged and started
+    # again after a pause (bot.runner.supervise), and the other roles and the dashboard go on.
+    app.db.wait_for_lock(None)
     if command in ("run", "web"):
         app.config.metrics_token()  # a weak scraper token is refused before anything starts
     run_forever(app, command)

@@ -17,6 +17,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -82,7 +83,13 @@ def _database_url(value: str) -> str:
 
 
 def _http_url(value: str) -> str:
-    if not re.fullmatch(r"https?://[^\s/:]+(:\d{1,5})?(/\S*)?", value):
+    """An http(s) URL with a host (a name, an IPv4 address or a bracketed IPv6 one)."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or " " in value:
         raise ValueError("not an http(s) URL like 'https://api.example.org/'")
     return value
 
@@ -212,7 +219,9 @@ class Config(Section):
                 self.source, exc, prefix=("channels", name), text=self._text
             ) from None
         for key, value in settings.model_dump().items():
-            if (key == "base_url" or key.endswith("_base_url")) and isinstance(value, str):
+            url_key = key == "base_url" or key.endswith("_base_url")
+            # A disabled channel's section may be a stub: its URL is checked once it is enabled.
+            if url_key and isinstance(value, str) and (value or settings.enabled):
                 try:
                     _http_url(value)
                 except ValueError as exc:
@@ -334,8 +343,10 @@ def _unknown_key(exc: ValidationError, loc: tuple[str, ...], prefix: tuple[str, 
 
 
 def _hide_password(shown: str) -> str:
-    """A database URL's password never reaches an error line."""
-    return re.sub(r"(://[^:/@\s]*:)[^@/\s]+@", r"\1***@", shown)
+    """A database URL's password never reaches an error line, whatever it contains (a '/', an
+    '@'): everything between the user's ':' and the URL's last '@' (a URL ends at a space or
+    a quote)."""
+    return re.sub(r"(://[^:/@\s'\"]*:)[^\s'\"]*@", r"\1***@", shown)
 
 
 TABLE = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")

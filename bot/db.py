@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.errors import DatabaseProblem
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+LOCK_RETRY_SECONDS = 0.2  # between tries of a one-shot command waiting for SQLite's lock
 MAINTENANCE_DATABASES = ("postgres", "template1")  # where CREATE DATABASE can be sent from
 
 
@@ -75,6 +76,7 @@ def make_engine(url: str, *, busy_timeout_ms: int = 10_000) -> Engine:
                 if deadline is None:  # each try already waited busy_timeout: say why we wait
                     deadline = now + waiting.seconds
                     waiting.notice()
+                time.sleep(LOCK_RETRY_SECONDS)  # never a busy loop, even with busy_timeout 0
                 if now >= deadline:
                     raise DatabaseProblem(
                         f"the SQLite database {engine.url.database} stayed locked by another "
@@ -102,9 +104,10 @@ class Database:
         self.engine = make_engine(url, busy_timeout_ms=busy_timeout_ms)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
-    def wait_for_lock(self, patience: LockPatience) -> None:
+    def wait_for_lock(self, patience: LockPatience | None) -> None:
         """SQLite: a transaction that finds the database locked past the busy timeout waits on
-        (saying so once) up to ``patience.seconds`` more, then fails with one line."""
+        (saying so once) up to ``patience.seconds`` more, then fails with one line. ``None``:
+        it fails after the busy timeout (a service, whose roles restart instead)."""
         self.engine.lock_patience = patience  # type: ignore[attr-defined]
 
     @contextmanager

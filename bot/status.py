@@ -43,9 +43,9 @@ def collect(app: App) -> dict[str, str]:
         for state in ("pending", "retry_wait", "sending", "sent", "failed", "cancelled"):
             figures[f"outbox {state}"] = str(counts.get(state, 0))
         watch = watched(session)
-        # Every message on the wire at a crash is resent once and flagged: at most this many
-        # reached someone twice (`pledgebot outbox list --possible-duplicates` lists them).
-        figures["possible duplicates (in flight at a crash, resent once)"] = str(
+        # A message on the wire at a crash, or whose send timed out, is resent and flagged: at
+        # most these reached someone twice (`pledgebot outbox list --possible-duplicates`).
+        figures["possible duplicates (resent after a crash or a timeout)"] = str(
             watch.possible_duplicates
         )
         figures["inbox unprocessed"] = str(watch.inbox_unprocessed)

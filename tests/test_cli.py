@@ -343,4 +343,4 @@ def test_the_possible_duplicates_can_be_listed_and_are_counted_as_such(folder: P
     everything = run_cli(folder, "outbox", "list", COLUMNS="200")
     assert sum(" yes " in line for line in everything.stdout.splitlines()) == 1
     status = run_cli(folder, "status")
-    assert "possible duplicates (in flight at a crash, resent once): 1" in status.stdout
+    assert "possible duplicates (resent after a crash or a timeout): 1" in status.stdout

@@ -268,3 +268,20 @@ async def test_token_rejected_by_the_server_is_masked(tmp_path: Path) -> None:
         "set channels.telegram.bot_username in the config\n"
     )
     assert count(tmp_path / "config.toml", InviteToken) == 0
+
+
+def test_a_disabled_stub_section_without_its_url_is_fine_and_an_ipv6_url_is_a_url(
+    tmp_path: Path,
+) -> None:
+    """`[channels.mastodon] enabled = false` with nothing else (a stub for later) is no error;
+    once enabled, its URL must be one — and a bracketed IPv6 address is one."""
+    path = write_config(tmp_path, extra="[channels.mastodon]\nenabled = false\n")
+    assert run_cli(tmp_path, "status").returncode == 0
+    edit_config(path, 'base_url = "http://127.0.0.1:9/bot"', 'base_url = "http://[::1]:9/bot"')
+    done = run_cli(tmp_path, "status")
+    assert done.returncode == 0, done.stderr
+    edit_config(path, "[channels.mastodon]\nenabled = false", "[channels.mastodon]\nenabled = true")
+    enabled = run_cli(tmp_path, "status")
+    assert enabled.returncode == 2, enabled.stderr
+    assert enabled.stderr.startswith("config.toml:") and "channels.mastodon" in enabled.stderr
+    assert "api_base_url" in enabled.stderr and enabled.stderr.count("\n") == 1

@@ -50,6 +50,12 @@ def one_line(proc: subprocess.CompletedProcess[str], code: int) -> str:
             id="mysql-password-hidden",
         ),
         pytest.param(
+            "mysql://staff:hun/ter@2@db.example.org/pledges",
+            "config.toml:4: database.url: pledgebot runs on SQLite or PostgreSQL, not 'mysql': "
+            f"write {DATABASES} (got 'mysql://staff:***@db.example.org/pledges')",
+            id="password-with-slash-and-at-hidden",
+        ),
+        pytest.param(
             "postgresql://staff@db.example.org/pledges",
             f"config.toml:4: database.url: its driver (psycopg2) is not installed: write "
             f"{DATABASES} (got 'postgresql://staff@db.example.org/pledges')",
@@ -62,7 +68,7 @@ def test_a_url_that_cannot_work_is_a_config_error_on_its_line(
 ) -> None:
     with_url(tmp_path, url)
     assert one_line(pledgebot(tmp_path, "status"), 2) == expected
-    assert "hunter2" not in expected
+    assert "hunter2" not in expected and "ter@2" not in expected
 
 
 def closed_port() -> int:

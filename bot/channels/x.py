@@ -10,9 +10,10 @@ Errors: 429 → ``RateLimited`` until ``x-rate-limit-reset``; 401 → ``ChannelU
 dispatcher pauses the channel and alerts staff); X's duplicate-content 403 for a message that was
 in flight at a crash → the post already exists: its id is found among the account's recent posts.
 X does not return a post's text as sent: every link is wrapped in t.co (``entities.urls`` give
-the URL as sent) and ``&``, ``<``, ``>`` come back as HTML entities, so a post is recognised by
-its text with the links set aside and whitespace collapsed, its links expanded, and — for a
-thread part — the post it replies to. What X documents, and what the sandbox does:
+the URL as sent), a post with media ends with a t.co link to it, and ``&``, ``<``, ``>`` come
+back as HTML entities, so a post is recognised by its text with the media link dropped, the
+links set aside and whitespace collapsed, its links expanded, and — for a thread part — the
+post it replies to. What X documents, and what the sandbox does:
 ``docs/platforms/x.md``.
 """
 
@@ -47,6 +48,8 @@ RECENT_POSTS = 100  # how far back a post in flight at a crash is looked for
 _LINK = "\x00link\x00"  # stands for a URL in a post's text while it is compared
 _TCO = re.compile(r"https?://t\.co/", re.IGNORECASE)
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+# expanded_url of the link X appends to a post's media: .../status/<the post's id>/photo/1
+_MEDIA_PAGE = re.compile(r"/status/(\d+)/(?:photo|video)/\d+/?$")
 
 __all__ = ["XChannel", "XSettings", "weighted_length"]
 
@@ -225,19 +228,22 @@ def is_same_post(text: str, reply_to: str | None, post: Mapping[str, Any]) -> bo
     """Whether ``post`` (X API v2 post data) is ``text`` as X stored it, replying to ``reply_to``.
 
     A thread part must reply to the same post (``referenced_tweets``); the text must be the
-    same once each link is set aside and whitespace collapsed (NFC), and each link, expanded
-    through ``entities.urls``, the same URL (scheme and host case aside). A t.co link that
-    ``entities`` do not expand matches any link. X's text is tried HTML-unescaped and as is.
+    same once the link X appends to the post's media is dropped, each link is set aside and
+    whitespace collapsed (NFC), and each link, expanded through ``entities.urls``, the same URL
+    (scheme and host case aside). A t.co link that ``entities`` do not expand matches any link.
+    X's text is tried HTML-unescaped and as is.
     """
     if reply_to is not None and _replied_to(post) != str(reply_to):
         return False
     ours, our_links = _set_links_aside(text)
+    urls = (post.get("entities") or {}).get("urls") or []
     expanded = {
         str(url.get("url")): str(url.get("expanded_url"))
-        for url in (post.get("entities") or {}).get("urls") or []
+        for url in urls
         if url.get("url") and url.get("expanded_url")
     }
-    stored = str(post.get("text") or "")
+    media = {str(url["url"]) for url in urls if url.get("url") and _is_media_link(url, post)}
+    stored = _without_trailing(str(post.get("text") or ""), media)
     for variant in dict.fromkeys((html.unescape(stored), stored)):
         theirs, their_links = _set_links_aside(variant)
         if theirs == ours and len(their_links) == len(our_links):
@@ -245,6 +251,22 @@ def is_same_post(text: str, reply_to: str | None, post: Mapping[str, Any]) -> bo
             if all(_same_link(mine, expanded.get(link, link)) for mine, link in links):
                 return True
     return False
+
+
+def _is_media_link(url: Mapping[str, Any], post: Mapping[str, Any]) -> bool:
+    """Whether an ``entities.urls`` entry is X's link to the post's own photo or video."""
+    if url.get("media_key"):
+        return True
+    page = _MEDIA_PAGE.search(str(url.get("expanded_url") or ""))
+    return page is not None and page.group(1) == str(post.get("id"))
+
+
+def _without_trailing(text: str, links: set[str]) -> str:
+    """``text`` without the ``links`` it ends with (the media link X appends)."""
+    text = text.rstrip()
+    while ending := next((link for link in links if text.endswith(link)), None):
+        text = text[: -len(ending)].rstrip()
+    return text
 
 
 def _replied_to(post: Mapping[str, Any]) -> str | None:

@@ -6,9 +6,10 @@ the user timeline, and the media upload and metadata endpoints. HTTP plumbing, O
 faults are ``x.py``'s; X's rules and error bodies come from ``_x_rules``.
 
 As on X, a post's links are stored wrapped in t.co (``text``), with the URLs as sent in
-``entities.urls`` (``tweet.fields=entities``); returned text has ``&``, ``<``, ``>`` escaped. The
-duplicate-content check compares the text as sent, not the wrapped text, whose t.co links
-differ from post to post.
+``entities.urls`` (``tweet.fields=entities``); a post with media also gets a t.co link to the
+media at the end of its text, with one ``entities.urls`` entry per item carrying its
+``media_key``. Returned text has ``&``, ``<``, ``>`` escaped. The duplicate-content check
+compares the text as sent, not the wrapped text, whose t.co links differ from post to post.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from bot.sandbox._x_rules import (
     escape_text,
     forbidden,
     invalid_request,
+    media_link,
     normalize_text,
     not_found,
     problem,
@@ -185,9 +187,13 @@ class XAccount:
             raise forbidden(DUPLICATE)
         post_id = self._ids.next()
         stored, urls = wrap_links(text, post_id)
+        if media_ids:  # X appends a link to the media, which the 280 did not count
+            keys = [media_key(media_id) for media_id in media_ids]
+            stored, media_urls = media_link(stored, post_id, self.username, keys)
+            urls += media_urls
         post = {
             "id": post_id,
-            "text": stored,  # links wrapped in t.co, as X stores and returns it
+            "text": stored,  # links wrapped in t.co (+ the media link), as X stores and returns it
             "sent_text": text,  # as the client sent it (NFC): what the duplicate check compares
             "urls": urls,  # entities.urls
             "author_id": self.user_id,
@@ -325,7 +331,7 @@ class XAccount:
         if "referenced_tweets" in fields and parent:
             data["referenced_tweets"] = [{"type": "replied_to", "id": parent}]
         if "attachments" in fields and post["media_ids"]:
-            data["attachments"] = {"media_keys": [f"3_{mid}" for mid in post["media_ids"]]}
+            data["attachments"] = {"media_keys": [media_key(mid) for mid in post["media_ids"]]}
         if "public_metrics" in fields:
             replies = sum(
                 1
@@ -363,7 +369,7 @@ class XAccount:
         }
         result = {
             "id": media_id,
-            "media_key": f"3_{media_id}",
+            "media_key": media_key(media_id),
             "size": len(data),
             "expires_after_secs": MEDIA_EXPIRES_AFTER_SECONDS,
         }
@@ -394,6 +400,11 @@ class XAccount:
 
 
 # --- helpers ----------------------------------------------------------------------------------
+def media_key(media_id: str) -> str:
+    """X's media key: the type (3: photo) and the media id."""
+    return f"3_{media_id}"
+
+
 def _iso(timestamp: float) -> str:
     """X's timestamp format: ``2025-01-31T12:00:00.000Z``."""
     moment = datetime.fromtimestamp(timestamp, UTC)

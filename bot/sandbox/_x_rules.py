@@ -2,9 +2,10 @@
 
 Owns the error bodies X answers with (RFC 7807 "problem" objects and ``errors`` arrays), the
 OAuth 1.0a HMAC-SHA1 check against the real ``https://api.twitter.com`` URL, the weighted text
-length, t.co link wrapping and the HTML escaping of returned text, image sniffing and limits, the
-fixed rate-limit window and snowflake-like ids. Nothing here knows about aiohttp or the sandbox's
-posts. What each rule follows in X's documentation: ``docs/platforms/x.md``.
+length, t.co link wrapping (and the link X appends for attached media) and the HTML escaping
+of returned text, image sniffing and limits, the fixed rate-limit window and snowflake-like ids.
+Nothing here knows about aiohttp or the sandbox's posts. What each rule follows in X's
+documentation: ``docs/platforms/x.md``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ MEDIA_EXPIRES_AFTER_SECONDS = 86_400
 TCO_PREFIX = "https://t.co/"
 TCO_SLUG_LENGTH = 10  # https://t.co/ + 10 characters = 23, what a URL weighs in a post
 DISPLAY_URL_LENGTH = 26  # a longer display_url is cut here and ends with "…"
+MEDIA_PAGE_HOST = "https://x.com"  # expanded_url of the link to a post's attached media
+MEDIA_DISPLAY_HOST = "pic.x.com/"  # its display_url (pic.twitter.com/ on older posts)
 # How far oauth_timestamp may be from the server's clock; X answers 401 beyond its own bound.
 OAUTH_TIMESTAMP_TOLERANCE_SECONDS = 300
 TWITTER_EPOCH_MS = 1_288_834_974_657  # snowflake ids count milliseconds from here
@@ -234,6 +237,35 @@ def wrap_links(text: str, salt: str) -> tuple[str, list[dict[str, Any]]]:
         last = end
     pieces.append(text[last:])
     return "".join(pieces), urls
+
+
+def media_link(
+    stored: str, post_id: str, username: str, media_keys: list[str]
+) -> tuple[str, list[dict[str, Any]]]:
+    """The link X appends to the text of a post with media, and its ``entities.urls``.
+
+    One t.co link after a space (alone when there is no text), weighing nothing against the 280;
+    one entity per attached media item, each with the same ``url``/``start``/``end``,
+    ``expanded_url`` ``https://x.com/<username>/status/<post id>/photo/1`` (``photo/1`` for every
+    item, as X answers), ``display_url`` ``pic.x.com/`` + the t.co slug, and its ``media_key``.
+    """
+    slug = _slug(f"{post_id}:media")
+    tco = TCO_PREFIX + slug
+    start = len(stored) + 1 if stored else 0
+    text = f"{stored} {tco}" if stored else tco
+    page = f"{MEDIA_PAGE_HOST}/{username}/status/{post_id}/photo/1"
+    urls = [
+        {
+            "start": start,
+            "end": start + len(tco),
+            "url": tco,
+            "expanded_url": page,
+            "display_url": MEDIA_DISPLAY_HOST + slug,
+            "media_key": key,
+        }
+        for key in media_keys
+    ]
+    return text, urls
 
 
 def _slug(seed: str) -> str:

@@ -140,8 +140,9 @@ class XSandbox:
     def posts(self, *, include_deleted: bool = False) -> list[dict[str, Any]]:
         """Posts in posting order (copies); deleted ones only with ``include_deleted``.
 
-        ``text`` is what X stores and returns (every link wrapped in t.co), ``sent_text`` the
-        text as the client sent it, ``urls`` the ``entities.urls`` (t.co → the URL as sent).
+        ``text`` is what X stores and returns (every link wrapped in t.co, and a t.co link to the
+        media appended when there is media), ``sent_text`` the text as the client sent it,
+        ``urls`` the ``entities.urls`` (t.co → the URL as sent, or to the media page).
         """
         return [
             copy.deepcopy(post)

@@ -1,8 +1,9 @@
-"""A thread on X survives a crash the instant X stored a part with links in it (issue 16).
+"""A thread on X survives a crash the instant X stored a part with links or a photo (issue 16).
 
-X wraps every link in t.co in what it returns, so the resend's duplicate-content 403 must be
-matched to the stored part by its text with the links expanded (``entities.urls``) and by the
-post it replies to — not by the text as sent. Real tweepy, real HTTP, the X sandbox.
+X wraps every link in t.co in what it returns, and appends a t.co link to a post's media, so the
+resend's duplicate-content 403 must be matched to the stored part by its text with the links
+expanded (``entities.urls``), the media link set aside, and by the post it replies to — not by
+the text as sent. Real tweepy, real HTTP, the X sandbox.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
 import time_machine
@@ -58,14 +61,25 @@ def connect(sandbox: XSandbox) -> XChannel:
     return XChannel(settings, secrets)
 
 
-def enqueue_thread(app: App) -> None:
-    keys = [f"thread:{n}" for n in range(1, len(PARTS) + 1)]
+def enqueue_thread(
+    app: App, parts: list[str] = PARTS, media: dict[int, dict[str, Any]] | None = None
+) -> None:
+    """The thread as the outbox holds it; ``media``: part index → the image that part carries."""
+    keys = [f"thread:{n}" for n in range(1, len(parts) + 1)]
+    media = media or {}
     with app.db.session() as session:
         outbox.enqueue(
             session,
             [
-                PlannedMessage(key, "x", "@timeline", text, follows=keys[n - 1] if n else None)
-                for n, (key, text) in enumerate(zip(keys, PARTS, strict=True))
+                PlannedMessage(
+                    key,
+                    "x",
+                    "@timeline",
+                    text,
+                    follows=keys[n - 1] if n else None,
+                    media=(media[n],) if n in media else (),
+                )
+                for n, (key, text) in enumerate(zip(keys, parts, strict=True))
             ],
         )
 
@@ -133,6 +147,38 @@ async def test_a_killed_thread_completes_when_the_part_in_flight_holds_links(
     assert sandbox.method_calls["GET /2/users/{id}/tweets"] == 1
 
 
+PICTURED = "Committee members in Assin Fosu with the new school register. (3/5)"
+
+
+@pytest.mark.parametrize("part_three", [PICTURED, LINKED], ids=["photo", "photo-and-links"])
+async def test_a_killed_thread_completes_when_the_part_in_flight_has_a_photo(
+    app: App, sandbox: XSandbox, tmp_path: Path, part_three: str
+) -> None:
+    photo = tmp_path / "register.jpg"
+    photo.write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 64)
+    parts = [*PARTS[:2], part_three, *PARTS[3:]]
+    with time_machine.travel(DAY, tick=True):
+        enqueue_thread(app, parts, {2: {"path": str(photo), "alt_text": "Eight people, a book"}})
+        await killed_once_x_stored_part_three(app, sandbox)
+        stored = sandbox.posts()[2]
+        # X stored part 3 with a t.co link to its photo at the end: not the text the bot sent.
+        assert stored["sent_text"] == part_three and len(stored["media_ids"]) == 1
+        media_link = stored["urls"][-1]
+        assert "media_key" in media_link and stored["text"].endswith(" " + media_link["url"])
+
+        await restart_and_drain(app, sandbox)
+
+    posts = sandbox.posts()
+    assert [p["sent_text"] for p in posts] == parts, "5 of 5 parts on X, none twice"
+    assert [p["in_reply_to_tweet_id"] for p in posts] == [None, *[p["id"] for p in posts[:-1]]]
+    after = rows(app)
+    assert [(r.state, r.last_error) for r in after] == [("sent", None)] * 5
+    assert [r.external_id for r in after] == [p["id"] for p in posts]
+    assert [r.possible_duplicate for r in after] == [False, False, True, False, False]
+    assert sandbox.method_calls["POST /2/tweets"] == 6
+    assert sandbox.method_calls["GET /2/users/{id}/tweets"] == 1
+
+
 async def test_a_duplicate_replying_elsewhere_is_not_taken_for_the_part_in_flight(
     sandbox: XSandbox,
 ) -> None:
@@ -196,3 +242,56 @@ def test_a_stored_post_is_recognised_through_what_x_changes(
 ) -> None:
     sent = "Read https://ilo.org/a & see x.org!"
     assert is_same_post(sent, "7", x_post(stored, urls, reply_to)) is same
+
+
+MEDIA = "https://t.co/MMMMMMMMMM"  # the link X appends to post 9's photo
+
+
+@pytest.mark.parametrize(
+    ("sent", "stored", "media_entity", "same"),
+    [
+        # The link to the post's own media is X's, not the bot's: set aside at the end...
+        (
+            "Read https://ilo.org/a",
+            f"Read https://t.co/AAAAAAAAAA {MEDIA}",
+            {"media_key": "3_1"},
+            True,
+        ),
+        ("Photos from Assin Fosu", f"Photos from Assin Fosu {MEDIA}", {"media_key": "3_1"}, True),
+        ("", MEDIA, {"media_key": "3_1"}, True),
+        ("Photos from Assin Fosu", "Photos from Assin Fosu", {"media_key": "3_1"}, True),
+        # ...known by its page too, when entities carry no media_key...
+        ("Photos from Assin Fosu", f"Photos from Assin Fosu\n{MEDIA}", {}, True),
+        # ...but a link to another post's photo is a link the bot sent, not X's,
+        ("Photos from Assin Fosu", f"Photos from Assin Fosu {MEDIA}", {"post": "8"}, False),
+        # and other words are other words.
+        ("Photos from Assin", f"Photos from Assin Fosu {MEDIA}", {"media_key": "3_1"}, False),
+    ],
+)
+def test_the_link_x_appends_to_a_photo_is_not_part_of_the_text(
+    sent: str, stored: str, media_entity: dict[str, str], same: bool
+) -> None:
+    post = x_post(stored, {"https://t.co/AAAAAAAAAA": "https://ilo.org/a"}, "7")
+    page = f"https://x.com/pledgebot/status/{media_entity.get('post', '9')}/photo/1"
+    media = {"url": MEDIA, "expanded_url": page, "display_url": "pic.x.com/MMMMMMMMMM"}
+    if "media_key" in media_entity:
+        media["media_key"] = media_entity["media_key"]
+    post["entities"]["urls"].append(media)  # type: ignore[index]
+    assert is_same_post(sent, "7", post) is same
+
+
+def test_a_link_the_bot_sent_to_a_photo_on_x_is_kept() -> None:
+    """The part itself ends with a link to another post's photo: only X's own link goes."""
+    sent = "See the register https://x.com/ilo/status/5/photo/1"
+    stored = f"See the register https://t.co/CCCCCCCCCC {MEDIA}"
+    urls = {"https://t.co/CCCCCCCCCC": "https://x.com/ilo/status/5/photo/1"}
+    post = x_post(stored, urls, "7")
+    post["entities"]["urls"].append(  # type: ignore[index]
+        {
+            "url": MEDIA,
+            "expanded_url": "https://x.com/pledgebot/status/9/photo/1",
+            "media_key": "3_1",
+        }
+    )
+    assert is_same_post(sent, "7", post)
+    assert not is_same_post("See the register", "7", post)
