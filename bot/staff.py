@@ -7,27 +7,36 @@ leaked database does not sign anyone in.
 Failed sign-ins are counted in the database, so that every ``pledgebot web`` process sees the
 same count. Five within 15 minutes for one address *from one client* stop that client trying
 that address for the rest of the window (and 20 from one client over every address stop that
-client); nobody else is locked out, the owner included. Failures for one address from every
-client only slow its sign-ins down (``backoff``: a few seconds at most). An unknown or disabled
-address is checked against a dummy hash, so the answer takes as long as for a real account.
+client); nobody else is locked out, the owner included. A client is an IPv4 address, or an
+IPv6 address's /64 prefix (``client_group``). Failures for one address from every client only
+slow its sign-ins down (``backoff``: a few seconds at most). An unknown or disabled address is
+checked against a dummy hash, so the answer takes as long as for a real account. An attempt is
+counted before its password is checked, one at a time per client, so that parallel requests
+cannot all slip under the limit; the check itself (argon2) runs with no transaction open.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import ipaddress
 import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import ColumnElement, delete, func, select
+from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.orm import Session
 
+from bot.coordination import lock_key
 from bot.errors import UserInputError
 from bot.models import AuditEntry, CalendarFeed, LoginAttempt, StaffSession, StaffUser, utcnow
+
+if TYPE_CHECKING:
+    from bot.db import Database
 
 ROLES = ("viewer", "editor", "admin")  # each can do what the ones before it can
 SESSION_IDLE = timedelta(hours=12)
@@ -149,13 +158,52 @@ class SignIn:
     retry_after: int = 0  # seconds, when refused for too many failures
 
 
-def sign_in(session: Session, email: str, password: str, client: str) -> SignIn:
+def sign_in(db: Database, email: str, password: str, client: str) -> SignIn:
     """Check the password; on success open a session. Too many recent failures for this
     address from this client (or from this client over every address) refuse without looking
     at the password. Every attempt that is checked costs one argon2 verification, whether or
-    not the address is a user's, so the time taken tells nothing."""
+    not the address is a user's, so the time taken tells nothing.
+
+    Three steps, the first and last each a short transaction of its own: the attempt is counted
+    and recorded as a failure (``_claim``, serialised per client, so parallel attempts count
+    each other); the password is checked with no transaction open (argon2 takes most of a
+    second: no lock is held meanwhile, and no pooled connection is taken); only a match then
+    marks the attempt a success and opens the session. ``client`` is the address the request
+    came from (see ``client_group``)."""
     now = utcnow()
-    email, client = email.strip().lower()[:254], client[:64]
+    email, client = email.strip().lower()[:254], client_group(client)
+    with db.session() as session:
+        claim = _claim(session, email, client, now)
+    if isinstance(claim, SignIn):
+        return claim
+    matches = _verify(claim.password_hash, password)
+    if not matches or claim.user_id is None:
+        return SignIn(None, refused=NO_MATCH)
+    rehashed = _hasher.hash(password) if _hasher.check_needs_rehash(claim.password_hash) else None
+    with db.session() as session:
+        return _open_session(session, claim, rehashed, now)
+
+
+NO_MATCH = "That email and password do not match an active account."
+
+
+@dataclass(frozen=True)
+class _Claim:
+    """An attempt recorded (as failed) and what its password is to be checked against."""
+
+    attempt_id: int
+    user_id: int | None  # an active user's; None: refused whatever the password
+    password_hash: str  # theirs, or a disabled user's, or ``dummy_hash()``
+
+
+def _claim(session: Session, email: str, client: str, now: datetime) -> _Claim | SignIn:
+    """Refuse if this client has failed too often; otherwise record the attempt as a failure
+    (a success only once the password matches). Counting and recording are one step per
+    client: SQLite's ``BEGIN IMMEDIATE`` serialises every writer, and on PostgreSQL a
+    transaction-level advisory lock on the client serialises its claims (READ COMMITTED alone
+    would let parallel requests all count the same few failures)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(lock_key(f"sign-in:{client}"))))
     session.execute(delete(LoginAttempt).where(LoginAttempt.at < now - timedelta(days=1)))
     limits = (
         (FAILURES_ALLOWED, LoginAttempt.email == email, LoginAttempt.client == client),
@@ -166,28 +214,56 @@ def sign_in(session: Session, email: str, password: str, client: str) -> SignIn:
         if len(failures) >= allowed:
             wait = failures[-allowed] + FAILURE_WINDOW - now
             return SignIn(None, refused="Too many failed sign-ins.", retry_after=_seconds(wait))
+    attempt = LoginAttempt(email=email, client=client, at=now, succeeded=False)
+    session.add(attempt)
     user = session.scalar(select(StaffUser).where(StaffUser.email == email))
-    active = user if user is not None and user.disabled_at is None else None
-    matches = _verify(user.password_hash if user is not None else dummy_hash(), password)
-    session.add(
-        LoginAttempt(email=email, client=client, at=now, succeeded=matches and active is not None)
+    session.flush()
+    return _Claim(
+        attempt_id=attempt.id,
+        user_id=user.id if user is not None and user.disabled_at is None else None,
+        password_hash=user.password_hash if user is not None else dummy_hash(),
     )
-    if not matches or active is None:
-        return SignIn(None, refused="That email and password do not match an active account.")
-    if _hasher.check_needs_rehash(active.password_hash):
-        active.password_hash = _hasher.hash(password)
+
+
+def _open_session(session: Session, claim: _Claim, rehashed: str | None, now: datetime) -> SignIn:
+    """The password matched: mark the attempt a success and open a session, unless the user
+    was disabled or given a new password while it was being checked."""
+    user = session.get(StaffUser, claim.user_id, with_for_update=True)
+    if user is None or user.disabled_at is not None or user.password_hash != claim.password_hash:
+        return SignIn(None, refused=NO_MATCH)
+    session.execute(
+        update(LoginAttempt).where(LoginAttempt.id == claim.attempt_id).values(succeeded=True)
+    )
+    if rehashed is not None:
+        user.password_hash = rehashed
     token = secrets.token_urlsafe(32)
     session.add(
         StaffSession(
             token_hash=token_hash(token),
-            user_id=active.id,
+            user_id=user.id,
             csrf_token=secrets.token_urlsafe(32),
             created_at=now,
             last_seen_at=now,
             expires_at=now + SESSION_LONGEST,
         )
     )
-    return SignIn(active, token=token)
+    return SignIn(user, token=token)
+
+
+def client_group(host: str) -> str:
+    """The client that sign-in limits count for a request's address: an IPv4 address as it
+    is, an IPv6 address by its /64 prefix (one subscriber's or one site's network: an attacker
+    rotating addresses within it is one client), an IPv4-mapped IPv6 address as the IPv4 one,
+    anything else (a name) as given, at most 64 characters."""
+    try:
+        address = ipaddress.ip_address(host.strip().removeprefix("[").removesuffix("]"))
+    except ValueError:
+        return host[:64]
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((int(address) >> 64 << 64, 64)))
+    return str(address)
 
 
 def backoff(session: Session, email: str) -> float:

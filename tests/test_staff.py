@@ -48,7 +48,7 @@ def test_users_are_managed_from_the_command_line(app: App, tmp_path: Path) -> No
     with app.db.session() as session:
         user = session.scalars(select(StaffUser)).one()
         assert user.password_hash.startswith("$argon2id$")
-        refused = staff.sign_in(session, "lead@example.org", PASSWORD, "test")
+    refused = staff.sign_in(app.db, "lead@example.org", PASSWORD, "test")
     assert refused.user is None, "a disabled user cannot sign in"
 
 

@@ -96,9 +96,8 @@ async def login(request: Request, app: App) -> Response:
     client = request.client.host if request.client else "unknown"
     from anyio import to_thread
 
-    def attempt() -> staff.SignIn:
-        with app.db.session() as session:
-            return staff.sign_in(session, email, password, client)
+    def attempt() -> staff.SignIn:  # its own transactions: none is open while argon2 runs
+        return staff.sign_in(app.db, email, password, client)
 
     await hold_sign_in(app, email)  # many failures for this address: slower, never locked
     result = await to_thread.run_sync(attempt)
