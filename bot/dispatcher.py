@@ -10,6 +10,11 @@ one probe at a time tests it;
 RecipientGone → ``failed`` and the contact is marked gone; Rejected → ``failed`` at once.
 Outcomes are committed as soon as the loop turns (those that finished together in one
 transaction), so a crash leaves at most the messages that were on the wire in flight.
+
+A run that fails (the database gone mid-turn, a bug) first waits for the sends on the wire and
+records every outcome — retrying briefly while the database is away — and keeps in memory what
+it still could not record: the next run (``bot.runner.supervise`` restarts it) records that
+first. So a restart resends nothing that this process sent, or still has on the wire.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from bot import invitations, outbox, runs
 from bot.alerts import Alerts
 from bot.channels.base import Channel, Receipt
 from bot.config import DispatcherSettings
-from bot.db import Database
+from bot.db import Database, one_line
 from bot.errors import (
     ChannelUnauthorized,
     DeliveryError,
@@ -37,10 +42,15 @@ from bot.errors import (
     Rejected,
     TransientError,
 )
+from bot.logs import scrub
 from bot.models import utcnow
 
 log = logging.getLogger(__name__)
 GROUP_COMMIT_SECONDS = 0.02  # the longest a finished send waits to be recorded with others
+# A run that stops or fails records what finished, trying again after these pauses while the
+# database is away (a restart or failover, a lock); what is still unrecorded stays in memory.
+RECORD_RETRY_SECONDS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
+MAX_DOUBLINGS = 60  # 2**60 times any base is past every cap; a larger power overflows a float
 
 
 @dataclass
@@ -50,7 +60,7 @@ class Backoff:
 
     def delay(self, attempt: int) -> float:
         """Equal jitter: half the exponential step, plus a random share of the other half."""
-        step = min(self.cap, self.base * 2 ** max(attempt - 1, 0))
+        step = min(self.cap, self.base * 2 ** min(max(attempt - 1, 0), MAX_DOUBLINGS))
         return step / 2 + random.uniform(0, step / 2)
 
 
@@ -71,6 +81,12 @@ class HealthNotes:
     def take(self) -> dict[str, tuple[str | None, bool]]:
         notes, self._notes, self._written = self._notes, {}, time.monotonic()
         return notes
+
+    def put_back(self, notes: Mapping[str, tuple[str | None, bool]]) -> None:
+        """Notes that could not be written, under any taken since (which are newer)."""
+        for channel, (error, worked) in notes.items():
+            newer_error, newer_worked = self._notes.get(channel, (None, False))
+            self._notes[channel] = (newer_error or error, newer_worked or worked)
 
 
 @dataclass
@@ -109,6 +125,17 @@ class Dispatcher:
         self.wake = asyncio.Event()
         self._threads_checked = 0.0
         self._renewed = time.monotonic()
+        # Kept across runs: a run that fails leaves its sends on the wire and its unrecorded
+        # outcomes here, and the next run (the supervisor restarts it) carries on with them.
+        self._in_flight: dict[asyncio.Task[Outcome], outbox.Claimed] = {}
+        self._unsaved: list[Outcome] = []
+        self._health = HealthNotes()
+        self._failing = False  # the last settle-and-claim failed (logged once, not each turn)
+
+    @property
+    def carried(self) -> int:
+        """Sends this dispatcher has on the wire or finished but not yet recorded."""
+        return len(self._in_flight) + len(self._unsaved)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Send until ``stop`` is set; finishes the sends already on the wire before returning.
@@ -118,28 +145,25 @@ class Dispatcher:
         same transaction as the next claim, once a quarter of the window has finished or after
         ``GROUP_COMMIT_SECONDS``; a finished but unrecorded send keeps its slot, so what a crash
         can leave in flight stays ≤ ``batch_size``. Channel health is written at most once a
-        second.
+        second, best effort. Whatever ends the run, an error included, the sends on the wire
+        are awaited and recorded first (see the module's docstring).
         """
-        in_flight: dict[asyncio.Task[Outcome], outbox.Claimed] = {}
-        unsaved: list[Outcome] = []
-        unsaved_since = 0.0
         refill_at = max(1, self.settings.batch_size // 4)
-        health = HealthNotes()
+        unsaved_since = time.monotonic()
         # ``wake`` also says a send finished or ``stop`` was set: one event to wait on, so a
         # turn of the loop costs no new task or future per send on the wire.
         stop_watch = asyncio.ensure_future(stop.wait())
         stop_watch.add_done_callback(self._nudge)
         try:
             while not stop.is_set():
-                self._renew_leases(in_flight, unsaved)
-                for task in [task for task in in_flight if task.done()]:
-                    del in_flight[task]
-                    if not unsaved:
-                        unsaved_since = time.monotonic()
-                    unsaved.append(task.result())
+                self._renew_leases()
+                if not self._unsaved:
+                    unsaved_since = time.monotonic()
+                self._harvest()
+                unsaved = self._unsaved
                 # Finished but unrecorded sends still count as in flight: the bound at a crash.
-                free = self.settings.batch_size - len(in_flight) - len(unsaved)
-                due = not in_flight or (
+                free = self.settings.batch_size - self.carried
+                due = not self._in_flight or (
                     bool(unsaved)
                     and (
                         len(unsaved) >= refill_at
@@ -150,37 +174,88 @@ class Dispatcher:
                 if due:
                     try:
                         claimed = self._settle_and_claim(unsaved, free + len(unsaved))
-                    except Exception:  # a database hiccup must not kill the process: retry soon
-                        log.exception("recording outcomes / claiming from the outbox failed")
+                    except Exception as exc:  # a database hiccup must not kill the run: retry
+                        self._failing = _log_failure(
+                            "recording outcomes / claiming from the outbox", exc, self._failing
+                        )
                     else:
-                        for outcome in unsaved:
-                            health.add(outcome.item.channel, outcome.platform_error)
-                        unsaved = []
+                        self._saved()
+                        if self._failing:
+                            log.warning("recording outcomes / claiming from the outbox works again")
+                            self._failing = False
                 for item in claimed:
-                    task = asyncio.create_task(self._deliver(item))
-                    task.add_done_callback(self._nudge)
-                    in_flight[task] = item
+                    self._start(item)
                 if not claimed:
                     self.wake.clear()
                     await self._wait_for_wake(
-                        GROUP_COMMIT_SECONDS if unsaved else self.settings.poll_interval
+                        GROUP_COMMIT_SECONDS if self._unsaved else self.settings.poll_interval
                     )
-                if health.due(idle=not in_flight):
-                    self._write_health(health)
+                if self._health.due(idle=not self._in_flight):
+                    self._write_health()
         finally:
             stop_watch.cancel()
-        if in_flight:
-            await asyncio.wait(in_flight)
-            unsaved.extend(task.result() for task in in_flight)
-        if unsaved:
-            self._settle_and_claim(unsaved, 0)
-            for outcome in unsaved:
-                health.add(outcome.item.channel, outcome.platform_error)
-        self._write_health(health)
+            await self._finish()
 
-    def _renew_leases(
-        self, in_flight: Mapping[asyncio.Task[Outcome], outbox.Claimed], unsaved: list[Outcome]
-    ) -> None:
+    def _start(self, item: outbox.Claimed) -> None:
+        task = asyncio.create_task(self._deliver(item))
+        task.add_done_callback(self._nudge)
+        self._in_flight[task] = item
+
+    def _harvest(self) -> None:
+        """Move the sends that finished from the wire to the outcomes to record."""
+        for task in [task for task in self._in_flight if task.done()]:
+            self._unsaved.append(self._outcome_of(task, self._in_flight.pop(task)))
+
+    def _outcome_of(self, task: asyncio.Task[Outcome], item: outbox.Claimed) -> Outcome:
+        """The send's outcome; a send that was cancelled or failed in our own code has an
+        unknown one: it is sent again, flagged as a possible duplicate."""
+        if not task.cancelled() and task.exception() is None:
+            return task.result()
+        exc = None if task.cancelled() else task.exception()
+        why = "cancelled" if exc is None else repr(exc)
+        log.error(
+            "message %s: its send ended without an outcome (%s)", item.message.id, why, exc_info=exc
+        )
+        error = f"internal error: {why}"
+        delay = self.backoff.delay(item.attempts)
+        return Outcome(item, "retry", retry_in=delay, error=error, maybe_delivered=True)
+
+    def _saved(self) -> None:
+        for outcome in self._unsaved:
+            self._health.add(outcome.item.channel, outcome.platform_error)
+        self._unsaved = []
+
+    async def _finish(self) -> None:
+        """Wait for the sends on the wire (their leases renewed), record every outcome —
+        trying again while the database is away — and write the channel health. Raises
+        nothing: what cannot be recorded yet is kept for the next run."""
+        while self._in_flight:
+            await asyncio.wait(self._in_flight, timeout=self.settings.lease_seconds / 3)
+            self._renew_leases()
+            self._harvest()
+        for pause in (*RECORD_RETRY_SECONDS, None):
+            if not self._unsaved:
+                break
+            try:
+                self._settle_and_claim(self._unsaved, 0)
+            except Exception as exc:
+                reason = scrub(one_line(str(exc)))
+                if pause is None:
+                    log.error(
+                        "could not record the outcome of %d send(s) (%s): kept to record at "
+                        "the next try; if the process ends first they are resent, counted as "
+                        "possible duplicates",
+                        len(self._unsaved),
+                        reason,
+                    )
+                    break
+                log.warning("recording sends failed (%s); trying again in %.2f s", reason, pause)
+                await asyncio.sleep(pause)
+            else:
+                self._saved()
+        self._write_health()
+
+    def _renew_leases(self) -> None:
         """Every third of a lease, extend the leases of what is still on the wire here: a send
         that waits long (a rate limit, a slow platform, a busy machine) is not taken for the
         work of a dead process and sent again by another worker."""
@@ -188,15 +263,15 @@ class Dispatcher:
         if time.monotonic() - self._renewed < lease / 3:
             return
         self._renewed = time.monotonic()
-        ids = [item.message.id for item in in_flight.values()]
-        ids += [outcome.item.message.id for outcome in unsaved]
+        ids = [item.message.id for item in self._in_flight.values()]
+        ids += [outcome.item.message.id for outcome in self._unsaved]
         if not ids:
             return
         try:
             with self.db.session() as session:
                 outbox.extend_leases(session, ids, utcnow() + timedelta(seconds=lease))
-        except Exception:  # the database is away: the leases run out, as they would if we died
-            log.exception("extending the leases of messages on the wire failed")
+        except Exception as exc:  # the database is away: the leases run out, as if we died
+            _log_failure("extending the leases of messages on the wire", exc)
 
     def _nudge(self, _done: object) -> None:
         self.wake.set()
@@ -211,12 +286,9 @@ class Dispatcher:
     async def dispatch_once(self) -> int:
         """Claim one batch, deliver it, record the outcomes; returns how many were claimed."""
         claimed = self._settle_and_claim([], self.settings.batch_size)
-        outcomes = list(await asyncio.gather(*(self._deliver(item) for item in claimed)))
-        self._settle_and_claim(outcomes, 0)
-        health = HealthNotes()
-        for outcome in outcomes:
-            health.add(outcome.item.channel, outcome.platform_error)
-        self._write_health(health)
+        for item in claimed:
+            self._start(item)
+        await self._finish()
         return len(claimed)
 
     def _settle_and_claim(self, outcomes: list[Outcome], limit: int) -> list[outbox.Claimed]:
@@ -254,7 +326,9 @@ class Dispatcher:
                 outbox.INTERNAL,
             )
             per_channel[outcome.item.channel] = (failures + outcome.outage, worked or answered)
-        for channel, (failures, worked) in per_channel.items():
+        # In the channels' order: two workers locking two channels' rows (PostgreSQL) in the
+        # order their sends happened to finish would deadlock.
+        for channel, (failures, worked) in sorted(per_channel.items()):
             change = outbox.note_outcomes(
                 session, channel, failures=failures, worked=worked, breaker=self.breaker, now=now
             )
@@ -294,16 +368,25 @@ class Dispatcher:
             else:
                 log.warning("message %s failed: %s", message_id, outcome.error)
 
-    def _write_health(self, health: HealthNotes) -> None:
-        notes = health.take()
+    def _write_health(self) -> None:
+        """For `pledgebot status`; best effort: notes that cannot be written now are kept for
+        the next write, and sending goes on."""
+        notes = self._health.take()
         if not notes:
             return
-        with self.db.session() as session:
-            for channel, (error, worked) in notes.items():
-                if error is not None:
-                    outbox.record_health(session, channel, error=error)
-                if worked:  # recorded last: the channel still works for some messages
-                    outbox.record_health(session, channel)
+        try:
+            with self.db.session() as session:
+                for channel, (error, worked) in sorted(notes.items()):  # the lock order
+                    if error is not None:
+                        outbox.record_health(session, channel, error=error)
+                    if worked:  # recorded last: the channel still works for some messages
+                        outbox.record_health(session, channel)
+        except Exception as exc:
+            log.warning(
+                "writing channel health failed (%s); trying again later",
+                scrub(one_line(str(exc))),
+            )
+            self._health.put_back(notes)
 
     async def _deliver(self, item: outbox.Claimed) -> Outcome:
         """Send one message; the outcome says what to record (the caller commits it)."""
@@ -330,13 +413,17 @@ class Dispatcher:
             return outcome
         except ChannelUnauthorized as exc:
             # Every message would fail alike until staff renew the credentials: hold the channel.
-            runs.set_paused(self.db, outbox.CHANNEL_PAUSE + item.channel, True)
-            if self.alerts is not None:
-                self.alerts.raise_alert(
-                    f"unauthorized:{item.channel}",
-                    f"{item.channel} refused our credentials ({exc}). Sending on {item.channel} "
-                    f"is paused; renew them, then: pledgebot resume --channel {item.channel}",
-                )
+            try:
+                runs.set_paused(self.db, outbox.CHANNEL_PAUSE + item.channel, True)
+                if self.alerts is not None:
+                    self.alerts.raise_alert(
+                        f"unauthorized:{item.channel}",
+                        f"{item.channel} refused our credentials ({exc}). Sending on "
+                        f"{item.channel} is paused; renew them, then: "
+                        f"pledgebot resume --channel {item.channel}",
+                    )
+            except Exception as failure:  # the database is away: the next refusal pauses it
+                _log_failure(f"pausing {item.channel} (its credentials were refused)", failure)
             return self._retry(item, 60, str(exc), counted=False)
         except RecipientGone as exc:  # the platform works; this recipient is gone
             return Outcome(item, "gone", error=f"recipient_gone: {exc}", failure=outbox.GONE)
@@ -382,6 +469,16 @@ class Dispatcher:
             maybe_delivered=maybe_delivered,
             platform_error=error,
         )
+
+
+def _log_failure(what: str, exc: Exception, again: bool = False) -> bool:
+    """A database error as one line (the traceback with debug logging only); one that goes on
+    (``again``) at debug level, so an outage does not flood the log. Returns True."""
+    level = logging.DEBUG if again else logging.ERROR
+    reason = scrub(one_line(str(exc)))
+    debug = log.isEnabledFor(logging.DEBUG)
+    log.log(level, "%s failed (%s: %s)", what, type(exc).__name__, reason, exc_info=debug)
+    return True
 
 
 def _span(spent: timedelta) -> str:

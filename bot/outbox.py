@@ -374,7 +374,8 @@ def _probes(
     """For each channel that is down and due a probe: its one due message, if this claim wins
     the probe (another worker may have; then probe_at has moved on and this one takes none)."""
     found: list[Row[Any]] = []
-    for channel, state in down.items():
+    # In channel order, as the breaker's updates lock them: two workers never deadlock.
+    for channel, state in sorted(down.items()):
         if state.probe_at is not None and state.probe_at > now:
             continue
         wanted = {**params, "channels": [channel], "held": held - {channel}, "skip": skip}

@@ -134,11 +134,12 @@ class Roles:
         return asyncio.create_task(running), stop, SHUTDOWN_SECONDS
 
     async def _dispatch(self, stop: asyncio.Event) -> None:
-        if self._dispatched and is_sqlite(self.app.config.database_url):
-            # Restarted after an error: what its last run had on the wire is left 'sending'
-            # and only this process sends (SQLite): resend it now, counted as possible duplicates.
-            with self.app.db.session() as session:
-                outbox.expire_leases(session)
+        # Restarted after an error: its rows left 'sending' are not expired (that resent what
+        # the platform had, or was still on the wire). The failed run waited for its sends and
+        # recorded them; what it could not record yet, the dispatcher kept and records first.
+        # The rows of a process that died are expired at start (SQLite) or by their lease.
+        if self._dispatched and self.dispatcher.carried:
+            log.info("dispatcher: %d send(s) of its last run to record", self.dispatcher.carried)
         self._dispatched = True
         await self.dispatcher.run(stop)
 

@@ -5,18 +5,25 @@ End to end: the real python-telegram-bot client against the sandbox, which injec
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+import time_machine
+from sqlalchemy import select, update
 
 from bot import outbox
+from bot.app import App
 from bot.campaigns.base import PlannedMessage
+from bot.channels.base import OutboundMessage, Receipt
+from bot.dispatcher import Backoff, Dispatcher
+from bot.errors import TransientError
 from bot.models import Contact, OutboxMessage
 from bot.sandbox import TelegramSandbox
 from tests.auxil.live import Live, eventually, start_live
 
 GH = "gh-min-labour"
+START = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
 
 def prompt_row(live: Live) -> OutboxMessage:
@@ -119,3 +126,52 @@ async def test_failing_start_up_calls_are_logged_not_fatal(
         await live.close()
         live.app.close()
         await live.sandbox.stop()
+
+
+def test_the_backoff_of_a_message_tried_thousands_of_times_is_its_cap() -> None:
+    backoff = Backoff(base=2.0, cap=900.0)
+    for attempt in (1_025, 5_000, 10**9):  # 2.0 * 2 ** 1024 overflows a float
+        assert 450.0 <= backoff.delay(attempt) <= 900.0, attempt
+
+
+class BadGateway:
+    name = "telegram"
+
+    async def send(self, message: OutboundMessage) -> Receipt:
+        raise TransientError("Telegram: Bad Gateway")
+
+
+async def test_a_long_retry_budget_keeps_retrying_at_the_cap_and_the_dispatcher_lives(
+    app: App,
+) -> None:
+    """A year of retries (``retry_hours``) allows thousands of attempts: the 5,000th failure
+    waits ``backoff_max`` like the tenth, where the exponent used to overflow and kill the
+    dispatcher."""
+    settings = app.config.dispatcher.model_copy(
+        update={
+            "retry_hours": 24 * 365,
+            "max_attempts": None,
+            "backoff_base": 2.0,
+            "backoff_max": 900.0,
+        }
+    )
+    dispatcher = Dispatcher(app.db, {"telegram": BadGateway()}, settings)  # type: ignore[dict-item]
+    with time_machine.travel(START, tick=True):
+        with app.db.session() as session:
+            outbox.enqueue(session, [PlannedMessage("test:patient", "telegram", "608", "hi")])
+            session.execute(
+                update(OutboxMessage).values(
+                    attempts=4_999, first_attempt_at=START - timedelta(days=90)
+                )
+            )
+        assert await dispatcher.dispatch_once() == 1
+    with app.db.session() as session:
+        row = session.scalars(select(OutboxMessage)).one()
+    assert (row.state, row.attempts, row.last_error) == (
+        "retry_wait",
+        5_000,
+        "Telegram: Bad Gateway",
+    )
+    cap = settings.backoff_max
+    wait = (row.next_attempt_at - START).total_seconds()
+    assert cap / 2 <= wait <= cap + 5, wait
