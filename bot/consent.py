@@ -9,6 +9,7 @@ import hashlib
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Session
 
 from bot import outbox
@@ -16,7 +17,8 @@ from bot.campaigns.base import PlannedMessage
 from bot.models import Consent, Contact, JourneyUpdate, OutboxMessage, Pledgemaker, Post, utcnow
 from bot.templates import Templates
 
-BUTTON_PREFIX = "pc:"
+BUTTON_PREFIX = "pc:"  # pc:yes:<update>:<text version>, pc:no:…, pc:withdraw:<update>
+KEY_PREFIX = "consent:"  # the questions' idempotency keys
 
 
 def published_text(update: JourneyUpdate) -> str:
@@ -32,7 +34,14 @@ def credit_line(pledgemaker: Pledgemaker) -> str:
 def ask(
     session: Session, update: JourneyUpdate, templates: Templates, *, edited: bool = False
 ) -> bool:
-    """Ask the pledgemaker, in their chat, whether this update may be published as it reads now."""
+    """Ask the pledgemaker, in their chat, whether this update may be published as it reads now;
+    returns whether they have a chat to be asked in (if not, staff record their agreement).
+
+    Each question names the version of the text it shows (its hash, in the buttons' data), so an
+    answer to an older one is never taken for the text as it reads now. Asking again while the
+    latest question is already about this version (a replay) sends nothing; a version asked
+    about before and since changed (X, Y, X again) is asked again.
+    """
     contact = session.scalar(
         select(Contact)
         .where(Contact.pledgemaker_id == update.pledgemaker_id, Contact.status == "active")
@@ -44,24 +53,47 @@ def ask(
         return False
     language = contact.language or pledgemaker.language
     text = published_text(update)
+    version = hash_text(text)
+    asked = list(
+        session.scalars(
+            select(OutboxMessage.idempotency_key)
+            .where(OutboxMessage.idempotency_key.startswith(f"{KEY_PREFIX}{update.id}:"))
+            .order_by(OutboxMessage.id)
+        )
+    )
+    if asked and asked[-1].split(":")[2] == version:
+        return True  # the latest question is about this very text
+    # Questions about earlier words not sent yet never will be: only this one is to be answered.
+    session.execute(
+        sql_update(OutboxMessage)
+        .where(
+            OutboxMessage.idempotency_key.in_(asked),
+            OutboxMessage.state.in_(("pending", "retry_wait")),
+        )
+        .values(
+            state="cancelled",
+            last_error="cancelled: the text changed, a new question asks about it",
+            failure_class=outbox.ANSWERED,
+        )
+    )
     phrase = "consent_ask_edited" if edited else "consent_ask"
     buttons = [
         [
             {
                 "text": templates.phrase("consent_yes", language),
-                "data": f"{BUTTON_PREFIX}yes:{update.id}",
+                "data": f"{BUTTON_PREFIX}yes:{update.id}:{version}",
                 "answer": "yes",  # where buttons are typed (email), "yes" picks it
             },
             {
                 "text": templates.phrase("consent_no", language),
-                "data": f"{BUTTON_PREFIX}no:{update.id}",
+                "data": f"{BUTTON_PREFIX}no:{update.id}:{version}",
                 "answer": "no",
             },
         ]
     ]
     question = PlannedMessage(
-        # One question per version of the text: an edit asks again, a replay does not.
-        idempotency_key=f"consent:{update.id}:{hash_text(text)}",
+        # consent:<update>:<version>:<how many questions before it>
+        idempotency_key=f"{KEY_PREFIX}{update.id}:{version}:{len(asked)}",
         channel=contact.channel,
         recipient=contact.address,
         text=templates.phrase(phrase, language, text=text, credit=credit_line(pledgemaker)),
@@ -70,7 +102,37 @@ def ask(
         parse_mode="HTML",
         buttons=buttons,
     )
-    return outbox.enqueue(session, [question]) == 1
+    outbox.enqueue(session, [question])
+    return True
+
+
+def text_changed(session: Session, update: JourneyUpdate, templates: Templates) -> None:
+    """Their answer changed in their chat (a message added to it, one of its messages edited):
+    a "yes" to other words than those to publish now no longer stands, and they are asked about
+    these. A "no" stands: the update stays private, whatever it grows into."""
+    if update.consent_to_publish is False:
+        return
+    if update.consent_to_publish:
+        agreed = session.scalar(
+            select(Consent.text_version)
+            .where(Consent.journey_update_id == update.id, Consent.answer == "yes")
+            .order_by(Consent.id.desc())
+            .limit(1)
+        )
+        if agreed == published_text(update):
+            return
+        update.consent_to_publish = None
+    ask(session, update, templates, edited=update.edited_text is not None)
+
+
+def answers_current_text(update: JourneyUpdate, version: str) -> bool:
+    """Whether an answer to the question about ``version`` of the text (its ``hash_text``) is
+    an answer about the text as it reads now. Buttons sent before questions named their version
+    (``version`` empty) asked about the pledgemaker's own words: they count only while no edit
+    stands in for them."""
+    if not version:
+        return published_text(update) == update.text
+    return version == hash_text(published_text(update))
 
 
 def record(

@@ -369,14 +369,32 @@ class Turn:
         )
 
     def consent_answer(self, data: str) -> str:
-        answer, _, update_id = data.partition(":")
-        update = self.session.get(JourneyUpdate, int(update_id)) if update_id.isdigit() else None
+        """``yes:<update>:<version>`` / ``no:…`` under a consent question (``version``: the
+        hash of the text it showed; absent on buttons sent before questions carried it), or
+        ``withdraw:<update>`` under the confirmation."""
+        answer, _, rest = data.partition(":")
+        update_id, _, version = rest.partition(":")
+        update = (
+            # Locked: an edit committed meanwhile is seen, one still running waits for this.
+            self.session.get(
+                JourneyUpdate, int(update_id), with_for_update=True, populate_existing=True
+            )
+            if update_id.isdigit()
+            else None
+        )
         if answer not in ("yes", "no", "withdraw") or update is None or self.contact is None:
             return f"ignored: consent button {data!r}"
         if update.pledgemaker_id != self.contact.pledgemaker_id:
             return "ignored: consent for another pledgemaker's update"
         if answer == "withdraw":  # the button under the confirmation: this update only
             return self.withdraw(only=update.id)
+        if not consent.answers_current_text(update, version):
+            # They answered about words that are no longer the ones to publish: nothing is
+            # recorded, and the text as it reads now is what they are asked about.
+            self.say("consent_text_changed")
+            edited = update.edited_text is not None
+            consent.ask(self.session, update, self.conv.templates, edited=edited)
+            return f"update {update.id}: consent {answer} refused, its text has changed since"
         record = consent.record(self.session, update, answer, self.contact)
         if answer == "no":
             self.say("consent_declined")
@@ -422,6 +440,7 @@ class Turn:
             reply.prompt_id = group.prompt_id
             self.attach(reply, group)
             self.ask_description(group)
+            consent.text_changed(self.session, group, self.conv.templates)
             return f"reply added to update {group.id}"
         prompt = explicit or self.latest_open_prompt()
         if prompt is None:
@@ -548,6 +567,7 @@ class Turn:
         if update is None or update.moderation != "pending":
             return f"reply {reply.id} edited"
         refresh_update(self.session, update)
+        consent.text_changed(self.session, update, self.conv.templates)
         return f"reply {reply.id} edited; update {update.id} refreshed"
 
     # -- prompts -----------------------------------------------------------------------------

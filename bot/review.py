@@ -8,7 +8,7 @@ An update with media cannot be approved until every image has alt text.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
@@ -19,6 +19,7 @@ from bot.models import Consent, JourneyUpdate, utcnow
 from bot.templates import Templates
 
 STATES = ("pending", "approved", "rejected")
+LATEST_ZONE = timedelta(hours=14)  # UTC+14 (Kiribati): the earth's first "today"
 
 
 def get_update(session: Session, update_id: int) -> JourneyUpdate:
@@ -78,12 +79,17 @@ def edit(session: Session, update_id: int, text: str, templates: Templates) -> s
     if not text.strip():
         raise UserInputError("--text must not be empty")
     update = get_update(session, update_id)
+    # Locked, fresh: a "yes" being recorded for the text as it was finishes first (and is
+    # cleared below), or waits and then finds the text changed.
+    session.refresh(update, with_for_update=True)
     edited = text.strip() if text.strip() != update.text else None
     if edited == update.edited_text:
         return UNCHANGED
     update.edited_text = edited
     update.consent_to_publish = None
-    return ASKED if consent.ask(session, update, templates, edited=True) else TO_RECORD
+    # Back to their own words (``edited`` None), they are asked about them as about an answer.
+    has_chat = consent.ask(session, update, templates, edited=edited is not None)
+    return ASKED if has_chat else TO_RECORD
 
 
 UNCHANGED, ASKED, TO_RECORD = "unchanged", "asked", "to record"
@@ -112,7 +118,7 @@ def record_agreement(
         raise UserInputError(
             "say who agreed (name and role) and how (a call, an email of 3 December…)"
         )
-    if agreed_on > utcnow().date():
+    if agreed_on > (utcnow() + LATEST_ZONE).date():  # "today" where the staff are, wherever
         raise UserInputError(f"the agreement's date {agreed_on} is in the future")
     if update.consent_to_publish:
         raise UserInputError(f"update {update_id}: the pledgemaker already agreed to this text")

@@ -7,6 +7,7 @@ reported (every problem, with its file and line) and no campaign from the set is
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -688,7 +689,10 @@ def _check_facts(loaded: LoadedCampaign, base_dir: Path, problems: list[Problem]
         return
     given = spec.facts
     spec.facts = base_dir / given  # an absolute path stays itself
-    if not spec.facts.resolve().is_relative_to(base_dir.resolve()):
+    # Judged as written ('..' folded, links not followed): what an editor can type must stay in
+    # the folder, while a link the administrator put there (data/ on another disk) is theirs.
+    written = Path(os.path.normpath(spec.facts))
+    if not written.is_relative_to(Path(os.path.normpath(base_dir.absolute()))):
         line = loaded.lines.get("facts", loaded.line)
         problems.append(
             Problem(

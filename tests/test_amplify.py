@@ -182,7 +182,8 @@ async def test_an_approved_answer_is_posted_as_a_thread_and_the_loop_closes(
     await live.settle()
     update = live.scalar(select(JourneyUpdate))
     question = live.sandbox.sent_messages(901)[-1]
-    live.sandbox.press_button(901, question["message_id"], f"pc:yes:{update.id}")
+    [[yes, _]] = question["reply_markup"]["inline_keyboard"]  # pc:yes:<id>:<text version>
+    live.sandbox.press_button(901, question["message_id"], yes["callback_data"])
     await live.settle()
     with app.db.session() as session:
         review.approve(session, update.id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from bot import consent
 from bot.models import Consent, Contact, InboundEvent, JourneyUpdate, OutboxMessage, Prompt, Reply
 from tests.auxil.live import Live, eventually
 
@@ -42,7 +43,8 @@ async def test_invite_prompt_button_answer_stored_as_update(live: Live) -> None:
     assert question["text"].startswith("May we share this update publicly")
     assert "“Birth registration delays keep children out of school.”" in question["text"]
 
-    live.sandbox.press_button(501, question["message_id"], f"pc:yes:{update.id}")
+    version = consent.hash_text(update.text)  # the button names the text it asks about
+    live.sandbox.press_button(501, question["message_id"], f"pc:yes:{update.id}:{version}")
     await live.settle()
     given = live.scalar(select(Consent))
     assert (given.answer, given.journey_update_id, given.pledgemaker_id) == ("yes", update.id, GH)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from bot import review
+from bot import consent, review
 from bot.app import App
 from bot.errors import UserInputError
 from bot.models import Contact, JourneyUpdate, OutboxMessage, utcnow
@@ -50,7 +50,11 @@ def test_an_edit_keeps_their_words_and_asks_their_consent_again(app: App) -> Non
     assert update.consent_to_publish is None, "what they agreed to is not what would be published"
     assert "Our team suggests this wording" in question.text
     assert "We trained 120 inspectors in 2021." in question.text
-    assert [b["data"] for b in question.buttons[0]] == [f"pc:yes:{update_id}", f"pc:no:{update_id}"]
+    version = consent.hash_text("We trained 120 inspectors in 2021.")  # the text it asks about
+    assert [b["data"] for b in question.buttons[0]] == [
+        f"pc:yes:{update_id}:{version}",
+        f"pc:no:{update_id}:{version}",
+    ]
 
 
 def test_images_need_alt_text_before_approval(app: App) -> None:
@@ -127,12 +131,12 @@ def test_an_edited_import_is_published_only_once_their_agreement_is_recorded(
     later = pledgebot(
         folder,
         *("review", "--record-agreement", str(update_id), "--by", "Ama Mensah, director"),
-        *("--how", "phone call", "--on", "2026-12-09"),
+        *("--how", "phone call", "--on", "2026-12-10"),
         now=datetime(2026, 12, 8, 12, 0, tzinfo=UTC),
     )
     assert (later.returncode, later.stderr) == (
         1,
-        "the agreement's date 2026-12-09 is in the future\n",
+        "the agreement's date 2026-12-10 is in the future\n",
     )
     done = pledgebot(
         folder,
