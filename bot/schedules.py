@@ -566,11 +566,19 @@ def _load_file(
 def _check_fires(
     shown: str, spec: Campaign, where: dict[str, int], warnings: list[Problem]
 ) -> None:
-    """A cron that never fires within the campaign's active window (``0 10 31 2 *``) is valid
-    syntax, but surely a mistake: warn."""
+    """A cron that never fires within the campaign's active window (``0 10 31 2 *``), or a
+    ``once`` already past, is valid but surely a mistake (a copied example): warn."""
+    zone = ZoneInfo(spec.timezone)
+    if spec.once is not None:
+        once = spec.once if spec.once.tzinfo else spec.once.replace(tzinfo=zone)
+        if once < datetime.now(zone) - spec.grace_period:
+            line = where.get("once", where.get("", 1))
+            warnings.append(
+                Problem(shown, line, f"{spec.id}: once {spec.once} is past: it sends nothing")
+            )
+        return
     if not spec.cron:
         return
-    zone = ZoneInfo(spec.timezone)
     window = spec.active
     today = datetime.now(zone).date()
     start = datetime.combine(max(window.start or today, today), time(0), zone)

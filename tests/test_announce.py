@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import time_machine
 from sqlalchemy import select
 
 from bot import runs
@@ -65,6 +66,7 @@ def test_the_first_local_ten_oclock_after_the_firing() -> None:
     assert local_hour(FIRED, "08:00", "UTC") == FIRED, "exactly now is not tomorrow"
 
 
+@time_machine.travel(FIRED)  # a firing's hour in the past would go at once: run on its day
 def test_each_gets_it_in_their_language_at_their_hour_and_nobody_is_asked(app: App) -> None:
     english, french = people(app, "en")[0], people(app, "fr")[0]
     bind(app, english.id, "701")

@@ -120,6 +120,25 @@ def test_a_cron_that_fires_only_after_the_active_window_is_a_warning(tmp_path: P
         assert load_schedules([only / "schedules"], TEMPLATES).warnings == []
 
 
+def test_a_once_that_is_past_is_a_warning_and_the_example_is_not_past(tmp_path: Path) -> None:
+    """A copied example whose date has gone by would never fire: `check` says so."""
+    only_schedule(
+        tmp_path,
+        '[[campaign]]\nid = "launch"\nkind = "followup"\npillar = "act"\n'
+        "once = 2026-11-02T08:00:00\n",
+    )
+    proc = pledgebot(tmp_path, "schedules", "check", now=NOW)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == (
+        f"warning: {tmp_path / 'schedules' / 'x.toml'}:5: launch: once 2026-11-02 08:00:00 is "
+        "past: it sends nothing\n"
+    )
+    example = ROOT / "schedules" / "announce.toml.example"
+    with time_machine.travel(datetime(2030, 1, 1, tzinfo=UTC)):  # the example has no date to lapse
+        shown = load_schedules([example], TEMPLATES, base_dir=ROOT)
+    assert shown.warnings == []
+
+
 def test_an_audience_that_matches_nobody_is_a_warning(app: App, config_path: Path) -> None:
     folder = config_path.parent
     schedule = folder / "schedules" / "2026-followups.toml"
