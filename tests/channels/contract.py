@@ -22,6 +22,10 @@ class Harness(Protocol):
     # Optional: loggers of a server running in the test's own process (e.g. the mock's
     # "sqlalchemy"), left out of the search for secrets: theirs, not pledgebot's.
     # server_loggers: tuple[str, ...]
+    # What deleting a post the adapter already deleted does (the dispatcher retrying a
+    # "delete" row after a crash): None = it returns, the post counts as deleted; else the
+    # exception the adapter documents raising (a ``DeliveryError``: the row fails, recorded).
+    delete_again: type[Exception] | None
 
     async def start(self) -> None:
         """Start the local server (once per test) and anything the adapter needs."""
@@ -53,3 +57,7 @@ class Harness(Protocol):
 
     def too_long(self) -> str:
         """A text the platform refuses as too long for one message."""
+
+    def gone(self, external_id: str) -> bool | None:
+        """Whether the server's own state shows the post ``external_id`` (a send's receipt)
+        taken down; None for a channel that cannot delete ("delete" in ``not_applicable``)."""

@@ -20,6 +20,7 @@ class BlueskyHarness:
         "recipient_gone": "posts go to the account's own public feed: no recipient can leave it",
         "inbound": "pledgebot only posts on Bluesky; it reads no replies or mentions there",
     }
+    delete_again = None  # deleteRecord is idempotent on a PDS: a record not there succeeds
 
     async def start(self) -> None:
         self.sandbox = BlueskySandbox()
@@ -66,3 +67,6 @@ class BlueskyHarness:
 
     def too_long(self) -> str:
         return "Child labour ends with all of us. " * 10  # 340 graphemes; Bluesky allows 300
+
+    def gone(self, external_id: str) -> bool | None:
+        return all(post["uri"] != external_id for post in self.sandbox.posts())  # out of the repo

@@ -21,7 +21,10 @@ GONE = "left@ngo.example"
 
 class EmailHarness:
     name = "email"
-    not_applicable: ClassVar[dict[str, str]] = {}
+    not_applicable: ClassVar[dict[str, str]] = {
+        "delete": "an email cannot be recalled once the server has accepted it",
+    }
+    delete_again = None
     # aiosmtpd runs in this process and logs the SMTP dialogue it serves (AUTH included).
     server_loggers = ("mail.log", "mail.debug")
 
@@ -95,3 +98,6 @@ class EmailHarness:
 
     def too_long(self) -> str:
         return "x" * (self._server().max_message_bytes + 1)
+
+    def gone(self, external_id: str) -> bool | None:
+        return None

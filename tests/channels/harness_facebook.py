@@ -19,6 +19,7 @@ class FacebookHarness:
         "recipient_gone": "posts go to the campaign's own Page: no recipient can leave it",
         "inbound": "pledgebot only posts on Facebook; it reads no comments or messages there",
     }
+    delete_again = None  # Graph's code 100, subcode 33 (no such object) counts as deleted
 
     async def start(self) -> None:
         self.sandbox = GraphSandbox()
@@ -62,3 +63,6 @@ class FacebookHarness:
 
     def too_long(self) -> str:
         return "Child labour ends with all of us. " * 1860  # 63,240 characters; a Page: 63,206
+
+    def gone(self, external_id: str) -> bool | None:
+        return external_id in self.sandbox.deleted()

@@ -159,7 +159,9 @@ class InstagramHarness:
     not_applicable: ClassVar[dict[str, str]] = {
         "recipient_gone": "posts go to the campaign's own business account: no one can leave it",
         "inbound": "pledgebot only publishes on Instagram; it reads no comments or messages",
+        "delete": "Instagram's API deletes no published post: a withdrawal lists it for staff",
     }
+    delete_again = None
 
     async def start(self) -> None:
         self.sandbox = GraphSandbox()
@@ -214,3 +216,6 @@ class InstagramHarness:
 
     def too_long(self) -> str:
         return "Child labour ends with all of us. " * 70  # 2,380 characters; a caption: 2,200
+
+    def gone(self, external_id: str) -> bool | None:
+        return None

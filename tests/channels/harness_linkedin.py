@@ -19,6 +19,7 @@ class LinkedInHarness:
         "recipient_gone": "posts go to the organisation's own page: no recipient can leave it",
         "inbound": "pledgebot only posts on LinkedIn; it reads no comments or mentions there",
     }
+    delete_again = None  # LinkedIn answers 204 again (a 404 would count as deleted too)
 
     async def start(self) -> None:
         self.sandbox = LinkedInSandbox()
@@ -66,3 +67,6 @@ class LinkedInHarness:
 
     def too_long(self) -> str:
         return "Child labour ends with all of us. " * 100  # 3,400 characters; LinkedIn allows 3,000
+
+    def gone(self, external_id: str) -> bool | None:
+        return external_id in [post["id"] for post in self.sandbox.posts(deleted=True)]

@@ -5,7 +5,7 @@ the mock's control plane."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import SecretStr
 
@@ -18,14 +18,16 @@ REFUSED_TOKEN = "revoked-mastodon-token"
 
 class MastodonHarness:
     name = "mastodon"
+    delete_again = None  # the instance's 404 for a status already deleted counts as deleted
     # The mock runs in this process: its SQL log shows the token it stores (ours does not).
     server_loggers = ("sqlalchemy", "mastodon_mock", "uvicorn", "fastapi")
 
+    not_applicable: ClassVar[dict[str, str]] = {
+        "recipient_gone": "posts go to our own public timeline: no recipient can leave it",
+        "inbound": "a public timeline, outbound only: replies and mentions are not read",
+    }
+
     def __init__(self) -> None:
-        self.not_applicable = {
-            "recipient_gone": "posts go to our own public timeline: no recipient can leave it",
-            "inbound": "a public timeline, outbound only: replies and mentions are not read",
-        }
         self.server = MastodonServer()
         self._adapters: list[MastodonChannel] = []
 
@@ -80,3 +82,6 @@ class MastodonHarness:
 
     def too_long(self) -> str:
         return "Child labour ends with all of us. " * 20  # 680 characters; Mastodon allows 500
+
+    def gone(self, external_id: str) -> bool | None:
+        return self.server.status(external_id) is None  # the instance answers 404

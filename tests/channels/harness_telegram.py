@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 from pydantic import SecretStr
 
 from bot.channels.telegram import TelegramChannel, TelegramSettings
+from bot.errors import Rejected
 from bot.sandbox import TelegramSandbox
 
 CHAT = 4242
@@ -16,6 +17,8 @@ GONE = 4343
 class TelegramHarness:
     name = "telegram"
     not_applicable: ClassVar[dict[str, str]] = {}
+    # deleteMessage of a message already deleted: 400 "message to delete not found": Rejected.
+    delete_again = Rejected
 
     async def start(self) -> None:
         self.sandbox = TelegramSandbox()
@@ -39,7 +42,7 @@ class TelegramHarness:
         return str(CHAT)
 
     def received(self) -> list[str]:
-        return [m["text"] for m in self.sandbox.sent_messages(CHAT)]
+        return [m["text"] for m in self.sandbox.sent_messages(CHAT) if not m.get("deleted")]
 
     async def fail_next_send(self, how: str) -> bool | None:
         if how == "rate_limited":
@@ -61,3 +64,7 @@ class TelegramHarness:
 
     def too_long(self) -> str:
         return "x" * 4097
+
+    def gone(self, external_id: str) -> bool | None:
+        sent = self.sandbox.sent_messages(CHAT)
+        return any(m["message_id"] == int(external_id) and m.get("deleted") for m in sent)

@@ -17,6 +17,8 @@ class WebhookHarness:
         "inbound": "a webhook only sends",
         "too_long": "a document is never split or refused for length (up to 1,000,000 chars)",
     }
+    # The same delete again carries the same Idempotency-Key: the receiver drops it, 200.
+    delete_again = None
 
     async def start(self) -> None:
         self.receiver = WebhookReceiver()
@@ -37,8 +39,13 @@ class WebhookHarness:
         return "webhook"
 
     def received(self) -> list[str]:
+        """The posts the receiver holds and was not told to delete (it gave the n-th document
+        stored the id ``wh-<n>``)."""
+        deleted = {body["post_id"] for body in self.receiver.received if body["event"] == "delete"}
         return [
-            str(body["document"].get("text", body["document"])) for body in self.receiver.received
+            str(body["document"].get("text", body["document"]))
+            for number, body in enumerate(self.receiver.received, start=1)
+            if body["event"] == "post" and f"wh-{number}" not in deleted
         ]
 
     async def fail_next_send(self, how: str) -> bool | None:
@@ -56,3 +63,10 @@ class WebhookHarness:
 
     def too_long(self) -> str:
         return ""
+
+    def gone(self, external_id: str) -> bool | None:
+        """The receiver was told, once, with a valid signature, to take the post down."""
+        told = [
+            b for b in self.receiver.received if b == {"event": "delete", "post_id": external_id}
+        ]
+        return len(told) == 1

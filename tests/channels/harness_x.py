@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 from pydantic import SecretStr
 
 from bot.channels.x import XChannel, XSettings
+from bot.errors import Rejected
 from bot.sandbox.x import XSandbox
 
 
@@ -16,6 +17,8 @@ class XHarness:
         "recipient_gone": "posts go to the account's own timeline: no recipient can leave",
         "inbound": "pledgebot only posts on X; it reads no messages there",
     }
+    # X answers 404 for a post already deleted, like any id that names no post: Rejected.
+    delete_again = Rejected
 
     async def start(self) -> None:
         self.sandbox = XSandbox()
@@ -59,3 +62,7 @@ class XHarness:
 
     def too_long(self) -> str:
         return "x" * 281
+
+    def gone(self, external_id: str) -> bool | None:
+        posts = self.sandbox.posts(include_deleted=True)
+        return any(post["id"] == external_id and post["deleted"] for post in posts)

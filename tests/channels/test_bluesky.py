@@ -24,7 +24,6 @@ from bot import outbox, runs
 from bot.app import App, build_app
 from bot.campaigns import posts
 from bot.campaigns.base import Destinations, PlannedMessage
-from bot.channels import registry
 from bot.channels.base import OutboundMessage
 from bot.channels.bluesky import BlueskyChannel, BlueskySettings, bluesky_length, record_key
 from bot.config import load_config
@@ -93,19 +92,6 @@ def message(text: str, key: str = "", **extra: Any) -> OutboundMessage:
     return OutboundMessage(id=1, recipient="timeline", text=text, idempotency_key=key, **extra)
 
 
-@pytest.fixture
-def bluesky_planning(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The integration lines for bot/campaigns/posts.py and bot/templates.py, until they land."""
-    monkeypatch.setitem(posts.LIMITS, "bluesky", (300, 300))
-    measure = posts.measure_for
-    monkeypatch.setattr(
-        posts, "measure_for", lambda name: bluesky_length if name == "bluesky" else measure(name)
-    )
-    monkeypatch.setattr(
-        "bot.templates.PLAIN_TEXT_CHANNELS", ("x", "mastodon", "webhook", "bluesky")
-    )
-
-
 # -- counting ---------------------------------------------------------------------------------
 
 
@@ -138,7 +124,7 @@ def test_record_keys_are_tids_made_from_the_idempotency_key() -> None:
 
 
 async def test_a_long_update_is_a_thread_with_root_and_parent_refs(
-    sandbox: BlueskySandbox, channel: BlueskyChannel, bluesky_planning: None
+    sandbox: BlueskySandbox, channel: BlueskyChannel
 ) -> None:
     text = (
         "Des comités de protection de l’enfance sont actifs dans 212 communautés 🌱, "
@@ -465,10 +451,7 @@ def app(
     sandbox: BlueskySandbox,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    bluesky_planning: None,
 ) -> Iterator[App]:
-    # Until bot/channels/registry.py lists it (one line), register the adapter for this test.
-    monkeypatch.setitem(registry.CHANNELS, "bluesky", "bot.channels.bluesky:BlueskyChannel")
     monkeypatch.setenv(TOKEN_ENV, "123456:TEST-TOKEN")
     monkeypatch.setenv(PASSWORD_VAR, sandbox.app_password)
     extra = (
@@ -578,7 +561,7 @@ async def test_a_message_in_flight_at_a_crash_is_not_posted_twice(
 
 
 @pytest.mark.parametrize("language", ["en", "fr", "es"])
-def test_bluesky_templates_are_plain_text(language: str, bluesky_planning: None) -> None:
+def test_bluesky_templates_are_plain_text(language: str) -> None:
     from bot.campaigns.amplify import post_context
 
     templates = Templates(ROOT / "templates")

@@ -21,10 +21,12 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from bot.channels import registry
 from bot.channels.base import OutboundMessage
 from bot.db import Database
 from bot.errors import (
     ChannelUnauthorized,
+    DeliveryError,
     RateLimited,
     RecipientGone,
     Rejected,
@@ -43,6 +45,21 @@ def message(recipient: str, text: str = TEXT, number: int = 1) -> OutboundMessag
     return OutboundMessage(
         id=number, recipient=recipient, text=text, idempotency_key=f"contract:{number}"
     )
+
+
+# -- the table itself ---------------------------------------------------------------------------
+
+
+def test_every_registered_channel_has_a_contract_harness() -> None:
+    assert set(HARNESSES) == set(registry.known_channels())
+    for name, made in HARNESSES.items():
+        assert made.name == name, f"{made.__name__} says it is {made.name!r}"
+
+
+@pytest.mark.parametrize("name", sorted(HARNESSES))
+def test_the_delete_case_applies_exactly_where_the_adapter_can_delete(name: str) -> None:
+    can_delete = hasattr(registry.adapter_class(name), "delete")  # what the dispatcher asks
+    assert ("delete" not in HARNESSES[name].not_applicable) == can_delete
 
 
 @pytest.fixture
@@ -197,3 +214,32 @@ async def test_an_inbound_message_is_stored_once(harness: Harness, tmp_path: Pat
             assert session.scalar(select(func.count()).select_from(EventRow)) == 1
     finally:
         db.dispose()
+
+
+async def test_delete_takes_a_sent_post_down_and_a_second_delete_is_handled(
+    harness: Harness,
+) -> None:
+    applies(harness, "delete")
+
+    async def act(adapter: Any) -> None:
+        await adapter.start()
+        receipt = await adapter.send(message(harness.recipient()))
+        assert harness.received() == [TEXT] and not harness.gone(receipt.external_id)
+        # What bot.consent queues on a withdrawal: the post's id as the text, action "delete".
+        deletion = OutboundMessage(
+            id=2, recipient=harness.recipient(), text=receipt.external_id,
+            idempotency_key=f"delete:{receipt.external_id}", action="delete",
+        )  # fmt: skip
+        await adapter.delete(deletion)
+        assert harness.gone(receipt.external_id), "the server shows the post taken down"
+        assert harness.received() == [], "no reader sees it any more"
+        # The same row again (a retry after a crash): what the adapter documents, no crash.
+        if harness.delete_again is None:
+            await adapter.delete(deletion)
+        else:
+            assert issubclass(harness.delete_again, DeliveryError)
+            with pytest.raises(harness.delete_again):
+                await adapter.delete(deletion)
+        assert harness.gone(receipt.external_id) and harness.received() == []
+
+    await using(harness, act)

@@ -18,9 +18,7 @@ from sqlalchemy import select
 from bot import consent, outbox, runs
 from bot.alerts import Alerts
 from bot.app import App, build_app
-from bot.campaigns import posts
 from bot.campaigns.base import Destinations, PlannedMessage
-from bot.channels import registry
 from bot.channels.base import OutboundMessage
 from bot.channels.facebook import FacebookChannel, FacebookSettings, GraphRefusal
 from bot.config import load_config
@@ -323,10 +321,6 @@ async def test_no_token_reaches_the_debug_logs(
 
 @pytest.fixture
 def app(sandbox: GraphSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[App]:
-    # Until the integration lines land (registry, LIMITS, PLAIN_TEXT_CHANNELS): for this test.
-    monkeypatch.setitem(registry.CHANNELS, "facebook", "bot.channels.facebook:FacebookChannel")
-    monkeypatch.setitem(posts.LIMITS, "facebook", (63_206, 63_206))
-    monkeypatch.setattr("bot.templates.PLAIN_TEXT_CHANNELS", ("x", "mastodon", "webhook", "bluesky", "facebook"))  # fmt: skip
     monkeypatch.setenv(TOKEN_ENV, "123456:TEST-TOKEN")
     monkeypatch.setenv(TOKEN_VAR, sandbox.page_token)
     extra = (
@@ -409,12 +403,9 @@ async def test_an_amplify_slot_posts_the_photo_and_a_withdrawal_deletes_it(
 
 @pytest.mark.parametrize("language", ["en", "fr", "es"])
 @pytest.mark.parametrize("channel_name", ["facebook", "instagram"])
-def test_the_templates_are_plain_text(
-    language: str, channel_name: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_templates_are_plain_text(language: str, channel_name: str) -> None:
     from bot.campaigns.amplify import post_context
 
-    monkeypatch.setattr("bot.templates.PLAIN_TEXT_CHANNELS", ("facebook", "instagram"))
     templates = Templates(ROOT / "templates")
     spec = AmplifyCampaign.model_validate(
         {"id": "journeys", "kind": "amplify", "cron": "0 9 * * *", "hashtags": ["#AchieveSDG87"]}

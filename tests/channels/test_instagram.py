@@ -19,9 +19,7 @@ from starlette.testclient import TestClient
 from bot import consent, media_urls, outbox, runs
 from bot.alerts import Alerts
 from bot.app import App
-from bot.campaigns import posts
-from bot.campaigns.base import Destinations, Plan, PlannedMessage
-from bot.channels import registry
+from bot.campaigns.base import Destinations, PlannedMessage
 from bot.channels.base import OutboundMessage
 from bot.channels.facebook import GraphRefusal
 from bot.channels.instagram import InstagramChannel, InstagramSettings, caption_problem
@@ -210,7 +208,6 @@ def test_public_media_urls_need_the_base_url_and_the_key(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """What bot/app.py's line does for Instagram: ``media_urls.from_config(config)``."""
-    monkeypatch.setitem(registry.CHANNELS, "instagram", "bot.channels.instagram:InstagramChannel")
     monkeypatch.delenv(KEY_ENV, raising=False)
     data: dict[str, Any] = {"channels": {"instagram": {"enabled": True, "ig_user_id": "178"}}}
     config = config_from_dict(data, source="config.toml", base_dir=tmp_path)
@@ -329,26 +326,6 @@ async def test_a_publish_that_timed_out_is_found_not_published_twice(
 # -- through the outbox and the dispatcher ----------------------------------------------------
 
 
-@pytest.fixture
-def planning(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The integration lines for the registry, bot/campaigns/posts.py and bot/templates.py,
-    until they land: the channel, its caption limit, plain text, and no Instagram post for an
-    update without image."""
-    monkeypatch.setitem(registry.CHANNELS, "instagram", "bot.channels.instagram:InstagramChannel")
-    monkeypatch.setitem(posts.LIMITS, "instagram", (2_200, 2_200))
-    monkeypatch.setattr("bot.templates.PLAIN_TEXT_CHANNELS", ("x", "mastodon", "webhook", "bluesky", "instagram"))  # fmt: skip
-    plan_post = posts.plan_post
-
-    def needing_images(*, channels: list[str], media: tuple[Any, ...], **rest: Any) -> Plan:
-        kept = [c for c in channels if media or c != "instagram"]
-        plan = plan_post(channels=kept, media=media, **rest)
-        if len(kept) < len(channels):
-            plan.skipped["instagram: an image is required, and this post has none"] = 1
-        return plan
-
-    monkeypatch.setattr(posts, "plan_post", needing_images)
-
-
 def dispatcher(public: PublicMedia, channel: InstagramChannel) -> Dispatcher:
     app = public.app
     alerts = Alerts(app.db, app.config.alerts)
@@ -365,9 +342,8 @@ def fire(public: PublicMedia) -> runs.FireResult:
 
 
 async def test_an_amplify_slot_publishes_and_a_withdrawal_lists_the_post_for_staff(
-    sandbox: GraphSandbox, public: PublicMedia, channel: InstagramChannel, image: Path,
-    planning: None,
-) -> None:  # fmt: skip
+    sandbox: GraphSandbox, public: PublicMedia, channel: InstagramChannel, image: Path
+) -> None:
     fire(public)
     assert await dispatcher(public, channel).dispatch_once() == 1
     [published] = sandbox.media()
@@ -383,9 +359,7 @@ async def test_an_amplify_slot_publishes_and_a_withdrawal_lists_the_post_for_sta
         assert (await http.get(published["media_url"])).status_code == 404, "closed at once"
 
 
-async def test_the_planner_skips_instagram_for_an_update_without_image(
-    public: PublicMedia, planning: None
-) -> None:
+async def test_the_planner_skips_instagram_for_an_update_without_image(public: PublicMedia) -> None:
     public.add_update(None, text="Words only.")
     result = fire(public)
     with public.app.db.session() as session:

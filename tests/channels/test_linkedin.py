@@ -25,7 +25,6 @@ from bot.alerts import Alerts, open_alerts
 from bot.app import App, build_app
 from bot.campaigns import posts
 from bot.campaigns.base import Destinations, PlannedMessage
-from bot.channels import registry
 from bot.channels.base import OutboundMessage
 from bot.channels.linkedin import LinkedInChannel, LinkedInSettings, linkedin_length, little_text
 from bot.config import load_config
@@ -87,20 +86,6 @@ async def channel(sandbox: LinkedInSandbox) -> AsyncIterator[LinkedInChannel]:
 
 def message(text: str, key: str = "", **extra: Any) -> OutboundMessage:
     return OutboundMessage(id=1, recipient="timeline", text=text, idempotency_key=key, **extra)
-
-
-@pytest.fixture
-def linkedin_registered(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The integration lines for registry.py, posts.py and templates.py, until they land."""
-    monkeypatch.setitem(registry.CHANNELS, "linkedin", "bot.channels.linkedin:LinkedInChannel")
-    monkeypatch.setitem(posts.LIMITS, "linkedin", (3000, 3000))
-    measure = posts.measure_for
-    monkeypatch.setattr(
-        posts, "measure_for", lambda name: linkedin_length if name == "linkedin" else measure(name)
-    )
-    monkeypatch.setattr(
-        "bot.templates.PLAIN_TEXT_CHANNELS", ("x", "mastodon", "bluesky", "webhook", "linkedin")
-    )
 
 
 # -- little text ------------------------------------------------------------------------------
@@ -283,7 +268,7 @@ async def test_the_sandbox_refuses_a_post_naming_an_image_not_uploaded(
 
 
 async def test_too_long_is_refused_and_the_planner_splits_at_3000(
-    sandbox: LinkedInSandbox, channel: LinkedInChannel, linkedin_registered: None
+    sandbox: LinkedInSandbox, channel: LinkedInChannel
 ) -> None:
     with pytest.raises(Rejected, match="3001 > 3000"):
         await channel.send(message("x" * 3001))
@@ -455,7 +440,6 @@ def app(
     sandbox: LinkedInSandbox,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    linkedin_registered: None,
 ) -> Iterator[App]:
     monkeypatch.setenv(TOKEN_ENV, "123456:TEST-TOKEN")
     monkeypatch.setenv(TOKEN_VAR, sandbox.access_token)
@@ -582,9 +566,7 @@ async def test_a_message_in_flight_at_a_crash_is_not_posted_twice(
 
 
 @pytest.mark.parametrize("language", ["en", "fr", "es"])
-def test_linkedin_templates_are_plain_text_and_mention_a_known_page(
-    language: str, linkedin_registered: None
-) -> None:
+def test_linkedin_templates_are_plain_text_and_mention_a_known_page(language: str) -> None:
     templates = Templates(ROOT / "templates")
     context = {"text": "Safe & sound <today>", "pillar": "Act", "hashtags": "#AchieveSDG87"}
     maker = SimpleNamespace(name="ILO & partners", x_handle="@ilo")

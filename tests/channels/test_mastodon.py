@@ -17,7 +17,6 @@ from bot import runs
 from bot.app import App, build_app
 from bot.campaigns import posts
 from bot.campaigns.base import Destinations, post_limit
-from bot.channels import registry
 from bot.channels.base import OutboundMessage
 from bot.channels.mastodon import MastodonChannel, MastodonSettings, mastodon_length
 from bot.config import DispatcherSettings, load_config
@@ -354,8 +353,6 @@ def test_mastodon_templates_are_plain_text_and_mention_the_handle(language: str)
 
 @pytest.fixture
 def app(mock: MastodonServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[App]:
-    # Until bot/channels/registry.py lists it (one line), register the adapter for this test.
-    monkeypatch.setitem(registry.CHANNELS, "mastodon", "bot.channels.mastodon:MastodonChannel")
     monkeypatch.setenv(TOKEN_ENV, "123456:TEST-TOKEN")
     monkeypatch.setenv(TOKEN_VAR, mock.token)
     extra = (
