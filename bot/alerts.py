@@ -15,9 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot import outbox
-from bot.campaigns.base import PlannedMessage
 from bot.config import AlertSettings
 from bot.db import Database
+from bot.messages import PlannedMessage
 from bot.models import StaffAlert, utcnow
 
 log = logging.getLogger(__name__)

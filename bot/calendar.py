@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from bot.app import App
 from bot.models import OutboxMessage, utcnow
 from bot.preview import preview
-from bot.schedules import FollowupCampaign
+from bot.schedule_models import FollowupCampaign
 
 MAX_DAYS = 92  # a quarter: the planners walk every slot, so the range is bounded
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from bot.cli_common import State, err, open_app, out, write_output
 from bot.cli_contacts import contacts_cli
 from bot.cli_i18n import i18n_cli
 from bot.cli_matches import matches_cli
@@ -57,33 +58,6 @@ for sub, name in (
     cli.add_typer(sub, name=name)
 
 
-class _Console:
-    """A rich Console made on first use: ``pledgebot --help`` never imports rich's console."""
-
-    def __init__(self, **options: Any) -> None:
-        self._options: dict[str, Any] = options
-        self._console: Any = None
-
-    def __getattr__(self, name: str) -> Any:
-        if self._console is None:
-            from rich.console import Console
-
-            self._console = Console(**self._options)
-        return getattr(self._console, name)
-
-
-out = _Console(soft_wrap=True)
-err = _Console(stderr=True, soft_wrap=True)
-
-
-class State:
-    config_path = Path("config.toml")
-    config_given = False
-    debug = False
-    verbose = 0
-    log_format = "text"
-
-
 @cli.callback()
 def _global(
     config: Annotated[
@@ -105,29 +79,6 @@ def _global(
     setup_logging(verbose, log_format)
 
 
-def open_app(*, migrate: bool = True) -> App:
-    from bot.app import build_app
-    from bot.config import load_config
-    from bot.db import LockPatience
-
-    app = build_app(load_config(State.config_path, required=State.config_given))
-    app.db.wait_for_lock(LockPatience(LOCK_PATIENCE_SECONDS, _say_waiting))
-    if migrate:
-        app.db.upgrade()
-    return app
-
-
-LOCK_PATIENCE_SECONDS = 600.0  # a one-shot command waits this long for a busy SQLite database
-
-
-def _say_waiting() -> None:
-    err.print(
-        "waiting for the database: another pledgebot process is writing to it "
-        "(an import, or run catching up); Ctrl-C to give up",
-        markup=False,
-    )
-
-
 # -- db / import ---------------------------------------------------------------------------------
 @db_cli.command("upgrade")
 def db_upgrade() -> None:
@@ -136,15 +87,6 @@ def db_upgrade() -> None:
     created = app.db.upgrade(create=True)
     done = "database created and up to date" if created else "database is up to date"
     err.print(f"{done}: {app.db.describe()}", markup=False)
-
-
-def write_output(path: Path, body: bytes) -> None:
-    """Write a command's ``--output`` file; a path that cannot be written is one line."""
-    try:
-        path.write_bytes(body)
-    except OSError as exc:
-        raise UserInputError(f"cannot write {path}: {exc.strerror or exc}") from None
-    err.print(f"wrote {path}", markup=False)
 
 
 @import_cli.command("pledgemakers")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from bot import csv_safety
+from bot.cli_common import err, open_app
 from bot.errors import UserInputError
 
 if TYPE_CHECKING:
@@ -45,7 +46,6 @@ def contacts_invite(
     Telegram: prints a single-use link to send them. Email and Matrix: the bot sends the
     invitation itself, through the outbox (`pledgebot run` delivers it)."""
     from bot import invitations
-    from bot.cli import open_app
 
     if (pledgemaker_id is None) == (not everyone):
         raise UserInputError("name one pledgemaker id, or --all (not both)")
@@ -72,7 +72,6 @@ def contacts_invite(
 
 
 def _err(text: str) -> None:
-    from bot.cli import err
 
     err.print(text, markup=False)
 

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from bot.cli_common import State, out
+
 i18n_cli = typer.Typer(help="Translations of the templates.", no_args_is_help=True)
 
 
@@ -20,7 +22,6 @@ def check(
     """Every pledgemaker-facing template and phrase in en, fr and es, with the same variables;
     each problem as file: message, exit 1 on any."""
     from bot import i18n
-    from bot.cli import State, out
     from bot.config import load_config
     from bot.errors import UserInputError
 

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from bot.cli_common import err, open_app, out
+
 matches_cli = typer.Typer(
     help="Suggested introductions between pledgemakers who could help each other.",
     no_args_is_help=True,
@@ -33,7 +35,6 @@ def list_matches(
     from rich.table import Table
 
     from bot import introductions
-    from bot.cli import err, open_app, out
     from bot.errors import UserInputError
 
     states = ("suggested", "asking", "introduced", "ended", "declined")
@@ -80,7 +81,6 @@ def list_matches(
 def accept(suggestion_id: Annotated[int, typer.Argument(help="The suggestion's id.")]) -> None:
     """Ask both pledgemakers, in their own chats, whether they want the introduction."""
     from bot import introductions, staff
-    from bot.cli import err, open_app
 
     app = open_app()
     with app.db.session() as session:
@@ -94,7 +94,6 @@ def accept(suggestion_id: Annotated[int, typer.Argument(help="The suggestion's i
 def decline(suggestion_id: Annotated[int, typer.Argument(help="The suggestion's id.")]) -> None:
     """Not this pair: it is remembered and never suggested again."""
     from bot import introductions, staff
-    from bot.cli import err, open_app
 
     app = open_app()
     with app.db.session() as session:

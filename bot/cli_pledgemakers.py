@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from bot.cli_common import err, open_app, out
 from bot.errors import UserInputError
 
 pledgemakers_cli = typer.Typer(
@@ -22,7 +23,6 @@ def export(
 ) -> None:
     """Everything held about one pledgemaker, as JSON on stdout (a subject access request)."""
     from bot import erasure, staff
-    from bot.cli import open_app
 
     with open_app().db.session() as session:
         data = erasure.export_data(session, pledgemaker_id)
@@ -42,7 +42,6 @@ def erase(
     posts taken down where the channel allows it (else listed), and an import cannot bring
     them back."""
     from bot import erasure, staff
-    from bot.cli import err, open_app, out
 
     app = open_app()
     with app.db.session() as session:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from bot.cli_common import err, open_app, out
 from bot.errors import UserInputError
 
 if TYPE_CHECKING:
@@ -37,7 +38,6 @@ def report(
 ) -> None:
     """Prompts sent, reply rate, time to reply, updates approved and posts published."""
     from bot import reports
-    from bot.cli import err, open_app, out
 
     reports.check_by(by)
     if fmt not in FORMATS:

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from bot.cli_common import open_app, out
 from bot.errors import UserInputError
 
 users_cli = typer.Typer(
@@ -46,7 +47,6 @@ def add(
     """Add a user; the password is asked twice (hashed with argon2id). It needs 12 characters
     and must not be easy to guess: common, one character repeated, or containing the address."""
     from bot import staff
-    from bot.cli import open_app, out
 
     if role not in staff.ROLES:
         raise UserInputError(f"unknown role {role!r}; one of {', '.join(staff.ROLES)}")
@@ -63,7 +63,6 @@ def list_users() -> None:
     from rich.table import Table
 
     from bot import staff
-    from bot.cli import open_app, out
 
     table = Table("email", "role", "state", "created (UTC)", "last seen (UTC)")
     with open_app().db.session() as session:
@@ -85,7 +84,6 @@ def role(
 ) -> None:
     """Change a user's role."""
     from bot import staff
-    from bot.cli import open_app, out
 
     with open_app().db.session() as session:
         staff.set_role(session, email, new_role, actor=_actor())
@@ -99,7 +97,6 @@ def password(
 ) -> None:
     """Set a new password (signs the user out everywhere)."""
     from bot import staff
-    from bot.cli import open_app, out
 
     new = _password(password_env)
     with open_app().db.session() as session:
@@ -111,7 +108,6 @@ def password(
 def disable(email: Annotated[str, typer.Argument()]) -> None:
     """Stop a user from signing in, and sign them out everywhere."""
     from bot import staff
-    from bot.cli import open_app, out
 
     with open_app().db.session() as session:
         staff.disable(session, email, actor=_actor())

@@ -6,8 +6,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot import outbox
-from bot.campaigns.base import PlannedMessage
 from bot.db import Database
+from bot.messages import PlannedMessage
 from bot.models import Contact, OutboxMessage, Pledgemaker, Post
 from bot.templates import Templates
 

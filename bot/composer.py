@@ -16,8 +16,9 @@ from sqlalchemy.orm import Session
 
 from bot import outbox
 from bot.campaigns import posts
-from bot.campaigns.base import PlannedMessage, post_limit
+from bot.campaigns.base import post_limit
 from bot.inbox import image_suffix
+from bot.messages import PlannedMessage
 from bot.models import OutboxMessage, utcnow
 
 CAMPAIGN = "manual"  # the campaign id of posts written on the dashboard

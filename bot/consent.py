@@ -13,7 +13,7 @@ from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Session
 
 from bot import outbox
-from bot.campaigns.base import PlannedMessage
+from bot.messages import PlannedMessage
 from bot.models import Consent, Contact, JourneyUpdate, OutboxMessage, Pledgemaker, Post, utcnow
 from bot.templates import Templates
 

@@ -18,11 +18,11 @@ from sqlalchemy.orm import Session
 
 from bot import choices, consent, contacts, introductions, invitations, outbox
 from bot.alerts import Alerts
-from bot.campaigns.base import PlannedMessage
 from bot.campaigns.followup import BUTTON_KINDS, BUTTON_PREFIX
 from bot.channels.base import InboundEvent
 from bot.closing import post_link
 from bot.config import ConversationSettings
+from bot.messages import PlannedMessage
 from bot.models import Contact, JourneyUpdate, OutboxMessage, Pledgemaker, Prompt, Reply, utcnow
 from bot.prefetch import ChatFacts, ChunkFacts
 from bot.reminders import cancel_reminders

@@ -22,8 +22,8 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from bot import outbox
-from bot.campaigns.base import PlannedMessage
 from bot.errors import UserInputError
+from bot.messages import PlannedMessage
 from bot.models import Contact, JourneyUpdate, MatchSuggestion, Pledgemaker, utcnow
 from bot.templates import Templates
 

@@ -26,9 +26,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot import outbox
-from bot.campaigns.base import PlannedMessage
 from bot.contacts import create_invite
 from bot.errors import UserInputError
+from bot.messages import PlannedMessage
 from bot.models import Contact, InviteToken, Pledgemaker, utcnow
 from bot.templates import Templates
 

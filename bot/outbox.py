@@ -28,10 +28,10 @@ from sqlalchemy import Row, Select, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from bot.campaigns.base import PlannedMessage
 from bot.channels.base import OutboundMessage
 from bot.errors import UserInputError
 from bot.localtime import SendWindow
+from bot.messages import PlannedMessage
 from bot.models import (
     CampaignControl,
     ChannelState,

@@ -11,9 +11,9 @@ from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from bot import outbox
-from bot.campaigns.base import PlannedMessage
 from bot.contacts import create_invite
 from bot.errors import UserInputError
+from bot.messages import PlannedMessage
 from bot.models import (
     Contact,
     InviteToken,

@@ -19,12 +19,12 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from bot import outbox
-from bot.campaigns.base import PlannedMessage
 from bot.campaigns.followup import prompt_context
 from bot.channels.registry import has_buttons
 from bot.db import Database
+from bot.messages import PlannedMessage
 from bot.models import Contact, OutboxMessage, Pledgemaker, Prompt
-from bot.schedules import FollowupCampaign, parse_duration
+from bot.schedule_models import FollowupCampaign, parse_duration
 from bot.templates import Templates
 
 

@@ -23,7 +23,7 @@ from bot.campaigns import amplify, announce, digest, followup, knowledge
 from bot.campaigns.base import Plan, RunContext
 from bot.db import Database
 from bot.models import CampaignControl, Run, utcnow
-from bot.schedules import Campaign
+from bot.schedule_models import Campaign
 from bot.templates import Templates
 
 PLANNERS: dict[str, Any] = {

@@ -22,7 +22,7 @@ from bot.campaigns.followup import prompt
 from bot.db import Database
 from bot.localtime import parse_clock, to_utc
 from bot.models import Cadence, JourneyUpdate, Pledgemaker, Prompt, Reply
-from bot.schedules import FollowupCampaign, parse_duration
+from bot.schedule_models import FollowupCampaign, parse_duration
 from bot.templates import Templates
 
 BATCH = 1000

@@ -19,7 +19,7 @@ from bot.campaigns import posts
 from bot.campaigns.base import Plan, RunContext, audience_query
 from bot.consent import credit_line, published_text
 from bot.models import JourneyUpdate, OutboxMessage, Pledgemaker, Post
-from bot.schedules import AmplifyCampaign
+from bot.schedule_models import AmplifyCampaign
 from bot.templates import Templates
 from bot.vocab import PILLAR_NAMES
 

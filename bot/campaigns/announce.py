@@ -21,10 +21,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.campaigns.base import Plan, PlannedMessage, RunContext, reachable
+from bot.campaigns.base import Plan, RunContext, reachable
 from bot.localtime import parse_clock, to_utc
+from bot.messages import PlannedMessage
 from bot.models import Contact, JourneyUpdate, Pledgemaker
-from bot.schedules import AnnounceCampaign
+from bot.schedule_models import AnnounceCampaign
 from bot.templates import Templates
 
 

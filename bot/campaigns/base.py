@@ -1,4 +1,5 @@
-"""What a campaign plan produces: messages for the outbox, some of them prompts awaiting answers."""
+"""What a campaign plan produces: messages for the outbox (``bot.messages.PlannedMessage``), some
+of them prompts awaiting answers."""
 
 from __future__ import annotations
 
@@ -11,29 +12,9 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from bot.localtime import SendWindow
+from bot.messages import PlannedMessage  # defined lower (the outbox uses it); known here too
 from bot.models import Contact, Pledgemaker
-from bot.schedules import Audience
-
-
-@dataclass(frozen=True)
-class PlannedMessage:
-    idempotency_key: str
-    channel: str
-    recipient: str
-    text: str
-    pledgemaker_id: str | None = None
-    contact_id: int | None = None
-    parse_mode: str | None = None
-    buttons: list[list[dict[str, str]]] | None = None
-    pillar: str | None = None  # set: this message is a prompt on that pillar
-    window: SendWindow | None = None  # when it may go out; None: at once
-    media: tuple[dict[str, Any], ...] = ()  # {"path", "alt_text"}
-    follows: str | None = None  # idempotency key of the thread part this one replies to
-    reply_to: str | None = None  # the platform id of their message this one answers
-    post: dict[str, Any] | None = None  # set on a post's first part: what it publishes
-    action: str = "send"  # or "delete": ``text`` is the platform id of a post to take down
-    not_before: datetime | None = None  # held until then (an announcement's local hour)
+from bot.schedule_models import Audience
 
 
 class Destinations(dict[str, str]):

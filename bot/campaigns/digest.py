@@ -35,8 +35,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot import digest_chart
-from bot.campaigns.base import Plan, PlannedMessage, RunContext
+from bot.campaigns.base import Plan, RunContext
 from bot.closing import public_link
+from bot.messages import PlannedMessage
 from bot.models import (
     Contact,
     JourneyUpdate,
@@ -47,7 +48,7 @@ from bot.models import (
     Reply,
     Run,
 )
-from bot.schedules import DigestCampaign, parse_duration
+from bot.schedule_models import DigestCampaign, parse_duration
 from bot.templates import Templates
 
 log = logging.getLogger(__name__)

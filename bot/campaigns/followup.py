@@ -11,10 +11,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from bot.campaigns.base import Plan, PlannedMessage, RunContext, reachable
+from bot.campaigns.base import Plan, RunContext, reachable
 from bot.channels.registry import has_buttons
+from bot.messages import PlannedMessage
 from bot.models import Contact, Pledgemaker
-from bot.schedules import FollowupCampaign
+from bot.schedule_models import FollowupCampaign
 from bot.templates import Templates
 
 BUTTON_KINDS = ("progress", "challenge", "solution", "snooze")

@@ -19,7 +19,7 @@ from bot.campaigns import posts
 from bot.campaigns.base import Plan, RunContext
 from bot.errors import Problem, ScheduleError
 from bot.models import OutboxMessage, Post
-from bot.schedules import KnowledgeCampaign, parse_duration
+from bot.schedule_models import KnowledgeCampaign, parse_duration
 from bot.templates import Templates
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.campaigns.base import Plan, PlannedMessage, RunContext, post_limit
+from bot.campaigns.base import Plan, RunContext, post_limit
 from bot.channels.text_split import Measure, split_thread, weighted_length
+from bot.messages import PlannedMessage
 from bot.templates import Templates
 
 # How long one post may be on each channel: (text alone, text as a caption under media).

@@ -38,7 +38,7 @@ from bot.sandbox._bluesky_rules import (
     invalid_request,
 )
 from bot.sandbox._server import serve
-from bot.sandbox._telegram_thread import SandboxThread
+from bot.sandbox._thread import BaseSandboxThread
 
 __all__ = ["BlueskySandbox", "BlueskySandboxThread"]
 
@@ -301,9 +301,9 @@ class BlueskySandbox:
             return web.json_response({"error": f"{type(exc).__name__}: {exc}"}, status=400)
 
 
-class BlueskySandboxThread(SandboxThread):
+class BlueskySandboxThread(BaseSandboxThread):
     """``with BlueskySandboxThread(**BlueskySandbox kwargs) as bsky:`` then ``bsky.posts()``,
-    from synchronous code (the Telegram sandbox's thread runner, building a Bluesky one)."""
+    from synchronous code (the sandboxes' thread runner, building a Bluesky one)."""
 
     sandbox_class = BlueskySandbox
 

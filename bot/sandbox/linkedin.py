@@ -44,7 +44,7 @@ from bot.sandbox._linkedin_rules import (
     recent_versions,
 )
 from bot.sandbox._server import serve
-from bot.sandbox._telegram_thread import SandboxThread
+from bot.sandbox._thread import BaseSandboxThread
 
 __all__ = ["LinkedInSandbox", "LinkedInSandboxThread"]
 
@@ -314,9 +314,9 @@ class LinkedInSandbox:
             return web.json_response({"error": f"{type(exc).__name__}: {exc}"}, status=400)
 
 
-class LinkedInSandboxThread(SandboxThread):
+class LinkedInSandboxThread(BaseSandboxThread):
     """``with LinkedInSandboxThread(**LinkedInSandbox kwargs) as li:`` then ``li.posts()``,
-    from synchronous code (the Telegram sandbox's thread runner, building a LinkedIn one)."""
+    from synchronous code (the sandboxes' thread runner, building a LinkedIn one)."""
 
     sandbox_class = LinkedInSandbox
 

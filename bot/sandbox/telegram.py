@@ -6,7 +6,7 @@ button presses, blocking), fault injection (scripted, or random at seeded rates)
 ``/_sandbox/...`` control surface for subprocess tests. Telegram's rules live in the private
 modules next to this one: the method checks in ``_telegram_methods``, parsing and limits in
 ``_telegram_rules``, the update queue in ``_telegram_state``, faults in ``_telegram_faults``;
-``SandboxThread`` (in ``_telegram_thread``) is re-exported here.
+``SandboxThread`` (in ``_telegram_thread``, exported by ``bot.sandbox``) runs it in a thread.
 """
 
 from __future__ import annotations
@@ -33,9 +33,8 @@ from bot.sandbox._telegram_rules import (
     inline_callback_data,
 )
 from bot.sandbox._telegram_state import Chat, SandboxState, now
-from bot.sandbox._telegram_thread import SandboxThread
 
-__all__ = ["SandboxThread", "TelegramSandbox"]
+__all__ = ["TelegramSandbox"]
 
 CHAT_TYPES = ("private", "group", "supergroup", "channel")
 STICKER_BYTES = b"RIFF\x0c\x00\x00\x00WEBPVP8 \x00\x00\x00\x00"  # a placeholder, not an image

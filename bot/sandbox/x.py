@@ -6,7 +6,7 @@ transport adapter rewrites the host after signing), so the signature is checked 
 real URL. Owns the HTTP surface: authentication, fault injection and a small
 ``/_sandbox/...`` control surface for subprocess tests. The account's posts and media and what
 each endpoint does live in ``_x_api``, X's rules (errors, OAuth, text length, media) in
-``_x_rules``; ``XSandboxThread`` reuses the Telegram sandbox's thread runner.
+``_x_rules``; ``XSandboxThread`` reuses the sandboxes' thread runner.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
 
 from bot.sandbox._server import serve
-from bot.sandbox._telegram_thread import SandboxThread
+from bot.sandbox._thread import BaseSandboxThread
 from bot.sandbox._x_api import Call, Handler, XAccount
 from bot.sandbox._x_rules import (
     MAX_IMAGE_BYTES,
@@ -302,12 +302,12 @@ class XSandbox:
             return web.json_response({"error": f"{type(exc).__name__}: {exc}"}, status=400)
 
 
-class XSandboxThread(SandboxThread):
+class XSandboxThread(BaseSandboxThread):
     """``with XSandboxThread(**XSandbox kwargs) as x:`` then ``x.posts()``, from sync code.
 
-    The Telegram sandbox's thread runner, building an ``XSandbox`` instead; ``call``,
-    ``base_url``, ``port``, ``rate_limited``, ``method_calls`` and ``inject_fault`` carry over,
-    the Telegram-only proxies (``push_message``, ``token``, ...) do not apply.
+    The sandboxes' thread runner, building an ``XSandbox``: ``call``, ``base_url``, ``port``,
+    ``rate_limited``, ``method_calls`` and ``inject_fault`` come from it; the Telegram
+    proxies (``push_message``, ``token``, ...) are the Telegram runner's only.
     """
 
     sandbox_class = XSandbox

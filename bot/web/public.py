@@ -24,8 +24,8 @@ from starlette.routing import Route
 
 from bot import contacts, outbox
 from bot.app import App
-from bot.campaigns.base import PlannedMessage
 from bot.errors import ConfigError
+from bot.messages import PlannedMessage
 from bot.models import Contact, InviteToken, OutboxMessage, Pledgemaker, utcnow
 from bot.vocab import LANGUAGES
 from bot.web.pages import in_thread, page
