@@ -173,8 +173,9 @@ async def supervise(
 ) -> None:
     """Run a role until ``stop``; a role that fails (the database locked past its timeout by a
     long import, a lost connection) is logged and started again after a pause that doubles up
-    to ``RESTART_MAX_SECONDS`` — never left dead while the process looks healthy. Once ``stop``
-    is set, a last run finishes the work in hand (stored events); its failure is logged."""
+    to ``RESTART_MAX_SECONDS`` — never left dead while the process looks healthy. A failure
+    once ``stop`` is set is logged and ends it: what is left (stored events not processed yet)
+    is done at the next start."""
     failures = 0
     while True:
         began = time.monotonic()

@@ -224,11 +224,16 @@ class TelegramChannel:
         return Receipt(external_id=str(sent.message_id))
 
     async def delete(self, message: OutboundMessage) -> None:
-        """Take down the post whose message id is the message's text (consent was withdrawn)."""
+        """Take down the post whose message id is the message's text (consent was withdrawn).
+        A message already gone (400 "message to delete not found": deleted in the channel by
+        staff, or by this delete before a crash) is what was wanted: done, not a failure."""
         try:
             await self.bot.delete_message(
                 chat_id=_chat(message.recipient), message_id=int(message.text)
             )
+        except tg.BadRequest as exc:
+            if "message to delete not found" not in str(exc).lower():
+                raise _delivery_error(exc) from exc
         except tg.TelegramError as exc:
             raise _delivery_error(exc) from exc
 

@@ -168,8 +168,14 @@ class XChannel:
         return Receipt(external_id=str(created.data["id"]))
 
     async def delete(self, message: OutboundMessage) -> None:
-        """Take down the post whose id is the message's text (consent was withdrawn)."""
-        await self._call(self.client.delete_tweet, message.text, user_auth=True)
+        """Take down the post whose id is the message's text (consent was withdrawn). A post
+        already gone (X answers 404: deleted by staff on X, or by this delete before a crash)
+        is what was wanted: done, not a failure."""
+        try:
+            await self._call(self.client.delete_tweet, message.text, user_auth=True)
+        except Rejected as exc:
+            if not isinstance(exc.__cause__, tweepy.errors.NotFound):
+                raise
 
     async def _find_recent(self, message: OutboundMessage) -> str | None:
         """The id of our recent post that is ``message`` as X stored it, if there is one."""

@@ -7,7 +7,6 @@ from typing import Any, ClassVar
 from pydantic import SecretStr
 
 from bot.channels.x import XChannel, XSettings
-from bot.errors import Rejected
 from bot.sandbox.x import XSandbox
 
 
@@ -17,8 +16,8 @@ class XHarness:
         "recipient_gone": "posts go to the account's own timeline: no recipient can leave",
         "inbound": "pledgebot only posts on X; it reads no messages there",
     }
-    # X answers 404 for a post already deleted, like any id that names no post: Rejected.
-    delete_again = Rejected
+    # A post already gone (404 / "message to delete not found") is what a delete wants: done.
+    delete_again = None
 
     async def start(self) -> None:
         self.sandbox = XSandbox()
