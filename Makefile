@@ -6,10 +6,12 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test lint install clean bench axe
 
-$(STAMP): pyproject.toml
+# The sandboxes and the demo are their own distribution (sandbox/pyproject.toml): installed here,
+# never by a plain `pip install pledgebot`.
+$(STAMP): pyproject.toml sandbox/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev]' -e ./sandbox
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -29,14 +31,14 @@ $(AXE):
 axe: $(AXE)
 
 test: $(STAMP) axe
-	$(BIN)/ruff check bot tests bench
+	$(BIN)/ruff check bot sandbox tests bench
 	$(BIN)/pledgebot i18n check --templates templates  # every template in en, fr, es; same variables
-	$(BIN)/python -m bot.sandbox.synapse  # Synapse's own venv for the Matrix tests (once, ~30 s)
+	$(BIN)/python -m pledgebot_sandbox.synapse  # Synapse's own venv for the Matrix tests (once, ~30 s)
 	$(BIN)/pytest -n 2 --dist loadfile -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check bot tests bench
-	$(BIN)/ruff format --check bot tests bench
+	$(BIN)/ruff check bot sandbox tests bench
+	$(BIN)/ruff format --check bot sandbox tests bench
 
 # Each bench prints one JSON line and one summary line on stdout (progress on stderr); about
 # 7-8 minutes in all on an otherwise idle 2-core machine. BENCH_ARGS=--quick for a shorter run, --strict to fail on a miss.

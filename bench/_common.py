@@ -175,7 +175,7 @@ REMOTE: dict[str, Callable[..., Any]] = {
 
 def _serve(kwargs: dict[str, Any]) -> None:
     """The child: one sandbox on one event loop; JSON requests on stdin, answers on stdout."""
-    from bot.sandbox import TelegramSandbox
+    from pledgebot_sandbox import TelegramSandbox
 
     async def main() -> None:
         sandbox = TelegramSandbox(**kwargs)

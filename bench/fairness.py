@@ -29,7 +29,7 @@ from bot.db import Database
 from bot.dispatcher import Dispatcher
 from bot.models import OutboxMessage
 from bot.outbox import enqueue
-from bot.sandbox import TelegramSandbox
+from pledgebot_sandbox import TelegramSandbox
 
 BUSY_CHAT, OTHERS = 500, list(range(600, 700))
 TARGET = 0.2

@@ -698,6 +698,9 @@ def web(port: PortOption = None) -> None:
     _serve("web", port)
 
 
+DEMO_NEEDS_SANDBOXES = "the demo needs the sandboxes: pip install -e ./sandbox (make demo does it)"
+
+
 @cli.command("demo")
 def demo(
     folder: Annotated[Path, typer.Option(help="Where the demo database goes.")] = Path("demo-data"),
@@ -717,8 +720,8 @@ def demo(
             help="The chat channels the simulated pledgemakers use, comma-separated, from "
             "telegram, email, matrix; each runs against a real local server. Default: all "
             "three, skipping (with one line) any that cannot run here; one named here that "
-            "cannot run is an error. email needs the dev extras (aiosmtpd, pymap); matrix "
-            "builds Synapse's own venv once (~30 s, from PyPI). X is always used for posts.",
+            "cannot run is an error. email needs aiosmtpd and pymap (the sandboxes' requirements); "
+            "matrix builds Synapse's own venv once (~30 s, from PyPI). X is always used for posts.",
         ),
     ] = None,
     pledgemakers: Annotated[
@@ -738,8 +741,15 @@ def demo(
     import asyncio
 
     from bot.config import load_config
-    from bot.demo import run_demo, serve_dashboard
-    from bot.demo_channels import parse_channels
+
+    try:  # its own distribution (sandbox/pyproject.toml), never in a plain `pip install pledgebot`
+        from pledgebot_sandbox.demo import run_demo, serve_dashboard
+        from pledgebot_sandbox.demo_channels import parse_channels
+    except ModuleNotFoundError as exc:
+        if exc.name != "pledgebot_sandbox":
+            raise
+        print(DEMO_NEEDS_SANDBOXES, file=sys.stderr)
+        raise typer.Exit(2) from None
 
     chosen = parse_channels(channels) if channels is not None else None
     config = load_config(State.config_path, required=State.config_given)

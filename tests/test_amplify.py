@@ -14,8 +14,8 @@ from bot import review, runs
 from bot.app import App
 from bot.closing import close_loop
 from bot.models import InboundEvent, JourneyUpdate, Pledgemaker, Post
-from bot.sandbox.x import XSandbox
 from bot.schedules import AmplifyCampaign
+from pledgebot_sandbox.x import XSandbox
 from tests.auxil.live import Live, start_live
 
 X_ENV = {

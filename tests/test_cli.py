@@ -144,7 +144,7 @@ def test_invite_prints_one_unwrapped_link_and_each_call_a_new_token(folder: Path
 
 
 def test_invite_learns_the_username_from_get_me_before_run_ever_started(tmp_path: Path) -> None:
-    from bot.sandbox import SandboxThread
+    from pledgebot_sandbox import SandboxThread
 
     with SandboxThread(bot_username="campaign_sandbox_bot") as sandbox:
         write_config(tmp_path, base_url=sandbox.base_url)

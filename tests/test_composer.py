@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 
 from bot.app import App
 from bot.models import AuditEntry, OutboxMessage, Post
-from bot.sandbox.x import XSandbox
+from pledgebot_sandbox.x import XSandbox
 from tests.auxil.live import Live, eventually
 from tests.test_amplify import CHANNEL_POSTS, world  # noqa: F401  (a fixture)
 from tests.test_web_auth import signed_in

@@ -237,7 +237,7 @@ async def test_token_rejected_by_the_server_is_masked(tmp_path: Path) -> None:
     """python-telegram-bot puts the token in its InvalidToken message; it must be scrubbed."""
     import asyncio
 
-    from bot.sandbox import TelegramSandbox
+    from pledgebot_sandbox import TelegramSandbox
 
     sandbox = TelegramSandbox()
     await sandbox.start()

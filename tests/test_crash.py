@@ -20,7 +20,7 @@ from bot.app import App, build_app
 from bot.config import load_config
 from bot.importer import import_pledgemakers
 from bot.models import Contact, InboundEvent, OutboxMessage, Pledgemaker, Reply, utcnow
-from bot.sandbox import SandboxThread
+from pledgebot_sandbox import SandboxThread
 from tests.auxil.cli import PLEDGEBOT
 from tests.conftest import SAMPLE_CSV, TOKEN_ENV, cli_env, only_on_demand_campaign, write_config
 

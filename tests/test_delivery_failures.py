@@ -19,7 +19,7 @@ from bot.channels.base import OutboundMessage, Receipt
 from bot.dispatcher import Backoff, Dispatcher
 from bot.errors import TransientError
 from bot.models import Contact, OutboxMessage
-from bot.sandbox import TelegramSandbox
+from pledgebot_sandbox import TelegramSandbox
 from tests.auxil.live import Live, eventually, start_live
 
 GH = "gh-min-labour"

@@ -19,8 +19,6 @@ import pytest
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
-from bot import demo_reach
-from bot.demo_channels import ANSWERS
 from bot.media_urls import KEY_ENV
 from bot.models import (
     Consent,
@@ -34,7 +32,9 @@ from bot.models import (
     Reply,
 )
 from bot.models import InboundEvent as EventRow
-from bot.sandbox.synapse import VENV_ENV, venv_path
+from pledgebot_sandbox import demo_reach
+from pledgebot_sandbox.demo_channels import ANSWERS
+from pledgebot_sandbox.synapse import VENV_ENV, venv_path
 from tests.auxil.cli import PLEDGEBOT, pledgebot
 from tests.conftest import ROOT, cli_env
 
@@ -382,7 +382,7 @@ def test_demo_then_serves_the_dashboard_on_its_data_until_interrupted(tmp_path: 
 async def test_without_mastodon_mock_the_demo_says_so_in_one_line_and_goes_on(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """mastodon-mock is a dev extra: without it the other networks still start and are
+    """mastodon-mock is a requirement of the sandboxes: without it the other networks still start and are
     configured; Mastodon is left out, with one line saying how to get it."""
     monkeypatch.setattr(demo_reach, "MASTODON_PACKAGE", "mastodon_mock_not_installed")
     for env in [*demo_reach.ENV.values(), KEY_ENV]:
@@ -392,8 +392,8 @@ async def test_without_mastodon_mock_the_demo_says_so_in_one_line_and_goes_on(
         reach = demo_reach.Reach()
         await reach.start(stack, said.append)
         assert said == [
-            "demo: continuing without mastodon: mastodon-mock not installed (the dev extras): "
-            "pip install -e '.[dev]'"
+            "demo: continuing without mastodon: mastodon-mock not installed (the sandboxes' "
+            "requirements): pip install -e ./sandbox"
         ]
         assert said[0].startswith(MASTODON_SKIPPED)
         assert reach.networks == ["bluesky", "linkedin", "facebook", "instagram"]

@@ -134,7 +134,7 @@ def test_bot_has_no_import_cycles() -> None:
 
 def test_the_graph_covers_every_module_and_every_import() -> None:
     graph = build_graph(ROOT / "bot")
-    # Listed independently of build_graph: no file under bot/ (migrations, sandboxes, data) is left out.
+    # Listed independently of build_graph: no file under bot/ (migrations, web, data) is left out.
     on_disk = {
         module_name(ROOT / "bot", Path(folder) / name)
         for folder, _, names in os.walk(ROOT / "bot")

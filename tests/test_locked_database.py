@@ -16,7 +16,7 @@ from bot.app import App, build_app
 from bot.config import load_config
 from bot.importer import import_pledgemakers
 from bot.models import InboundEvent, Reply
-from bot.sandbox import SandboxThread
+from pledgebot_sandbox import SandboxThread
 from tests.auxil.cli import pledgebot
 from tests.conftest import SAMPLE_CSV, TOKEN_ENV, only_on_demand_campaign, write_config
 from tests.test_crash import Bot, bind_chats, wait_for

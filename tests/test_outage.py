@@ -27,8 +27,8 @@ from bot.campaigns.base import PlannedMessage
 from bot.config import load_config
 from bot.dispatcher import Dispatcher
 from bot.models import OutboxMessage, StaffAlert
-from bot.sandbox import TelegramSandbox
 from bot.status import collect
+from pledgebot_sandbox import TelegramSandbox
 from tests.auxil.cli import pledgebot
 from tests.conftest import (
     TOKEN_ENV,

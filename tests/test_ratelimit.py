@@ -28,9 +28,9 @@ from bot.channels.telegram import TelegramChannel, TelegramSettings
 from bot.channels.x import XChannel, XSettings
 from bot.errors import RateLimited
 from bot.ratelimit import Limits, Rate, per_second
-from bot.sandbox import SandboxThread, TelegramSandbox
-from bot.sandbox._telegram_state import busiest_window, closest_in_one_chat
-from bot.sandbox.x import XSandbox
+from pledgebot_sandbox import SandboxThread, TelegramSandbox
+from pledgebot_sandbox._telegram_state import busiest_window, closest_in_one_chat
+from pledgebot_sandbox.x import XSandbox
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
 

@@ -20,7 +20,7 @@ from bot.app import App
 from bot.campaigns.base import PlannedMessage
 from bot.coordination import Leadership, lock_key
 from bot.models import utcnow
-from bot.sandbox import SandboxThread
+from pledgebot_sandbox import SandboxThread
 from tests.auxil.cli import PLEDGEBOT, pledgebot
 from tests.conftest import TOKEN_ENV, cli_env, write_config
 

@@ -23,7 +23,7 @@ from bot.config import AlertSettings, DispatcherSettings
 from bot.dispatcher import Dispatcher
 from bot.errors import ChannelUnauthorized, RateLimited, Rejected
 from bot.models import CampaignControl, OutboxMessage
-from bot.sandbox.x import XSandbox
+from pledgebot_sandbox.x import XSandbox
 
 
 def png(path: Path) -> Path:

@@ -17,7 +17,7 @@ from bot.config import load_config
 from bot.importer import import_pledgemakers
 from bot.models import Contact, InboundEvent, OutboxMessage, utcnow
 from bot.runner import serve
-from bot.sandbox import TelegramSandbox
+from pledgebot_sandbox import TelegramSandbox
 from tests.conftest import SAMPLE_CSV, TOKEN_ENV, write_config
 
 

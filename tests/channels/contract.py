@@ -1,7 +1,7 @@
 """What a channel's test harness gives the shared contract test (tests/channels/test_contract.py).
 
 Each channel has one harness module, ``tests/channels/harness_<name>.py``, defining a class
-that satisfies ``Harness`` against a real local server (a sandbox in ``bot/sandbox``, or a real
+that satisfies ``Harness`` against a real local server (a sandbox in ``sandbox/pledgebot_sandbox``, or a real
 server started by a fixture: aiosmtpd/pymap, Synapse, mastodon-mock, a webhook receiver). The
 contract test runs the same table of cases on every harness listed in ``tests/channels/harnesses.py``.
 

@@ -1,5 +1,5 @@
 """The contract harness for Bluesky: the atproto SDK against the in-package PDS sandbox
-(bot/sandbox/bluesky.py), faults injected through the sandbox's own methods."""
+(sandbox/pledgebot_sandbox/bluesky.py), faults injected through the sandbox's own methods."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from pydantic import SecretStr
 
 from bot.channels.bluesky import BlueskyChannel, BlueskySettings
-from bot.sandbox.bluesky import BlueskySandbox
+from pledgebot_sandbox.bluesky import BlueskySandbox
 
 CREATE = "com.atproto.repo.createRecord"
 REFUSED_PASSWORD = "zzzz-zzzz-zzzz-zzzz"

@@ -1,5 +1,5 @@
 """The contract harness for Facebook Pages: the adapter's Graph client (httpx) against the
-in-package Graph sandbox (bot/sandbox/facebook.py), faults injected through the sandbox."""
+in-package Graph sandbox (sandbox/pledgebot_sandbox/facebook.py), faults injected through the sandbox."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from pydantic import SecretStr
 
 from bot.channels.facebook import FacebookChannel, FacebookSettings
-from bot.sandbox.facebook import GraphSandbox
+from pledgebot_sandbox.facebook import GraphSandbox
 
 REFUSED_TOKEN = "EAArevoked-facebook-page-token-000"
 

@@ -1,5 +1,5 @@
 """The contract harness for Instagram: the adapter against the in-package Graph sandbox
-(bot/sandbox/facebook.py), which really downloads each image from the dashboard's public media
+(sandbox/pledgebot_sandbox/facebook.py), which really downloads each image from the dashboard's public media
 route (bot/web/media.py), served by uvicorn on a loopback port over a fresh SQLite database.
 
 Instagram has no text-only post and the adapter refuses one (test_instagram.py shows it), while
@@ -31,9 +31,9 @@ from bot.config import config_from_dict
 from bot.importer import import_pledgemakers
 from bot.media_urls import MediaUrls
 from bot.models import JourneyUpdate
-from bot.sandbox.facebook import GraphSandbox
 from bot.web import media
 from bot.web.auth import StaffAuth
+from pledgebot_sandbox.facebook import GraphSandbox
 from tests.conftest import ROOT, SAMPLE_CSV
 
 MEDIA_KEY = "harness-media-url-key-0123456789abcdef"

@@ -1,5 +1,5 @@
 """The contract harness for LinkedIn: the adapter (httpx) against the in-package LinkedIn REST
-sandbox (bot/sandbox/linkedin.py), faults injected through the sandbox's own methods."""
+sandbox (sandbox/pledgebot_sandbox/linkedin.py), faults injected through the sandbox's own methods."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from pydantic import SecretStr
 
 from bot.channels.linkedin import LinkedInChannel, LinkedInSettings
-from bot.sandbox.linkedin import LinkedInSandbox
+from pledgebot_sandbox.linkedin import LinkedInSandbox
 
 REFUSED_TOKEN = "AQXrefusedrefusedrefusedrefusedrefused"
 

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from pydantic import SecretStr
 
 from bot.channels.telegram import TelegramChannel, TelegramSettings
-from bot.sandbox import TelegramSandbox
+from pledgebot_sandbox import TelegramSandbox
 
 CHAT = 4242
 GONE = 4343

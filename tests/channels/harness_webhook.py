@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from pydantic import SecretStr
 
 from bot.channels.webhook import WebhookChannel, WebhookSettings
-from bot.sandbox.webhook import WebhookReceiver
+from pledgebot_sandbox.webhook import WebhookReceiver
 
 
 class WebhookHarness:

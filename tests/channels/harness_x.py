@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from pydantic import SecretStr
 
 from bot.channels.x import XChannel, XSettings
-from bot.sandbox.x import XSandbox
+from pledgebot_sandbox.x import XSandbox
 
 
 class XHarness:

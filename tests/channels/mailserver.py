@@ -1,7 +1,7 @@
 """The email channel's real local servers (aiosmtpd SMTP + pymap IMAP) now live in
-``bot.sandbox.mail``, where ``pledgebot demo`` uses them too; re-exported for the tests."""
+``pledgebot_sandbox.mail``, where ``pledgebot demo`` uses them too; re-exported for the tests."""
 
-from bot.sandbox.mail import (
+from pledgebot_sandbox.mail import (
     BOT_ADDRESS,
     BOT_USER,
     DOMAIN,

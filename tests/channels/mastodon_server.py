@@ -1,5 +1,5 @@
-"""The Mastodon server of the tests: moved to ``bot.sandbox.mastodon`` (the demo starts it too)."""
+"""The Mastodon server of the tests: moved to ``pledgebot_sandbox.mastodon`` (the demo starts it too)."""
 
-from bot.sandbox.mastodon import MEDIA, REMOTE_HANDLE, STATUSES, MastodonServer
+from pledgebot_sandbox.mastodon import MEDIA, REMOTE_HANDLE, STATUSES, MastodonServer
 
 __all__ = ["MEDIA", "REMOTE_HANDLE", "STATUSES", "MastodonServer"]

@@ -1,4 +1,4 @@
-"""The Matrix tests' Synapse: the launcher lives in ``bot.sandbox.synapse`` (``pledgebot demo``
+"""The Matrix tests' Synapse: the launcher lives in ``pledgebot_sandbox.synapse`` (``pledgebot demo``
 uses it too) and is re-exported here; what is the tests' own is ``shared()``, one server per
 test process. ``python -m tests.channels.synapse`` still builds Synapse's venv ahead of time."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import atexit
 
-from bot.sandbox.synapse import (
+from pledgebot_sandbox.synapse import (
     LOOSE,
     REQUIREMENT,
     SERVER_NAME,

@@ -1,5 +1,5 @@
 """The Bluesky adapter end to end: the real atproto SDK over HTTP against the in-package PDS
-sandbox (bot/sandbox/bluesky.py), which checks posts against the lexicons and answers with the
+sandbox (sandbox/pledgebot_sandbox/bluesky.py), which checks posts against the lexicons and answers with the
 PDS's own error shapes."""
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from bot.dispatcher import Dispatcher
 from bot.errors import ChannelUnauthorized, RateLimited, Rejected, TransientError
 from bot.importer import import_pledgemakers
 from bot.models import CampaignControl, JourneyUpdate, OutboxMessage, Pledgemaker
-from bot.sandbox.bluesky import BlueskySandbox
 from bot.schedules import AmplifyCampaign
 from bot.templates import Templates
+from pledgebot_sandbox.bluesky import BlueskySandbox
 from tests.conftest import ROOT, SAMPLE_CSV, TOKEN_ENV, write_config
 
 CREATE = "com.atproto.repo.createRecord"

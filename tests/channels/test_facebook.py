@@ -1,5 +1,5 @@
 """The Facebook Page adapter end to end: its Graph client (httpx) over HTTP against the
-in-package Graph sandbox (bot/sandbox/facebook.py), which answers with the Graph API's own
+in-package Graph sandbox (sandbox/pledgebot_sandbox/facebook.py), which answers with the Graph API's own
 error shapes and usage headers."""
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from bot.dispatcher import Dispatcher
 from bot.errors import ChannelUnauthorized, RateLimited, Rejected, TransientError
 from bot.importer import import_pledgemakers
 from bot.models import CampaignControl, JourneyUpdate, OutboxMessage, Pledgemaker, StaffAlert
-from bot.sandbox.facebook import GraphSandbox
 from bot.schedules import AmplifyCampaign
 from bot.templates import Templates
+from pledgebot_sandbox.facebook import GraphSandbox
 from tests.conftest import ROOT, SAMPLE_CSV, TOKEN_ENV, write_config
 
 TOKEN_VAR = "PB_TEST_FACEBOOK_PAGE_TOKEN"

@@ -1,4 +1,4 @@
-"""The Instagram adapter end to end: the Graph sandbox (bot/sandbox/facebook.py) really fetches
+"""The Instagram adapter end to end: the Graph sandbox (sandbox/pledgebot_sandbox/facebook.py) really fetches
 each image from the dashboard's public media route (bot/web/media.py) on a loopback port, so
 the signed URL, the approved-update check and the container flow run as they will in production."""
 
@@ -28,9 +28,9 @@ from bot.dispatcher import Dispatcher
 from bot.errors import ChannelUnauthorized, ConfigError, RateLimited, Rejected, TransientError
 from bot.media_urls import KEY_ENV, MediaUrls
 from bot.models import CampaignControl, JourneyUpdate, OutboxMessage, StaffAlert
-from bot.sandbox.facebook import GraphSandbox
 from bot.schedules import AmplifyCampaign
 from bot.web.app import build
+from pledgebot_sandbox.facebook import GraphSandbox
 from tests.channels.harness_instagram import ALT, MEDIA_KEY, PublicMedia, write_jpeg
 
 

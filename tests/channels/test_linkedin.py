@@ -1,5 +1,5 @@
 """The LinkedIn adapter end to end: httpx against the in-package LinkedIn REST sandbox
-(bot/sandbox/linkedin.py), which checks posts against LinkedIn's schema, reads their commentary
+(sandbox/pledgebot_sandbox/linkedin.py), which checks posts against LinkedIn's schema, reads their commentary
 as little text and answers with LinkedIn's own error shapes."""
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ from bot.dispatcher import Dispatcher
 from bot.errors import ChannelUnauthorized, RateLimited, Rejected, TransientError
 from bot.importer import import_pledgemakers
 from bot.models import CampaignControl, JourneyUpdate, OutboxMessage
-from bot.sandbox.linkedin import LinkedInSandbox
 from bot.schedules import AmplifyCampaign
 from bot.status import collect
 from bot.templates import Templates
+from pledgebot_sandbox.linkedin import LinkedInSandbox
 from tests.conftest import ROOT, SAMPLE_CSV, TOKEN_ENV, write_config
 
 CREATE = "posts.create"

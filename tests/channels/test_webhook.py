@@ -1,5 +1,5 @@
 """The webhook channel: signed JSON documents to the comms team's own tool, against a real
-receiver on loopback (``bot.sandbox.webhook``) that checks every signature."""
+receiver on loopback (``pledgebot_sandbox.webhook``) that checks every signature."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from bot.channels.base import OutboundMessage
 from bot.channels.webhook import SIGNATURE, TIMESTAMP, WebhookChannel, WebhookSettings, sign, verify
 from bot.errors import ChannelUnauthorized, Rejected
 from bot.models import OutboxMessage
-from bot.sandbox.webhook import WebhookReceiver
+from pledgebot_sandbox.webhook import WebhookReceiver
 from tests.auxil.live import start_live
 from tests.test_amplify import amplify, approved
 

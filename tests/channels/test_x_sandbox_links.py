@@ -16,7 +16,7 @@ import tweepy
 
 from bot.channels.text_split import weighted_length
 from bot.channels.x import X_API, _ToBaseUrl
-from bot.sandbox.x import XSandboxThread
+from pledgebot_sandbox.x import XSandboxThread
 
 TCO = r"https://t\.co/[0-9A-Za-z]{10}"
 REPORT = "https://www.ilo.org/resource/news/cocoa-2024?lang=en&src=x"

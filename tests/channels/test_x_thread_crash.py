@@ -30,7 +30,7 @@ from bot.config import DispatcherSettings
 from bot.dispatcher import Dispatcher
 from bot.errors import Rejected
 from bot.models import OutboxMessage
-from bot.sandbox.x import XSandbox
+from pledgebot_sandbox.x import XSandbox
 
 LINKED = (
     "Read the report https://www.ilo.org/resource/news/cocoa-2024?lang=en&src=x and the "

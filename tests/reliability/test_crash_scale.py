@@ -30,7 +30,7 @@ from bot.config import load_config
 from bot.importer import import_pledgemakers
 from bot.models import InboundEvent, OutboxMessage, Reply, utcnow
 from bot.outbox import OPEN_STATES
-from bot.sandbox import SandboxThread
+from pledgebot_sandbox import SandboxThread
 from tests.conftest import SAMPLE_CSV, TOKEN_ENV, only_on_demand_campaign, write_config
 from tests.reliability._procs import Proc, bind_chats, count, tune_config, use_database, wait_for
 

@@ -19,8 +19,8 @@ from bot.campaigns.base import PlannedMessage
 from bot.config import load_config
 from bot.models import OutboxMessage
 from bot.outbox import OPEN_STATES, enqueue
-from bot.sandbox import SandboxThread
-from bot.sandbox._telegram_state import busiest_window, closest_in_one_chat
+from pledgebot_sandbox import SandboxThread
+from pledgebot_sandbox._telegram_state import busiest_window, closest_in_one_chat
 from tests.conftest import TOKEN_ENV, only_on_demand_campaign, write_config
 from tests.reliability._procs import Proc, count, tune_config, use_database, wait_for
 

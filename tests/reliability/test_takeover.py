@@ -28,7 +28,7 @@ from bot.app import App, build_app
 from bot.config import load_config
 from bot.importer import import_pledgemakers
 from bot.models import InboundEvent, OutboxMessage, Reply, Run
-from bot.sandbox import SandboxThread, TelegramSandbox
+from pledgebot_sandbox import SandboxThread, TelegramSandbox
 from tests.conftest import SAMPLE_CSV, TOKEN_ENV, write_config
 from tests.reliability._procs import Proc, bind_chats, count, use_database, wait_for
 

@@ -18,7 +18,7 @@ import pytest_asyncio
 import telegram
 from telegram.error import TimedOut
 
-from bot.sandbox import SandboxThread, TelegramSandbox
+from pledgebot_sandbox import SandboxThread, TelegramSandbox
 
 pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
 
@@ -166,7 +166,7 @@ def test_fault_rates_from_a_thread_and_the_control_surface() -> None:
 def test_python_m_bot_sandbox_fault_flags() -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "bot.sandbox", "--port", "0", "--fault-5xx", "1"],
+        [sys.executable, "-m", "pledgebot_sandbox", "--port", "0", "--fault-5xx", "1"],
         stdout=subprocess.PIPE,
         text=True,
         env=env,
@@ -187,7 +187,7 @@ def test_python_m_bot_sandbox_fault_flags() -> None:
         assert process.wait(timeout=10) == 0
 
     refused = subprocess.run(
-        [sys.executable, "-m", "bot.sandbox", *("--fault-5xx", "0.8", "--fault-429", "0.5")],
+        [sys.executable, "-m", "pledgebot_sandbox", *("--fault-5xx", "0.8", "--fault-429", "0.5")],
         capture_output=True,
         text=True,
         env=env,

@@ -30,8 +30,8 @@ from telegram.error import (
     TimedOut,
 )
 
-from bot.sandbox import SandboxThread, TelegramSandbox
-from bot.sandbox._telegram_rules import ApiError, parse_html
+from pledgebot_sandbox import SandboxThread, TelegramSandbox
+from pledgebot_sandbox._telegram_rules import ApiError, parse_html
 
 # PTB warns that RetryAfter.retry_after will become a timedelta; seconds() handles both.
 pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
@@ -619,7 +619,7 @@ def test_sandbox_thread_from_sync_code() -> None:
 def test_python_m_bot_sandbox_serves_until_terminated() -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "bot.sandbox", "--port", "0"],
+        [sys.executable, "-m", "pledgebot_sandbox", "--port", "0"],
         stdout=subprocess.PIPE,
         text=True,
         env=env,

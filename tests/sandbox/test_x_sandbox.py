@@ -17,8 +17,8 @@ import tweepy
 from requests.adapters import HTTPAdapter
 from requests_oauthlib import OAuth1
 
-from bot.sandbox._x_rules import FixedWindow, weighted_length
-from bot.sandbox.x import XSandboxThread
+from pledgebot_sandbox._x_rules import FixedWindow, weighted_length
+from pledgebot_sandbox.x import XSandboxThread
 
 API = "https://api.twitter.com"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64  # the sandbox only sniffs the signature bytes

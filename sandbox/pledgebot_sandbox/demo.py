@@ -1,17 +1,18 @@
 """`pledgebot demo`: the whole loop on SQLite against local servers, with simulated pledgemakers.
 
 Imports the sample pledgemakers and shares them among the chat channels chosen (``--channels``:
-telegram, email, matrix — each against a real local server, see ``bot.demo_channels`` and
-``bot.demo_invited``); each one joins (Telegram: their deep link; email and Matrix: the bot
-invites them itself, and they reply to the mail or join the room); fires the ``act-checkin``
+telegram, email, matrix — each against a real local server, see
+``pledgebot_sandbox.demo_channels`` and ``pledgebot_sandbox.demo_invited``); each one joins
+(Telegram: their deep link; email and Matrix: the bot invites them itself, and they reply to the
+mail or join the room); fires the ``act-checkin``
 follow-up from ``schedules/`` on those channels; the simulated pledgemakers answer (on Telegram:
 text, buttons, a photo, a bare "thanks", "Not now", one ``/stop``; by mail and on Matrix: replies
 to the prompt); the answers are stored as replies and journey updates linked to their prompts.
 Each update's author gives or declines consent (a button on Telegram; by mail and on Matrix a
 typed "1", "yes", "oui", "2"…), the comms team approves, and posts go to X, the Telegram
-channel, Bluesky, LinkedIn, Facebook, Instagram and Mastodon (``bot.demo_reach``; Mastodon only
-with its dev extra). Everything goes over the platforms' own protocols through the real client
-libraries.
+channel, Bluesky, LinkedIn, Facebook, Instagram and Mastodon (``pledgebot_sandbox.demo_reach``;
+Mastodon only when mastodon-mock is installed). Everything goes over the platforms' own protocols
+through the real client libraries.
 """
 
 from __future__ import annotations
@@ -33,18 +34,6 @@ from bot import review, runs
 from bot.app import App, build_app
 from bot.closing import close_loop
 from bot.config import Config, config_from_dict
-from bot.demo_channels import (
-    CHAT_CHANNELS,
-    DemoPeople,
-    Person,
-    Say,
-    TelegramPeople,
-    channel_figures,
-    share,
-    wait_until,
-)
-from bot.demo_invited import start_chat_servers
-from bot.demo_reach import Reach
 from bot.errors import UserInputError
 from bot.importer import import_pledgemakers
 from bot.models import (
@@ -60,9 +49,21 @@ from bot.models import (
 )
 from bot.models import InboundEvent as EventRow
 from bot.runner import serve
-from bot.sandbox import TelegramSandbox
-from bot.sandbox.x import XSandbox
 from bot.vocab import PILLARS, UPDATE_KINDS
+from pledgebot_sandbox import TelegramSandbox
+from pledgebot_sandbox.demo_channels import (
+    CHAT_CHANNELS,
+    DemoPeople,
+    Person,
+    Say,
+    TelegramPeople,
+    channel_figures,
+    share,
+    wait_until,
+)
+from pledgebot_sandbox.demo_invited import start_chat_servers
+from pledgebot_sandbox.demo_reach import Reach
+from pledgebot_sandbox.x import XSandbox
 
 X_ENV = {
     name: f"PLEDGEBOT_DEMO_X_{name.upper()}"

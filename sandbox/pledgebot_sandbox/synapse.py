@@ -2,7 +2,7 @@
 a faulty proxy to put in front of it.
 
 Synapse pulls in Twisted, so it lives in its own virtual environment, built once (~30 s, from
-PyPI) by ``build_venv()`` or ``python -m bot.sandbox.synapse``. Where (``venv_path()``):
+PyPI) by ``build_venv()`` or ``python -m pledgebot_sandbox.synapse``. Where (``venv_path()``):
 ``$PLEDGEBOT_SYNAPSE_VENV`` if set; else ``.cache/synapse-venv`` in the source checkout this
 package runs from (an editable install: the tests, ``make demo``), whatever the working
 directory; else — pledgebot installed as a package — ``.cache/synapse-venv`` in the working
@@ -54,7 +54,8 @@ def venv_path() -> Path:
     if override := os.environ.get(VENV_ENV):
         return Path(override).expanduser().resolve()
     checkout = Path(__file__).resolve().parents[2]
-    if (checkout / "pyproject.toml").is_file() and (checkout / "bot" / "sandbox").is_dir():
+    here = checkout / "sandbox" / "pledgebot_sandbox"
+    if (checkout / "pyproject.toml").is_file() and here.is_dir():
         return checkout / ".cache" / "synapse-venv"
     return Path.cwd() / ".cache" / "synapse-venv"
 

@@ -1,7 +1,7 @@
 """Real mail servers on loopback, for the email channel's tests and for ``pledgebot demo``.
 
-Needs the dev extras ``aiosmtpd`` and ``pymap`` (``pip install -e '.[dev]'``); import this
-module only after checking that they are there (``bot.demo_invited`` does).
+Needs ``aiosmtpd`` and ``pymap`` (requirements of ``pip install -e ./sandbox``); import this
+module only after checking that they are there (``pledgebot_sandbox.demo_invited`` does).
 
 - SMTP: ``aiosmtpd``'s ``Controller`` (its own thread and event loop) on a free port, AUTH
   required (a wrong password gets the server's own 535). Its handler delivers every accepted

@@ -1,11 +1,11 @@
 """The demo's public networks beyond X and Telegram: Bluesky, LinkedIn, Facebook, Instagram and
 Mastodon, each against its local server, and the public media route Instagram fetches from.
 
-``bot.sandbox`` serves Bluesky (a PDS), LinkedIn (its REST API) and the Graph API (one server for
-the Facebook Page and the Instagram business account); Mastodon is PyPI's ``mastodon-mock`` (a dev
-extra: when it is missing, the demo goes on without Mastodon and says so in one line). Instagram
-takes no upload: it downloads each image from a public URL, so the dashboard's web app runs on a
-free loopback port with ``[media] public_base_url`` pointing at it and a fresh
+``pledgebot_sandbox`` serves Bluesky (a PDS), LinkedIn (its REST API) and the Graph API (one server
+for the Facebook Page and the Instagram business account); Mastodon is PyPI's ``mastodon-mock`` (a
+requirement of the sandboxes: when it is missing, the demo goes on without Mastodon and says so in
+one line). Instagram takes no upload: it downloads each image from a public URL, so the dashboard's
+web app runs on a free loopback port with ``[media] public_base_url`` pointing at it and a fresh
 ``PLEDGEBOT_MEDIA_URL_KEY`` signing the URLs (``bot.media_urls``, ``bot.web.media``).
 """
 
@@ -25,15 +25,15 @@ from sqlalchemy import select
 from bot import media_urls
 from bot.app import App
 from bot.closing import public_link
-from bot.demo_channels import Say, first_line
 from bot.models import OutboxMessage, Post
-from bot.sandbox.bluesky import BlueskySandbox
-from bot.sandbox.facebook import GraphSandbox
-from bot.sandbox.linkedin import LinkedInSandbox
 from bot.web import QuietServer
+from pledgebot_sandbox.bluesky import BlueskySandbox
+from pledgebot_sandbox.demo_channels import Say, first_line
+from pledgebot_sandbox.facebook import GraphSandbox
+from pledgebot_sandbox.linkedin import LinkedInSandbox
 
 if TYPE_CHECKING:
-    from bot.sandbox.mastodon import MastodonServer
+    from pledgebot_sandbox.mastodon import MastodonServer
 
 # The order of the networks in the amplify campaign and in the links line.
 NETWORKS = ("x", "telegram", "bluesky", "linkedin", "facebook", "instagram", "mastodon")
@@ -44,7 +44,7 @@ ENV = {
     "instagram": "PLEDGEBOT_DEMO_INSTAGRAM_TOKEN",
     "mastodon": "PLEDGEBOT_DEMO_MASTODON_TOKEN",
 }
-MASTODON_PACKAGE = "mastodon_mock"  # bot.sandbox.mastodon's import (a dev extra)
+MASTODON_PACKAGE = "mastodon_mock"  # pledgebot_sandbox.mastodon's import
 
 
 class Reach:
@@ -72,11 +72,11 @@ class Reach:
         self.networks = ["bluesky", "linkedin", "facebook", "instagram"]
         if importlib.util.find_spec(MASTODON_PACKAGE) is None:
             say(
-                "demo: continuing without mastodon: mastodon-mock not installed (the dev "
-                "extras): pip install -e '.[dev]'"
+                "demo: continuing without mastodon: mastodon-mock not installed (the "
+                "sandboxes' requirements): pip install -e ./sandbox"
             )
         else:
-            from bot.sandbox.mastodon import MastodonServer
+            from pledgebot_sandbox.mastodon import MastodonServer
 
             server = MastodonServer()
             try:

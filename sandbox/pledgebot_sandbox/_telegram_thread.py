@@ -1,8 +1,8 @@
 """``SandboxThread``: the Telegram sandbox on its own event loop in a background thread.
 
 For tests that run pledgebot as a subprocess, or any synchronous code (the runner itself is
-``bot.sandbox._thread``). Above ``bot.sandbox.telegram``, which does not import it;
-``bot.sandbox`` exports both.
+``pledgebot_sandbox._thread``). Above ``pledgebot_sandbox.telegram``, which does not import it;
+``pledgebot_sandbox`` exports both.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, cast
 
-from bot.sandbox._thread import BaseSandboxThread
-from bot.sandbox.telegram import TelegramSandbox
+from pledgebot_sandbox._thread import BaseSandboxThread
+from pledgebot_sandbox.telegram import TelegramSandbox
 
 
 class SandboxThread(BaseSandboxThread):

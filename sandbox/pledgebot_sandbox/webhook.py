@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.channels.webhook import verify
-from bot.sandbox._server import serve
+from pledgebot_sandbox._server import serve
 
 
 class WebhookReceiver:

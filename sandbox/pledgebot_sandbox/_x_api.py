@@ -23,7 +23,7 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from bot.sandbox._x_rules import (
+from pledgebot_sandbox._x_rules import (
     DUPLICATE,
     MAX_ALT_TEXT_LENGTH,
     MAX_MEDIA_PER_POST,

@@ -35,16 +35,16 @@ from typing import Any, cast
 
 from aiohttp import web
 
-from bot.sandbox._linkedin_page import Answer, Call, LinkedInPage
-from bot.sandbox._linkedin_rules import (
+from pledgebot_sandbox._linkedin_page import Answer, Call, LinkedInPage
+from pledgebot_sandbox._linkedin_rules import (
     TOKEN_ERRORS,
     LinkedInError,
     check_headers,
     internal_error,
     recent_versions,
 )
-from bot.sandbox._server import serve
-from bot.sandbox._thread import BaseSandboxThread
+from pledgebot_sandbox._server import serve
+from pledgebot_sandbox._thread import BaseSandboxThread
 
 __all__ = ["LinkedInSandbox", "LinkedInSandboxThread"]
 

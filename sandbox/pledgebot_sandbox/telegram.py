@@ -6,7 +6,7 @@ button presses, blocking), fault injection (scripted, or random at seeded rates)
 ``/_sandbox/...`` control surface for subprocess tests. Telegram's rules live in the private
 modules next to this one: the method checks in ``_telegram_methods``, parsing and limits in
 ``_telegram_rules``, the update queue in ``_telegram_state``, faults in ``_telegram_faults``;
-``SandboxThread`` (in ``_telegram_thread``, exported by ``bot.sandbox``) runs it in a thread.
+``SandboxThread`` (in ``_telegram_thread``, exported by ``pledgebot_sandbox``) runs it in a thread.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.sandbox._server import serve
-from bot.sandbox._telegram_faults import Fault, FaultRates
-from bot.sandbox._telegram_methods import BotApi, Handler
-from bot.sandbox._telegram_rules import (
+from pledgebot_sandbox._server import serve
+from pledgebot_sandbox._telegram_faults import Fault, FaultRates
+from pledgebot_sandbox._telegram_methods import BotApi, Handler
+from pledgebot_sandbox._telegram_rules import (
     MAX_CAPTION_LENGTH,
     MAX_TEXT_LENGTH,
     ApiError,
@@ -32,7 +32,7 @@ from bot.sandbox._telegram_rules import (
     command_entities,
     inline_callback_data,
 )
-from bot.sandbox._telegram_state import Chat, SandboxState, now
+from pledgebot_sandbox._telegram_state import Chat, SandboxState, now
 
 __all__ = ["TelegramSandbox"]
 
@@ -135,7 +135,7 @@ class TelegramSandbox:
 
     def arrivals(self) -> list[tuple[float, int]]:
         """(monotonic seconds, chat id) of each message of the bot, as it arrived; check with
-        ``busiest_window`` and ``closest_in_one_chat`` (``bot.sandbox._telegram_state``)."""
+        ``busiest_window`` and ``closest_in_one_chat`` (``pledgebot_sandbox._telegram_state``)."""
         return list(self._state.arrivals)
 
     def sent_counts(self) -> Counter[int]:

@@ -37,8 +37,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from bot.sandbox._facebook_objects import Call, GraphObjects
-from bot.sandbox._facebook_rules import (
+from pledgebot_sandbox._facebook_objects import Call, GraphObjects
+from pledgebot_sandbox._facebook_rules import (
     FAULTS,
     VERSION,
     GraphError,
@@ -52,7 +52,7 @@ from bot.sandbox._facebook_rules import (
     missing_token,
     no_such_object,
 )
-from bot.sandbox._server import serve
+from pledgebot_sandbox._server import serve
 
 __all__ = ["FAULTS", "GraphSandbox"]
 

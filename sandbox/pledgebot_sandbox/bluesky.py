@@ -26,8 +26,8 @@ from typing import Any, cast
 
 from aiohttp import web
 
-from bot.sandbox._bluesky_repo import Answer, BlueskyAccount, Call
-from bot.sandbox._bluesky_rules import (
+from pledgebot_sandbox._bluesky_repo import Answer, BlueskyAccount, Call
+from pledgebot_sandbox._bluesky_rules import (
     MAX_IMAGE_BYTES,
     MAX_UPLOAD_BYTES,
     POST,
@@ -37,8 +37,8 @@ from bot.sandbox._bluesky_rules import (
     internal_error,
     invalid_request,
 )
-from bot.sandbox._server import serve
-from bot.sandbox._thread import BaseSandboxThread
+from pledgebot_sandbox._server import serve
+from pledgebot_sandbox._thread import BaseSandboxThread
 
 __all__ = ["BlueskySandbox", "BlueskySandboxThread"]
 

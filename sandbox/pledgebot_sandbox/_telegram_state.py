@@ -18,7 +18,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from bot.sandbox._telegram_rules import DEFAULT_UPDATE_TYPES, ApiError
+from pledgebot_sandbox._telegram_rules import DEFAULT_UPDATE_TYPES, ApiError
 
 FIRST_UPDATE_ID = 100_000_001
 FUTURE_OFFSET_SLACK = 10  # tdlib's TQueue accepts an offset at most this far past the tail

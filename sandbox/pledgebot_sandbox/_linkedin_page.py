@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.sandbox._linkedin_rules import (
+from pledgebot_sandbox._linkedin_rules import (
     Rendered,
     Tokens,
     bad_request,

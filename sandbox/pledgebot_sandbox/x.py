@@ -24,10 +24,10 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
 
-from bot.sandbox._server import serve
-from bot.sandbox._thread import BaseSandboxThread
-from bot.sandbox._x_api import Call, Handler, XAccount
-from bot.sandbox._x_rules import (
+from pledgebot_sandbox._server import serve
+from pledgebot_sandbox._thread import BaseSandboxThread
+from pledgebot_sandbox._x_api import Call, Handler, XAccount
+from pledgebot_sandbox._x_rules import (
     MAX_IMAGE_BYTES,
     FixedWindow,
     NonceCache,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.sandbox._facebook_rules import (
+from pledgebot_sandbox._facebook_rules import (
     GraphError,
     Ids,
     check_caption,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from bot.sandbox._telegram_rules import ApiError
+from pledgebot_sandbox._telegram_rules import ApiError
 
 SERVER_ERRORS = (500, 502, 503)
 # What a proxy in front of the Bot API answers when the backend never did: only a client that

@@ -20,7 +20,7 @@ from typing import Any
 
 from multidict import MultiDictProxy
 
-from bot.sandbox._bluesky_rules import (
+from pledgebot_sandbox._bluesky_rules import (
     ACCESS_SCOPE,
     MAX_UPLOAD_BYTES,
     POST,

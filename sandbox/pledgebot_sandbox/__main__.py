@@ -1,4 +1,4 @@
-"""``python -m bot.sandbox``: run the Telegram sandbox in the foreground for manual use.
+"""``python -m pledgebot_sandbox``: run the Telegram sandbox in the foreground for manual use.
 
 Prints ``key=value`` lines (base_url, base_file_url, token, control_url) once it listens, so a
 script can read them from stdout; stops cleanly on Ctrl-C or SIGTERM. ``--fault-5xx 0.1
@@ -13,12 +13,12 @@ import argparse
 import asyncio
 import signal
 
-from bot.sandbox.telegram import TelegramSandbox
+from pledgebot_sandbox.telegram import TelegramSandbox
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m bot.sandbox", description="Run a local Telegram Bot API sandbox."
+        prog="python -m pledgebot_sandbox", description="Run a local Telegram Bot API sandbox."
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081, help="0 picks a free port")

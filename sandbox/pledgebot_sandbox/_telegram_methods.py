@@ -13,7 +13,7 @@ import copy
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bot.sandbox._telegram_rules import (
+from pledgebot_sandbox._telegram_rules import (
     MAX_CAPTION_LENGTH,
     MAX_TEXT_LENGTH,
     ApiError,
@@ -31,7 +31,7 @@ from bot.sandbox._telegram_rules import (
     parse_text,
     retry_after_seconds,
 )
-from bot.sandbox._telegram_state import Chat, SandboxState, now
+from pledgebot_sandbox._telegram_state import Chat, SandboxState, now
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 

@@ -1,14 +1,14 @@
 """The demo's chat channels: what they share, and the Telegram pledgemakers.
 
-For every chat channel chosen, ``pledgebot demo`` starts its server — the Telegram Bot API
-sandbox (always, as it also carries the public channel's posts), or, in ``bot.demo_invited``,
-``bot.sandbox.mail`` (aiosmtpd SMTP + pymap IMAP) or ``bot.sandbox.synapse`` (a real Synapse in
-its own venv) —, writes the channel's ``[channels.<name>]`` section of the demo's config, and
-plays its share of the pledgemakers: they join, answer the prompt they received, and answer the
-consent question under the journey update it made. On Telegram each opens the deep link of their
-invitation (``/start TOKEN``), answers in one of eight ways and presses a consent button; the
-email and Matrix pledgemakers are invited by the bot itself and type their answers
-(``bot.demo_invited``).
+For every chat channel chosen, ``pledgebot demo`` starts its server — the Telegram Bot API sandbox
+(always, as it also carries the public channel's posts), or, in ``pledgebot_sandbox.demo_invited``,
+``pledgebot_sandbox.mail`` (aiosmtpd SMTP + pymap IMAP) or ``pledgebot_sandbox.synapse`` (a real
+Synapse in its own venv) —, writes the channel's ``[channels.<name>]`` section of the demo's
+config, and plays its share of the pledgemakers: they join, answer the prompt they received, and
+answer the consent question under the journey update it made. On Telegram each opens the deep link
+of their invitation (``/start TOKEN``), answers in one of eight ways and presses a consent button;
+the email and Matrix pledgemakers are invited by the bot itself and type their answers
+(``pledgebot_sandbox.demo_invited``).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from bot.models import (
     Post,
     Prompt,
 )
-from bot.sandbox import TelegramSandbox
+from pledgebot_sandbox import TelegramSandbox
 
 CHAT_CHANNELS = ("telegram", "email", "matrix")  # the chat channels that can run locally
 Person = tuple[str, str, str]  # pledgemaker id, organisation name, language

@@ -27,7 +27,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from bot import contacts, invitations
 from bot.app import App
-from bot.demo_channels import (
+from bot.errors import UserInputError
+from bot.models import Pledgemaker
+from pledgebot_sandbox.demo_channels import (
     ANSWERS,
     ChannelUnavailable,
     DemoPeople,
@@ -36,14 +38,12 @@ from bot.demo_channels import (
     first_line,
     wait_until,
 )
-from bot.errors import UserInputError
-from bot.models import Pledgemaker
 
 if TYPE_CHECKING:
-    from bot.sandbox.mail import MailServer
-    from bot.sandbox.synapse import Account, Synapse
+    from pledgebot_sandbox.mail import MailServer
+    from pledgebot_sandbox.synapse import Account, Synapse
 
-EMAIL_PACKAGES = ("aiosmtpd", "pymap", "pysasl")  # bot.sandbox.mail's imports (dev extras)
+EMAIL_PACKAGES = ("aiosmtpd", "pymap", "pysasl")  # pledgebot_sandbox.mail's imports
 JOIN_REPLIES = {
     "en": "Yes, please keep us posted.",
     "fr": "Oui, avec plaisir.",
@@ -55,7 +55,7 @@ OPTIONS = "[1] "  # how a message with options (the consent question) shows them
 
 
 def demo_people(name: str, folder: Path) -> DemoPeople:
-    """Email's or Matrix's (Telegram's always runs: ``bot.demo`` makes it itself)."""
+    """Email's or Matrix's (Telegram's always runs: ``pledgebot_sandbox.demo`` makes it itself)."""
     return EmailPeople(folder) if name == "email" else MatrixPeople()
 
 
@@ -132,9 +132,10 @@ class EmailPeople:
         missing = [n for n in EMAIL_PACKAGES if importlib.util.find_spec(n) is None]
         if missing:
             raise ChannelUnavailable(
-                f"{' and '.join(missing)} not installed (the dev extras): pip install -e '.[dev]'"
+                f"{' and '.join(missing)} not installed (the sandboxes' requirements): "
+                "pip install -e ./sandbox"
             )
-        from bot.sandbox.mail import MailServer
+        from pledgebot_sandbox.mail import MailServer
 
         shutil.rmtree(self.folder, ignore_errors=True)  # no mail left from an earlier demo
         self.server = MailServer(self.folder)
@@ -238,7 +239,7 @@ class EmailPeople:
 
 
 def _answer(mail: EmailMessage, text: str, *, sender: str, quote: str) -> EmailMessage:
-    from bot.sandbox.mail import answer
+    from pledgebot_sandbox.mail import answer
 
     return answer(mail, text, sender=sender, quote=quote)
 
@@ -278,7 +279,7 @@ class MatrixPeople:
         self.rooms: dict[str, tuple[Account, str]] = {}  # room id -> (their account, language)
 
     async def start(self, say: Say) -> None:
-        from bot.sandbox import synapse
+        from pledgebot_sandbox import synapse
 
         if not synapse.venv_ready():
             say(
