@@ -343,14 +343,14 @@ def resume(
     ] = None,
 ) -> None:
     """Resume sending after pause (or after a channel was paused for bad credentials)."""
-    from bot import outbox, runs
+    from bot import outage, runs
 
     app = open_app()
     control, label = _control_id(app, campaign_id, channel)
     runs.set_paused(app.db, control, False)
     if channel is not None:
         with app.db.session() as session:
-            if outbox.lift_hold(session, channel):
+            if outage.lift_hold(session, channel):
                 label += " (its outage hold is lifted: its messages go now)"
     out.print(f"resumed: {label}")
 
@@ -605,7 +605,7 @@ def outbox_retry(
 ) -> None:
     """Resend failed messages that failed for a passing reason (the platform kept failing);
     never those stopped by an opt-out, unsubscribe, erasure or withdrawal."""
-    from bot import outbox
+    from bot import resend
 
     if not failed:
         raise UserInputError("outbox retry: say what to resend: --failed")
@@ -615,7 +615,7 @@ def outbox_retry(
     except UserInputError:  # a broken schedule file does not stop a resend of one that ran
         campaigns = []
     with app.db.session() as session:
-        done = outbox.retry_failed(
+        done = resend.retry_failed(
             session,
             run_id=run,
             campaign_id=campaign,

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Session
 
-from bot import outbox
+from bot import failures, outbox
 from bot.messages import PlannedMessage
 from bot.models import Consent, Contact, JourneyUpdate, OutboxMessage, Pledgemaker, Post, utcnow
 from bot.templates import Templates
@@ -73,7 +73,7 @@ def ask(
         .values(
             state="cancelled",
             last_error="cancelled: the text changed, a new question asks about it",
-            failure_class=outbox.ANSWERED,
+            failure_class=failures.ANSWERED,
         )
     )
     phrase = "consent_ask_edited" if edited else "consent_ask"

@@ -5,7 +5,7 @@ RateLimited → retry after the platform's delay (does not use up an attempt);
 TransientError → retry with exponential backoff (capped at ``backoff_max``) and jitter, for up
 to ``retry_hours`` after the message's first try, then ``failed`` (class ``transient``: `pledgebot
 outbox retry --failed` can resend it); ``down_after_failures`` of them in a row across messages
-put the channel down (``outbox.Breaker``): its other messages wait without using attempts while
+put the channel down (``outage.Breaker``): its other messages wait without using attempts while
 one probe at a time tests it;
 RecipientGone → ``failed`` and the contact is marked gone; Rejected → ``failed`` at once.
 Outcomes are committed as soon as the loop turns (those that finished together in one
@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from bot import invitations, outbox, runs
+from bot import claiming, invitations, outage, outbox, runs
 from bot.alerts import Alerts
 from bot.channels.base import Channel, Receipt
 from bot.config import DispatcherSettings
@@ -42,6 +42,7 @@ from bot.errors import (
     Rejected,
     TransientError,
 )
+from bot.failures import GONE, INTERNAL, REJECTED, TRANSIENT
 from bot.logs import scrub
 from bot.models import utcnow
 
@@ -93,7 +94,7 @@ class HealthNotes:
 class Outcome:
     """What became of one send, to be committed with the others that finished alongside it."""
 
-    item: outbox.Claimed
+    item: claiming.Claimed
     state: str  # sent | retry | failed | gone
     external_id: str | None = None
     retry_in: float = 0.0
@@ -119,7 +120,7 @@ class Dispatcher:
         self.settings = settings
         self.backoff = Backoff(settings.backoff_base, settings.backoff_max)
         self.retry_for = timedelta(hours=settings.retry_hours)
-        self.breaker = outbox.Breaker(
+        self.breaker = outage.Breaker(
             settings.down_after_failures, settings.probe_seconds, settings.backoff_max
         )
         self.wake = asyncio.Event()
@@ -127,7 +128,7 @@ class Dispatcher:
         self._renewed = time.monotonic()
         # Kept across runs: a run that fails leaves its sends on the wire and its unrecorded
         # outcomes here, and the next run (the supervisor restarts it) carries on with them.
-        self._in_flight: dict[asyncio.Task[Outcome], outbox.Claimed] = {}
+        self._in_flight: dict[asyncio.Task[Outcome], claiming.Claimed] = {}
         self._unsaved: list[Outcome] = []
         self._health = HealthNotes()
         self._failing = False  # the last settle-and-claim failed (logged once, not each turn)
@@ -170,7 +171,7 @@ class Dispatcher:
                         or time.monotonic() - unsaved_since >= GROUP_COMMIT_SECONDS
                     )
                 )
-                claimed: list[outbox.Claimed] = []
+                claimed: list[claiming.Claimed] = []
                 if due:
                     try:
                         claimed = self._settle_and_claim(unsaved, free + len(unsaved))
@@ -196,7 +197,7 @@ class Dispatcher:
             stop_watch.cancel()
             await self._finish()
 
-    def _start(self, item: outbox.Claimed) -> None:
+    def _start(self, item: claiming.Claimed) -> None:
         task = asyncio.create_task(self._deliver(item))
         task.add_done_callback(self._nudge)
         self._in_flight[task] = item
@@ -206,7 +207,7 @@ class Dispatcher:
         for task in [task for task in self._in_flight if task.done()]:
             self._unsaved.append(self._outcome_of(task, self._in_flight.pop(task)))
 
-    def _outcome_of(self, task: asyncio.Task[Outcome], item: outbox.Claimed) -> Outcome:
+    def _outcome_of(self, task: asyncio.Task[Outcome], item: claiming.Claimed) -> Outcome:
         """The send's outcome; a send that was cancelled or failed in our own code has an
         unknown one: it is sent again, flagged as a possible duplicate."""
         if not task.cancelled() and task.exception() is None:
@@ -291,7 +292,7 @@ class Dispatcher:
         await self._finish()
         return len(claimed)
 
-    def _settle_and_claim(self, outcomes: list[Outcome], limit: int) -> list[outbox.Claimed]:
+    def _settle_and_claim(self, outcomes: list[Outcome], limit: int) -> list[claiming.Claimed]:
         now = utcnow()
         with self.db.session() as session:
             sent = [(o.item.message.id, o.external_id or "") for o in outcomes if o.state == "sent"]
@@ -304,7 +305,7 @@ class Dispatcher:
             check_threads = time.monotonic() - self._threads_checked >= 1.0
             if check_threads:
                 self._threads_checked = time.monotonic()
-            return outbox.claim(
+            return claiming.claim(
                 session,
                 channels=list(self.channels),
                 limit=limit,
@@ -322,14 +323,14 @@ class Dispatcher:
             failures, worked = per_channel.get(outcome.item.channel, (0, False))
             # Worked: the platform answered (sent, or refused this one message for good).
             answered = outcome.state in ("sent", "failed", "gone") and outcome.failure not in (
-                outbox.TRANSIENT,
-                outbox.INTERNAL,
+                TRANSIENT,
+                INTERNAL,
             )
             per_channel[outcome.item.channel] = (failures + outcome.outage, worked or answered)
         # In the channels' order: two workers locking two channels' rows (PostgreSQL) in the
         # order their sends happened to finish would deadlock.
         for channel, (failures, worked) in sorted(per_channel.items()):
-            change = outbox.note_outcomes(
+            change = outage.note_outcomes(
                 session, channel, failures=failures, worked=worked, breaker=self.breaker, now=now
             )
             if change == "up":
@@ -378,9 +379,9 @@ class Dispatcher:
             with self.db.session() as session:
                 for channel, (error, worked) in sorted(notes.items()):  # the lock order
                     if error is not None:
-                        outbox.record_health(session, channel, error=error)
+                        outage.record_health(session, channel, error=error)
                     if worked:  # recorded last: the channel still works for some messages
-                        outbox.record_health(session, channel)
+                        outage.record_health(session, channel)
         except Exception as exc:
             log.warning(
                 "writing channel health failed (%s); trying again later",
@@ -388,7 +389,7 @@ class Dispatcher:
             )
             self._health.put_back(notes)
 
-    async def _deliver(self, item: outbox.Claimed) -> Outcome:
+    async def _deliver(self, item: claiming.Claimed) -> Outcome:
         """Send one message; the outcome says what to record (the caller commits it)."""
         message = item.message
         channel = self.channels[item.channel]
@@ -403,7 +404,7 @@ class Dispatcher:
         except RateLimited as exc:
             return self._retry(item, exc.retry_after, str(exc), counted=False)
         except TransientError as exc:
-            given_up = self._give_up(item, str(exc), outbox.TRANSIENT)
+            given_up = self._give_up(item, str(exc), TRANSIENT)
             if given_up is not None:
                 given_up.outage = True
                 return given_up
@@ -426,19 +427,19 @@ class Dispatcher:
                 _log_failure(f"pausing {item.channel} (its credentials were refused)", failure)
             return self._retry(item, 60, str(exc), counted=False)
         except RecipientGone as exc:  # the platform works; this recipient is gone
-            return Outcome(item, "gone", error=f"recipient_gone: {exc}", failure=outbox.GONE)
+            return Outcome(item, "gone", error=f"recipient_gone: {exc}", failure=GONE)
         except DeliveryError as exc:  # Rejected, or any other permanent refusal
-            return Outcome(item, "failed", error=f"rejected: {exc}", failure=outbox.REJECTED)
+            return Outcome(item, "failed", error=f"rejected: {exc}", failure=REJECTED)
         except Exception as exc:  # an adapter bug: keep the message, retry later, shout in the log
             log.exception("message %s: unexpected error from %s", message.id, item.channel)
             error = f"internal error: {exc!r}"
-            given_up = self._give_up(item, error, outbox.INTERNAL)
+            given_up = self._give_up(item, error, INTERNAL)
             if given_up is not None:
                 return given_up
             return self._retry(item, self.backoff.delay(item.attempts), error)
         return Outcome(item, "sent", external_id=receipt.external_id)
 
-    def _give_up(self, item: outbox.Claimed, error: str, failure: str) -> Outcome | None:
+    def _give_up(self, item: claiming.Claimed, error: str, failure: str) -> Outcome | None:
         """``failed`` when the retry budget is spent (``retry_hours`` since the first try, or
         ``max_attempts`` if set); None while it may be tried again."""
         first = item.first_attempt_at
@@ -447,13 +448,13 @@ class Dispatcher:
         if spent < self.retry_for and (cap is None or item.attempts < cap):
             return None
         reason = f"gave up after {item.attempts} attempts in {_span(spent)}: {error}"
-        if failure == outbox.INTERNAL:
+        if failure == INTERNAL:
             reason = f"{error} (gave up after {item.attempts} attempts in {_span(spent)})"
         return Outcome(item, "failed", error=reason, platform_error=error, failure=failure)
 
     @staticmethod
     def _retry(
-        item: outbox.Claimed,
+        item: claiming.Claimed,
         delay: float,
         error: str,
         *,

@@ -25,6 +25,7 @@ from bot import consent
 from bot.alerts import Alerts
 from bot.closing import post_link
 from bot.errors import UserInputError
+from bot.failures import ERASED
 from bot.invitations import ADDRESS_COLUMNS
 from bot.models import (
     AuditEntry,
@@ -43,7 +44,7 @@ from bot.models import (
     Reply,
     utcnow,
 )
-from bot.outbox import ERASED, ERASED_RECIPIENT, OPEN_STATES
+from bot.outbox import ERASED_RECIPIENT, OPEN_STATES
 
 ERASED_NAME = "Erased pledgemaker"
 

@@ -28,7 +28,7 @@ from bot.db import Database
 from bot.errors import DeliveryError
 from bot.models import ChannelState, utcnow
 from bot.models import InboundEvent as EventRow
-from bot.outbox import record_health
+from bot.outage import record_health
 from bot.prefetch import ChunkFacts
 
 log = logging.getLogger(__name__)

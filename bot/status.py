@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bot import outbox
+from bot import outage, outbox
 from bot.app import App
 from bot.coordination import is_sqlite, leaders
 from bot.models import CampaignControl, ChannelState, Contact, InboundEvent, OutboxMessage
@@ -56,7 +56,7 @@ def collect(app: App) -> dict[str, str]:
             figures[f"contacts {state}"] = str(contacts.get(state, 0))
         paused = watch.paused
         figures["paused"] = ", ".join("all sending" if p == "*" else p for p in paused) or "none"
-        down = outbox.channels_down(session)
+        down = outage.channels_down(session)
         for channel in app.config.channels:
             state = session.get(ChannelState, channel)
             enabled = getattr(app.config.channel_settings(channel), "enabled", False)
@@ -107,7 +107,7 @@ def _listeners(app: App) -> dict[str, str]:
     return found
 
 
-def _down(down: outbox.ChannelDown) -> str:
+def _down(down: outage.ChannelDown) -> str:
     probe = f", next probe {down.next_probe:%H:%M:%S} UTC" if down.next_probe else ""
     return (
         f"DOWN since {down.since:%Y-%m-%d %H:%M} UTC ({down.failures} failures in a row; "

@@ -264,7 +264,7 @@ async def test_withdrawal_takes_live_posts_down_where_turned_on(
 
 
 def test_withdrawal_cancels_queued_posts_and_lists_live_ones(app: App) -> None:
-    from bot import consent, outbox
+    from bot import claiming, consent
     from bot.models import OutboxMessage
 
     with app.db.session() as session:
@@ -297,7 +297,7 @@ def test_withdrawal_cancels_queued_posts_and_lists_live_ones(app: App) -> None:
         result = consent.withdraw(session, "ilo", None)
     assert (result.updates, result.cancelled, result.live) == (2, 1, [("x", "timeline", "1799")])
     with app.db.session() as session:
-        outbox.claim(session, channels=["x"], limit=50, lease=timedelta(minutes=1))
+        claiming.claim(session, channels=["x"], limit=50, lease=timedelta(minutes=1))
         rest = list(
             session.scalars(
                 select(OutboxMessage.last_error)

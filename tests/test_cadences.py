@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 import time_machine
 from sqlalchemy import func, insert, select
 
-from bot import outbox, runs, sweeper
+from bot import claiming, runs, sweeper
 from bot.app import App
 from bot.models import Cadence, Contact, JourneyUpdate, OutboxMessage, Pledgemaker, utcnow
 from bot.schedules import FollowupCampaign
@@ -135,7 +135,7 @@ def test_quiet_hours_hold_at_send_time_but_not_for_a_manual_fire(app: App) -> No
     runs.fire(app.db, app.templates, spec, utcnow(), trigger="cron")
     manual = runs.fire(app.db, app.templates, spec, utcnow(), trigger="manual")
     with app.db.session() as session:
-        claimed = outbox.claim(session, channels=["telegram"], limit=10, lease=timedelta(minutes=1))
+        claimed = claiming.claim(session, channels=["telegram"], limit=10, lease=timedelta(minutes=1))
         deferred = session.scalar(
             select(OutboxMessage).where(OutboxMessage.run_id != manual.run_id)
         )

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from bot import dispatcher as dispatcher_module
-from bot import outbox, runner
+from bot import outage, outbox, runner
 from bot.app import App
 from bot.campaigns.base import PlannedMessage
 from bot.channels.base import OutboundMessage, Receipt
@@ -71,8 +71,8 @@ async def test_a_health_note_the_database_refuses_stops_nothing_and_resends_noth
         live.sandbox.add_chat(chat)
     await live.settle()
     await asyncio.sleep(1.1)  # a health note is due as soon as the first sends finish
-    record_health, failed = fail_first(1, outbox.record_health)
-    monkeypatch.setattr(outbox, "record_health", record_health)
+    record_health, failed = fail_first(1, outage.record_health)
+    monkeypatch.setattr(outage, "record_health", record_health)
     live.sandbox.inject_fault("sendMessage", delay=SLOW_SECONDS, times=SLOW)
     began = time.monotonic()
     queue(live.app, CHATS)

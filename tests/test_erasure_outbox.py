@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from bot import erasure, invitations, outbox
+from bot import claiming, erasure, invitations, outbox, resend
 from bot.app import App
 from bot.campaigns.base import PlannedMessage
 from bot.models import Contact, OutboxMessage, Pledgemaker
@@ -42,7 +42,7 @@ def test_erasing_a_pledgemaker_cancels_and_blanks_their_queued_invitation(app: A
         everything = [(r.recipient, r.text) for r in rows.values()]
         assert ADDRESS not in str(everything) and "8800" not in str(everything)
         assert rows["other"].state == "pending", "someone else's message goes"
-        claimed = outbox.claim(session, channels=["email", "telegram"], limit=10, lease=LEASE)
+        claimed = claiming.claim(session, channels=["email", "telegram"], limit=10, lease=LEASE)
         assert [c.message.recipient for c in claimed] == ["else@example.org"]
         invite_id = next(r.id for k, r in rows.items() if k.startswith(invitations.KEY_PREFIX))
-        assert outbox.retry_one(session, invite_id) == "the pledgemaker was erased"
+        assert resend.retry_one(session, invite_id) == "the pledgemaker was erased"

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot import outbox
+from bot import claiming, outage, outbox
 from bot.app import App, build_app
 from bot.campaigns.base import PlannedMessage
 from bot.channels.base import OutboundMessage, Receipt
@@ -60,7 +60,7 @@ async def test_a_slow_send_keeps_its_lease_and_no_other_worker_claims_it(app: Ap
     for _ in range(10):  # another worker looks every 0.15 s, past the first lease's end
         await asyncio.sleep(0.15)
         with app.db.session() as session:
-            claimed = outbox.claim(
+            claimed = claiming.claim(
                 session, channels=["telegram"], limit=10, lease=timedelta(seconds=LEASE)
             )
             taken_by_other += [item.message.id for item in claimed]
@@ -96,13 +96,13 @@ def test_two_workers_counting_failures_on_two_channels_do_not_deadlock(
     channels = ["telegram", "x"]
     with pg_app.db.session() as session:
         for channel in channels:
-            outbox.record_health(session, channel)
+            outage.record_health(session, channel)
         planned = [PlannedMessage(f"dl:{i}", channels[i % 2], str(900 + i), "hi") for i in range(4)]
         outbox.enqueue(session, planned)
         ids = list(session.scalars(select(OutboxMessage.id).order_by(OutboxMessage.id)))
     both_hold_one = threading.Barrier(2, timeout=1.5)
     noted: dict[int, int] = {}
-    note_outcomes = outbox.note_outcomes
+    note_outcomes = outage.note_outcomes
 
     def note(session: Any, channel: str, **kwargs: Any) -> str | None:
         change = note_outcomes(session, channel, **kwargs)
@@ -114,10 +114,10 @@ def test_two_workers_counting_failures_on_two_channels_do_not_deadlock(
                 both_hold_one.wait()
         return change
 
-    monkeypatch.setattr(outbox, "note_outcomes", note)
+    monkeypatch.setattr(outage, "note_outcomes", note)
 
     def failed(message_id: int, channel: str) -> Outcome:
-        item = outbox.Claimed(OutboundMessage(message_id, "900", "hi"), channel, 1)
+        item = claiming.Claimed(OutboundMessage(message_id, "900", "hi"), channel, 1)
         error = f"{channel}: Bad Gateway"
         return Outcome(item, "retry", retry_in=60, error=error, platform_error=error, outage=True)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from bot import outbox, runs
+from bot import claiming, outage, outbox, runs
 from bot.app import App
 from bot.campaigns.base import PlannedMessage
 from bot.models import ChannelState, Contact, OutboxMessage, utcnow
@@ -30,7 +30,7 @@ def queue(app: App, *recipients: str) -> None:
 
 def claim(app: App, **kwargs: object) -> list[str]:
     with app.db.session() as session:
-        found = outbox.claim(session, channels=["telegram"], limit=10, lease=LEASE, **kwargs)
+        found = claiming.claim(session, channels=["telegram"], limit=10, lease=LEASE, **kwargs)
     return [item.message.text for item in found]
 
 
@@ -131,14 +131,14 @@ def test_a_channel_that_is_down_gives_one_probe_when_due_and_none_while_staff_pa
     app: App,
 ) -> None:
     queue(app, "A", "B", "C", "D")
-    breaker = outbox.Breaker(after=2, first_probe=30, max_probe=900)
+    breaker = outage.Breaker(after=2, first_probe=30, max_probe=900)
     start = utcnow()
 
     def at(seconds: float) -> list[str]:
         return claim(app, now=start + timedelta(seconds=seconds), breaker=breaker)
 
     with app.db.session() as session:
-        note = outbox.note_outcomes(
+        note = outage.note_outcomes(
             session, "telegram", failures=2, worked=False, breaker=breaker, now=start
         )
     assert note == "down"
@@ -150,7 +150,7 @@ def test_a_channel_that_is_down_gives_one_probe_when_due_and_none_while_staff_pa
     runs.set_paused(app.db, outbox.CHANNEL_PAUSE + "telegram", False)
     assert at(600) == ["to A #0"], "the probe (its lease ran out: a worker died with it)"
     with app.db.session() as session:
-        note = outbox.note_outcomes(session, "telegram", failures=0, worked=True, breaker=breaker)
+        note = outage.note_outcomes(session, "telegram", failures=0, worked=True, breaker=breaker)
     assert note == "up"
     assert at(601) == ["to B #1", "to C #2", "to D #3"], "the first success lifts the hold"
 
@@ -158,10 +158,10 @@ def test_a_channel_that_is_down_gives_one_probe_when_due_and_none_while_staff_pa
 def test_resume_lifts_an_outage_hold_at_once(app: App, config_path: Path) -> None:
     """Staff who know the platform is back need not wait for the next probe."""
     queue(app, "A", "B")
-    breaker = outbox.Breaker(after=2, first_probe=30, max_probe=900)
+    breaker = outage.Breaker(after=2, first_probe=30, max_probe=900)
     start = utcnow()
     with app.db.session() as session:
-        outbox.note_outcomes(
+        outage.note_outcomes(
             session, "telegram", failures=2, worked=False, breaker=breaker, now=start
         )
     assert claim(app, now=start + timedelta(seconds=1), breaker=breaker) == []
@@ -186,14 +186,14 @@ def test_two_workers_noting_a_channels_first_health_at_once_both_succeed(app: Ap
         first_in.wait(5)
         try:
             with app.db.session() as session:
-                outbox.record_health(session, "telegram", error="HTTP 502")
+                outage.record_health(session, "telegram", error="HTTP 502")
         except BaseException as exc:  # reported below
             errors.append(exc)
 
     thread = threading.Thread(target=other_worker)
     thread.start()
     with app.db.session() as session:
-        outbox.record_health(session, "telegram")
+        outage.record_health(session, "telegram")
         session.flush()
         first_in.set()
         thread.join(0.5)  # the other one now waits on our row

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from bot import outbox
+from bot import claiming, outbox
 from bot.app import App
 from bot.campaigns.base import PlannedMessage
 from bot.coordination import Leadership, lock_key
@@ -130,10 +130,10 @@ def _enqueue(app: App, recipients: list[str]) -> None:
 def test_workers_claiming_at_once_take_disjoint_messages(app: App) -> None:
     _enqueue(app, [str(9000 + i) for i in range(10)])
     with app.db.session() as first:
-        taken = outbox.claim(first, channels=["telegram"], limit=4, lease=LEASE)
+        taken = claiming.claim(first, channels=["telegram"], limit=4, lease=LEASE)
         # The first worker's transaction is still open: its rows are locked, not yet 'sending'.
         with app.db.session() as second:
-            others = outbox.claim(second, channels=["telegram"], limit=10, lease=LEASE)
+            others = claiming.claim(second, channels=["telegram"], limit=10, lease=LEASE)
     assert len(taken) == 4 and len(others) == 6
     assert not {c.message.id for c in taken} & {c.message.id for c in others}
 
@@ -141,15 +141,15 @@ def test_workers_claiming_at_once_take_disjoint_messages(app: App) -> None:
 def test_a_chat_with_a_message_on_the_wire_waits_for_it_in_every_worker(app: App) -> None:
     _enqueue(app, ["9100", "9100", "9101"])
     with app.db.session() as session:
-        first = outbox.claim(session, channels=["telegram"], limit=10, lease=LEASE)
+        first = claiming.claim(session, channels=["telegram"], limit=10, lease=LEASE)
     assert sorted(c.message.recipient for c in first) == ["9100", "9101"]
     with app.db.session() as session:  # another worker, moments later
-        assert outbox.claim(session, channels=["telegram"], limit=10, lease=LEASE) == []
+        assert claiming.claim(session, channels=["telegram"], limit=10, lease=LEASE) == []
     with app.db.session() as session:
         sent = next(c for c in first if c.message.recipient == "9100").message.id
         outbox.mark_sent_many(session, [(sent, "1")], utcnow())
     with app.db.session() as session:
-        second = outbox.claim(session, channels=["telegram"], limit=10, lease=LEASE)
+        second = claiming.claim(session, channels=["telegram"], limit=10, lease=LEASE)
     assert [c.message.recipient for c in second] == ["9100"]
 
 
@@ -184,7 +184,7 @@ def test_one_chats_backlog_does_not_fill_a_claim(app: App) -> None:
     for the busy chat and one for each of the others, not a page of the busy chat's backlog."""
     _enqueue(app, ["9200"] * 40 + [str(9300 + i) for i in range(5)])
     with app.db.session() as session:
-        claimed = outbox.claim(session, channels=["telegram"], limit=6, lease=LEASE)
+        claimed = claiming.claim(session, channels=["telegram"], limit=6, lease=LEASE)
     assert sorted(c.message.recipient for c in claimed) == ["9200"] + [
         str(9300 + i) for i in range(5)
     ]

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from bot import alerts, outbox, staff
+from bot import alerts, failures, resend, staff
 from bot.app import App
 from bot.models import OutboxMessage
 from bot.web.auth import COOKIE, hold_sign_in
@@ -211,11 +211,11 @@ def outbox_page(request: Request, app: App) -> Response:
 
 def retry_message(request: Request, app: App) -> Response:
     """Failed, cancelled or waiting: due now, with its attempts counted afresh — never one
-    stopped by an opt-out, an unsubscribe, an erasure or a withdrawal (``outbox.retry_one``,
+    stopped by an opt-out, an unsubscribe, an erasure or a withdrawal (``resend.retry_one``,
     the rule `pledgebot outbox retry` follows too)."""
     message_id = int(request.path_params["id"])
     with app.db.session() as session:
-        refusal = outbox.retry_one(session, message_id)
+        refusal = resend.retry_one(session, message_id)
         if refusal is None:
             who = request.scope["state"]["user"]
             staff.audit(session, who, "outbox.retry", str(message_id), "")
@@ -229,7 +229,7 @@ def cancel_message(request: Request, app: App) -> Response:
         request,
         app,
         ("pending", "retry_wait"),
-        {"state": "cancelled", "last_error": "cancelled by staff", "failure_class": outbox.STAFF},
+        {"state": "cancelled", "last_error": "cancelled by staff", "failure_class": failures.STAFF},
         "outbox.cancel",
         done="Message {id} cancelled.",
         refused="Message {id} is not waiting to be sent.",
