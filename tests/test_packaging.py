@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import DEMO_NEEDS_SANDBOXES
+from bot.cli_serve import DEMO_NEEDS_SANDBOXES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -97,7 +97,7 @@ def test_nothing_in_bot_imports_the_sandboxes_but_the_demo_command() -> None:
         visitor = _SandboxImports(path.relative_to(ROOT).as_posix())
         visitor.visit(ast.parse(path.read_text(encoding="utf-8")))
         found.update(visitor.found)
-    assert found == {"bot/cli.py:demo"}
+    assert found == {"bot/cli_serve.py:demo"}
 
 
 def _pledgebot_without_sandboxes(*args: str) -> subprocess.CompletedProcess[str]:
