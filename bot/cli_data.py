@@ -30,25 +30,24 @@ def db_upgrade() -> None:
 @import_cli.command("pledgemakers")
 def import_pledgemakers(file: Annotated[Path, typer.Argument(help="CSV file (UTF-8).")]) -> None:
     """Upsert pledgemakers by id. Any bad row: every problem listed, nothing imported."""
-    from bot.importer import import_pledgemakers as run_import
-
-    app = open_app()
-    with app.db.session() as session:
-        result = run_import(session, file)
-    out.print(f"pledgemakers created: {result.created}\npledgemakers updated: {result.updated}")
-    for warning in result.warnings:
-        err.print(f"warning: {warning}", markup=False)
+    _import("pledgemakers", file)
 
 
 @import_cli.command("updates")
 def import_updates(file: Annotated[Path, typer.Argument(help="CSV file (UTF-8).")]) -> None:
     """Upsert journey updates gathered elsewhere (e.g. a web form's export)."""
-    from bot.importer import import_updates as run_import
+    _import("updates", file)
 
+
+def _import(what: str, file: Path) -> None:
+    """One import, all or nothing: the counts on stdout, each warning on stderr."""
+    from bot import importer
+
+    run_import = importer.import_pledgemakers if what == "pledgemakers" else importer.import_updates
     app = open_app()
     with app.db.session() as session:
         result = run_import(session, file)
-    out.print(f"updates created: {result.created}\nupdates updated: {result.updated}")
+    out.print(f"{what} created: {result.created}\n{what} updated: {result.updated}")
     for warning in result.warnings:
         err.print(f"warning: {warning}", markup=False)
 
