@@ -92,7 +92,7 @@ def insert_audience(session: Any, size: int, *, first_chat: int = FIRST_CHAT) ->
     """Pledgemakers, each with an active Telegram contact bound to chat ``first_chat + i``."""
     from sqlalchemy import insert
 
-    from bot.models import Contact, Pledgemaker
+    from bot.core.models import Contact, Pledgemaker
 
     people = pledgemaker_rows(size)
     chats = [first_chat + i for i in range(size)]

@@ -31,7 +31,7 @@ from typing import Any
 from _common import NOW, ROOT, TEMPLATES, insert_audience, log, report
 
 TARGET = 3.0
-PASSWORD = "orchard-lantern-47-quiet"  # not guessable (bot.staff.check_password)
+PASSWORD = "orchard-lantern-47-quiet"  # not guessable (bot.community.staff.check_password)
 PAGED = ("/pledgemakers", "/pledgemakers/p000007", "/inbox", "/updates", "/outbox")
 WHOLE = ("/reports", "/reports?by=country", "/calendar")
 TOKEN_ENV = "PLEDGEBOT_BENCH_TELEGRAM_TOKEN"
@@ -41,8 +41,8 @@ def populate(path: Path, size: int) -> None:
     """``size`` bound pledgemakers and their story (bulk inserts, no ORM objects)."""
     from sqlalchemy import insert
 
-    from bot.db import Database
-    from bot.models import InboundEvent, JourneyUpdate, OutboxMessage, Post, Prompt, Reply
+    from bot.core.db import Database
+    from bot.core.models import InboundEvent, JourneyUpdate, OutboxMessage, Post, Prompt, Reply
 
     db = Database(f"sqlite:///{path}")
     db.upgrade()
@@ -188,9 +188,9 @@ def client(config: Path) -> Any:
 
     from starlette.testclient import TestClient
 
-    from bot import staff
-    from bot.app import build_app
-    from bot.config import load_config
+    from bot.community import staff
+    from bot.service.app import build_app
+    from bot.settings.config import load_config
     from bot.web.app import build
 
     app = build_app(load_config(config, required=True))

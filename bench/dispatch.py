@@ -34,16 +34,16 @@ from pydantic import SecretStr
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions
 from telegram.request import HTTPXRequest
 
-from bot import runs
 from bot.campaigns.base import PlannedMessage, RunContext
 from bot.campaigns.followup import plan
 from bot.channels.telegram import TelegramChannel, TelegramSettings
-from bot.config import DispatcherSettings
-from bot.db import Database
-from bot.dispatcher import Dispatcher
-from bot.models import utcnow
-from bot.schedules import FollowupCampaign
-from bot.templates import Templates
+from bot.core.db import Database
+from bot.core.models import utcnow
+from bot.delivery.dispatcher import Dispatcher
+from bot.scheduling import runs
+from bot.scheduling.schedules import FollowupCampaign
+from bot.settings.config import DispatcherSettings
+from bot.text.templates import Templates
 
 TARGET = 0.8
 SPEC = FollowupCampaign.model_validate(

@@ -24,11 +24,11 @@ from sqlalchemy import select
 
 from bot.campaigns.base import PlannedMessage
 from bot.channels.telegram import TelegramChannel, TelegramSettings
-from bot.config import DispatcherSettings
-from bot.db import Database
-from bot.dispatcher import Dispatcher
-from bot.models import OutboxMessage
-from bot.outbox import enqueue
+from bot.core.db import Database
+from bot.core.models import OutboxMessage
+from bot.delivery.dispatcher import Dispatcher
+from bot.delivery.outbox import enqueue
+from bot.settings.config import DispatcherSettings
 from pledgebot_sandbox import TelegramSandbox
 
 BUSY_CHAT, OTHERS = 500, list(range(600, 700))

@@ -1,22 +1,22 @@
 """CSV import of pledgemakers: how long the SQLite write lock is held, pledgebot vs the old way.
 
 ``pledgebot run`` needs SQLite's write lock too, and every transaction starts with ``BEGIN
-IMMEDIATE`` (bot/db.py): an import's write transaction holds the lock from its first statement
+IMMEDIATE`` (bot/core/db.py): an import's write transaction holds the lock from its first statement
 to COMMIT. Measured on a generated 60,000-row pledgemakers CSV (countries with their region and
 time zone, every sector, three languages, multi-line pledge texts of a few hundred characters
 written in the row's language, optional x_handle, website and email) in three cases, each on a
 fresh copy of the same database: all rows new (empty database), all rows changed (pledge text
 on every row, plus email, title or sector on some), nothing changed (the same file again).
 
-pledgebot: ``bot.importer.import_pledgemakers`` in ``db.session()`` as ``pledgebot import
+pledgebot: ``bot.community.importer.import_pledgemakers`` in ``db.session()`` as ``pledgebot import
 pledgemakers`` runs it (the whole file read and validated before the first statement, then Core
 executemany statements). Baseline: the importer as it was before (``git show fc432df:bot/
 importer.py``): the erased ids read, then the file read and validated with the same reader and
-row model (``bot.csv_rows.read``, ``PledgemakerRow``) inside the transaction, every stored
+row model (``bot.community.csv_rows.read``, ``PledgemakerRow``) inside the transaction, every stored
 pledgemaker loaded as an ORM object, then ``session.add(Pledgemaker(**values))`` for a new id
 or ``setattr`` of each differing column, flushed by the unit of work at commit.
 
-The lock is timed with engine events: ``begin`` (registered before bot/db.py's own listener,
+The lock is timed with engine events: ``begin`` (registered before bot/core/db.py's own listener,
 so from the ``BEGIN IMMEDIATE``) to the end of COMMIT (the session's ``after_commit``; the
 engine's ``commit`` event marks the COMMIT's start); each import must be one transaction. The
 importing thread's CPU time over the same span is reported too (``lock_cpu_s``): on a loaded
@@ -56,11 +56,11 @@ from _common import log, report
 from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session
 
-from bot.csv_rows import read
-from bot.db import Database
-from bot.importer import ImportResult, PledgemakerRow, import_pledgemakers
-from bot.models import Pledgemaker
-from bot.vocab import LANGUAGES, SECTORS
+from bot.community.csv_rows import read
+from bot.community.importer import ImportResult, PledgemakerRow, import_pledgemakers
+from bot.core.db import Database
+from bot.core.models import Pledgemaker
+from bot.core.vocab import LANGUAGES, SECTORS
 
 TARGET = 0.3
 LOCK_LIMIT_S = 3.0  # pledgebot's median lock hold at LIMIT_ROWS rows, in every case
@@ -269,7 +269,7 @@ class LockClock:
         self.commits: list[float] = []  # the COMMIT statement alone (WAL pages written)
         self.rollbacks = 0
         self._began = self._committing = self._cpu = 0.0
-        # insert=True: before bot/db.py's listener, which runs the BEGIN IMMEDIATE
+        # insert=True: before bot/core/db.py's listener, which runs the BEGIN IMMEDIATE
         event.listen(engine, "begin", self._begin, insert=True)
         event.listen(engine, "commit", self._commit)
         event.listen(engine, "rollback", self._rollback)

@@ -4,9 +4,11 @@ Each side drains its own sandbox (two sandbox processes, so neither steals the o
 updates), filled with text messages from pledgemakers' bound chats (``--per-chat`` each, in
 arrival order across chats).
 
-pledgebot: ``bot.inbox.Listener`` (getUpdates through ``TelegramChannel.poll``; events and the
+pledgebot: ``bot.inbound.inbox.Listener`` (getUpdates through ``TelegramChannel.poll``; events and
+the
 cursor committed before the next poll acknowledges them) and ``Processor`` (a transaction per
-chunk of events through ``bot.conversation``: contact, reply, prompt lookups) together, until all N
+chunk of events through ``bot.inbound.conversation``: contact, reply, prompt lookups) together,
+until all N
 updates are rows in ``replies``. By default the chats have no open prompt, so each message is
 stored as a reply and nothing else; ``--answers`` gives every chat an open prompt first, so each
 chat's first message creates a journey update, a thank-you and a consent question (heavier).
@@ -39,15 +41,15 @@ from sqlalchemy import String, cast, insert, update
 from telegram import Bot, Update
 from telegram.request import HTTPXRequest
 
-from bot import runs
 from bot.channels.telegram import ALLOWED_UPDATES, TelegramChannel, TelegramSettings
-from bot.config import ConversationSettings
-from bot.conversation import Conversation
-from bot.db import Database, make_engine
-from bot.inbox import Listener, Processor
-from bot.models import InboundEvent, OutboxMessage, Reply, utcnow
-from bot.schedules import FollowupCampaign
-from bot.templates import Templates
+from bot.core.db import Database, make_engine
+from bot.core.models import InboundEvent, OutboxMessage, Reply, utcnow
+from bot.inbound.conversation import Conversation
+from bot.inbound.inbox import Listener, Processor
+from bot.scheduling import runs
+from bot.scheduling.schedules import FollowupCampaign
+from bot.settings.config import ConversationSettings
+from bot.text.templates import Templates
 
 TARGET = 0.5
 POLL_TIMEOUT = 25  # TelegramSettings' default, for both sides

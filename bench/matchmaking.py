@@ -10,8 +10,8 @@ import time
 
 from _common import ROOT, report
 
-from bot import matchmaking
-from bot.matchmaking_eval import evaluate, load
+from bot.community import matchmaking
+from bot.community.matchmaking_eval import evaluate, load
 
 TARGET = 0.8
 FOLDER = ROOT / "tests" / "data" / "matchmaking"

@@ -6,8 +6,8 @@ command names and one-line helps, and no imports besides typer. Both run as fres
 the same interpreter, interleaved (one warm-up each, then ``--runs`` pairs); the ratio is the
 median pledgebot time ÷ the median bare time, target ≤ 1.5 (lower is better).
 
-The JSON line also lists the modules ``bot/cli.py`` imports at top level with their cumulative
-import time (``python -X importtime -c "import bot.cli"``): the candidates to import lazily.
+The JSON line also lists the modules ``bot/cli/main.py`` imports at top level with their cumulative
+import time (``python -X importtime -c "import bot.cli.main"``): the candidates to import lazily.
 
     .venv/bin/python bench/startup.py [--runs 10] [--quick]
 """
@@ -34,7 +34,7 @@ CONSOLE_SCRIPT = Path(sys.executable).with_name("pledgebot")
 INTROSPECT = """
 import json
 import typer.main
-from bot.cli import cli
+from bot.cli.main import cli
 
 group = typer.main.get_command(cli)
 
@@ -128,9 +128,9 @@ def wall_time(argv: list[str], cwd: Path) -> float:
 
 
 def cli_imports() -> list[dict[str, Any]]:
-    """Modules bot.cli imports directly, by cumulative import time (ms), heaviest first."""
+    """Modules bot.cli.main imports directly, by cumulative import time (ms), heaviest first."""
     answer = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", "import bot.cli"],
+        [sys.executable, "-X", "importtime", "-c", "import bot.cli.main"],
         check=True,
         capture_output=True,
         text=True,
@@ -143,16 +143,16 @@ def cli_imports() -> list[dict[str, Any]]:
         _, cumulative, name = line.removeprefix("import time:").split("|")
         depth = (len(name) - len(name.lstrip(" "))) // 2
         rows.append((depth, int(cumulative), name.strip()))
-    # -X importtime lists a module after everything it imported: bot.cli's direct imports are
-    # the entries one level deeper than bot.cli that come before it and after its parent `bot`.
-    end = next(i for i, row in enumerate(rows) if row[2] == "bot.cli")
+    # -X importtime lists a module after everything it imported: bot.cli.main's direct imports are
+    # the entries one level deeper than bot.cli.main that come before it and after its parent `bot`.
+    end = next(i for i, row in enumerate(rows) if row[2] == "bot.cli.main")
     start = max(i for i, row in enumerate(rows[:end]) if row[0] <= rows[end][0])
     direct = [
         row
         for row in rows[start + 1 : end]
         if row[0] == rows[end][0] + 1 and row[2] != "bot"  # `bot` is the package, not an import
     ]
-    total = {"module": "bot.cli (all)", "ms": round(rows[end][1] / 1000, 1)}
+    total = {"module": "bot.cli.main (all)", "ms": round(rows[end][1] / 1000, 1)}
     heaviest = sorted(direct, key=lambda row: -row[1])
     return [total, *({"module": name, "ms": round(us / 1000, 1)} for _, us, name in heaviest)]
 
@@ -173,7 +173,7 @@ def main(runs: int) -> bool:
     ours_s, base_s = statistics.median(ours), statistics.median(base)
     ratio = ours_s / base_s
     imports = cli_imports()
-    log("bot/cli.py top-level imports by cumulative import time:")
+    log("bot/cli/main.py top-level imports by cumulative import time:")
     for entry in imports:
         log(f"  {entry['ms']:8.1f} ms  {entry['module']}")
     commands = count_commands(shape["commands"])
@@ -185,7 +185,7 @@ def main(runs: int) -> bool:
         summary=(
             f"`pledgebot --help` {ours_s * 1000:.0f} ms vs a bare typer app with the same "
             f"{commands} commands {base_s * 1000:.0f} ms (median of {runs}, interleaved); "
-            f"heaviest top-level imports of bot/cli.py: "
+            f"heaviest top-level imports of bot/cli/main.py: "
             + ", ".join(f"{e['module']} {e['ms']:.0f} ms" for e in imports[1:5])
         ),
         pledgebot_ms=ours_s * 1000,

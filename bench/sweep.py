@@ -2,7 +2,8 @@
 
 One SQLite database with 100,000 pledgemakers (bound Telegram contacts, a 30-day cadence each)
 is copied twice: in one 1 % of the cadences are due, in the other 100 %. Each copy is swept
-(``bot.sweeper.sweep``: read due slots, render each prompt, enqueue it, move the slot on) in a
+(``bot.scheduling.sweeper.sweep``: read due slots, render each prompt, enqueue it, move the slot
+on) in a
 fresh child process that reports the sweep's wall time and its own peak RSS (``VmHWM``).
 
 Ratio: time(1 % due) ÷ time(100 % due), target ≤ 0.1 (lower is better; ideal 0.01 — the
@@ -49,8 +50,8 @@ def populate(path: Path, audience: int) -> None:
     """The audience with a cadence each, none due yet (``--due`` copies make some due)."""
     from sqlalchemy import insert
 
-    from bot.db import Database
-    from bot.models import Cadence
+    from bot.core.db import Database
+    from bot.core.models import Cadence
 
     db = Database(f"sqlite:///{path}")
     db.upgrade()
@@ -103,10 +104,10 @@ def peak_rss_mb() -> float:
 
 def child(path: Path, expect: int) -> None:
     """In the child: everything imported and built first, then only the sweep is timed."""
-    from bot import sweeper
-    from bot.db import Database
-    from bot.schedules import FollowupCampaign
-    from bot.templates import Templates
+    from bot.core.db import Database
+    from bot.scheduling import sweeper
+    from bot.scheduling.schedules import FollowupCampaign
+    from bot.text.templates import Templates
 
     spec = FollowupCampaign.model_validate(SPEC)
     db = Database(f"sqlite:///{path}")

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import App, build_app
-from bot.config import Config, load_config
-from bot.importer import import_pledgemakers
+from bot.community.importer import import_pledgemakers
+from bot.service.app import App, build_app
+from bot.settings.config import Config, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_CSV = ROOT / "data" / "sample" / "pledgemakers.csv"

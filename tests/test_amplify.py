@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from bot import review, runs
-from bot.app import App
-from bot.closing import close_loop
-from bot.models import InboundEvent, JourneyUpdate, Pledgemaker, Post
-from bot.schedules import AmplifyCampaign
+from bot.community import review
+from bot.community.closing import close_loop
+from bot.core.models import InboundEvent, JourneyUpdate, Pledgemaker, Post
+from bot.scheduling import runs
+from bot.scheduling.schedules import AmplifyCampaign
+from bot.service.app import App
 from pledgebot_sandbox.x import XSandbox
 from tests.auxil.live import Live, start_live
 
@@ -264,8 +265,9 @@ async def test_withdrawal_takes_live_posts_down_where_turned_on(
 
 
 def test_withdrawal_cancels_queued_posts_and_lists_live_ones(app: App) -> None:
-    from bot import claiming, consent
-    from bot.models import OutboxMessage
+    from bot.community import consent
+    from bot.core.models import OutboxMessage
+    from bot.delivery import claiming
 
     with app.db.session() as session:
         for n in range(2):

@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 import time_machine
 from sqlalchemy import select
 
-from bot import runs
-from bot.app import App
-from bot.models import JourneyUpdate, Pledgemaker, Post
-from bot.schedules import AmplifyCampaign
+from bot.core.models import JourneyUpdate, Pledgemaker, Post
+from bot.scheduling import runs
+from bot.scheduling.schedules import AmplifyCampaign
+from bot.service.app import App
 
 DESTINATIONS = {"x": "timeline", "telegram": "-1001234567"}
 MARCH = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # slots: every day at 09:00

@@ -11,12 +11,12 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-from bot import runs
-from bot.app import App
 from bot.campaigns.announce import local_hour
-from bot.models import Contact, JourneyUpdate, OutboxMessage, Pledgemaker, Prompt, utcnow
-from bot.schedules import AnnounceCampaign, load_schedules
-from bot.templates import Templates
+from bot.core.models import Contact, JourneyUpdate, OutboxMessage, Pledgemaker, Prompt, utcnow
+from bot.scheduling import runs
+from bot.scheduling.schedules import AnnounceCampaign, load_schedules
+from bot.service.app import App
+from bot.text.templates import Templates
 from tests.conftest import ROOT
 
 FIRED = datetime(2026, 12, 10, 8, 0, tzinfo=UTC)
@@ -134,7 +134,7 @@ def test_a_manual_firing_goes_at_once(app: App) -> None:
 
 
 def test_schedule_errors_name_the_file_and_line(tmp_path: Path) -> None:
-    from bot.errors import ScheduleError
+    from bot.core.errors import ScheduleError
 
     path = tmp_path / "announce.toml"
     path.write_text(

@@ -7,10 +7,11 @@ from datetime import UTC, date, datetime, timedelta
 import time_machine
 from sqlalchemy import func, insert, select
 
-from bot import claiming, runs, sweeper
-from bot.app import App
-from bot.models import Cadence, Contact, JourneyUpdate, OutboxMessage, Pledgemaker, utcnow
-from bot.schedules import FollowupCampaign
+from bot.core.models import Cadence, Contact, JourneyUpdate, OutboxMessage, Pledgemaker, utcnow
+from bot.delivery import claiming
+from bot.scheduling import runs, sweeper
+from bot.scheduling.schedules import FollowupCampaign
+from bot.service.app import App
 from tests.auxil.specs import followup
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -135,7 +136,9 @@ def test_quiet_hours_hold_at_send_time_but_not_for_a_manual_fire(app: App) -> No
     runs.fire(app.db, app.templates, spec, utcnow(), trigger="cron")
     manual = runs.fire(app.db, app.templates, spec, utcnow(), trigger="manual")
     with app.db.session() as session:
-        claimed = claiming.claim(session, channels=["telegram"], limit=10, lease=timedelta(minutes=1))
+        claimed = claiming.claim(
+            session, channels=["telegram"], limit=10, lease=timedelta(minutes=1)
+        )
         deferred = session.scalar(
             select(OutboxMessage).where(OutboxMessage.run_id != manual.run_id)
         )
@@ -146,7 +149,7 @@ def test_quiet_hours_hold_at_send_time_but_not_for_a_manual_fire(app: App) -> No
 
 
 def manual_slot(app: App, run_id: int | None) -> str:
-    from bot.models import Run
+    from bot.core.models import Run
 
     with app.db.session() as session:
         run = session.get(Run, run_id)

@@ -12,10 +12,11 @@ from icalendar import Calendar
 from sqlalchemy import update
 from starlette.testclient import TestClient
 
-from bot import calendar, outbox
-from bot.app import App
 from bot.campaigns.base import PlannedMessage
-from bot.models import Contact, OutboxMessage, utcnow
+from bot.core.models import Contact, OutboxMessage, utcnow
+from bot.delivery import outbox
+from bot.service import calendar
+from bot.service.app import App
 from bot.web.app import build
 from tests.auxil.cli import pledgebot
 from tests.test_web_auth import signed_in

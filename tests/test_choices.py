@@ -10,14 +10,16 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot import choices, consent, outbox
-from bot.app import App
 from bot.campaigns.base import PlannedMessage
 from bot.channels.base import InboundEvent, OutboundMessage
 from bot.channels.matrix import _content
-from bot.inbox import store_events
-from bot.models import Consent, Contact, JourneyUpdate, OutboxMessage, Prompt, utcnow
-from bot.models import InboundEvent as EventRow
+from bot.community import consent
+from bot.core import choices
+from bot.core.models import Consent, Contact, JourneyUpdate, OutboxMessage, Prompt, utcnow
+from bot.core.models import InboundEvent as EventRow
+from bot.delivery import outbox
+from bot.inbound.inbox import store_events
+from bot.service.app import App
 from tests.conftest import TOKEN_ENV, write_config
 
 GH = "gh-min-labour"

@@ -20,14 +20,16 @@ import typer
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from bot import cli as cli_module
-from bot import contacts, runs
-from bot.app import App, build_app
-from bot.config import load_config
-from bot.errors import ScheduleError, UserInputError
-from bot.importer import import_pledgemakers, import_updates
-from bot.models import InviteToken, OutboxMessage, Run, utcnow
-from bot.status import collect
+from bot.cli import main as cli_module
+from bot.community import contacts
+from bot.community.importer import import_pledgemakers, import_updates
+from bot.core.errors import ScheduleError, UserInputError
+from bot.core.models import InviteToken, OutboxMessage, Run, utcnow
+from bot.delivery import pauses
+from bot.scheduling import runs
+from bot.service.app import App, build_app
+from bot.service.status import collect
+from bot.settings.config import load_config
 from tests.auxil.cli import pledgebot
 from tests.auxil.live import Live
 from tests.conftest import ROOT, SAMPLE_CSV, write_config
@@ -247,7 +249,7 @@ def test_pause_and_resume_show_in_status(folder: Path) -> None:
     app = open_app(folder)
     try:
         assert collect(app)["paused"] == "none"  # what `pledgebot status` prints next
-        runs.set_paused(app.db, "*", True)
+        pauses.set_paused(app.db, "*", True)
         assert collect(app)["paused"] == "all sending"
     finally:
         app.close()
@@ -315,7 +317,7 @@ def test_export_in_an_unknown_format_is_an_error(folder: Path) -> None:
 
 # -- bugs found while writing these tests ------------------------------------------------------------
 def test_pausing_a_misspelt_campaign_is_an_error(folder: Path) -> None:
-    from bot.models import CampaignControl
+    from bot.core.models import CampaignControl
 
     proc = run_cli(folder, "pause", "act-chekin")
     assert proc.returncode == 1

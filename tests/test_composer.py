@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from bot.app import App
-from bot.models import AuditEntry, OutboxMessage, Post
+from bot.core.models import AuditEntry, OutboxMessage, Post
+from bot.service.app import App
 from pledgebot_sandbox.x import XSandbox
 from tests.auxil.live import Live, eventually
 from tests.test_amplify import CHANNEL_POSTS, world  # noqa: F401  (a fixture)

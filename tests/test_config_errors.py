@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from bot.app import build_app
 from bot.channels.registry import known_channels
-from bot.config import load_config
-from bot.errors import ConfigError
-from bot.importer import import_pledgemakers
-from bot.models import InviteToken, Pledgemaker
+from bot.community.importer import import_pledgemakers
+from bot.core.errors import ConfigError
+from bot.core.models import InviteToken, Pledgemaker
+from bot.service.app import build_app
+from bot.settings.config import load_config
 from tests.auxil.cli import PLEDGEBOT, pledgebot
 from tests.conftest import SAMPLE_CSV, TOKEN_ENV, cli_env, write_config
 

@@ -18,13 +18,15 @@ import time_machine
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot import consent, feed, outbox, review
-from bot.app import App
 from bot.campaigns.base import PlannedMessage
 from bot.channels.base import InboundEvent
-from bot.inbox import store_events
-from bot.models import Consent, Contact, JourneyUpdate, OutboxMessage, utcnow
-from bot.models import InboundEvent as EventRow
+from bot.community import consent, review
+from bot.core.models import Consent, Contact, JourneyUpdate, OutboxMessage, utcnow
+from bot.core.models import InboundEvent as EventRow
+from bot.delivery import outbox
+from bot.inbound.inbox import store_events
+from bot.service import feed
+from bot.service.app import App
 from tests.auxil.clocked import live_at
 from tests.auxil.live import Live
 

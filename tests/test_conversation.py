@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from bot import consent
-from bot.models import Consent, Contact, InboundEvent, JourneyUpdate, OutboxMessage, Prompt, Reply
+from bot.community import consent
+from bot.core.models import (
+    Consent,
+    Contact,
+    InboundEvent,
+    JourneyUpdate,
+    OutboxMessage,
+    Prompt,
+    Reply,
+)
 from tests.auxil.live import Live, eventually
 
 GH = "gh-min-labour"  # an English-speaking pledgemaker in the sample data
@@ -171,7 +179,7 @@ async def test_stop_opts_out_at_once_and_start_opts_back_in(live: Live) -> None:
 
 async def test_queued_prompt_to_a_contact_who_stops_is_never_sent(live: Live) -> None:
     await live.bind(GH, 510)
-    from bot.runs import set_paused
+    from bot.delivery.pauses import set_paused
 
     set_paused(live.app.db, "act-checkin", True)
     await live.fire("act-checkin", to=GH, settle=False)

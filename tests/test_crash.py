@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from bot import runs
-from bot.app import App, build_app
-from bot.config import load_config
-from bot.importer import import_pledgemakers
-from bot.models import Contact, InboundEvent, OutboxMessage, Pledgemaker, Reply, utcnow
+from bot.community.importer import import_pledgemakers
+from bot.core.models import Contact, InboundEvent, OutboxMessage, Pledgemaker, Reply, utcnow
+from bot.scheduling import runs
+from bot.service.app import App, build_app
+from bot.settings.config import load_config
 from pledgebot_sandbox import SandboxThread
 from tests.auxil.cli import PLEDGEBOT
 from tests.conftest import SAMPLE_CSV, TOKEN_ENV, cli_env, only_on_demand_campaign, write_config

@@ -12,12 +12,13 @@ import pytest
 import time_machine
 from sqlalchemy import event, select
 
-from bot import feed, review
-from bot.app import App, build_app
-from bot.config import Config
-from bot.errors import ImportRowsError
-from bot.importer import import_pledgemakers, import_updates
-from bot.models import JourneyUpdate, Pledgemaker, utcnow
+from bot.community import review
+from bot.community.importer import import_pledgemakers, import_updates
+from bot.core.errors import ImportRowsError
+from bot.core.models import JourneyUpdate, Pledgemaker, utcnow
+from bot.service import feed
+from bot.service.app import App, build_app
+from bot.settings.config import Config
 from tests.auxil.cli import pledgebot
 
 HEADER = (
@@ -167,9 +168,9 @@ def test_changed_text_of_an_approved_update_is_moderated_again(app: App, tmp_pat
 
 def _queue_post(app: App, update_id: int, key: str) -> int:
     """A post of the update waiting in the outbox, as the amplify planner leaves it."""
-    from bot import outbox
     from bot.campaigns.base import PlannedMessage
-    from bot.models import OutboxMessage, Post
+    from bot.core.models import OutboxMessage, Post
+    from bot.delivery import outbox
 
     with app.db.session() as session:
         outbox.enqueue(session, [PlannedMessage(key, "x", "timeline", "the old words")])
@@ -199,7 +200,7 @@ def _queue_post(app: App, update_id: int, key: str) -> int:
 def test_a_post_queued_from_what_an_import_changes_is_cancelled(
     app: App, tmp_path: Path, text: str, consent: str, why: str
 ) -> None:
-    from bot.models import OutboxMessage
+    from bot.core.models import OutboxMessage
 
     with app.db.session() as session:
         import_updates(session, _updates(tmp_path, "We trained 40 inspectors."))
@@ -373,7 +374,7 @@ def test_a_bad_file_is_refused_before_the_database_is_touched(
     seen = _statements(empty_app)
     assert problems(empty_app, write(tmp_path, f"{HEADER.upper()}\n{ROW}\n"))
     assert seen == []
-    from bot import importer
+    from bot.community import importer
 
     read_at: list[int] = []
     real = importer.read

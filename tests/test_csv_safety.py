@@ -14,12 +14,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from bot import review
-from bot.app import App
-from bot.csv_safety import DANGEROUS, escape, unescape
-from bot.export import export
-from bot.importer import export_pledgemakers, import_pledgemakers, import_updates
-from bot.models import InviteToken, Pledgemaker, utcnow
+from bot.community import review
+from bot.community.importer import export_pledgemakers, import_pledgemakers, import_updates
+from bot.core.csv_safety import DANGEROUS, escape, unescape
+from bot.core.models import InviteToken, Pledgemaker, utcnow
+from bot.service.app import App
+from bot.service.export import export
 from tests.auxil.cli import pledgebot
 from tests.test_web_auth import signed_in
 

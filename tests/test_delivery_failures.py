@@ -12,13 +12,13 @@ import pytest
 import time_machine
 from sqlalchemy import select, update
 
-from bot import outbox
-from bot.app import App
 from bot.campaigns.base import PlannedMessage
 from bot.channels.base import OutboundMessage, Receipt
-from bot.dispatcher import Backoff, Dispatcher
-from bot.errors import TransientError
-from bot.models import Contact, OutboxMessage
+from bot.core.errors import TransientError
+from bot.core.models import Contact, OutboxMessage
+from bot.delivery import outbox
+from bot.delivery.dispatcher import Backoff, Dispatcher
+from bot.service.app import App
 from pledgebot_sandbox import TelegramSandbox
 from tests.auxil.live import Live, eventually, start_live
 

@@ -19,8 +19,8 @@ import pytest
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
-from bot.media_urls import KEY_ENV
-from bot.models import (
+from bot.core.media_urls import KEY_ENV
+from bot.core.models import (
     Consent,
     Contact,
     InviteToken,
@@ -31,7 +31,7 @@ from bot.models import (
     Prompt,
     Reply,
 )
-from bot.models import InboundEvent as EventRow
+from bot.core.models import InboundEvent as EventRow
 from pledgebot_sandbox import demo_reach
 from pledgebot_sandbox.demo_channels import ANSWERS
 from pledgebot_sandbox.synapse import VENV_ENV, venv_path

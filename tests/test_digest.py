@@ -14,14 +14,13 @@ from pydantic import SecretStr
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bot import digest_chart, outbox, runs
-from bot.app import App
 from bot.campaigns import digest
 from bot.campaigns.base import RunContext
 from bot.channels.base import OutboundMessage
 from bot.channels.email import EmailChannel, EmailSettings
-from bot.errors import ScheduleError
-from bot.models import (
+from bot.community import digest_chart
+from bot.core.errors import ScheduleError
+from bot.core.models import (
     Contact,
     InboundEvent,
     JourneyUpdate,
@@ -32,10 +31,13 @@ from bot.models import (
     Reply,
     Run,
 )
-from bot.preview import preview
-from bot.scheduler import CampaignScheduler
-from bot.schedules import DigestCampaign, LoadedCampaign, ScheduleSet, load_schedules
-from bot.templates import Templates
+from bot.delivery import outbox
+from bot.scheduling import runs
+from bot.scheduling.preview import preview
+from bot.scheduling.scheduler import CampaignScheduler
+from bot.scheduling.schedules import DigestCampaign, LoadedCampaign, ScheduleSet, load_schedules
+from bot.service.app import App
+from bot.text.templates import Templates
 from tests.auxil.cli import pledgebot
 from tests.auxil.live import Live, start_live
 from tests.conftest import ROOT
@@ -390,7 +392,7 @@ def test_a_recorded_run_looks_for_new_introductions_first(app: App) -> None:
 def test_the_digest_goes_out_even_if_matchmaking_fails(
     app: App, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bot import introductions
+    from bot.community import introductions
 
     def broken(session: Session) -> None:
         raise RuntimeError("no stemmer")

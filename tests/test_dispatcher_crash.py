@@ -21,12 +21,13 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-from bot import dispatcher as dispatcher_module
-from bot import outage, outbox, runner
-from bot.app import App
 from bot.campaigns.base import PlannedMessage
 from bot.channels.base import OutboundMessage, Receipt
-from bot.models import ChannelState, OutboxMessage
+from bot.cli import runner
+from bot.core.models import ChannelState, OutboxMessage
+from bot.delivery import dispatcher as dispatcher_module
+from bot.delivery import outage, outbox
+from bot.service.app import App
 from tests.auxil.live import Live, eventually
 
 CHATS = [7301, 7302, 7303, 7304, 7305, 7306]

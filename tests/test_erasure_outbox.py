@@ -7,10 +7,11 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from bot import claiming, erasure, invitations, outbox, resend
-from bot.app import App
 from bot.campaigns.base import PlannedMessage
-from bot.models import Contact, OutboxMessage, Pledgemaker
+from bot.community import erasure, invitations
+from bot.core.models import Contact, OutboxMessage, Pledgemaker
+from bot.delivery import claiming, outbox, resend
+from bot.service.app import App
 
 ADDRESS = "minister@labour.example.gh"
 LEASE = timedelta(seconds=60)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import build_app
-from bot.config import load_config
-from bot.errors import ConfigError
+from bot.core.errors import ConfigError
+from bot.service.app import build_app
+from bot.settings.config import load_config
 from tests.auxil.cli import pledgebot
 from tests.conftest import TOKEN_ENV, write_config
 

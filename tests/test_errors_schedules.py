@@ -14,9 +14,9 @@ import pytest
 import time_machine
 from starlette.testclient import TestClient
 
-from bot.app import App
-from bot.schedules import load_schedules
-from bot.templates import Templates
+from bot.scheduling.schedules import load_schedules
+from bot.service.app import App
+from bot.text.templates import Templates
 from tests.auxil.cli import pledgebot
 from tests.conftest import ROOT, write_config
 from tests.test_web_auth import signed_in
@@ -181,7 +181,7 @@ def test_preview_says_why_a_run_sends_nothing(app: App, config_path: Path) -> No
 def test_preview_shows_the_text_as_read_and_the_length_telegram_counts(
     app: App, config_path: Path
 ) -> None:
-    from bot.models import Contact, Pledgemaker, utcnow
+    from bot.core.models import Contact, Pledgemaker, utcnow
 
     with app.db.session() as session:
         person = session.get(Pledgemaker, "gh-min-labour")

@@ -16,9 +16,10 @@ import feedparser
 import pytest
 from starlette.testclient import TestClient
 
-from bot import consent, erasure, feed, review
-from bot.app import App
-from bot.models import Contact, JourneyUpdate, Pledgemaker
+from bot.community import consent, erasure, review
+from bot.core.models import Contact, JourneyUpdate, Pledgemaker
+from bot.service import feed
+from bot.service.app import App
 from bot.web.app import build
 from bot.web.auth import PUBLIC, is_public
 from tests.auxil.cli import pledgebot

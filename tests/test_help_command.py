@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from bot.models import InboundEvent, JourneyUpdate, OutboxMessage, Prompt, Reply
+from bot.core.models import InboundEvent, JourneyUpdate, OutboxMessage, Prompt, Reply
 from tests.auxil.live import Live
 
 COMMANDS = ["/withdraw", "/stop", "/start", "/language"]  # one a line, after the intro

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from bot.app import App, build_app
-from bot.config import Config, load_config
-from bot.errors import ImportRowsError
-from bot.importer import import_pledgemakers, import_updates
-from bot.models import JourneyUpdate, Pledgemaker
+from bot.community.importer import import_pledgemakers, import_updates
+from bot.core.errors import ImportRowsError
+from bot.core.models import JourneyUpdate, Pledgemaker
+from bot.service.app import App, build_app
+from bot.settings.config import Config, load_config
 from tests.auxil.cli import pledgebot
 from tests.conftest import ROOT
 

@@ -1,4 +1,4 @@
-"""The import graph of ``bot/`` has no cycles.
+"""The import graph of ``bot/`` has no cycles, and its arrows point down the layers.
 
 Built from the source with ``ast``, not by importing: an import inside a function or under
 ``if TYPE_CHECKING`` counts like one at the top (placing it there only hides a cycle). Relative
@@ -17,6 +17,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# bot's sub-packages, bottom first. A module may import its own package and the packages of
+# lower rows; packages on one row are siblings and import neither each other nor anything above.
+# (docs/architecture.md draws the same table.)
+LAYERS: list[tuple[str, ...]] = [
+    ("core",),  # errors, logs, db, models and migrations, clocks, coordination, vocabulary
+    ("channels", "text"),  # platform adapters and their specs; templates and translations
+    ("settings",),  # the configuration file, each channel's table checked by its adapter
+    ("delivery",),  # planned messages, the outbox, the dispatcher, failures, outages, pauses
+    ("community",),  # pledgemakers, contacts, consent, review, invitations, matches, reports
+    ("campaigns",),  # one module per campaign kind, and the registry of kinds
+    ("scheduling", "inbound"),  # schedule files, runs, the scheduler; the inbox, conversations
+    ("service",),  # the App that wires it all, and what reads across it
+    ("web",),  # the dashboard and the public pages
+    ("cli",),  # the pledgebot command and the runner of its long-lived roles
+]
 
 
 @dataclass
@@ -118,7 +134,7 @@ def build_graph(package_root: Path) -> ImportGraph:
             for alias in node.names:
                 written = f"from {'.' * node.level}{node.module or ''} import {alias.name}"
                 submodule = f"{base}.{alias.name}"
-                # `from bot import outbox` names the module bot.outbox; `from bot.x import f`
+                # `from bot import outbox` names the module bot.delivery.outbox; `from bot.x import f`
                 # names something defined in bot.x.
                 arrow(name, submodule if submodule in modules else base, node, written)
     return graph
@@ -130,6 +146,62 @@ def test_bot_has_no_import_cycles() -> None:
     assert not cycles, "import cycles in bot/ (move what both sides need down a layer):\n" + (
         "\n".join(" <-> ".join(cycle) for cycle in cycles)
     )
+
+
+def layer_violations(graph: ImportGraph, layers: list[tuple[str, ...]]) -> list[str]:
+    """Every arrow from a package to one on its own row or above: ``source -> target``. A module
+    outside every listed package (a flat module beside them) is reported too."""
+    rank = {package: row for row, packages in enumerate(layers) for package in packages}
+    top = next(iter(graph.modules)).split(".")[0]
+
+    def package(module: str) -> str | None:
+        parts = module.split(".")
+        return parts[1] if len(parts) > 1 else None
+
+    found = [
+        f"{module}: in no layer (put it in one of {sorted(rank)})"
+        for module in graph.modules
+        if module != top and package(module) not in rank
+    ]
+    for source, targets in sorted(graph.edges.items()):
+        for target in sorted(targets):
+            low, high = package(target), package(source)
+            if low in rank and high in rank and low != high and rank[low] >= rank[high]:
+                found.append(f"{source} -> {target}")
+    return found
+
+
+def test_bot_imports_point_down_the_layers() -> None:
+    graph = build_graph(ROOT / "bot")
+    assert not layer_violations(graph, LAYERS), (
+        "imports that point up or sideways (move what both need down, or pass it in):\n"
+        + "\n".join(layer_violations(graph, LAYERS))
+    )
+    # Each listed layer holds modules: a renamed package cannot leave a row that checks nothing.
+    packages = {module.split(".")[1] for module in graph.modules if module.count(".")}
+    assert packages == {package for row in LAYERS for package in row}
+
+
+def test_an_arrow_up_or_sideways_is_reported(tmp_path: Path) -> None:
+    package = _write(
+        tmp_path,
+        {
+            "pkg/__init__.py": "",
+            "pkg/low/__init__.py": "",
+            "pkg/low/a.py": "def f():\n    from pkg.high import b\n",
+            "pkg/high/__init__.py": "",
+            "pkg/high/b.py": "from pkg.low import a\nfrom pkg.side import c\n",
+            "pkg/side/__init__.py": "",
+            "pkg/side/c.py": "",
+            "pkg/flat.py": "",
+        },
+    )
+    rows = [("low",), ("high", "side")]
+    assert layer_violations(build_graph(package), rows) == [
+        "pkg.flat: in no layer (put it in one of ['high', 'low', 'side'])",
+        "pkg.high.b -> pkg.side.c",
+        "pkg.low.a -> pkg.high.b",
+    ]
 
 
 def test_the_graph_covers_every_module_and_every_import() -> None:
@@ -147,10 +219,10 @@ def test_the_graph_covers_every_module_and_every_import() -> None:
     assert not graph.unresolved, "imports of bot modules that do not exist:\n" + "\n".join(
         graph.unresolved
     )
-    # The walk reaches imports inside functions and under TYPE_CHECKING: bot.cli imports the app
+    # The walk reaches imports inside functions and under TYPE_CHECKING: bot.cli.main imports the app
     # only when a command opens it, and bot.campaigns.digest imports introductions in a function.
-    assert "bot.app" in graph.edges["bot.cli_common"]
-    assert "bot.introductions" in graph.edges["bot.campaigns.digest"]
+    assert "bot.service.app" in graph.edges["bot.cli.common"]
+    assert "bot.community.introductions" in graph.edges["bot.campaigns.digest"]
 
 
 def _write(root: Path, files: dict[str, str]) -> Path:

@@ -1,6 +1,6 @@
 """The inbox processor's chunks: facts read once per chunk, and a failing event isolated.
 
-These drive ``bot.inbox`` directly (events stored as the listener stores them, then
+These drive ``bot.inbound.inbox`` directly (events stored as the listener stores them, then
 ``Processor.process_pending``) on both backends; the end-to-end path through the sandbox Bot
 API is covered by test_conversation.py and tests/reliability.
 """
@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import String, cast, func, select, update
 
-from bot import conversation, runs
-from bot.app import App
 from bot.channels.base import InboundEvent
-from bot.inbox import CHUNK, Processor, store_events
-from bot.models import Contact, JourneyUpdate, OutboxMessage, Prompt, Reply, utcnow
-from bot.models import InboundEvent as EventRow
+from bot.core.models import Contact, JourneyUpdate, OutboxMessage, Prompt, Reply, utcnow
+from bot.core.models import InboundEvent as EventRow
+from bot.inbound import conversation
+from bot.inbound.inbox import CHUNK, Processor, store_events
+from bot.scheduling import runs
+from bot.service.app import App
 
 CHATS = {"ilo": "9001", "gh-min-labour": "9002", "ng-agri-union": "9003"}
 

@@ -15,13 +15,20 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from bot import erasure, introductions
-from bot.app import App
 from bot.channels.base import InboundEvent
-from bot.errors import UserInputError
-from bot.inbox import store_events
-from bot.models import Contact, JourneyUpdate, MatchSuggestion, OutboxMessage, Pledgemaker, utcnow
-from bot.models import InboundEvent as EventRow
+from bot.community import erasure, introductions
+from bot.core.errors import UserInputError
+from bot.core.models import (
+    Contact,
+    JourneyUpdate,
+    MatchSuggestion,
+    OutboxMessage,
+    Pledgemaker,
+    utcnow,
+)
+from bot.core.models import InboundEvent as EventRow
+from bot.inbound.inbox import store_events
+from bot.service.app import App
 from tests.auxil.cli import pledgebot
 
 GH = "gh-min-labour"  # Ghana, government, English

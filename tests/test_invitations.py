@@ -18,14 +18,14 @@ import pytest
 from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
-from bot import invitations
-from bot.app import App
 from bot.channels import email_text
 from bot.channels.base import InboundEvent
-from bot.errors import UserInputError
-from bot.inbox import store_events
-from bot.models import Contact, InviteToken, OutboxMessage, Pledgemaker, utcnow
-from bot.models import InboundEvent as EventRow
+from bot.community import invitations
+from bot.core.errors import UserInputError
+from bot.core.models import Contact, InviteToken, OutboxMessage, Pledgemaker, utcnow
+from bot.core.models import InboundEvent as EventRow
+from bot.inbound.inbox import store_events
+from bot.service.app import App
 from bot.web.app import build
 from tests.auxil.cli import pledgebot
 from tests.conftest import TOKEN_ENV, write_config

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from bot import runs
-from bot.app import App
 from bot.campaigns.knowledge import load_facts
-from bot.errors import ScheduleError
-from bot.models import OutboxMessage, Post
-from bot.schedules import KnowledgeCampaign
+from bot.core.errors import ScheduleError
+from bot.core.models import OutboxMessage, Post
+from bot.scheduling import runs
+from bot.scheduling.schedules import KnowledgeCampaign
+from bot.service.app import App
 from tests.conftest import ROOT
 
 FACTS = ROOT / "data" / "knowledge"

@@ -7,8 +7,8 @@ from datetime import date
 from pathlib import Path
 from types import SimpleNamespace
 
-from bot.templates import Templates
-from bot.vocab import LANGUAGES
+from bot.core.vocab import LANGUAGES
+from bot.text.templates import Templates
 from tests.auxil.cli import pledgebot
 from tests.conftest import ROOT, write_config
 

@@ -19,13 +19,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot import claiming, outage, outbox
-from bot.app import App, build_app
 from bot.campaigns.base import PlannedMessage
 from bot.channels.base import OutboundMessage, Receipt
-from bot.config import DispatcherSettings, load_config
-from bot.dispatcher import Dispatcher, Outcome
-from bot.models import ChannelState, OutboxMessage
+from bot.core.models import ChannelState, OutboxMessage
+from bot.delivery import claiming, outage, outbox
+from bot.delivery.dispatcher import Dispatcher, Outcome
+from bot.service.app import App, build_app
+from bot.settings.config import DispatcherSettings, load_config
 
 LEASE = 0.4  # seconds; the send below takes four leases
 

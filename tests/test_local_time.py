@@ -9,11 +9,11 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-from bot import sweeper
-from bot.app import App
-from bot.localtime import QuietHours, SendWindow, to_utc
-from bot.models import Contact, OutboxMessage, Pledgemaker, utcnow
-from bot.schedules import FollowupCampaign
+from bot.core.localtime import QuietHours, SendWindow, to_utc
+from bot.core.models import Contact, OutboxMessage, Pledgemaker, utcnow
+from bot.scheduling import sweeper
+from bot.scheduling.schedules import FollowupCampaign
+from bot.service.app import App
 from tests.auxil.specs import followup
 
 ZONES = {  # DST changes inside 2026-03-05 … 2026-04-08, Lima as the control

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from bot.app import App, build_app
-from bot.config import load_config
-from bot.importer import import_pledgemakers
-from bot.models import InboundEvent, Reply
+from bot.community.importer import import_pledgemakers
+from bot.core.models import InboundEvent, Reply
+from bot.service.app import App, build_app
+from bot.settings.config import load_config
 from pledgebot_sandbox import SandboxThread
 from tests.auxil.cli import pledgebot
 from tests.conftest import SAMPLE_CSV, TOKEN_ENV, only_on_demand_campaign, write_config
@@ -125,7 +125,7 @@ async def test_a_role_that_fails_is_logged_and_started_again(
 
     from sqlalchemy.exc import OperationalError
 
-    from bot import runner
+    from bot.cli import runner
 
     calls: list[float] = []
     stop = asyncio.Event()

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from bot import i18n, matchmaking
-from bot.matchmaking import Doc, rank
-from bot.matchmaking_eval import evaluate
+from bot.community import matchmaking
+from bot.community.matchmaking import Doc, rank
+from bot.community.matchmaking_eval import evaluate
+from bot.text import i18n
 from tests.conftest import ROOT
 
 SET = ROOT / "tests" / "data" / "matchmaking"

@@ -7,8 +7,8 @@ from pathlib import Path
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from bot.db import Database
-from bot.models import Base
+from bot.core.db import Database
+from bot.core.models import Base
 
 
 def test_migrations_match_the_models_and_upgrade_is_idempotent(tmp_path: Path) -> None:

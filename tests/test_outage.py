@@ -20,14 +20,14 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-from bot import outbox
-from bot.alerts import Alerts
-from bot.app import App, build_app
 from bot.campaigns.base import PlannedMessage
-from bot.config import load_config
-from bot.dispatcher import Dispatcher
-from bot.models import OutboxMessage, StaffAlert
-from bot.status import collect
+from bot.core.models import OutboxMessage, StaffAlert
+from bot.delivery import outbox
+from bot.delivery.alerts import Alerts
+from bot.delivery.dispatcher import Dispatcher
+from bot.service.app import App, build_app
+from bot.service.status import collect
+from bot.settings.config import load_config
 from pledgebot_sandbox import TelegramSandbox
 from tests.auxil.cli import pledgebot
 from tests.conftest import (

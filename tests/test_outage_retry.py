@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from bot import outbox
-from bot.app import App
 from bot.campaigns.base import PlannedMessage
-from bot.models import OutboxMessage, Run, utcnow
+from bot.core.models import OutboxMessage, Run, utcnow
+from bot.delivery import outbox
+from bot.service.app import App
 from tests.auxil.cli import pledgebot
 from tests.test_web_auth import csrf_of, signed_in
 

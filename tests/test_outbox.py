@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from bot import claiming, outage, outbox, runs
-from bot.app import App
 from bot.campaigns.base import PlannedMessage
-from bot.models import ChannelState, Contact, OutboxMessage, utcnow
+from bot.core.models import ChannelState, Contact, OutboxMessage, utcnow
+from bot.delivery import claiming, outage, outbox, pauses
+from bot.service.app import App
 from tests.auxil.cli import pledgebot
 
 LEASE = timedelta(seconds=60)
@@ -145,9 +145,9 @@ def test_a_channel_that_is_down_gives_one_probe_when_due_and_none_while_staff_pa
     assert at(0) == [] and at(29) == [], "held until the first probe"
     assert at(30) == ["to A #0"]
     assert at(45) == [], "the next probe waits longer"
-    runs.set_paused(app.db, outbox.CHANNEL_PAUSE + "telegram", True)
+    pauses.set_paused(app.db, outbox.CHANNEL_PAUSE + "telegram", True)
     assert at(600) == [], "a staff pause holds the probe too"
-    runs.set_paused(app.db, outbox.CHANNEL_PAUSE + "telegram", False)
+    pauses.set_paused(app.db, outbox.CHANNEL_PAUSE + "telegram", False)
     assert at(600) == ["to A #0"], "the probe (its lease ran out: a worker died with it)"
     with app.db.session() as session:
         note = outage.note_outcomes(session, "telegram", failures=0, worked=True, breaker=breaker)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli_serve import DEMO_NEEDS_SANDBOXES
+from bot.cli.serve import DEMO_NEEDS_SANDBOXES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,7 +53,7 @@ _NOT_SOURCE = (".venv", ".git", ".cache", "test-artifacts", "demo-data", "__pyca
 
 
 def test_the_pledgebot_wheel_has_no_sandbox_and_no_demo(pledgebot_wheel: list[str]) -> None:
-    assert "bot/cli.py" in pledgebot_wheel and "bot/channels/telegram.py" in pledgebot_wheel
+    assert "bot/cli/main.py" in pledgebot_wheel and "bot/channels/telegram.py" in pledgebot_wheel
     leaked = [n for n in pledgebot_wheel if "sandbox" in n or n.startswith("bot/demo")]
     assert leaked == []
     assert {n.split("/")[0] for n in pledgebot_wheel} == {"bot", "pledgebot-0.1.0.dist-info"}
@@ -97,7 +97,7 @@ def test_nothing_in_bot_imports_the_sandboxes_but_the_demo_command() -> None:
         visitor = _SandboxImports(path.relative_to(ROOT).as_posix())
         visitor.visit(ast.parse(path.read_text(encoding="utf-8")))
         found.update(visitor.found)
-    assert found == {"bot/cli_serve.py:demo"}
+    assert found == {"bot/cli/serve.py:demo"}
 
 
 def _pledgebot_without_sandboxes(*args: str) -> subprocess.CompletedProcess[str]:
@@ -109,7 +109,7 @@ def _pledgebot_without_sandboxes(*args: str) -> subprocess.CompletedProcess[str]
         "        if name == 'pledgebot_sandbox':\n"
         "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
         "sys.meta_path.insert(0, NotInstalled())\n"
-        "from bot.cli import main\n"
+        "from bot.cli.main import main\n"
         "sys.argv = ['pledgebot', *sys.argv[1:]]\n"
         "main()\n"
     )

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from bot.campaigns import posts
 from bot.campaigns.base import Destinations, RunContext
-from bot.templates import Templates
+from bot.text.templates import Templates
 from tests.conftest import ROOT
 
 IMAGE = ({"path": "media/photo.jpg", "alt_text": "Children back in class in Kumasi"},)
@@ -59,7 +59,7 @@ def test_instagram_takes_one_caption_or_nothing() -> None:
 
 
 def test_public_links_where_the_id_makes_one() -> None:
-    from bot.closing import post_link, public_link
+    from bot.community.closing import post_link, public_link
 
     assert public_link("x", "timeline", "19") == "https://x.com/i/web/status/19"
     assert public_link("telegram", "@journeys", "7") == "https://t.me/journeys/7"

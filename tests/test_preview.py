@@ -9,10 +9,10 @@ from pathlib import Path
 import time_machine
 from sqlalchemy import select
 
-from bot import runs, sweeper
-from bot.app import App
-from bot.models import Contact, OutboxMessage, utcnow
-from bot.preview import preview
+from bot.core.models import Contact, OutboxMessage, utcnow
+from bot.scheduling import runs, sweeper
+from bot.scheduling.preview import preview
+from bot.service.app import App
 from tests.auxil.cli import pledgebot
 
 NOW = datetime(2026, 11, 30, 6, 0, tzinfo=UTC)
@@ -108,7 +108,7 @@ def test_preview_command_prints_json_and_writes_nothing(app: App, config_path: P
 
 
 def test_post_preview_shows_rotation_lengths_and_threads_and_writes_nothing(app: App) -> None:
-    from bot.models import JourneyUpdate, Post
+    from bot.core.models import JourneyUpdate, Post
 
     with app.db.session() as session:
         for n, pledgemaker_id in enumerate(("ilo", "gh-min-labour", "cl-mintrab")):

@@ -24,10 +24,10 @@ import pytest
 from pydantic import SecretStr
 
 from bot.channels.base import OutboundMessage
+from bot.channels.ratelimit import Limits, Rate, per_second
 from bot.channels.telegram import TelegramChannel, TelegramSettings
 from bot.channels.x import XChannel, XSettings
-from bot.errors import RateLimited
-from bot.ratelimit import Limits, Rate, per_second
+from bot.core.errors import RateLimited
 from pledgebot_sandbox import SandboxThread, TelegramSandbox
 from pledgebot_sandbox._telegram_state import busiest_window, closest_in_one_chat
 from pledgebot_sandbox.x import XSandbox
@@ -171,7 +171,7 @@ async def test_x_window_used_up_in_one_process_holds_every_process(redis_url: st
 
 
 async def test_a_per_chat_rate_above_one_a_second_is_spaced_not_a_burst() -> None:
-    from bot.ratelimit import spaced
+    from bot.channels.ratelimit import spaced
 
     limits = Limits()
     stamps: list[float] = []
@@ -265,7 +265,7 @@ SKEWED_SENDER = textwrap.dedent(
     from pydantic import SecretStr
     from bot.channels.base import OutboundMessage
     from bot.channels.telegram import TelegramChannel, TelegramSettings
-    from bot.ratelimit import Limits
+    from bot.channels.ratelimit import Limits
 
     base_url, token, redis_url, prefix, skew, chats = sys.argv[1:]
 

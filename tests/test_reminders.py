@@ -12,12 +12,13 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-from bot import runs
-from bot.errors import ScheduleError
-from bot.models import OutboxMessage, Prompt, utcnow
-from bot.reminders import remind
-from bot.schedules import FollowupCampaign, load_schedules
-from bot.templates import Templates
+from bot.campaigns.reminders import remind
+from bot.core.errors import ScheduleError
+from bot.core.models import OutboxMessage, Prompt, utcnow
+from bot.delivery import pauses
+from bot.scheduling import runs
+from bot.scheduling.schedules import FollowupCampaign, load_schedules
+from bot.text.templates import Templates
 from tests.auxil.clocked import live_at
 from tests.auxil.live import Live
 from tests.conftest import ROOT
@@ -165,12 +166,12 @@ async def test_an_answer_cancels_queued_reminders_and_stops_new_ones(
     spec = act_cadence(live)
     await live.bind(GH, 802)
     sent = await prompt(live, spec, GH)
-    runs.set_paused(live.app.db, "act-cadence", True)  # the reminder waits in the outbox
+    pauses.set_paused(live.app.db, "act-cadence", True)  # the reminder waits in the outbox
     traveller.move_to(sent + timedelta(days=3, minutes=1))
     assert remind(live.app.db, live.app.templates, spec, utcnow(), TTL) == 1
     live.sandbox.push_message(802, "We trained 40 inspectors this month.")
     await live.settle()
-    runs.set_paused(live.app.db, "act-cadence", False)
+    pauses.set_paused(live.app.db, "act-cadence", False)
     await live.settle()
     assert reminders(live, 802)[0].startswith("Thank you"), "no reminder, only the thanks"
     assert not any("reminder" in text for text in live.texts(802))

@@ -20,11 +20,11 @@ import pytest
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
-from bot import cli as cli_module
-from bot import reports
-from bot.app import App
-from bot.errors import UserInputError
-from bot.models import (
+from bot.cli import main as cli_module
+from bot.community import reports
+from bot.community.reports import ReportRow
+from bot.core.errors import UserInputError
+from bot.core.models import (
     Contact,
     InboundEvent,
     JourneyUpdate,
@@ -34,7 +34,7 @@ from bot.models import (
     Prompt,
     Reply,
 )
-from bot.reports import ReportRow
+from bot.service.app import App
 from tests.auxil.cli import pledgebot
 from tests.test_web_auth import signed_in
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from bot import consent, review
-from bot.app import App
-from bot.errors import UserInputError
-from bot.models import Contact, JourneyUpdate, OutboxMessage, utcnow
+from bot.community import consent, review
+from bot.core.errors import UserInputError
+from bot.core.models import Contact, JourneyUpdate, OutboxMessage, utcnow
+from bot.service.app import App
 from tests.auxil.cli import pledgebot
 
 WORDS = "We trained 120 labour inspectors."
@@ -97,8 +97,8 @@ def test_an_edited_import_is_published_only_once_their_agreement_is_recorded(
     when and how — the feed never shows words the pledgemaker did not agree to."""
     from datetime import UTC, date, datetime
 
-    from bot import feed
-    from bot.models import Consent
+    from bot.core.models import Consent
+    from bot.service import feed
 
     with app.db.session() as session:
         update = JourneyUpdate(

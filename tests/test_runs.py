@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import func, select
 
-from bot import runs
-from bot.app import App
-from bot.models import Contact, OutboxMessage, Run, utcnow
+from bot.core.models import Contact, OutboxMessage, Run, utcnow
+from bot.delivery import pauses
+from bot.scheduling import runs
+from bot.service.app import App
 
 
 def bind(app: App, pledgemaker_id: str, chat: str) -> None:
@@ -66,22 +67,24 @@ def test_last_fire_time_uses_the_campaign_time_zone() -> None:
 
 
 def test_paused_campaign_is_reported_paused(app: App) -> None:
-    assert not runs.is_paused(app.db, "act-checkin")
-    runs.set_paused(app.db, "*", True)
-    assert runs.is_paused(app.db, "act-checkin")
-    runs.set_paused(app.db, "*", False)
-    runs.set_paused(app.db, "act-checkin", True)
-    assert runs.is_paused(app.db, "act-checkin") and not runs.is_paused(app.db, "inspire-checkin")
+    assert not pauses.is_paused(app.db, "act-checkin")
+    pauses.set_paused(app.db, "*", True)
+    assert pauses.is_paused(app.db, "act-checkin")
+    pauses.set_paused(app.db, "*", False)
+    pauses.set_paused(app.db, "act-checkin", True)
+    assert pauses.is_paused(app.db, "act-checkin") and not pauses.is_paused(
+        app.db, "inspire-checkin"
+    )
 
 
 async def test_scheduler_job_fires_the_current_cron_instant_once(app: App) -> None:
-    from bot.scheduler import CampaignScheduler
+    from bot.scheduling.scheduler import CampaignScheduler
 
     bind(app, "gh-min-labour", "1")
     entry = '[[campaign]]\nid = "{}"\nkind = "followup"\npillar = "act"\ncron = "* * * * *"\n'
     path = app.config.path("schedules") / "every-minute.toml"
     path.write_text(entry.format("minutely") + entry.format("held"), encoding="utf-8")
-    runs.set_paused(app.db, "held", True)
+    pauses.set_paused(app.db, "held", True)
     woken: list[bool] = []
     scheduler = CampaignScheduler(
         app.db, app.templates, app.schedules(), lambda: woken.append(True)
@@ -97,8 +100,8 @@ async def test_scheduler_job_fires_the_current_cron_instant_once(app: App) -> No
 
 
 async def test_scheduler_sweeps_due_cadences_and_skips_paused_ones(app: App) -> None:
-    from bot.models import Cadence
-    from bot.scheduler import CampaignScheduler
+    from bot.core.models import Cadence
+    from bot.scheduling.scheduler import CampaignScheduler
 
     bind(app, "gh-min-labour", "1")
     entry = (
@@ -108,7 +111,7 @@ async def test_scheduler_sweeps_due_cadences_and_skips_paused_ones(app: App) -> 
     )
     path = app.config.path("schedules") / "cadences.toml"
     path.write_text(entry.format("monthly") + entry.format("held"), encoding="utf-8")
-    runs.set_paused(app.db, "held", True)
+    pauses.set_paused(app.db, "held", True)
     woken: list[bool] = []
     scheduler = CampaignScheduler(
         app.db, app.templates, app.schedules(), lambda: woken.append(True)

@@ -71,7 +71,7 @@ def test_timing_errors_name_file_and_line(tmp_path: Path, body: str, expected: s
 
 
 def test_a_complete_cadence_campaign_is_valid(tmp_path: Path) -> None:
-    from bot.schedules import load_schedules
+    from bot.scheduling.schedules import load_schedules
     from tests.test_schedules_check import TEMPLATES
 
     (tmp_path / "ok.toml").write_text(
@@ -91,8 +91,8 @@ def test_a_complete_cadence_campaign_is_valid(tmp_path: Path) -> None:
 def test_one_date_and_interval_forms_fire_when_written(tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
-    from bot import runs
-    from bot.schedules import load_schedules
+    from bot.scheduling import runs
+    from bot.scheduling.schedules import load_schedules
     from tests.test_schedules_check import TEMPLATES
 
     (tmp_path / "ok.toml").write_text(

@@ -12,12 +12,12 @@ import time_machine
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import select
 
-from bot import runs
-from bot.alerts import Alerts
-from bot.app import App
-from bot.config import AlertSettings
-from bot.models import Contact, OutboxMessage, Run, utcnow
-from bot.scheduler import CampaignScheduler
+from bot.core.models import Contact, OutboxMessage, Run, utcnow
+from bot.delivery.alerts import Alerts
+from bot.scheduling import runs
+from bot.scheduling.scheduler import CampaignScheduler
+from bot.service.app import App
+from bot.settings.config import AlertSettings
 
 STAFF_CHAT = -100200300
 
@@ -182,7 +182,7 @@ def test_fire_times_step_through_a_repeated_hour() -> None:
 
 
 async def test_editing_a_cadence_hour_moves_its_slots(app: App, folder: Path) -> None:
-    from bot.models import Cadence
+    from bot.core.models import Cadence
 
     cadence = (
         '[[campaign]]\nid = "monthly"\nkind = "followup"\npillar = "act"\n'

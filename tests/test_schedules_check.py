@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.errors import ScheduleError
-from bot.schedules import load_schedules
-from bot.templates import Templates
+from bot.core.errors import ScheduleError
+from bot.scheduling.schedules import load_schedules
+from bot.text.templates import Templates
 from tests.auxil.cli import pledgebot
 from tests.conftest import ROOT, write_config
 

@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from bot import alerts, staff
-from bot.alerts import Alerts
-from bot.app import App
-from bot.errors import UserInputError
-from bot.models import StaffAlert, StaffUser
+from bot.community import staff
+from bot.core.errors import UserInputError
+from bot.core.models import StaffAlert, StaffUser
+from bot.delivery import alerts
+from bot.delivery.alerts import Alerts
+from bot.service.app import App
 from tests.auxil.cli import pledgebot
 
 PASSWORD = "correct-horse-battery-staple"

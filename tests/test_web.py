@@ -13,10 +13,10 @@ import pytest
 import time_machine
 from starlette.testclient import TestClient
 
-from bot import outbox
-from bot.app import App
 from bot.campaigns.base import PlannedMessage
-from bot.models import CampaignControl, ChannelState
+from bot.core.models import CampaignControl, ChannelState
+from bot.delivery import outbox
+from bot.service.app import App
 from bot.web.app import build
 from tests.auxil.cli import PLEDGEBOT, pledgebot
 from tests.conftest import TOKEN_ENV, cli_env

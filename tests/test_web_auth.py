@@ -16,10 +16,11 @@ from sqlalchemy import select
 from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
 
-from bot import outbox, staff
-from bot.app import App
 from bot.campaigns.base import PlannedMessage
-from bot.models import AuditEntry, OutboxMessage, StaffSession, StaffUser
+from bot.community import staff
+from bot.core.models import AuditEntry, OutboxMessage, StaffSession, StaffUser
+from bot.delivery import outbox
+from bot.service.app import App
 from bot.web.app import build
 from bot.web.auth import COOKIE, PUBLIC, SCRAPER_PATHS, VIEWERS_MAY_POST
 

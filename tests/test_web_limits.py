@@ -17,8 +17,8 @@ import httpx
 import pytest
 import uvicorn
 
-from bot import staff
-from bot.app import App
+from bot.community import staff
+from bot.service.app import App
 from bot.web.app import build
 from bot.web.limits import PUBLIC_MAX_BYTES
 from tests.test_web_auth import PASSWORD

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from bot.app import App
-from bot.models import AuditEntry, JourneyUpdate
+from bot.core.models import AuditEntry, JourneyUpdate
+from bot.service.app import App
 from tests.test_web_auth import signed_in
 
 HOSTILE = '<script>alert(1)</script> "><img src=x onerror=alert(2)> قمنا بتدريب ٤٠ مفتشًا'
@@ -121,7 +121,7 @@ def test_an_agreement_given_by_phone_is_recorded_with_who_when_how(
 ) -> None:
     from datetime import date
 
-    from bot.models import Consent
+    from bot.core.models import Consent
 
     update_id = add_update(app, "We opened two schools.")
     token = csrf(editor)

@@ -18,11 +18,9 @@ import pytest
 from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
-from bot import outbox
-from bot.app import App
 from bot.campaigns.base import PlannedMessage
-from bot.db import Database
-from bot.models import (
+from bot.core.db import Database
+from bot.core.models import (
     AuditEntry,
     Contact,
     InboundEvent,
@@ -34,6 +32,8 @@ from bot.models import (
     Reply,
     utcnow,
 )
+from bot.delivery import outbox
+from bot.service.app import App
 from tests.auxil.cli import pledgebot
 from tests.auxil.live import Live, eventually
 from tests.conftest import SAMPLE_CSV

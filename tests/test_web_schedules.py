@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from bot.app import App
-from bot.models import AuditEntry
+from bot.core.models import AuditEntry
+from bot.service.app import App
 from tests.test_web_auth import signed_in
 
 FILE = "2026-amplify.toml"

@@ -21,9 +21,9 @@ import time_machine
 from sqlalchemy import func, select, text
 from starlette.testclient import TestClient
 
-from bot import staff
-from bot.app import App
-from bot.models import LoginAttempt, StaffSession, utcnow
+from bot.community import staff
+from bot.core.models import LoginAttempt, StaffSession, utcnow
+from bot.service.app import App
 from bot.web.app import build
 from tests.test_web_auth import PASSWORD, sign_in
 

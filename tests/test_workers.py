@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from bot import claiming, outbox
-from bot.app import App
 from bot.campaigns.base import PlannedMessage
-from bot.coordination import Leadership, lock_key
-from bot.models import utcnow
+from bot.core.coordination import Leadership, lock_key
+from bot.core.models import utcnow
+from bot.delivery import claiming, outbox
+from bot.service.app import App
 from pledgebot_sandbox import SandboxThread
 from tests.auxil.cli import PLEDGEBOT, pledgebot
 from tests.conftest import TOKEN_ENV, cli_env, write_config
@@ -155,7 +155,7 @@ def test_a_chat_with_a_message_on_the_wire_waits_for_it_in_every_worker(app: App
 
 @pytest.mark.parametrize("app", ["postgresql"], indirect=True)
 async def test_status_names_the_process_that_leads(app: App) -> None:
-    from bot.status import collect
+    from bot.service.status import collect
 
     before = collect(app)
     assert before["scheduler led by"].startswith("nobody (no `pledgebot scheduler`")

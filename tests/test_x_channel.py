@@ -12,17 +12,17 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from bot import outbox
-from bot.alerts import Alerts
-from bot.app import App
 from bot.campaigns.base import PlannedMessage
 from bot.channels.base import OutboundMessage
 from bot.channels.text_split import split_thread, weighted_length
 from bot.channels.x import XChannel, XSettings
-from bot.config import AlertSettings, DispatcherSettings
-from bot.dispatcher import Dispatcher
-from bot.errors import ChannelUnauthorized, RateLimited, Rejected
-from bot.models import CampaignControl, OutboxMessage
+from bot.core.errors import ChannelUnauthorized, RateLimited, Rejected
+from bot.core.models import CampaignControl, OutboxMessage
+from bot.delivery import outbox
+from bot.delivery.alerts import Alerts
+from bot.delivery.dispatcher import Dispatcher
+from bot.service.app import App
+from bot.settings.config import AlertSettings, DispatcherSettings
 from pledgebot_sandbox.x import XSandbox
 
 

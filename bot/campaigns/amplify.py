@@ -17,11 +17,11 @@ from sqlalchemy.orm import Session
 
 from bot.campaigns import posts
 from bot.campaigns.base import Plan, RunContext, audience_query
-from bot.consent import credit_line, published_text
-from bot.models import JourneyUpdate, OutboxMessage, Pledgemaker, Post
-from bot.schedule_models import AmplifyCampaign
-from bot.templates import Templates
-from bot.vocab import PILLAR_NAMES
+from bot.campaigns.schedule_models import AmplifyCampaign
+from bot.community.consent import credit_line, published_text
+from bot.core.models import JourneyUpdate, OutboxMessage, Pledgemaker, Post
+from bot.core.vocab import PILLAR_NAMES
+from bot.text.templates import Templates
 
 RECENT = 10  # posts looked at for pillar and region balance
 

@@ -22,11 +22,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.campaigns.base import Plan, RunContext, reachable
-from bot.localtime import parse_clock, to_utc
-from bot.messages import PlannedMessage
-from bot.models import Contact, JourneyUpdate, Pledgemaker
-from bot.schedule_models import AnnounceCampaign
-from bot.templates import Templates
+from bot.campaigns.schedule_models import AnnounceCampaign
+from bot.core.localtime import parse_clock, to_utc
+from bot.core.models import Contact, JourneyUpdate, Pledgemaker
+from bot.delivery.messages import PlannedMessage
+from bot.text.templates import Templates
 
 
 def plan(spec: AnnounceCampaign, run: RunContext, session: Session, templates: Templates) -> Plan:

@@ -1,4 +1,5 @@
-"""What a campaign plan produces: messages for the outbox (``bot.messages.PlannedMessage``), some
+"""What a campaign plan produces: messages for the outbox
+(``bot.delivery.messages.PlannedMessage``), some
 of them prompts awaiting answers."""
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from bot.messages import PlannedMessage  # defined lower (the outbox uses it); known here too
-from bot.models import Contact, Pledgemaker
-from bot.schedule_models import Audience
+from bot.campaigns.schedule_models import Audience
+from bot.core.models import Contact, Pledgemaker
+from bot.delivery.messages import (
+    PlannedMessage,  # defined lower (the outbox uses it); known here too
+)
 
 
 class Destinations(dict[str, str]):
@@ -101,7 +104,7 @@ def reachable(
     """The campaign's audience (or ``run.only``), each with the contact that reaches them (the
     first active one in the campaign's channel order), and how many cannot be reached, by
     reason. ``run.only`` unreachable is an error (someone asked for them by name)."""
-    from bot.errors import UserInputError
+    from bot.core.errors import UserInputError
 
     if run.only is not None:
         pledgemaker = session.get(Pledgemaker, run.only)

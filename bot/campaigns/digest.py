@@ -7,7 +7,8 @@ before) to this fire time:
 - outbox messages that failed (their last attempt due in the period), with the commonest reasons;
 - pledgemakers with an active contact who have not written for over ``silent_after`` (counted
   from their last reply, else from when their chat was bound), the longest silent first;
-- the best match suggestions still open (``bot.introductions``; a recorded run looks for new
+- the best match suggestions still open (``bot.community.introductions``; a recorded run looks for
+  new
   ones first, in ``prepare``: planning itself only reads);
 - posts whose first part went out, per channel, with links where the channel has them.
 
@@ -34,11 +35,11 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bot import digest_chart
 from bot.campaigns.base import Plan, RunContext
-from bot.closing import public_link
-from bot.messages import PlannedMessage
-from bot.models import (
+from bot.campaigns.schedule_models import DigestCampaign, parse_duration
+from bot.community import digest_chart
+from bot.community.closing import public_link
+from bot.core.models import (
     Contact,
     JourneyUpdate,
     MatchSuggestion,
@@ -48,8 +49,8 @@ from bot.models import (
     Reply,
     Run,
 )
-from bot.schedule_models import DigestCampaign, parse_duration
-from bot.templates import Templates
+from bot.delivery.messages import PlannedMessage
+from bot.text.templates import Templates
 
 log = logging.getLogger(__name__)
 DEFAULT_PERIOD = timedelta(days=7)  # the first firing, with no previous one to count from
@@ -294,7 +295,7 @@ def _posts(session: Session, since: datetime, until: datetime) -> list[ChannelPo
 def prepare(session: Session) -> None:
     """Before a recorded run plans: store new match suggestions, so the digest lists them with
     the ids `pledgebot matches accept` takes. Previews skip this and show the stored ones."""
-    from bot import introductions  # scikit-learn: only when a digest really fires
+    from bot.community import introductions  # scikit-learn: only when a digest really fires
 
     try:
         with session.begin_nested():

@@ -12,11 +12,11 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from bot.campaigns.base import Plan, RunContext, reachable
+from bot.campaigns.schedule_models import FollowupCampaign
 from bot.channels.registry import has_buttons
-from bot.messages import PlannedMessage
-from bot.models import Contact, Pledgemaker
-from bot.schedule_models import FollowupCampaign
-from bot.templates import Templates
+from bot.core.models import Contact, Pledgemaker
+from bot.delivery.messages import PlannedMessage
+from bot.text.templates import Templates
 
 BUTTON_KINDS = ("progress", "challenge", "solution", "snooze")
 BUTTON_PREFIX = "pb:"

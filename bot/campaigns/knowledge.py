@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session
 
 from bot.campaigns import posts
 from bot.campaigns.base import Plan, RunContext
-from bot.errors import Problem, ScheduleError
-from bot.models import OutboxMessage, Post
-from bot.schedule_models import KnowledgeCampaign, parse_duration
-from bot.templates import Templates
+from bot.campaigns.schedule_models import KnowledgeCampaign, parse_duration
+from bot.core.errors import Problem, ScheduleError
+from bot.core.models import OutboxMessage, Post
+from bot.text.templates import Templates
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ from typing import Any
 
 from bot.campaigns.base import Plan, RunContext, post_limit
 from bot.channels.text_split import Measure, split_thread, weighted_length
-from bot.messages import PlannedMessage
-from bot.templates import Templates
+from bot.delivery.messages import PlannedMessage
+from bot.text.templates import Templates
 
 # How long one post may be on each channel: (text alone, text as a caption under media).
 LIMITS: dict[str, tuple[int, int]] = {

@@ -1,6 +1,6 @@
 """What every channel adapter speaks: outbound messages, receipts, inbound events.
 
-An adapter sends one message and raises a ``bot.errors.DeliveryError`` subclass on failure; it
+An adapter sends one message and raises a ``bot.core.errors.DeliveryError`` subclass on failure; it
 never retries on its own (the dispatcher decides). A chat channel also polls for inbound events,
 which the inbox stores before the adapter acknowledges them to the platform.
 """

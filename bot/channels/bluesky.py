@@ -60,15 +60,15 @@ import regex
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from bot.channels.base import Capabilities, OutboundMessage, Receipt
-from bot.config import EnvVarName
-from bot.errors import (
+from bot.channels.ratelimit import Limits
+from bot.core.env import EnvVarName
+from bot.core.errors import (
     ChannelUnauthorized,
     DeliveryError,
     RateLimited,
     Rejected,
     TransientError,
 )
-from bot.ratelimit import Limits
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ part, both from the same rendered template (Telegram-style HTML) — with
   carries the same Message-ID (receiving systems keep one copy); it is the receipt's external id;
 - ``List-Unsubscribe`` (a mailto, and a one-click https URL when ``unsubscribe_url`` is set);
 - the envelope sender is the prompt's own reply address (VERP), so a bounce names its prompt.
-SMTP replies map onto ``bot.errors``: 4xx → ``TransientError`` (``RateLimited`` when the server
+SMTP replies map onto ``bot.core.errors``: 4xx → ``TransientError`` (``RateLimited`` when the server
 says to slow down), 550/551/553 to a recipient → ``RecipientGone``, 552/554 → ``Rejected``,
 530/535 → ``ChannelUnauthorized``, connection problems and timeouts → ``TransientError``.
 
@@ -30,7 +30,8 @@ not above the cursor (it was recreated), is read again from the start: the event
 
 Invitations (the intended flow, wired by the contacts and conversation layers):
 1. ``pledgebot contacts invite ID --channel email`` makes the usual single-use invitation token
-   (``bot.contacts``) and mails the pledgemaker's known address an invitation whose link is
+   (``bot.community.contacts``) and mails the pledgemaker's known address an invitation whose link
+   is
    ``invite_link(token)``: a ``mailto:`` to ``pledge+join@…`` whose subject is a signed, expiring
    code (``email_text.invite_code``: the token, its expiry, an HMAC).
 2. Clicking it opens a mail to us from their own address; ``poll`` finds the code in the
@@ -66,11 +67,12 @@ from urllib.parse import quote
 import aiosmtplib
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from bot import choices
 from bot.channels import email_text
 from bot.channels.base import Capabilities, InboundEvent, OutboundMessage, Receipt
-from bot.config import EnvVarName
-from bot.errors import (
+from bot.channels.ratelimit import Limits, per_second
+from bot.core import choices
+from bot.core.env import EnvVarName
+from bot.core.errors import (
     ChannelUnauthorized,
     DeliveryError,
     RateLimited,
@@ -78,7 +80,6 @@ from bot.errors import (
     Rejected,
     TransientError,
 )
-from bot.ratelimit import Limits, per_second
 
 log = logging.getLogger(__name__)
 

@@ -208,7 +208,7 @@ INVITE_CODE = re.compile(
 def invite_code(key: bytes, token: str, expires_at: datetime) -> str:
     """``<invitation token>.<expiry, base-36 Unix seconds>.<mac>``: signed and expiring, so a
     mistyped or forged code is refused without a database look-up (the token itself stays
-    single use in ``bot.contacts``)."""
+    single use in ``bot.community.contacts``)."""
     if not re.fullmatch(r"[A-Za-z0-9_-]{8,64}", token):
         raise ValueError("an invitation token is 8-64 characters of A-Za-z0-9_-")
     expiry = _base36(int(expires_at.timestamp()))

@@ -55,9 +55,15 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from bot.channels.base import Capabilities, OutboundMessage, Receipt
-from bot.config import EnvVarName
-from bot.errors import ChannelUnauthorized, DeliveryError, RateLimited, Rejected, TransientError
-from bot.ratelimit import Limits
+from bot.channels.ratelimit import Limits
+from bot.core.env import EnvVarName
+from bot.core.errors import (
+    ChannelUnauthorized,
+    DeliveryError,
+    RateLimited,
+    Rejected,
+    TransientError,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -168,7 +174,7 @@ def _share(value: Any) -> float:
 
 class GraphClient:
     """One token on one Graph API version. ``call`` returns the JSON answer or raises a
-    ``bot.errors`` type; ``guarded`` adds the shared posting hold."""
+    ``bot.core.errors`` type; ``guarded`` adds the shared posting hold."""
 
     def __init__(
         self,

@@ -13,18 +13,18 @@ media's id is the receipt.
   ``Rejected`` with that reason (the planner should not make one: see the report). Only the
   first image is posted (no carousel yet); it must be a JPEG (Instagram's only still format),
   at most 8 MiB, with an aspect ratio from 4:5 to 1.91:1 and alt text (``require_alt_text``).
-- **The image comes from a public URL**: Instagram downloads it. ``bot.media_urls`` signs the
+- **The image comes from a public URL**: Instagram downloads it. ``bot.core.media_urls`` signs the
   path stored in the message (``[media] public_base_url`` + ``/media/<HMAC>/<name>``), and the
   dashboard's public route (``bot.web.media``) serves it while it belongs to an approved,
   consented journey update. So knowledge facts' and the composer's images cannot go to
   Instagram yet (they belong to no update: the container fails, ``Rejected``).
 - **Caption**: 2,200 characters, 30 hashtags, 20 @mentions at most. Over a limit the message is
   ``Rejected``, never trimmed: the pledgemaker consented to publishing exactly this text
-  (``bot.consent``), so dropping their hashtags would publish words they did not approve.
+  (``bot.community.consent``), so dropping their hashtags would publish words they did not approve.
   The campaign's own hashtags are few (the templates add them once).
 - **No delete**: Instagram's API cannot delete a published post, so this adapter has no
   ``delete`` and no ``delete_on_withdraw``: after a withdrawal the post stays up and the
-  staff alert lists it (``bot.consent.withdraw`` → ``live``), to remove in the app.
+  staff alert lists it (``bot.community.consent.withdraw`` → ``live``), to remove in the app.
 
 Idempotency: no key, and Instagram accepts the same caption twice. A message that may have
 gone out before a crash (``maybe_sent``, e.g. a timeout on ``media_publish``) is first looked
@@ -51,10 +51,10 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from bot.channels.base import Capabilities, OutboundMessage, Receipt
 from bot.channels.facebook import API_VERSION, GRAPH_URL, GraphClient, LocalImage, read_image
-from bot.config import EnvVarName
-from bot.errors import ConfigError, Rejected, TransientError
-from bot.media_urls import MediaUrls
-from bot.ratelimit import Limits
+from bot.channels.ratelimit import Limits
+from bot.core.env import EnvVarName
+from bot.core.errors import ConfigError, Rejected, TransientError
+from bot.core.media_urls import MediaUrls
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ class InstagramChannel:
                 "config.toml",
                 "channels.instagram",
                 "Instagram needs public media URLs: set [media] public_base_url and "
-                "PLEDGEBOT_MEDIA_URL_KEY (bot.media_urls.from_config)",
+                "PLEDGEBOT_MEDIA_URL_KEY (bot.core.media_urls.from_settings)",
             )
         self.settings = settings
         self.limits = limits or Limits()

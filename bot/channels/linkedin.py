@@ -66,9 +66,15 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from bot.channels.base import Capabilities, OutboundMessage, Receipt
-from bot.config import EnvVarName
-from bot.errors import ChannelUnauthorized, DeliveryError, RateLimited, Rejected, TransientError
-from bot.ratelimit import Limits
+from bot.channels.ratelimit import Limits
+from bot.core.env import EnvVarName
+from bot.core.errors import (
+    ChannelUnauthorized,
+    DeliveryError,
+    RateLimited,
+    Rejected,
+    TransientError,
+)
 
 log = logging.getLogger(__name__)
 

@@ -48,9 +48,9 @@ from twitter_text.extract_emojis import extract_emojis_with_indices
 from twitter_text.extract_urls import extract_urls_with_indices
 
 from bot.channels.base import Capabilities, OutboundMessage, Receipt
-from bot.config import EnvVarName
-from bot.errors import ChannelUnauthorized, RateLimited, Rejected, TransientError
-from bot.ratelimit import Limits
+from bot.channels.ratelimit import Limits
+from bot.core.env import EnvVarName
+from bot.core.errors import ChannelUnauthorized, RateLimited, Rejected, TransientError
 
 log = logging.getLogger(__name__)
 

@@ -38,10 +38,11 @@ import aiohttp
 import nio
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from bot import choices
 from bot.channels.base import Capabilities, InboundEvent, OutboundMessage, Receipt
-from bot.config import EnvVarName
-from bot.errors import (
+from bot.channels.ratelimit import Limits
+from bot.core import choices
+from bot.core.env import EnvVarName
+from bot.core.errors import (
     ChannelUnauthorized,
     DeliveryError,
     RateLimited,
@@ -49,7 +50,6 @@ from bot.errors import (
     Rejected,
     TransientError,
 )
-from bot.ratelimit import Limits
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -349,7 +349,7 @@ class MatrixChannel:
         room_id: str | None = None,
         recipient: str | None = None,
     ) -> T:
-        """Await one nio request; its failure as a ``bot.errors`` delivery error."""
+        """Await one nio request; its failure as a ``bot.core.errors`` delivery error."""
         response = await self._request(what, request, sending=sending)
         if isinstance(response, nio.ErrorResponse):
             error = _delivery_error(what, response, recipient=recipient)

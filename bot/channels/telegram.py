@@ -1,10 +1,12 @@
 """Telegram adapter, on python-telegram-bot's ``Bot``.
 
 Sending respects Telegram's limits — about 30 messages/s overall, 1/s per chat, 20/min per group
-or channel — as paced turns (``bot.ratelimit``: per process, or in Redis for every worker sharing
+or channel — as paced turns (``bot.channels.ratelimit``: per process, or in Redis for every worker
+sharing
 the bot token), a ``rate_headroom`` below them, each message's turn taken as its request goes on
-the wire; and maps PTB's errors onto ``bot.errors``. Receiving is our own
-``getUpdates`` loop (see ``bot.inbox``), not PTB's ``run_polling``: an update is confirmed to
+the wire; and maps PTB's errors onto ``bot.core.errors``. Receiving is our own
+``getUpdates`` loop (see ``bot.inbound.inbox``), not PTB's ``run_polling``: an update is confirmed
+to
 Telegram only by the *next* ``getUpdates`` call, which the inbox makes after the events are
 committed.
 """
@@ -38,10 +40,16 @@ from telegram import error as tg
 from telegram.request import HTTPXRequest
 
 from bot.channels.base import Capabilities, InboundEvent, OutboundMessage, Receipt
-from bot.config import EnvVarName
-from bot.errors import ChannelUnauthorized, RateLimited, RecipientGone, Rejected, TransientError
-from bot.logs import scrub
-from bot.ratelimit import Limits, Pace, Turn
+from bot.channels.ratelimit import Limits, Pace, Turn
+from bot.core.env import EnvVarName
+from bot.core.errors import (
+    ChannelUnauthorized,
+    RateLimited,
+    RecipientGone,
+    Rejected,
+    TransientError,
+)
+from bot.core.logs import scrub
 
 log = logging.getLogger(__name__)
 

@@ -40,9 +40,9 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from bot.channels.base import Capabilities, OutboundMessage, Receipt
-from bot.config import EnvVarName
-from bot.errors import ChannelUnauthorized, RateLimited, Rejected, TransientError
-from bot.ratelimit import Limits
+from bot.channels.ratelimit import Limits
+from bot.core.env import EnvVarName
+from bot.core.errors import ChannelUnauthorized, RateLimited, Rejected, TransientError
 
 SIGNATURE = "X-Pledgebot-Signature"
 TIMESTAMP = "X-Pledgebot-Timestamp"

@@ -36,10 +36,10 @@ from requests.adapters import HTTPAdapter
 from twitter_text import extract_urls_with_indices
 
 from bot.channels.base import Capabilities, OutboundMessage, Receipt
+from bot.channels.ratelimit import Limits
 from bot.channels.text_split import weighted_length
-from bot.config import EnvVarName
-from bot.errors import ChannelUnauthorized, RateLimited, Rejected, TransientError
-from bot.ratelimit import Limits
+from bot.core.env import EnvVarName
+from bot.core.errors import ChannelUnauthorized, RateLimited, Rejected, TransientError
 
 X_API = "https://api.twitter.com"
 DUPLICATE = "duplicate content"

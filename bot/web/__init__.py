@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator
 
 import uvicorn
 
-from bot.app import App
-from bot.errors import UserInputError
+from bot.core.errors import UserInputError
+from bot.service.app import App
 from bot.web.app import build
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from bot.app import App
+from bot.service.app import App
 from bot.web import (
     calendar_page,
     composer_page,

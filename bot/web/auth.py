@@ -32,8 +32,8 @@ from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
-from bot import staff
-from bot.app import App
+from bot.community import staff
+from bot.service.app import App
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -223,7 +223,8 @@ def _with_security_headers(send: Send, *, no_store: bool) -> Send:
 
 
 async def hold_sign_in(app: App, email: str) -> None:
-    """Wait out the address's back-off (``bot.staff.backoff``) before its password is checked:
+    """Wait out the address's back-off (``bot.community.staff.backoff``) before its password is
+    checked:
     on the event loop, so held sign-ins never take the thread pool the pages need."""
 
     def seconds() -> float:

@@ -13,8 +13,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bot import calendar, staff
-from bot.app import App
+from bot.community import staff
+from bot.service import calendar
+from bot.service.app import App
 from bot.web.pages import back, in_thread, page
 
 FEED_PAST, FEED_AHEAD = timedelta(days=14), timedelta(days=60)

@@ -1,5 +1,5 @@
 """``/posts/new``: the comms team writes a post, previews how each network will show it (split
-into a thread where it is too long), and schedules it (``bot.composer``)."""
+into a thread where it is too long), and schedules it (``bot.service.composer``)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bot import composer, staff
-from bot.app import App
-from bot.calendar import as_seen
+from bot.community import staff
+from bot.service import composer
+from bot.service.app import App
+from bot.service.calendar import as_seen
 from bot.web.pages import back, in_thread, new_token, page
 
 

@@ -1,4 +1,5 @@
-"""``/feed.atom`` and ``/feed.json``: the public journey feed (``bot.feed``), without signing in.
+"""``/feed.atom`` and ``/feed.json``: the public journey feed (``bot.service.feed``), without
+signing in.
 
 Built from the database on every request, so an update whose consent is withdrawn is gone
 from the next response; caches may keep a copy for ``max-age`` (5 minutes). ``?limit=N``
@@ -17,8 +18,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from bot import feed
-from bot.app import App
+from bot.service import feed
+from bot.service.app import App
 
 PATHS = tuple(feed.PATHS.values())
 CACHE_CONTROL = "public, max-age=300"

@@ -21,9 +21,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bot.app import App
-from bot.models import ChannelState, OutboxMessage, Run, utcnow
-from bot.status import watched
+from bot.core.models import ChannelState, OutboxMessage, Run, utcnow
+from bot.service.app import App
+from bot.service.status import watched
 
 log = logging.getLogger(__name__)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

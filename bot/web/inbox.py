@@ -13,9 +13,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bot.app import App
-from bot.models import JourneyUpdate, Pledgemaker, Prompt, Reply
-from bot.vocab import PILLARS
+from bot.core.models import JourneyUpdate, Pledgemaker, Prompt, Reply
+from bot.core.vocab import PILLARS
+from bot.service.app import App
 from bot.web.pages import in_thread, page
 
 PAGE_SIZE = 100

@@ -9,9 +9,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bot import introductions, staff
-from bot.app import App
-from bot.errors import UserInputError
+from bot.community import introductions, staff
+from bot.core.errors import UserInputError
+from bot.service.app import App
 from bot.web.pages import back, in_thread, page
 
 STATES = {

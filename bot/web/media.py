@@ -1,6 +1,6 @@
 """``/media/<token>/<name>``: an approved, consented journey update's image, without signing in.
 
-Instagram downloads the image of a post from a public URL (``bot.media_urls`` makes it). A
+Instagram downloads the image of a post from a public URL (``bot.core.media_urls`` makes it). A
 file is served only when all of these hold, and every other request gets the same 404:
 
 - the token is the HMAC of a path stored in the ``media`` of a journey update that is
@@ -27,9 +27,9 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from bot import media_urls
-from bot.app import App
-from bot.models import JourneyUpdate
+from bot.core import media_urls
+from bot.core.models import JourneyUpdate
+from bot.service.app import App
 
 log = logging.getLogger(__name__)
 HEADERS = {"cache-control": "no-store", "x-robots-tag": "noindex"}

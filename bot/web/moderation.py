@@ -1,4 +1,5 @@
-"""``/updates``: the comms team approves, edits or rejects journey updates (``bot.review``).
+"""``/updates``: the comms team approves, edits or rejects journey updates
+(``bot.community.review``).
 
 The pledgemaker's words are always shown beside a staff edit. Bulk approve and reject work on
 the ticked updates in one transaction: if any of them cannot be approved (an image without alt
@@ -19,11 +20,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bot import review, staff
-from bot.app import App
-from bot.errors import UserInputError
-from bot.models import Pledgemaker
-from bot.vocab import PILLARS
+from bot.community import review, staff
+from bot.core.errors import UserInputError
+from bot.core.models import Pledgemaker
+from bot.core.vocab import PILLARS
+from bot.service.app import App
 from bot.web.pages import back, page
 
 PAGE_SIZE = 50

@@ -19,9 +19,10 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from bot import outbox, staff
-from bot.app import App
-from bot.models import CampaignControl
+from bot.community import staff
+from bot.core.models import CampaignControl
+from bot.delivery import outbox
+from bot.service.app import App
 
 HERE = Path(__file__).parent
 FLASH = "pledgebot_done"

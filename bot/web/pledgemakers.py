@@ -19,12 +19,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bot import csv_safety, erasure, importer, pledgemakers, staff
-from bot.app import App
 from bot.channels.registry import adapter_class
-from bot.errors import ImportRowsError, UserInputError
-from bot.models import Contact, InviteToken, JourneyUpdate, Pledgemaker
-from bot.vocab import SECTORS
+from bot.community import erasure, importer, pledgemakers, staff
+from bot.core import csv_safety
+from bot.core.errors import ImportRowsError, UserInputError
+from bot.core.models import Contact, InviteToken, JourneyUpdate, Pledgemaker
+from bot.core.vocab import SECTORS
+from bot.service.app import App
 from bot.web.pages import back, in_thread, new_token, not_found, page
 
 PAGE_SIZE = 100

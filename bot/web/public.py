@@ -1,6 +1,7 @@
 """The two pages a pledgemaker opens from an email, without signing in:
 
-- ``/join/<token>``: the confirmation link of an email invitation (``bot.invitations``). GET only
+- ``/join/<token>``: the confirmation link of an email invitation (``bot.community.invitations``).
+  GET only
   asks — mail scanners open links — and POST connects the address the invitation went to.
 - ``/unsubscribe/<token>``: the ``List-Unsubscribe`` URL of every email (RFC 8058). A mail
   client's one-click POST (``List-Unsubscribe=One-Click``) or the page's button stops all email
@@ -22,12 +23,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bot import contacts, outbox
-from bot.app import App
-from bot.errors import ConfigError
-from bot.messages import PlannedMessage
-from bot.models import Contact, InviteToken, OutboxMessage, Pledgemaker, utcnow
-from bot.vocab import LANGUAGES
+from bot.community import contacts
+from bot.core.errors import ConfigError
+from bot.core.models import Contact, InviteToken, OutboxMessage, Pledgemaker, utcnow
+from bot.core.vocab import LANGUAGES
+from bot.delivery import outbox
+from bot.delivery.messages import PlannedMessage
+from bot.service.app import App
 from bot.web.pages import in_thread, page
 
 PATHS = ("/join/{token}", "/unsubscribe/{token}")

@@ -1,4 +1,4 @@
-"""``/reports``: the campaign's figures (``bot.reports``) per pillar, country, campaign or
+"""``/reports``: the campaign's figures (``bot.community.reports``) per pillar, country, campaign or
 channel, with a chart drawn on the server (``/reports/chart.svg``) and a CSV download
 (``/reports.csv``). Read only: every signed-in user, viewers included, may see them."""
 
@@ -13,9 +13,9 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from bot import reports
-from bot.app import App
-from bot.errors import UserInputError
+from bot.community import reports
+from bot.core.errors import UserInputError
+from bot.service.app import App
 from bot.web.pages import page
 
 LABELS = {"pillar": "Pillar", "country": "Country", "campaign": "Campaign", "channel": "Channel"}

@@ -16,9 +16,10 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from bot import alerts, failures, resend, staff
-from bot.app import App
-from bot.models import OutboxMessage
+from bot.community import staff
+from bot.core.models import OutboxMessage
+from bot.delivery import alerts, failures, resend
+from bot.service.app import App
 from bot.web.auth import COOKIE, hold_sign_in
 from bot.web.pages import back, new_token, not_found, page, safe_next
 

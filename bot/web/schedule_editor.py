@@ -22,10 +22,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bot import staff
-from bot.app import App
-from bot.errors import Problem, ScheduleError
-from bot.schedules import load_schedules, schedule_files
+from bot.community import staff
+from bot.core.errors import Problem, ScheduleError
+from bot.scheduling.schedules import load_schedules, schedule_files
+from bot.service.app import App
 from bot.web.pages import back, in_thread, not_found, page
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\.toml$")

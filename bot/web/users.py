@@ -8,10 +8,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bot import staff
-from bot.app import App
-from bot.errors import UserInputError
-from bot.models import StaffUser
+from bot.community import staff
+from bot.core.errors import UserInputError
+from bot.core.models import StaffUser
+from bot.service.app import App
 from bot.web.pages import back, not_found, page
 
 

@@ -30,13 +30,12 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from bot import review, runs
-from bot.app import App, build_app
-from bot.closing import close_loop
-from bot.config import Config, config_from_dict
-from bot.errors import UserInputError
-from bot.importer import import_pledgemakers
-from bot.models import (
+from bot.cli.runner import serve
+from bot.community import review
+from bot.community.closing import close_loop
+from bot.community.importer import import_pledgemakers
+from bot.core.errors import UserInputError
+from bot.core.models import (
     Consent,
     Contact,
     JourneyUpdate,
@@ -47,9 +46,11 @@ from bot.models import (
     Reply,
     utcnow,
 )
-from bot.models import InboundEvent as EventRow
-from bot.runner import serve
-from bot.vocab import PILLARS, UPDATE_KINDS
+from bot.core.models import InboundEvent as EventRow
+from bot.core.vocab import PILLARS, UPDATE_KINDS
+from bot.scheduling import runs
+from bot.service.app import App, build_app
+from bot.settings.config import Config, config_from_dict
 from pledgebot_sandbox import TelegramSandbox
 from pledgebot_sandbox.demo_channels import (
     CHAT_CHANNELS,
@@ -370,7 +371,7 @@ async def serve_dashboard(app: App, say: Callable[[str], None]) -> None:
     import secrets
     import signal
 
-    from bot import staff
+    from bot.community import staff
     from bot.web import serve_web
 
     password = secrets.token_urlsafe(12)

@@ -22,10 +22,9 @@ from typing import Any, ClassVar, Protocol
 
 from sqlalchemy import Select, distinct, func, select
 
-from bot import contacts
-from bot.app import App
-from bot.errors import UserInputError
-from bot.models import (
+from bot.community import contacts
+from bot.core.errors import UserInputError
+from bot.core.models import (
     Consent,
     Contact,
     InviteToken,
@@ -34,6 +33,7 @@ from bot.models import (
     Post,
     Prompt,
 )
+from bot.service.app import App
 from pledgebot_sandbox import TelegramSandbox
 
 CHAT_CHANNELS = ("telegram", "email", "matrix")  # the chat channels that can run locally

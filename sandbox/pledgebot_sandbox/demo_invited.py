@@ -1,7 +1,8 @@
 """The demo's email and Matrix pledgemakers: invited by the bot itself, answering by typing.
 
 Their address goes on their pledgemaker record (``email``, ``matrix_id``) and the bot invites
-them with ``bot.invitations.send`` — what ``pledgebot contacts invite --all --channel …`` does:
+them with ``bot.community.invitations.send`` — what ``pledgebot contacts invite --all --channel …``
+does:
 a mail they reply to from their mail client (one of them, instead, mails the signed code of the
 ``mailto:`` link they were handed, the other way to join), or a direct room on a real Synapse
 that they join. Then each answers the prompt (a reply quoting it, by mail; a reply to its event
@@ -25,10 +26,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
-from bot import contacts, invitations
-from bot.app import App
-from bot.errors import UserInputError
-from bot.models import Pledgemaker
+from bot.community import contacts, invitations
+from bot.core.errors import UserInputError
+from bot.core.models import Pledgemaker
+from bot.service.app import App
 from pledgebot_sandbox.demo_channels import (
     ANSWERS,
     ChannelUnavailable,

@@ -6,7 +6,7 @@ for the Facebook Page and the Instagram business account); Mastodon is PyPI's ``
 requirement of the sandboxes: when it is missing, the demo goes on without Mastodon and says so in
 one line). Instagram takes no upload: it downloads each image from a public URL, so the dashboard's
 web app runs on a free loopback port with ``[media] public_base_url`` pointing at it and a fresh
-``PLEDGEBOT_MEDIA_URL_KEY`` signing the URLs (``bot.media_urls``, ``bot.web.media``).
+``PLEDGEBOT_MEDIA_URL_KEY`` signing the URLs (``bot.core.media_urls``, ``bot.web.media``).
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 from sqlalchemy import select
 
-from bot import media_urls
-from bot.app import App
-from bot.closing import public_link
-from bot.models import OutboxMessage, Post
+from bot.community.closing import public_link
+from bot.core import media_urls
+from bot.core.models import OutboxMessage, Post
+from bot.service.app import App
 from bot.web import QuietServer
 from pledgebot_sandbox.bluesky import BlueskySandbox
 from pledgebot_sandbox.demo_channels import Say, first_line

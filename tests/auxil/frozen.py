@@ -19,7 +19,7 @@ def main() -> None:
     when = datetime.fromisoformat(sys.argv[1])
     sys.argv = ["pledgebot", *sys.argv[2:]]
     with time_machine.travel(when, tick=True):
-        from bot.cli import main as command
+        from bot.cli.main import main as command
 
         command()
 

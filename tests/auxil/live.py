@@ -1,4 +1,4 @@
-"""An in-process pledgebot (``bot.runner.serve``) talking HTTP to a TelegramSandbox."""
+"""An in-process pledgebot (``bot.cli.runner.serve``) talking HTTP to a TelegramSandbox."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from bot import contacts, outbox, runs
-from bot.app import App, build_app
-from bot.config import load_config
-from bot.importer import import_pledgemakers
-from bot.models import Contact, InboundEvent, OutboxMessage, utcnow
-from bot.runner import serve
+from bot.cli.runner import serve
+from bot.community import contacts
+from bot.community.importer import import_pledgemakers
+from bot.core.models import Contact, InboundEvent, OutboxMessage, utcnow
+from bot.delivery import outbox
+from bot.scheduling import runs
+from bot.service.app import App, build_app
+from bot.settings.config import load_config
 from pledgebot_sandbox import TelegramSandbox
 from tests.conftest import SAMPLE_CSV, TOKEN_ENV, write_config
 

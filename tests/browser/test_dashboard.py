@@ -7,10 +7,10 @@ from typing import Any
 
 from playwright.sync_api import expect
 
-from bot import outbox, runs
 from bot.campaigns.base import PlannedMessage
-from bot.db import Database
-from bot.models import JourneyUpdate
+from bot.core.db import Database
+from bot.core.models import JourneyUpdate
+from bot.delivery import outbox, pauses
 from tests.browser.conftest import ARTIFACTS, Dashboard, axe_violations, sign_in
 from tests.conftest import SAMPLE_CSV
 from tests.test_web_pledgemakers import conversation
@@ -29,7 +29,7 @@ def seed_outbox(dashboard: Dashboard) -> None:
             ],
         )
         outbox.mark_failed(session, 1, "rejected: Telegram: Bad Request: chat not found")
-    runs.set_paused(db, outbox.CHANNEL_PAUSE + "x", True)
+    pauses.set_paused(db, outbox.CHANNEL_PAUSE + "x", True)
     db.dispose()
 
 
@@ -71,7 +71,7 @@ def seed_update(dashboard: Dashboard, text: str) -> int:
 
 def seed_match(dashboard: Dashboard) -> None:
     """A challenge and another pledgemaker's solution to it, suggested as an introduction."""
-    from bot import introductions
+    from bot.community import introductions
 
     db = Database(f"sqlite:///{dashboard.folder / 'pledgebot.db'}")
     with db.session() as session:

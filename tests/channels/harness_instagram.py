@@ -24,13 +24,13 @@ import uvicorn
 from pydantic import SecretStr
 from starlette.applications import Starlette
 
-from bot.app import App, build_app
 from bot.channels.base import OutboundMessage, Receipt
 from bot.channels.instagram import InstagramChannel, InstagramSettings
-from bot.config import config_from_dict
-from bot.importer import import_pledgemakers
-from bot.media_urls import MediaUrls
-from bot.models import JourneyUpdate
+from bot.community.importer import import_pledgemakers
+from bot.core.media_urls import MediaUrls
+from bot.core.models import JourneyUpdate
+from bot.service.app import App, build_app
+from bot.settings.config import config_from_dict
 from bot.web import media
 from bot.web.auth import StaffAuth
 from pledgebot_sandbox.facebook import GraphSandbox

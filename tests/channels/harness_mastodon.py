@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 from pydantic import SecretStr
 
 from bot.channels.mastodon import MastodonChannel, MastodonSettings
-from bot.errors import ChannelUnauthorized
+from bot.core.errors import ChannelUnauthorized
 from tests.channels.mastodon_server import MastodonServer
 
 REFUSED_TOKEN = "revoked-mastodon-token"

@@ -20,19 +20,20 @@ from atproto_client.models.string_formats import TID_RE
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from bot import outbox, runs
-from bot.app import App, build_app
 from bot.campaigns import posts
 from bot.campaigns.base import Destinations, PlannedMessage
 from bot.channels.base import OutboundMessage
 from bot.channels.bluesky import BlueskyChannel, BlueskySettings, bluesky_length, record_key
-from bot.config import load_config
-from bot.dispatcher import Dispatcher
-from bot.errors import ChannelUnauthorized, RateLimited, Rejected, TransientError
-from bot.importer import import_pledgemakers
-from bot.models import CampaignControl, JourneyUpdate, OutboxMessage, Pledgemaker
-from bot.schedules import AmplifyCampaign
-from bot.templates import Templates
+from bot.community.importer import import_pledgemakers
+from bot.core.errors import ChannelUnauthorized, RateLimited, Rejected, TransientError
+from bot.core.models import CampaignControl, JourneyUpdate, OutboxMessage, Pledgemaker
+from bot.delivery import outbox
+from bot.delivery.dispatcher import Dispatcher
+from bot.scheduling import runs
+from bot.scheduling.schedules import AmplifyCampaign
+from bot.service.app import App, build_app
+from bot.settings.config import load_config
+from bot.text.templates import Templates
 from pledgebot_sandbox.bluesky import BlueskySandbox
 from tests.conftest import ROOT, SAMPLE_CSV, TOKEN_ENV, write_config
 

@@ -23,8 +23,8 @@ from sqlalchemy import func, select
 
 from bot.channels import registry
 from bot.channels.base import OutboundMessage
-from bot.db import Database
-from bot.errors import (
+from bot.core.db import Database
+from bot.core.errors import (
     ChannelUnauthorized,
     DeliveryError,
     RateLimited,
@@ -32,9 +32,9 @@ from bot.errors import (
     Rejected,
     TransientError,
 )
-from bot.inbox import store_events
-from bot.logs import JsonLines, ScrubSecrets, register_secret
-from bot.models import InboundEvent as EventRow
+from bot.core.logs import JsonLines, ScrubSecrets, register_secret
+from bot.core.models import InboundEvent as EventRow
+from bot.inbound.inbox import store_events
 from tests.channels.contract import Harness
 from tests.channels.harnesses import HARNESSES
 
@@ -87,7 +87,9 @@ def logs() -> Iterator[io.StringIO]:
 async def harness(request: pytest.FixtureRequest, logs: io.StringIO) -> AsyncIterator[Harness]:
     made: Harness = HARNESSES[request.param]()
     await made.start()
-    for secret in made.secrets():  # as bot.config.read_secret does for every secret it reads
+    for (
+        secret
+    ) in made.secrets():  # as bot.settings.config.read_secret does for every secret it reads
         register_secret(secret)
     try:
         yield made
@@ -225,7 +227,7 @@ async def test_delete_takes_a_sent_post_down_and_a_second_delete_is_handled(
         await adapter.start()
         receipt = await adapter.send(message(harness.recipient()))
         assert harness.received() == [TEXT] and not harness.gone(receipt.external_id)
-        # What bot.consent queues on a withdrawal: the post's id as the text, action "delete".
+        # What bot.community.consent queues on a withdrawal: the post's id as the text, action "delete".
         deletion = OutboundMessage(
             id=2, recipient=harness.recipient(), text=receipt.external_id,
             idempotency_key=f"delete:{receipt.external_id}", action="delete",

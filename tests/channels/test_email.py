@@ -2,7 +2,7 @@
 into maildirs and pymap (IMAP, maildir backend) serving the bot's mailbox (see mailserver.py).
 
 Sending a prompt, its answer coming back once and linked to it, bounces, out-of-office replies,
-images, every SMTP/IMAP failure mapped onto bot.errors; and the pure parts (reply stripping on
+images, every SMTP/IMAP failure mapped onto bot.core.errors; and the pure parts (reply stripping on
 real clients' layouts in en/fr/es, opt-out words, signed tokens) as tables.
 """
 
@@ -26,8 +26,14 @@ from pydantic import ValidationError
 from bot.channels import email_text
 from bot.channels.base import InboundEvent, OutboundMessage
 from bot.channels.email import EmailChannel, EmailSettings
-from bot.errors import ChannelUnauthorized, RateLimited, RecipientGone, Rejected, TransientError
-from bot.templates import Templates
+from bot.core.errors import (
+    ChannelUnauthorized,
+    RateLimited,
+    RecipientGone,
+    Rejected,
+    TransientError,
+)
+from bot.text.templates import Templates
 from tests.channels import mailserver
 from tests.channels.mailserver import BOT_ADDRESS, MailServer, answer, free_port
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from bot import invitations, runs
-from bot.models import (
+from bot.community import invitations
+from bot.core.models import (
     Contact,
     JourneyUpdate,
     OutboxMessage,
@@ -23,7 +23,8 @@ from bot.models import (
     Reply,
     utcnow,
 )
-from bot.schedules import FollowupCampaign
+from bot.scheduling import runs
+from bot.scheduling.schedules import FollowupCampaign
 from tests.auxil.live import Live, eventually, start_live
 from tests.channels import mailserver
 from tests.channels.mailserver import MailServer, answer

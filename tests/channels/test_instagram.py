@@ -16,19 +16,22 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from bot import consent, media_urls, outbox, runs
-from bot.alerts import Alerts
-from bot.app import App
 from bot.campaigns.base import Destinations, PlannedMessage
 from bot.channels.base import OutboundMessage
 from bot.channels.facebook import GraphRefusal
 from bot.channels.instagram import InstagramChannel, InstagramSettings, caption_problem
-from bot.config import config_from_dict
-from bot.dispatcher import Dispatcher
-from bot.errors import ChannelUnauthorized, ConfigError, RateLimited, Rejected, TransientError
-from bot.media_urls import KEY_ENV, MediaUrls
-from bot.models import CampaignControl, JourneyUpdate, OutboxMessage, StaffAlert
-from bot.schedules import AmplifyCampaign
+from bot.community import consent
+from bot.core import media_urls
+from bot.core.errors import ChannelUnauthorized, ConfigError, RateLimited, Rejected, TransientError
+from bot.core.media_urls import KEY_ENV, MediaUrls
+from bot.core.models import CampaignControl, JourneyUpdate, OutboxMessage, StaffAlert
+from bot.delivery import outbox
+from bot.delivery.alerts import Alerts
+from bot.delivery.dispatcher import Dispatcher
+from bot.scheduling import runs
+from bot.scheduling.schedules import AmplifyCampaign
+from bot.service.app import App
+from bot.settings.config import config_from_dict
 from bot.web.app import build
 from pledgebot_sandbox.facebook import GraphSandbox
 from tests.channels.harness_instagram import ALT, MEDIA_KEY, PublicMedia, write_jpeg
@@ -207,21 +210,21 @@ async def test_an_unapproved_image_cannot_be_fetched_so_instagram_refuses_it(
 def test_public_media_urls_need_the_base_url_and_the_key(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """What bot/app.py's line does for Instagram: ``media_urls.from_config(config)``."""
+    """What bot/service/app.py's line does for Instagram: ``media_urls.from_settings(config.media.public_base_url, config.source)``."""
     monkeypatch.delenv(KEY_ENV, raising=False)
     data: dict[str, Any] = {"channels": {"instagram": {"enabled": True, "ig_user_id": "178"}}}
     config = config_from_dict(data, source="config.toml", base_dir=tmp_path)
     with pytest.raises(ConfigError, match=r"media\.public_base_url: Instagram fetches images"):
-        media_urls.from_config(config)
+        media_urls.from_settings(config.media.public_base_url, config.source)
     data["media"] = {"public_base_url": "https://pledge.example.org/"}
     config = config_from_dict(data, source="config.toml", base_dir=tmp_path)
     with pytest.raises(ConfigError, match=f"{KEY_ENV} is not set"):
-        media_urls.from_config(config)
+        media_urls.from_settings(config.media.public_base_url, config.source)
     monkeypatch.setenv(KEY_ENV, "short")
     with pytest.raises(ConfigError, match="at least 16"):
-        media_urls.from_config(config)
+        media_urls.from_settings(config.media.public_base_url, config.source)
     monkeypatch.setenv(KEY_ENV, MEDIA_KEY)
-    urls = media_urls.from_config(config)
+    urls = media_urls.from_settings(config.media.public_base_url, config.source)
     assert urls.url_for("/srv/media/telegram/a b.jpg").startswith(
         "https://pledge.example.org/media/"
     )

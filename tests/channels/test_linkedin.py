@@ -20,21 +20,22 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from bot import outbox, runs
-from bot.alerts import Alerts, open_alerts
-from bot.app import App, build_app
 from bot.campaigns import posts
 from bot.campaigns.base import Destinations, PlannedMessage
 from bot.channels.base import OutboundMessage
 from bot.channels.linkedin import LinkedInChannel, LinkedInSettings, linkedin_length, little_text
-from bot.config import load_config
-from bot.dispatcher import Dispatcher
-from bot.errors import ChannelUnauthorized, RateLimited, Rejected, TransientError
-from bot.importer import import_pledgemakers
-from bot.models import CampaignControl, JourneyUpdate, OutboxMessage
-from bot.schedules import AmplifyCampaign
-from bot.status import collect
-from bot.templates import Templates
+from bot.community.importer import import_pledgemakers
+from bot.core.errors import ChannelUnauthorized, RateLimited, Rejected, TransientError
+from bot.core.models import CampaignControl, JourneyUpdate, OutboxMessage
+from bot.delivery import outbox
+from bot.delivery.alerts import Alerts, open_alerts
+from bot.delivery.dispatcher import Dispatcher
+from bot.scheduling import runs
+from bot.scheduling.schedules import AmplifyCampaign
+from bot.service.app import App, build_app
+from bot.service.status import collect
+from bot.settings.config import load_config
+from bot.text.templates import Templates
 from pledgebot_sandbox.linkedin import LinkedInSandbox
 from tests.conftest import ROOT, SAMPLE_CSV, TOKEN_ENV, write_config
 

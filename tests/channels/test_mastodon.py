@@ -13,19 +13,19 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from bot import runs
-from bot.app import App, build_app
 from bot.campaigns import posts
 from bot.campaigns.base import Destinations, post_limit
 from bot.channels.base import OutboundMessage
 from bot.channels.mastodon import MastodonChannel, MastodonSettings, mastodon_length
-from bot.config import DispatcherSettings, load_config
-from bot.dispatcher import Dispatcher
-from bot.errors import ChannelUnauthorized, RateLimited, Rejected, TransientError
-from bot.importer import import_pledgemakers
-from bot.models import JourneyUpdate, OutboxMessage, Pledgemaker, Post
-from bot.schedules import AmplifyCampaign
-from bot.templates import Templates
+from bot.community.importer import import_pledgemakers
+from bot.core.errors import ChannelUnauthorized, RateLimited, Rejected, TransientError
+from bot.core.models import JourneyUpdate, OutboxMessage, Pledgemaker, Post
+from bot.delivery.dispatcher import Dispatcher
+from bot.scheduling import runs
+from bot.scheduling.schedules import AmplifyCampaign
+from bot.service.app import App, build_app
+from bot.settings.config import DispatcherSettings, load_config
+from bot.text.templates import Templates
 from tests.channels.mastodon_server import REMOTE_HANDLE, MastodonServer
 from tests.conftest import ROOT, SAMPLE_CSV, TOKEN_ENV, write_config
 
@@ -430,8 +430,8 @@ async def test_a_message_in_flight_at_a_crash_is_not_posted_twice(
 ) -> None:
     """Mastodon made the status, the process died before recording it: the resend (same
     idempotency key) gets the same status back."""
-    from bot import outbox
     from bot.campaigns.base import PlannedMessage
+    from bot.delivery import outbox
 
     with app.db.session() as session:
         outbox.enqueue(session, [PlannedMessage("manual:crash:1", "mastodon", "timeline", "Once.")])

@@ -22,7 +22,7 @@ from pydantic import SecretStr, ValidationError
 from bot.channels import matrix
 from bot.channels.base import InboundEvent, OutboundMessage
 from bot.channels.matrix import MatrixChannel, MatrixSettings, plain_text
-from bot.errors import (
+from bot.core.errors import (
     ChannelUnauthorized,
     RateLimited,
     RecipientGone,

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from bot import contacts, invitations, runs
-from bot.models import Contact, InviteToken, JourneyUpdate, Pledgemaker, Prompt, Reply, utcnow
-from bot.schedules import FollowupCampaign
+from bot.community import contacts, invitations
+from bot.core.models import Contact, InviteToken, JourneyUpdate, Pledgemaker, Prompt, Reply, utcnow
+from bot.scheduling import runs
+from bot.scheduling.schedules import FollowupCampaign
 from tests.auxil.live import Live, eventually, start_live
 from tests.channels.synapse import Account, Synapse, shared
 

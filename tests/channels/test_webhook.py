@@ -14,11 +14,12 @@ import pytest
 from pydantic import SecretStr, ValidationError
 from sqlalchemy import select
 
-from bot import consent, runs
 from bot.channels.base import OutboundMessage
 from bot.channels.webhook import SIGNATURE, TIMESTAMP, WebhookChannel, WebhookSettings, sign, verify
-from bot.errors import ChannelUnauthorized, Rejected
-from bot.models import OutboxMessage
+from bot.community import consent
+from bot.core.errors import ChannelUnauthorized, Rejected
+from bot.core.models import OutboxMessage
+from bot.scheduling import runs
 from pledgebot_sandbox.webhook import WebhookReceiver
 from tests.auxil.live import start_live
 from tests.test_amplify import amplify, approved

@@ -21,15 +21,15 @@ import time_machine
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from bot import outbox
-from bot.app import App
 from bot.campaigns.base import PlannedMessage
 from bot.channels.base import OutboundMessage
 from bot.channels.x import XChannel, XSettings, is_same_post
-from bot.config import DispatcherSettings
-from bot.dispatcher import Dispatcher
-from bot.errors import Rejected
-from bot.models import OutboxMessage
+from bot.core.errors import Rejected
+from bot.core.models import OutboxMessage
+from bot.delivery import outbox
+from bot.delivery.dispatcher import Dispatcher
+from bot.service.app import App
+from bot.settings.config import DispatcherSettings
 from pledgebot_sandbox.x import XSandbox
 
 LINKED = (

@@ -14,8 +14,8 @@ from typing import Any
 
 from sqlalchemy import func, insert, select
 
-from bot.app import App
-from bot.models import Contact, Pledgemaker, utcnow
+from bot.core.models import Contact, Pledgemaker, utcnow
+from bot.service.app import App
 from tests.auxil.cli import PLEDGEBOT
 from tests.conftest import TOKEN_ENV, cli_env
 

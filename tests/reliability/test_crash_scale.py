@@ -24,12 +24,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from bot import runs
-from bot.app import App, build_app
-from bot.config import load_config
-from bot.importer import import_pledgemakers
-from bot.models import InboundEvent, OutboxMessage, Reply, utcnow
-from bot.outbox import OPEN_STATES
+from bot.community.importer import import_pledgemakers
+from bot.core.models import InboundEvent, OutboxMessage, Reply, utcnow
+from bot.delivery.outbox import OPEN_STATES
+from bot.scheduling import runs
+from bot.service.app import App, build_app
+from bot.settings.config import load_config
 from pledgebot_sandbox import SandboxThread
 from tests.conftest import SAMPLE_CSV, TOKEN_ENV, only_on_demand_campaign, write_config
 from tests.reliability._procs import Proc, bind_chats, count, tune_config, use_database, wait_for

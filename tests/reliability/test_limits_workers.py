@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from bot.app import build_app
 from bot.campaigns.base import PlannedMessage
-from bot.config import load_config
-from bot.models import OutboxMessage
-from bot.outbox import OPEN_STATES, enqueue
+from bot.core.models import OutboxMessage
+from bot.delivery.outbox import OPEN_STATES, enqueue
+from bot.service.app import build_app
+from bot.settings.config import load_config
 from pledgebot_sandbox import SandboxThread
 from pledgebot_sandbox._telegram_state import busiest_window, closest_in_one_chat
 from tests.conftest import TOKEN_ENV, only_on_demand_campaign, write_config

@@ -24,10 +24,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot.app import App, build_app
-from bot.config import load_config
-from bot.importer import import_pledgemakers
-from bot.models import InboundEvent, OutboxMessage, Reply, Run
+from bot.community.importer import import_pledgemakers
+from bot.core.models import InboundEvent, OutboxMessage, Reply, Run
+from bot.service.app import App, build_app
+from bot.settings.config import load_config
 from pledgebot_sandbox import SandboxThread, TelegramSandbox
 from tests.conftest import SAMPLE_CSV, TOKEN_ENV, write_config
 from tests.reliability._procs import Proc, bind_chats, count, use_database, wait_for

@@ -1,0 +1,2 @@
+"""Receiving: the inbox that stores what channels deliver, and the conversation that turns replies
+into journey updates."""

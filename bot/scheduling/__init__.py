@@ -1,0 +1,1 @@
+"""When campaigns run: schedule files, runs, the scheduler, the sweeper and previews."""

@@ -1,0 +1,2 @@
+"""The running App (configuration, database, channels, templates wired together) and what reads
+across all of it: status, calendar, export, feed, composer."""

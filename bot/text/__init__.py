@@ -1,0 +1,1 @@
+"""Message text: templates and their translations (above core, beside channels)."""
