@@ -36,7 +36,7 @@ from telegram.request import HTTPXRequest
 
 from bot.campaigns.base import PlannedMessage, RunContext
 from bot.campaigns.followup import plan
-from bot.channels.telegram import TelegramChannel, TelegramSettings
+from bot.channels.telegram.adapter import TelegramChannel, TelegramSettings
 from bot.core.db import Database
 from bot.core.models import utcnow
 from bot.delivery.dispatcher import Dispatcher

@@ -41,7 +41,7 @@ from sqlalchemy import String, cast, insert, update
 from telegram import Bot, Update
 from telegram.request import HTTPXRequest
 
-from bot.channels.telegram import ALLOWED_UPDATES, TelegramChannel, TelegramSettings
+from bot.channels.telegram.adapter import ALLOWED_UPDATES, TelegramChannel, TelegramSettings
 from bot.core.db import Database, make_engine
 from bot.core.models import InboundEvent, OutboxMessage, Reply, utcnow
 from bot.inbound.conversation import Conversation

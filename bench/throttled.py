@@ -33,7 +33,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from bot.campaigns.base import PlannedMessage
-from bot.channels.telegram import TelegramChannel, TelegramSettings
+from bot.channels.telegram.adapter import TelegramChannel, TelegramSettings
 from bot.core.db import Database
 from bot.core.models import OutboxMessage
 from bot.delivery.dispatcher import Dispatcher

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from bot.campaigns.base import PlannedMessage
 from bot.channels.base import InboundEvent, OutboundMessage
-from bot.channels.matrix import _content
+from bot.channels.matrix.adapter import _content
 from bot.community import consent
 from bot.core import choices
 from bot.core.models import Consent, Contact, JourneyUpdate, OutboxMessage, Prompt, utcnow

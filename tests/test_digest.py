@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from bot.campaigns import digest
 from bot.campaigns.base import RunContext
 from bot.channels.base import OutboundMessage
-from bot.channels.email import EmailChannel, EmailSettings
+from bot.channels.email.adapter import EmailChannel, EmailSettings
 from bot.community import digest_chart
 from bot.core.errors import ScheduleError
 from bot.core.models import (

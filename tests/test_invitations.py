@@ -18,8 +18,8 @@ import pytest
 from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
-from bot.channels import email_text
 from bot.channels.base import InboundEvent
+from bot.channels.email import text as email_text
 from bot.community import invitations
 from bot.core.errors import UserInputError
 from bot.core.models import Contact, InviteToken, OutboxMessage, Pledgemaker, utcnow

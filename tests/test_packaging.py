@@ -53,7 +53,10 @@ _NOT_SOURCE = (".venv", ".git", ".cache", "test-artifacts", "demo-data", "__pyca
 
 
 def test_the_pledgebot_wheel_has_no_sandbox_and_no_demo(pledgebot_wheel: list[str]) -> None:
-    assert "bot/cli/main.py" in pledgebot_wheel and "bot/channels/telegram.py" in pledgebot_wheel
+    assert (
+        "bot/cli/main.py" in pledgebot_wheel
+        and "bot/channels/telegram/adapter.py" in pledgebot_wheel
+    )
     leaked = [n for n in pledgebot_wheel if "sandbox" in n or n.startswith("bot/demo")]
     assert leaked == []
     assert {n.split("/")[0] for n in pledgebot_wheel} == {"bot", "pledgebot-0.1.0.dist-info"}

@@ -30,15 +30,15 @@ def measure_for(channel: str) -> Measure:
     """How a channel counts a post: X weighs characters, Mastodon counts URLs as 23, others
     count characters."""
     if channel == "mastodon":  # imported here: only planning a Mastodon post loads its client
-        from bot.channels.mastodon import mastodon_length
+        from bot.channels.mastodon.adapter import mastodon_length
 
         return mastodon_length
     if channel == "linkedin":  # little text: its escapes count
-        from bot.channels.linkedin import linkedin_length
+        from bot.channels.linkedin.adapter import linkedin_length
 
         return linkedin_length
     if channel == "bluesky":  # imported here: loads regex, never the atproto library
-        from bot.channels.bluesky import bluesky_length
+        from bot.channels.bluesky.adapter import bluesky_length
 
         return bluesky_length
     return weighted_length if channel == "x" else len

@@ -1,4 +1,7 @@
-"""The one place channels are registered: name → adapter class. One line per channel."""
+"""The one place channels are registered: one line per channel, naming its spec.
+
+A spec (``channels/<name>/spec.py``) imports no client library: asking what a channel can do
+costs nothing. Its adapter is imported only when the channel is used."""
 
 from __future__ import annotations
 
@@ -7,18 +10,32 @@ from typing import Any
 
 from pydantic import BaseModel
 
-# Imported lazily so that commands which never touch a platform do not pay for its client library.
-CHANNELS: dict[str, str] = {
-    "telegram": "bot.channels.telegram:TelegramChannel",
-    "x": "bot.channels.x:XChannel",
-    "email": "bot.channels.email:EmailChannel",
-    "matrix": "bot.channels.matrix:MatrixChannel",
-    "mastodon": "bot.channels.mastodon:MastodonChannel",
-    "bluesky": "bot.channels.bluesky:BlueskyChannel",
-    "linkedin": "bot.channels.linkedin:LinkedInChannel",
-    "facebook": "bot.channels.facebook:FacebookChannel",
-    "instagram": "bot.channels.instagram:InstagramChannel",
-    "webhook": "bot.channels.webhook:WebhookChannel",
+from bot.channels.bluesky import spec as bluesky
+from bot.channels.email import spec as email
+from bot.channels.facebook import spec as facebook
+from bot.channels.instagram import spec as instagram
+from bot.channels.linkedin import spec as linkedin
+from bot.channels.mastodon import spec as mastodon
+from bot.channels.matrix import spec as matrix
+from bot.channels.spec import ChannelSpec
+from bot.channels.telegram import spec as telegram
+from bot.channels.webhook import spec as webhook
+from bot.channels.x import spec as x
+
+CHANNELS: dict[str, ChannelSpec] = {
+    spec.name: spec
+    for spec in (
+        telegram.SPEC,
+        x.SPEC,
+        email.SPEC,
+        matrix.SPEC,
+        mastodon.SPEC,
+        bluesky.SPEC,
+        linkedin.SPEC,
+        facebook.SPEC,
+        instagram.SPEC,
+        webhook.SPEC,
+    )
 }
 
 
@@ -26,8 +43,13 @@ def known_channels() -> list[str]:
     return sorted(CHANNELS)
 
 
+def spec(name: str) -> ChannelSpec:
+    """What the core knows of a registered channel (KeyError for a name that is not one)."""
+    return CHANNELS[name]
+
+
 def adapter_class(name: str) -> Any:
-    module, _, attr = CHANNELS[name].partition(":")
+    module, _, attr = CHANNELS[name].adapter.partition(":")
     return getattr(import_module(module), attr)
 
 
@@ -39,4 +61,4 @@ def settings_model(name: str) -> type[BaseModel]:
 def has_buttons(name: str) -> bool:
     """Whether the channel shows real buttons (else their options are written out, numbered,
     and answered by a reply; templates say so through their ``buttons`` variable)."""
-    return name not in CHANNELS or bool(adapter_class(name).capabilities.buttons)
+    return name not in CHANNELS or CHANNELS[name].buttons

@@ -53,11 +53,11 @@ def channel_length(channel: str, text: str) -> int:
     elif channel == "telegram":
         measure = telegram_length
     elif channel == "mastodon":
-        from bot.channels.mastodon import mastodon_length as measure
+        from bot.channels.mastodon.adapter import mastodon_length as measure
     elif channel == "bluesky":
-        from bot.channels.bluesky import bluesky_length as measure
+        from bot.channels.bluesky.adapter import bluesky_length as measure
     elif channel == "linkedin":
-        from bot.channels.linkedin import linkedin_length as measure
+        from bot.channels.linkedin.adapter import linkedin_length as measure
     return measure(text)
 
 

@@ -44,7 +44,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from pydantic import SecretStr
 from pysasl.hashing import BuiltinHash
 
-from bot.channels.email import EmailChannel, EmailSettings
+from bot.channels.email.adapter import EmailChannel, EmailSettings
 
 DOMAIN = "example.org"
 BOT_USER = "pledge"

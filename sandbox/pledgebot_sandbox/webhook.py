@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.channels.webhook import verify
+from bot.channels.webhook.adapter import verify
 from pledgebot_sandbox._server import serve
 
 

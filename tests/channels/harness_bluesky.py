@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from pydantic import SecretStr
 
-from bot.channels.bluesky import BlueskyChannel, BlueskySettings
+from bot.channels.bluesky.adapter import BlueskyChannel, BlueskySettings
 from pledgebot_sandbox.bluesky import BlueskySandbox
 
 CREATE = "com.atproto.repo.createRecord"

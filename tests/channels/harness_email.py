@@ -11,7 +11,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, ClassVar
 
-from bot.channels.email import EmailChannel
+from bot.channels.email.adapter import EmailChannel
 from tests.channels import mailserver
 from tests.channels.mailserver import MailServer
 

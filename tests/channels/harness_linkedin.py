@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from pydantic import SecretStr
 
-from bot.channels.linkedin import LinkedInChannel, LinkedInSettings
+from bot.channels.linkedin.adapter import LinkedInChannel, LinkedInSettings
 from pledgebot_sandbox.linkedin import LinkedInSandbox
 
 REFUSED_TOKEN = "AQXrefusedrefusedrefusedrefusedrefused"

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from pydantic import SecretStr
 
-from bot.channels.matrix import MatrixChannel, MatrixSettings
+from bot.channels.matrix.adapter import MatrixChannel, MatrixSettings
 from tests.channels.synapse import Account, FaultyProxy, Synapse, shared
 
 

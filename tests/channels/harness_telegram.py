@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 from pydantic import SecretStr
 
-from bot.channels.telegram import TelegramChannel, TelegramSettings
+from bot.channels.telegram.adapter import TelegramChannel, TelegramSettings
 from pledgebot_sandbox import TelegramSandbox
 
 CHAT = 4242

@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 from pydantic import SecretStr
 
-from bot.channels.webhook import WebhookChannel, WebhookSettings
+from bot.channels.webhook.adapter import WebhookChannel, WebhookSettings
 from pledgebot_sandbox.webhook import WebhookReceiver
 
 

@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 from pydantic import SecretStr
 
-from bot.channels.x import XChannel, XSettings
+from bot.channels.x.adapter import XChannel, XSettings
 from pledgebot_sandbox.x import XSandbox
 
 

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from bot.campaigns import posts
 from bot.campaigns.base import Destinations, PlannedMessage
 from bot.channels.base import OutboundMessage
-from bot.channels.bluesky import BlueskyChannel, BlueskySettings, bluesky_length, record_key
+from bot.channels.bluesky.adapter import BlueskyChannel, BlueskySettings, bluesky_length, record_key
 from bot.community.importer import import_pledgemakers
 from bot.core.errors import ChannelUnauthorized, RateLimited, Rejected, TransientError
 from bot.core.models import CampaignControl, JourneyUpdate, OutboxMessage, Pledgemaker

@@ -23,9 +23,9 @@ from urllib.parse import unquote
 import pytest
 from pydantic import ValidationError
 
-from bot.channels import email_text
 from bot.channels.base import InboundEvent, OutboundMessage
-from bot.channels.email import EmailChannel, EmailSettings
+from bot.channels.email import text as email_text
+from bot.channels.email.adapter import EmailChannel, EmailSettings
 from bot.core.errors import (
     ChannelUnauthorized,
     RateLimited,

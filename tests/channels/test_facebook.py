@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from bot.campaigns.base import Destinations, PlannedMessage
 from bot.channels.base import OutboundMessage
-from bot.channels.facebook import FacebookChannel, FacebookSettings, GraphRefusal
+from bot.channels.facebook.adapter import FacebookChannel, FacebookSettings, GraphRefusal
 from bot.community import consent
 from bot.community.importer import import_pledgemakers
 from bot.core.errors import ChannelUnauthorized, RateLimited, Rejected, TransientError

@@ -18,8 +18,8 @@ from starlette.testclient import TestClient
 
 from bot.campaigns.base import Destinations, PlannedMessage
 from bot.channels.base import OutboundMessage
-from bot.channels.facebook import GraphRefusal
-from bot.channels.instagram import InstagramChannel, InstagramSettings, caption_problem
+from bot.channels.facebook.adapter import GraphRefusal
+from bot.channels.instagram.adapter import InstagramChannel, InstagramSettings, caption_problem
 from bot.community import consent
 from bot.core import media_urls
 from bot.core.errors import ChannelUnauthorized, ConfigError, RateLimited, Rejected, TransientError

@@ -23,7 +23,12 @@ from sqlalchemy import select
 from bot.campaigns import posts
 from bot.campaigns.base import Destinations, PlannedMessage
 from bot.channels.base import OutboundMessage
-from bot.channels.linkedin import LinkedInChannel, LinkedInSettings, linkedin_length, little_text
+from bot.channels.linkedin.adapter import (
+    LinkedInChannel,
+    LinkedInSettings,
+    linkedin_length,
+    little_text,
+)
 from bot.community.importer import import_pledgemakers
 from bot.core.errors import ChannelUnauthorized, RateLimited, Rejected, TransientError
 from bot.core.models import CampaignControl, JourneyUpdate, OutboxMessage

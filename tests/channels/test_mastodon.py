@@ -16,7 +16,7 @@ from sqlalchemy import select
 from bot.campaigns import posts
 from bot.campaigns.base import Destinations, post_limit
 from bot.channels.base import OutboundMessage
-from bot.channels.mastodon import MastodonChannel, MastodonSettings, mastodon_length
+from bot.channels.mastodon.adapter import MastodonChannel, MastodonSettings, mastodon_length
 from bot.community.importer import import_pledgemakers
 from bot.core.errors import ChannelUnauthorized, RateLimited, Rejected, TransientError
 from bot.core.models import JourneyUpdate, OutboxMessage, Pledgemaker, Post

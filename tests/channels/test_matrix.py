@@ -19,9 +19,9 @@ import nio
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from bot.channels import matrix
 from bot.channels.base import InboundEvent, OutboundMessage
-from bot.channels.matrix import MatrixChannel, MatrixSettings, plain_text
+from bot.channels.matrix import adapter as matrix
+from bot.channels.matrix.adapter import MatrixChannel, MatrixSettings, plain_text
 from bot.core.errors import (
     ChannelUnauthorized,
     RateLimited,

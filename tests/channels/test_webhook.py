@@ -15,7 +15,14 @@ from pydantic import SecretStr, ValidationError
 from sqlalchemy import select
 
 from bot.channels.base import OutboundMessage
-from bot.channels.webhook import SIGNATURE, TIMESTAMP, WebhookChannel, WebhookSettings, sign, verify
+from bot.channels.webhook.adapter import (
+    SIGNATURE,
+    TIMESTAMP,
+    WebhookChannel,
+    WebhookSettings,
+    sign,
+    verify,
+)
 from bot.community import consent
 from bot.core.errors import ChannelUnauthorized, Rejected
 from bot.core.models import OutboxMessage

@@ -15,7 +15,7 @@ import pytest
 import tweepy
 
 from bot.channels.text_split import weighted_length
-from bot.channels.x import X_API, _ToBaseUrl
+from bot.channels.x.adapter import X_API, _ToBaseUrl
 from pledgebot_sandbox.x import XSandboxThread
 
 TCO = r"https://t\.co/[0-9A-Za-z]{10}"

@@ -67,8 +67,8 @@ from urllib.parse import quote
 import aiosmtplib
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from bot.channels import email_text
 from bot.channels.base import Capabilities, InboundEvent, OutboundMessage, Receipt
+from bot.channels.email import text as email_text
 from bot.channels.ratelimit import Limits, per_second
 from bot.core import choices
 from bot.core.env import EnvVarName

@@ -31,9 +31,9 @@ gone out before a crash (``maybe_sent``, e.g. a timeout on ``media_publish``) is
 for among the account's 25 latest media (same caption): found, it was published, and its id
 is the receipt. An unpublished container costs nothing (it expires after 24 hours).
 
-Errors: as Facebook's (``bot.channels.facebook.graph_error``); the posts-a-day limit (code 9,
-subcode 2207042) → ``RateLimited`` for an hour; a container whose image could not be fetched
-(code 9004, subcode 2207052) → ``Rejected``.
+Errors: as Facebook's (``bot.channels.facebook.adapter.graph_error``); the posts-a-day limit
+(code 9, subcode 2207042) → ``RateLimited`` for an hour; a container whose image could not be
+fetched (code 9004, subcode 2207052) → ``Rejected``.
 """
 
 from __future__ import annotations
@@ -50,7 +50,13 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from bot.channels.base import Capabilities, OutboundMessage, Receipt
-from bot.channels.facebook import API_VERSION, GRAPH_URL, GraphClient, LocalImage, read_image
+from bot.channels.facebook.adapter import (
+    API_VERSION,
+    GRAPH_URL,
+    GraphClient,
+    LocalImage,
+    read_image,
+)
 from bot.channels.ratelimit import Limits
 from bot.core.env import EnvVarName
 from bot.core.errors import ConfigError, Rejected, TransientError

@@ -1,6 +1,6 @@
 """Facebook Page adapter, on the Graph API over httpx: public posts on the campaign's Page
 (outbound only). It also owns the Graph API client and error mapping that the Instagram
-adapter (``bot.channels.instagram``) shares.
+adapter (``bot.channels.instagram.adapter``) shares.
 
 Why httpx, not ``python-facebook-api`` (pyfacebook, on PyPI): that library is synchronous
 (requests: a worker thread per call), sleeps on rate limits by itself unless told otherwise,

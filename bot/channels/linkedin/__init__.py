@@ -1,0 +1,4 @@
+"""LinkedIn: posts on the campaign's organization page.
+
+``spec``: what the rest of pledgebot knows of it (no client library); ``adapter``: the
+client, imported only when the channel is used."""

@@ -1,0 +1,56 @@
+"""What the rest of pledgebot knows of a channel, without importing its client library.
+
+Each channel's folder holds its adapter (``adapter.py``, which talks to the platform) and its
+spec (``spec.py``, one ``ChannelSpec``: limits, how length counts, markup, where posts go,
+whether an image is required, whether a post can be deleted, how a post id becomes a public
+link, which pledgemaker handle it addresses). The registry lists the specs; the core asks it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import import_module
+from typing import Literal
+
+# chat: a conversation with a pledgemaker (and, for posts, a configured channel or room);
+# timeline: the account's (or page's) own timeline; receiver: one configured endpoint.
+Destination = Literal["chat", "timeline", "receiver"]
+# What its templates render: HTML (escaped values) or plain text (values as they are).
+Markup = Literal["html", "plain"]
+Measure = Callable[[str], int]
+
+
+@dataclass(frozen=True)
+class ChannelSpec:
+    name: str
+    adapter: str  # "module:Class", imported only when the channel is used
+    destination: Destination
+    text_limit: int  # one message or post, text alone
+    caption_limit: int  # text that goes with an image
+    markup: Markup
+    measure: str = "builtins:len"  # "module:function" counting a text as the platform does
+    image_required: bool = False  # no text-only posts: skipped, with the reason
+    can_delete: bool = True  # a withdrawn update's posts are taken down
+    buttons: bool = False  # real buttons (else options are written out, numbered)
+    inbound: bool = False  # pledgemakers answer on it
+    commands: bool = False  # a command menu is set when the listener starts
+    # The pledgemakers.csv column holding their address or handle on this network, if any.
+    handle: str | None = None
+    # Replies quote our outbox id (an email's Message-ID), not the platform's id of the message.
+    replies_name_outbox_id: bool = False
+    unsubscribe_links: bool = False  # every message carries a one-click unsubscribe link
+    public_media: bool = False  # the platform fetches images from a public URL (signed)
+    # (destination, post id) → the post's public address, where the id alone makes one.
+    link: Callable[[str, str], str | None] | None = None
+    extra: str | None = None  # the pip extra that brings its client library
+
+    def length(self) -> Measure:
+        module, _, name = self.measure.partition(":")
+        function: Measure = getattr(import_module(module), name)
+        return function
+
+    def public_link(self, destination: str, external_id: str) -> str | None:
+        if not external_id or self.link is None:
+            return None
+        return self.link(destination, external_id)

@@ -1,0 +1,25 @@
+"""Telegram: chats with pledgemakers (buttons, a command menu) and posts to a channel."""
+
+from bot.channels.spec import ChannelSpec
+
+
+def link(destination: str, external_id: str) -> str | None:
+    """t.me/<username>/<id> for a public channel, t.me/c/<id>/<id> for a private one."""
+    if destination.startswith("@"):
+        return f"https://t.me/{destination[1:]}/{external_id}"
+    return f"https://t.me/c/{destination.removeprefix('-100')}/{external_id}"
+
+
+SPEC = ChannelSpec(
+    name="telegram",
+    adapter="bot.channels.telegram.adapter:TelegramChannel",
+    destination="chat",
+    text_limit=4096,
+    caption_limit=1024,
+    markup="html",
+    buttons=True,
+    inbound=True,
+    commands=True,
+    link=link,
+    extra="telegram",
+)
