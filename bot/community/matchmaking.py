@@ -31,7 +31,7 @@ import snowballstemmer
 from babel import Locale
 from stop_words import get_stop_words
 
-TOPICS_FILE = Path(__file__).parent / "data" / "topics.toml"
+TOPICS_FILE = Path(__file__).parents[1] / "data" / "topics.toml"  # bot/data/
 STEMMERS = {"en": "english", "fr": "french", "es": "spanish"}
 CHUNK = 256  # challenges compared at once (a 256 × offers block of floats)
 WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*|\d+", re.UNICODE)
