@@ -7,7 +7,8 @@ STAMP  := $(VENV)/.installed
 .PHONY: demo test lint install clean bench axe
 
 # The sandboxes and the demo are their own distribution (sandbox/pyproject.toml): installed here,
-# never by a plain `pip install pledgebot`.
+# never by a plain `pip install pledgebot`. The dev extra brings every other one (pledgebot[all]:
+# each channel's library, charts, matchmaking, PostgreSQL, Redis): the demo and the tests use them.
 $(STAMP): pyproject.toml sandbox/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip

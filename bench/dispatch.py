@@ -35,13 +35,13 @@ from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, LinkPrevie
 from telegram.request import HTTPXRequest
 
 from bot.campaigns.base import PlannedMessage, RunContext
-from bot.campaigns.followup import plan
-from bot.channels.telegram.adapter import TelegramChannel, TelegramSettings
+from bot.campaigns.followup import FollowupCampaign, plan
+from bot.channels.telegram.adapter import TelegramChannel
+from bot.channels.telegram.settings import TelegramSettings
 from bot.core.db import Database
 from bot.core.models import utcnow
 from bot.delivery.dispatcher import Dispatcher
 from bot.scheduling import runs
-from bot.scheduling.schedules import FollowupCampaign
 from bot.settings.config import DispatcherSettings
 from bot.text.templates import Templates
 

@@ -23,7 +23,8 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from bot.campaigns.base import PlannedMessage
-from bot.channels.telegram.adapter import TelegramChannel, TelegramSettings
+from bot.channels.telegram.adapter import TelegramChannel
+from bot.channels.telegram.settings import TelegramSettings
 from bot.core.db import Database
 from bot.core.models import OutboxMessage
 from bot.delivery.dispatcher import Dispatcher

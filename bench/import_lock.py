@@ -54,10 +54,11 @@ from typing import Any
 
 from _common import log, report
 from sqlalchemy import Engine, event, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from bot.community.csv_rows import read
-from bot.community.importer import ImportResult, PledgemakerRow, import_pledgemakers
+from bot.community.importer import ImportResult, import_pledgemakers
+from bot.community.row_models import HANDLE_COLUMNS, PledgemakerRow
 from bot.core.db import Database
 from bot.core.models import Pledgemaker
 from bot.core.vocab import LANGUAGES, SECTORS
@@ -234,19 +235,29 @@ def baseline_import(session: Session, path: Path) -> ImportResult:
         if when is not None:
             parsed.problem(line, f"id {row.id!r}: erased on request on {when:%Y-%m-%d}")
     parsed.raise_problems()
-    existing = {p.id: p for p in session.scalars(select(Pledgemaker))}
+    loaded = select(Pledgemaker).options(selectinload(Pledgemaker.handle_rows))
+    existing = {p.id: p for p in session.scalars(loaded)}
     created = updated = 0
     for _, row in parsed.rows:
         values = row.model_dump()
+        handles = {network: values.pop(column) for column, network in HANDLE_COLUMNS.items()}
         current = existing.get(values["id"])
         if current is None:
-            session.add(Pledgemaker(**values))
+            given = {network: value for network, value in handles.items() if value is not None}
+            session.add(Pledgemaker(**values, handles=given))
             created += 1
         else:
             change = False
             for key, value in values.items():
                 if getattr(current, key) != value:
                     setattr(current, key, value)
+                    change = True
+            for network, value in handles.items():
+                if current.handles.get(network) != value:
+                    if value is None:
+                        del current.handles[network]
+                    else:
+                        current.handles[network] = value
                     change = True
             updated += change
     return ImportResult(created, updated)
@@ -363,7 +374,14 @@ def fingerprint(path: Path) -> str:
     """The stored pledgemakers' CSV columns, hashed: both sides must leave the same data."""
     connection = sqlite3.connect(path)
     digest = hashlib.sha256()
-    for row in connection.execute(f"SELECT {', '.join(HEADER)} FROM pledgemakers ORDER BY id"):
+    columns = ", ".join(
+        f"(SELECT value FROM handles WHERE pledgemaker_id = p.id AND network = "
+        f"'{HANDLE_COLUMNS[c]}')"
+        if c in HANDLE_COLUMNS
+        else c
+        for c in HEADER
+    )
+    for row in connection.execute(f"SELECT {columns} FROM pledgemakers p ORDER BY id"):
         digest.update(repr(row).encode())
     connection.close()
     return digest.hexdigest()

@@ -41,13 +41,14 @@ from sqlalchemy import String, cast, insert, update
 from telegram import Bot, Update
 from telegram.request import HTTPXRequest
 
-from bot.channels.telegram.adapter import ALLOWED_UPDATES, TelegramChannel, TelegramSettings
+from bot.campaigns.followup import FollowupCampaign
+from bot.channels.telegram.adapter import ALLOWED_UPDATES, TelegramChannel
+from bot.channels.telegram.settings import TelegramSettings
 from bot.core.db import Database, make_engine
 from bot.core.models import InboundEvent, OutboxMessage, Reply, utcnow
 from bot.inbound.conversation import Conversation
 from bot.inbound.inbox import Listener, Processor
 from bot.scheduling import runs
-from bot.scheduling.schedules import FollowupCampaign
 from bot.settings.config import ConversationSettings
 from bot.text.templates import Templates
 

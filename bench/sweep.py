@@ -104,9 +104,9 @@ def peak_rss_mb() -> float:
 
 def child(path: Path, expect: int) -> None:
     """In the child: everything imported and built first, then only the sweep is timed."""
+    from bot.campaigns.followup import FollowupCampaign
     from bot.core.db import Database
     from bot.scheduling import sweeper
-    from bot.scheduling.schedules import FollowupCampaign
     from bot.text.templates import Templates
 
     spec = FollowupCampaign.model_validate(SPEC)

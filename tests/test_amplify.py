@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from bot.campaigns.amplify import AmplifyCampaign
 from bot.community import review
 from bot.community.closing import close_loop
 from bot.core.models import InboundEvent, JourneyUpdate, Pledgemaker, Post
 from bot.scheduling import runs
-from bot.scheduling.schedules import AmplifyCampaign
 from bot.service.app import App
 from pledgebot_sandbox.x import XSandbox
 from tests.auxil.live import Live, start_live

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 import time_machine
 from sqlalchemy import select
 
+from bot.campaigns.amplify import AmplifyCampaign
 from bot.core.models import JourneyUpdate, Pledgemaker, Post
 from bot.scheduling import runs
-from bot.scheduling.schedules import AmplifyCampaign
 from bot.service.app import App
 
 DESTINATIONS = {"x": "timeline", "telegram": "-1001234567"}

@@ -11,10 +11,10 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-from bot.campaigns.announce import local_hour
+from bot.campaigns.announce import AnnounceCampaign, local_hour
 from bot.core.models import Contact, JourneyUpdate, OutboxMessage, Pledgemaker, Prompt, utcnow
 from bot.scheduling import runs
-from bot.scheduling.schedules import AnnounceCampaign, load_schedules
+from bot.scheduling.schedules import load_schedules
 from bot.service.app import App
 from bot.text.templates import Templates
 from tests.conftest import ROOT

@@ -12,10 +12,11 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
+from bot.campaigns.followup import FollowupCampaign
 from bot.core.models import Cadence, OutboxMessage, Prompt, Reply, utcnow
 from bot.scheduling import sweeper
 from bot.scheduling.preview import preview
-from bot.scheduling.schedules import FollowupCampaign, LoadedCampaign, ScheduleSet
+from bot.scheduling.schedules import LoadedCampaign, ScheduleSet
 from tests.auxil.clocked import live_at
 from tests.auxil.live import Live
 from tests.auxil.specs import followup

@@ -7,10 +7,10 @@ from datetime import UTC, date, datetime, timedelta
 import time_machine
 from sqlalchemy import func, insert, select
 
+from bot.campaigns.followup import FollowupCampaign
 from bot.core.models import Cadence, Contact, JourneyUpdate, OutboxMessage, Pledgemaker, utcnow
 from bot.delivery import claiming
 from bot.scheduling import runs, sweeper
-from bot.scheduling.schedules import FollowupCampaign
 from bot.service.app import App
 from tests.auxil.specs import followup
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from bot.campaigns.base import PlannedMessage
 from bot.channels.base import InboundEvent, OutboundMessage
-from bot.channels.matrix.adapter import _content
+from bot.channels.matrix.content import message_content
 from bot.community import consent
 from bot.core import choices
 from bot.core.models import Consent, Contact, JourneyUpdate, OutboxMessage, Prompt, utcnow
@@ -65,7 +65,7 @@ def test_matrix_writes_the_options_out_numbered() -> None:
         parse_mode="HTML",
         buttons=CONSENT,
     )
-    content = _content(message)
+    content = message_content(message)
     assert content["body"].endswith("[1] Yes, share it\n[2] Keep it private")
     assert "[1] Yes, share it<br>\n[2] Keep it private" in content["formatted_body"]
 

@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from bot.core.models import AuditEntry, OutboxMessage, Post
+from bot.core.models import OutboxMessage, Post
+from bot.core.staff_models import AuditEntry
 from bot.service.app import App
 from pledgebot_sandbox.x import XSandbox
 from tests.auxil.live import Live, eventually

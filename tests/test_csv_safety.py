@@ -92,7 +92,13 @@ def _quoted(field: str) -> str:
 def _stored(app: App) -> dict[str, tuple[str, str, str, str | None, str | None]]:
     with app.db.session() as session:
         return {
-            p.id: (p.name, p.pledge_title, p.pledge_text, p.x_handle, p.matrix_id)
+            p.id: (
+                p.name,
+                p.pledge_title,
+                p.pledge_text,
+                p.handles.get("x"),
+                p.handles.get("matrix"),
+            )
             for p in session.query(Pledgemaker).filter(Pledgemaker.id.startswith("w-"))
         }
 

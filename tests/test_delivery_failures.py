@@ -17,7 +17,8 @@ from bot.channels.base import OutboundMessage, Receipt
 from bot.core.errors import TransientError
 from bot.core.models import Contact, OutboxMessage
 from bot.delivery import outbox
-from bot.delivery.dispatcher import Backoff, Dispatcher
+from bot.delivery.dispatcher import Dispatcher
+from bot.delivery.sending import Backoff
 from bot.service.app import App
 from pledgebot_sandbox import TelegramSandbox
 from tests.auxil.live import Live, eventually, start_live

@@ -254,7 +254,7 @@ def read_back(database: str) -> ReadBack:
             for invite, pledgemaker in session.execute(
                 select(InviteToken, Pledgemaker).join(Pledgemaker)
             ).all():
-                own = {"email": pledgemaker.email, "matrix": pledgemaker.matrix_id}
+                own = dict(pledgemaker.handles)
                 bound = session.scalar(
                     select(Contact).where(
                         Contact.channel == invite.channel, Contact.address == invite.used_by

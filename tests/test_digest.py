@@ -16,8 +16,10 @@ from sqlalchemy.orm import Session
 
 from bot.campaigns import digest
 from bot.campaigns.base import RunContext
+from bot.campaigns.digest import DigestCampaign
 from bot.channels.base import OutboundMessage
-from bot.channels.email.adapter import EmailChannel, EmailSettings
+from bot.channels.email.adapter import EmailChannel
+from bot.channels.email.settings import EmailSettings
 from bot.community import digest_chart
 from bot.core.errors import ScheduleError
 from bot.core.models import (
@@ -35,7 +37,7 @@ from bot.delivery import outbox
 from bot.scheduling import runs
 from bot.scheduling.preview import preview
 from bot.scheduling.scheduler import CampaignScheduler
-from bot.scheduling.schedules import DigestCampaign, LoadedCampaign, ScheduleSet, load_schedules
+from bot.scheduling.schedules import LoadedCampaign, ScheduleSet, load_schedules
 from bot.service.app import App
 from bot.text.templates import Templates
 from tests.auxil.cli import pledgebot

@@ -21,7 +21,7 @@ def test_erasing_a_pledgemaker_cancels_and_blanks_their_queued_invitation(app: A
     with app.db.session() as session:
         person = session.get(Pledgemaker, "gh-min-labour")
         assert person is not None
-        person.email = ADDRESS
+        person.handles["email"] = ADDRESS
         session.flush()
         queued = invitations.send(session, app.templates, [person.id], "email")
         assert queued.queued == [(person.id, ADDRESS)]

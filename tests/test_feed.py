@@ -208,7 +208,7 @@ def test_nothing_private_about_the_pledgemaker_is_in_the_feed(app: App, client: 
     with app.db.session() as session:
         person = session.get(Pledgemaker, GH)
         assert person is not None
-        person.email = "secret.desk@melr.example"
+        person.handles["email"] = "secret.desk@melr.example"
         session.add(Contact(pledgemaker_id=GH, channel="telegram", address="987654321"))
     body = client.get("/feed.atom").text + client.get("/feed.json").text
     assert "Monitoring reached 12 districts." in body

@@ -384,12 +384,13 @@ def test_the_optional_addresses_and_handles_of_other_networks(app: App, tmp_path
     with app.db.session() as session:
         found = session.get(Pledgemaker, "nets")
         assert found is not None
-        assert (found.email, found.matrix_id, found.bluesky_handle) == (
+        handles = found.handles
+        assert (handles.get("email"), handles.get("matrix"), handles.get("bluesky")) == (
             "info@ngo.example",
             "@ngo:matrix.org",
             "@ngo.bsky.social",
         )
-        assert found.linkedin_organization_id == "1234"
+        assert handles.get("linkedin") == "1234"
     bad = [
         f"{row(id='b1')},two@a.example;three@b.example,,,,",
         f"{row(id='b2')},,ngo:matrix.org,,,",

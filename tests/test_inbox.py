@@ -17,7 +17,7 @@ from sqlalchemy import String, cast, func, select, update
 from bot.channels.base import InboundEvent
 from bot.core.models import Contact, JourneyUpdate, OutboxMessage, Prompt, Reply, utcnow
 from bot.core.models import InboundEvent as EventRow
-from bot.inbound import conversation
+from bot.inbound import answers
 from bot.inbound.inbox import CHUNK, Processor, store_events
 from bot.scheduling import runs
 from bot.service.app import App
@@ -108,14 +108,14 @@ def test_a_failing_event_is_marked_and_the_rest_of_its_chunk_stands(
     app: App, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bind_all(app)
-    real = conversation.is_acknowledgement
+    real = answers.is_acknowledgement
 
     def breaks_on_boom(event: InboundEvent) -> bool:
         if event.text == "boom":
             raise ValueError("a bug met this message")
         return real(event)
 
-    monkeypatch.setattr(conversation, "is_acknowledgement", breaks_on_boom)
+    monkeypatch.setattr(answers, "is_acknowledgement", breaks_on_boom)
     chats = list(CHATS.values())
     events = [message(chats[n % 3], n, f"update number {n}") for n in range(CHUNK + 5)]
     events[7] = message(chats[7 % 3], 7, "boom")

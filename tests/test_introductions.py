@@ -222,7 +222,7 @@ def accepted(app: App) -> int:
 def test_two_yeses_exchange_names_pledges_and_contacts(app: App, pair: tuple[int, int]) -> None:
     number = accepted(app)
     with app.db.session() as session:
-        session.get(Pledgemaker, ILO).email = "partnerships@ilo.example"  # type: ignore[union-attr]
+        session.get(Pledgemaker, ILO).handles["email"] = "partnerships@ilo.example"  # type: ignore[union-attr]
     assert press(app, "telegram", "501", f"mi:yes:{number}") == (
         f"introduction {number}: yes, waiting for the other side"
     )

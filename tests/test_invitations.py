@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
 from bot.channels.base import InboundEvent
-from bot.channels.email import text as email_text
+from bot.channels.email import tokens
 from bot.community import invitations
 from bot.core.errors import UserInputError
 from bot.core.models import Contact, InviteToken, OutboxMessage, Pledgemaker, utcnow
@@ -56,12 +56,16 @@ def config_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     )
 
 
-def set_address(app: App, pledgemaker_id: str, **values: str | None) -> None:
+def set_address(app: App, pledgemaker_id: str, **handles: str | None) -> None:
+    """Their handle per network (``email=…``, ``matrix=…``); None clears it."""
     with app.db.session() as session:
         person = session.get(Pledgemaker, pledgemaker_id)
         assert person is not None
-        for key, value in values.items():
-            setattr(person, key, value)
+        for network, value in handles.items():
+            if value is None:
+                person.handles.pop(network, None)
+            else:
+                person.handles[network] = value
 
 
 def invite(app: App, ids: list[str], channel: str = "email") -> invitations.Invitations:
@@ -140,7 +144,7 @@ def test_the_invitation_speaks_their_language_and_without_a_public_url_asks_for_
     with app.db.session() as session:
         french = session.scalars(select(Pledgemaker).where(Pledgemaker.language == "fr")).first()
         assert french is not None
-        french.email = "contact@ong.example"
+        french.handles["email"] = "contact@ong.example"
         result = invitations.send(session, app.templates, [french.id], "email")
     assert result.queued == [(french.id, "contact@ong.example")]
     [mail] = queued(app, channel="email")
@@ -196,7 +200,7 @@ def test_a_stranger_or_an_expired_invitation_connects_nothing(app: App) -> None:
 
 
 def test_joining_the_matrix_room_connects_the_invited_user_and_only_them(app: App) -> None:
-    set_address(app, GH, matrix_id="@ana:ministry.example")
+    set_address(app, GH, matrix="@ana:ministry.example")
     assert invite(app, [GH], "matrix").queued == [(GH, "@ana:ministry.example")]
     [message] = queued(app, channel="matrix")
     assert message.recipient == "@ana:ministry.example" and "Join this room" in message.text
@@ -270,7 +274,7 @@ def test_the_confirmation_link_asks_on_get_and_connects_on_post_once(
 def test_one_click_unsubscribe_stops_all_email_to_the_address(app: App, web: TestClient) -> None:
     with app.db.session() as session:
         session.add(Contact(pledgemaker_id=GH, channel="email", address="ana@ministry.example"))
-    token = email_text.unsubscribe_token(SIGNING_KEY.encode(), "ana@ministry.example")
+    token = tokens.unsubscribe_token(SIGNING_KEY.encode(), "ana@ministry.example")
     page = web.get(f"/unsubscribe/{token}")
     assert page.status_code == 200 and "Stop all emails" in page.text
     assert contact(app, "email", "ana@ministry.example").status == "active"  # type: ignore[union-attr]
@@ -278,7 +282,7 @@ def test_one_click_unsubscribe_stops_all_email_to_the_address(app: App, web: Tes
     done = web.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"})
     assert done.status_code == 200 and "will not receive any more emails" in done.text
     assert contact(app, "email", "ana@ministry.example").status == "stopped"  # type: ignore[union-attr]
-    forged = email_text.unsubscribe_token(b"another key", "ana@ministry.example")
+    forged = tokens.unsubscribe_token(b"another key", "ana@ministry.example")
     assert web.post(f"/unsubscribe/{forged}").status_code == 404
 
 
@@ -287,7 +291,7 @@ def test_unsubscribing_from_an_invitation_means_no_more_invitations(
 ) -> None:
     set_address(app, GH, email="ana@ministry.example")
     invite(app, [GH])
-    token = email_text.unsubscribe_token(SIGNING_KEY.encode(), "ana@ministry.example")
+    token = tokens.unsubscribe_token(SIGNING_KEY.encode(), "ana@ministry.example")
     assert web.post(f"/unsubscribe/{token}").status_code == 200
     [mail] = queued(app, channel="email")
     assert mail.state == "cancelled", "the queued invitation is not sent"

@@ -8,11 +8,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from bot.campaigns.knowledge import load_facts
+from bot.campaigns.knowledge import KnowledgeCampaign, load_facts
 from bot.core.errors import ScheduleError
 from bot.core.models import OutboxMessage, Post
 from bot.scheduling import runs
-from bot.scheduling.schedules import KnowledgeCampaign
 from bot.service.app import App
 from tests.conftest import ROOT
 

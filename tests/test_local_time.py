@@ -9,10 +9,10 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
+from bot.campaigns.followup import FollowupCampaign
 from bot.core.localtime import QuietHours, SendWindow, to_utc
 from bot.core.models import Contact, OutboxMessage, Pledgemaker, utcnow
 from bot.scheduling import sweeper
-from bot.scheduling.schedules import FollowupCampaign
 from bot.service.app import App
 from tests.auxil.specs import followup
 

@@ -21,7 +21,8 @@ import time_machine
 from sqlalchemy import select
 
 from bot.campaigns.base import PlannedMessage
-from bot.core.models import OutboxMessage, StaffAlert
+from bot.core.models import OutboxMessage
+from bot.core.staff_models import StaffAlert
 from bot.delivery import outbox
 from bot.delivery.alerts import Alerts
 from bot.delivery.dispatcher import Dispatcher

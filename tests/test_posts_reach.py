@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from bot.campaigns import posts
 from bot.campaigns.base import Destinations, RunContext
+from bot.channels.registry import plain_text_channels
 from bot.text.templates import Templates
 from tests.conftest import ROOT
 
@@ -16,7 +17,7 @@ CONTEXT = {
     "credit": "Ministry of Employment",
     "pillar": "Act",
     "hashtags": "#EndChildLabour2021",
-    "pledgemaker": {"name": "Ministry", "fediverse_handle": None, "language": "en", "id": "gh"},
+    "pledgemaker": {"name": "Ministry", "handles": {}, "language": "en", "id": "gh"},
     "update": {"id": 1},
 }
 
@@ -35,7 +36,7 @@ def plan(channels: list[str], media: tuple[dict[str, str], ...], text: str) -> p
         language="en",
         context={**CONTEXT, "text": text},
         run=run,
-        templates=Templates(ROOT / "templates"),
+        templates=Templates(ROOT / "templates", plain_text=plain_text_channels()),
         media=media,
         post={"pillar": "act"},
     )
@@ -59,7 +60,11 @@ def test_instagram_takes_one_caption_or_nothing() -> None:
 
 
 def test_public_links_where_the_id_makes_one() -> None:
-    from bot.community.closing import post_link, public_link
+    from bot.channels.registry import spec
+    from bot.community.closing import post_link
+
+    def public_link(channel: str, destination: str, external_id: str) -> str | None:
+        return spec(channel).public_link(destination, external_id)
 
     assert public_link("x", "timeline", "19") == "https://x.com/i/web/status/19"
     assert public_link("telegram", "@journeys", "7") == "https://t.me/journeys/7"

@@ -25,8 +25,10 @@ from pydantic import SecretStr
 
 from bot.channels.base import OutboundMessage
 from bot.channels.ratelimit import Limits, Rate, per_second
-from bot.channels.telegram.adapter import TelegramChannel, TelegramSettings
-from bot.channels.x.adapter import XChannel, XSettings
+from bot.channels.telegram.adapter import TelegramChannel
+from bot.channels.telegram.settings import TelegramSettings
+from bot.channels.x.adapter import XChannel
+from bot.channels.x.settings import XSettings
 from bot.core.errors import RateLimited
 from pledgebot_sandbox import SandboxThread, TelegramSandbox
 from pledgebot_sandbox._telegram_state import busiest_window, closest_in_one_chat
@@ -264,7 +266,8 @@ SKEWED_SENDER = textwrap.dedent(
     import time_machine
     from pydantic import SecretStr
     from bot.channels.base import OutboundMessage
-    from bot.channels.telegram.adapter import TelegramChannel, TelegramSettings
+    from bot.channels.telegram.adapter import TelegramChannel
+    from bot.channels.telegram.settings import TelegramSettings
     from bot.channels.ratelimit import Limits
 
     base_url, token, redis_url, prefix, skew, chats = sys.argv[1:]

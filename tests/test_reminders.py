@@ -12,12 +12,13 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
+from bot.campaigns.followup import FollowupCampaign
 from bot.campaigns.reminders import remind
 from bot.core.errors import ScheduleError
 from bot.core.models import OutboxMessage, Prompt, utcnow
 from bot.delivery import pauses
 from bot.scheduling import runs
-from bot.scheduling.schedules import FollowupCampaign, load_schedules
+from bot.scheduling.schedules import load_schedules
 from bot.text.templates import Templates
 from tests.auxil.clocked import live_at
 from tests.auxil.live import Live

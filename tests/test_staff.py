@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from bot.community import staff
 from bot.core.errors import UserInputError
-from bot.core.models import StaffAlert, StaffUser
+from bot.core.staff_models import StaffAlert, StaffUser
 from bot.delivery import alerts
 from bot.delivery.alerts import Alerts
 from bot.service.app import App

@@ -18,7 +18,8 @@ from starlette.testclient import TestClient
 
 from bot.campaigns.base import PlannedMessage
 from bot.community import staff
-from bot.core.models import AuditEntry, OutboxMessage, StaffSession, StaffUser
+from bot.core.models import OutboxMessage
+from bot.core.staff_models import AuditEntry, StaffSession, StaffUser
 from bot.delivery import outbox
 from bot.service.app import App
 from bot.web.app import build

@@ -8,7 +8,8 @@ import re
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from bot.core.models import AuditEntry, MatchSuggestion, OutboxMessage
+from bot.core.models import MatchSuggestion, OutboxMessage
+from bot.core.staff_models import AuditEntry
 from bot.service.app import App
 from tests.test_introductions import CHALLENGE, GH, ILO, SOLUTION, bind, update
 from tests.test_web_auth import signed_in

@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from bot.core.models import AuditEntry, JourneyUpdate
+from bot.core.models import JourneyUpdate
+from bot.core.staff_models import AuditEntry
 from bot.service.app import App
 from tests.test_web_auth import signed_in
 

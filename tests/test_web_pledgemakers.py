@@ -21,7 +21,6 @@ from starlette.testclient import TestClient
 from bot.campaigns.base import PlannedMessage
 from bot.core.db import Database
 from bot.core.models import (
-    AuditEntry,
     Contact,
     InboundEvent,
     InviteToken,
@@ -32,6 +31,7 @@ from bot.core.models import (
     Reply,
     utcnow,
 )
+from bot.core.staff_models import AuditEntry
 from bot.delivery import outbox
 from bot.service.app import App
 from tests.auxil.cli import pledgebot

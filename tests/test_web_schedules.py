@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from bot.core.models import AuditEntry
+from bot.core.staff_models import AuditEntry
 from bot.service.app import App
 from tests.test_web_auth import signed_in
 

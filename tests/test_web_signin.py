@@ -22,7 +22,8 @@ from sqlalchemy import func, select, text
 from starlette.testclient import TestClient
 
 from bot.community import staff
-from bot.core.models import LoginAttempt, StaffSession, utcnow
+from bot.core.models import utcnow
+from bot.core.staff_models import LoginAttempt, StaffSession
 from bot.service.app import App
 from bot.web.app import build
 from tests.test_web_auth import PASSWORD, sign_in

@@ -15,7 +15,8 @@ from sqlalchemy import select
 from bot.campaigns.base import PlannedMessage
 from bot.channels.base import OutboundMessage
 from bot.channels.text_split import split_thread, weighted_length
-from bot.channels.x.adapter import XChannel, XSettings
+from bot.channels.x.adapter import XChannel
+from bot.channels.x.settings import XSettings
 from bot.core.errors import ChannelUnauthorized, RateLimited, Rejected
 from bot.core.models import CampaignControl, OutboxMessage
 from bot.delivery import outbox

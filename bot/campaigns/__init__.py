@@ -1,1 +1,2 @@
-"""Campaign kinds: each plans messages from data for one run. Planning is pure: it sends nothing."""
+"""Campaign kinds, one module each (model, planning, samples), listed in ``registry``. Planning is
+pure: it sends nothing."""

@@ -8,22 +8,55 @@ long for X becomes a numbered thread (each part replies to the one before, throu
 
 from __future__ import annotations
 
+import re
 from collections import Counter
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar, Literal
 
+from pydantic import Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.campaigns import posts
-from bot.campaigns.base import Plan, RunContext, audience_query
-from bot.campaigns.schedule_models import AmplifyCampaign
+from bot.campaigns.base import (
+    SAMPLE_PLEDGEMAKER,
+    SAMPLE_UPDATE,
+    Kind,
+    Plan,
+    RunContext,
+    TemplateCheck,
+    audience_query,
+    line_of,
+)
+from bot.campaigns.spec import CampaignBase
 from bot.community.consent import credit_line, published_text
 from bot.core.models import JourneyUpdate, OutboxMessage, Pledgemaker, Post
 from bot.core.vocab import PILLAR_NAMES
 from bot.text.templates import Templates
 
 RECENT = 10  # posts looked at for pillar and region balance
+
+
+class AmplifyCampaign(CampaignBase):
+    """Approved, consented journey updates posted to X and a Telegram channel: one update per
+    posting slot, in fair rotation."""
+
+    cadence_refused: ClassVar[str | None] = (
+        "an amplify campaign posts in slots: use cron, interval or once"
+    )
+    kind: Literal["amplify"]
+    template: str = "amplify"  # templates/amplify/<channel>.<language>.j2
+    hashtags: list[str] = Field(default_factory=list)
+    max_per_org_per_month: int = Field(default=2, ge=1)
+
+    @field_validator("hashtags")
+    @classmethod
+    def _tags(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not re.fullmatch(r"#\w+", value):
+                raise ValueError(f"{value!r} is not a hashtag like '#EndChildLabour2021'")
+        return values
 
 
 def post_context(
@@ -143,3 +176,13 @@ def plan(spec: AmplifyCampaign, run: RunContext, session: Session, templates: Te
             "created_at": run.fire_time,
         },
     )
+
+
+def samples(spec: AmplifyCampaign, where: Mapping[str, int]) -> list[TemplateCheck]:
+    """Each channel's post template, with a sample update."""
+    context = post_context(spec, SAMPLE_UPDATE, SAMPLE_PLEDGEMAKER)  # type: ignore[arg-type]
+    line = line_of(where, "template", "channels")
+    return [TemplateCheck(f"{spec.template}/{channel}", line, context) for channel in spec.channels]
+
+
+KIND = Kind(AmplifyCampaign, plan, samples)

@@ -16,17 +16,41 @@ the next. A manual ``campaign fire`` sends at once, like a manual follow-up.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import ClassVar, Literal
 
+from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.campaigns.base import Plan, RunContext, reachable
-from bot.campaigns.schedule_models import AnnounceCampaign
+from bot.campaigns.base import (
+    SAMPLE_PLEDGEMAKER,
+    Kind,
+    Plan,
+    RunContext,
+    TemplateCheck,
+    line_of,
+    reachable,
+)
+from bot.campaigns.spec import CampaignBase
 from bot.core.localtime import parse_clock, to_utc
 from bot.core.models import Contact, JourneyUpdate, Pledgemaker
 from bot.delivery.messages import PlannedMessage
 from bot.text.templates import Templates
+
+
+class AnnounceCampaign(CampaignBase):
+    """One message to an audience, in their language, at their local ``at``, awaiting no
+    answer."""
+
+    cadence_refused: ClassVar[str | None] = (
+        "an announcement goes out when the campaign fires: use once, cron or interval "
+        "(or fire it by hand)"
+    )
+    kind: Literal["announce"]
+    template: str  # templates/<template>.<language>.j2, e.g. "announce/innovation-challenge"
+    pillar: list[Literal["act", "inspire", "scale_up"]] = Field(default_factory=list)
 
 
 def plan(spec: AnnounceCampaign, run: RunContext, session: Session, templates: Templates) -> Plan:
@@ -83,3 +107,12 @@ def local_hour(fired: datetime, at: str, zone: str) -> datetime:
         if moment >= fired:
             return moment
     raise AssertionError("unreachable: a day later is always after the firing")
+
+
+def samples(spec: AnnounceCampaign, where: Mapping[str, int]) -> list[TemplateCheck]:
+    """Its template, for a sample pledgemaker."""
+    sample = {"pledgemaker": SAMPLE_PLEDGEMAKER, "campaign_id": spec.id}
+    return [TemplateCheck(spec.template, line_of(where, "template"), sample)]
+
+
+KIND = Kind(AnnounceCampaign, plan, samples, messages_audience=True)

@@ -1,23 +1,27 @@
-"""What a campaign plan produces: messages for the outbox
-(``bot.delivery.messages.PlannedMessage``), some
-of them prompts awaiting answers."""
+"""What a campaign kind is made of (``Kind``: its model, its planner, the samples its templates
+are checked against) and what a plan produces: messages for the outbox
+(``bot.delivery.messages.PlannedMessage``), some of them prompts awaiting answers."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from bot.campaigns.schedule_models import Audience
+from bot.campaigns.spec import Audience, CampaignBase
+from bot.core.errors import Problem
 from bot.core.models import Contact, Pledgemaker
 from bot.delivery.messages import (
     PlannedMessage,  # defined lower (the outbox uses it); known here too
 )
+from bot.text.templates import Templates
 
 
 class Destinations(dict[str, str]):
@@ -53,6 +57,68 @@ class RunContext:
 class Plan:
     messages: list[PlannedMessage]
     skipped: dict[str, int]  # reason → number of pledgemakers left out
+
+
+class TemplateCheck(NamedTuple):
+    """A template a campaign renders, the schedule-file line that names it, and sample data to
+    render it with (``schedules check`` renders it in every language its readers use)."""
+
+    name: str
+    line: int
+    context: dict[str, Any]
+
+
+Planner = Callable[[Any, RunContext, Session, Templates], Plan]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One campaign kind as the rest of pledgebot sees it; ``bot.campaigns.registry`` lists them.
+
+    The callables take the kind's own model (``model``), validated from its ``[[campaign]]``.
+    """
+
+    model: type[CampaignBase]  # the keys of its [[campaign]] table
+    plan: Planner  # one run → messages; reads only (previews and dry runs call it too)
+    samples: Callable[[Any, Mapping[str, int]], list[TemplateCheck]]  # see TemplateCheck
+    prepare: Callable[[Session], None] | None = None  # a recorded run's writes before it plans
+    # Files the campaign reads, resolved against the config folder and checked: a problem list.
+    check_files: Callable[[Any, Path, str, Mapping[str, int]], list[Problem]] | None = None
+    messages_audience: bool = False  # writes to its audience: `schedules check` warns if empty
+
+
+def line_of(where: Mapping[str, int], *keys: str) -> int:
+    """The line of the first of ``keys`` in a schedule entry, else its ``[[campaign]]`` line."""
+    for key in keys:
+        if key in where:
+            return where[key]
+    return where.get("", 1)
+
+
+# What `schedules check` renders templates against: a pledgemaker and a journey update.
+SAMPLE_PLEDGEMAKER = SimpleNamespace(
+    pledge_date=date(2021, 1, 15),
+    id="sample",
+    name="Sample Organisation",
+    country="GH",
+    region="africa",
+    sector="ngo",
+    language="en",
+    timezone="Africa/Accra",
+    pledge_title="End child labour in our supply chain",
+    pledge_text="We pledge to act.",
+    handles={"x": "@sample"},
+    website="https://example.org",
+)
+SAMPLE_UPDATE = SimpleNamespace(
+    id=1,
+    pillar="act",
+    kind="progress",
+    text="We trained 120 labour inspectors.",
+    edited_text=None,
+    media=[],
+    created_at=datetime(2021, 6, 1, tzinfo=ZoneInfo("UTC")),
+)
 
 
 def audience_query(audience: Audience) -> Select[tuple[Pledgemaker]]:

@@ -1,18 +1,33 @@
 """The ``followup`` kind: a prompt on one pillar (Act / Inspire / Scale up) to each pledgemaker.
 
+Its ``[[campaign]]`` model (with ``reminders``), the prompt and its planning. A follow-up fires as
+a whole (cron, interval, once, by hand) or on a cadence per pledgemaker (``every`` +
+``relative_to``: ``bot.scheduling.sweeper``); its reminders are ``bot.campaigns.reminders``.
+
 Idempotency key: (campaign, pledgemaker, due slot), so planning the same slot twice never
 enqueues twice. Stopped and gone contacts are skipped here and again at send time.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar, Literal
 
+from pydantic import Field, field_validator
 from sqlalchemy.orm import Session
 
-from bot.campaigns.base import Plan, RunContext, reachable
-from bot.campaigns.schedule_models import FollowupCampaign
+from bot.campaigns.base import (
+    SAMPLE_PLEDGEMAKER,
+    Kind,
+    Plan,
+    RunContext,
+    TemplateCheck,
+    line_of,
+    reachable,
+)
+from bot.campaigns.spec import CampaignBase, Strict, parse_duration
 from bot.channels.registry import has_buttons
 from bot.core.models import Contact, Pledgemaker
 from bot.delivery.messages import PlannedMessage
@@ -20,6 +35,46 @@ from bot.text.templates import Templates
 
 BUTTON_KINDS = ("progress", "challenge", "solution", "snooze")
 BUTTON_PREFIX = "pb:"
+
+
+class Reminders(Strict):
+    """``reminders = { … }``: how a prompt left unanswered is followed up."""
+
+    after: str = "3d"  # no answer this long after the prompt (or the last reminder): remind
+    times: int = Field(default=1, ge=1, le=5)
+    template: str = "followup/reminder"
+
+    @field_validator("after")
+    @classmethod
+    def _after(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+
+class FollowupCampaign(CampaignBase):
+    """Pillar-based prompts to the campaign's audience."""
+
+    cadence_refused: ClassVar[str | None] = None  # every + relative_to: the sweeper's
+    kind: Literal["followup"]
+    pillar: Literal["act", "inspire", "scale_up"]
+    template: str = ""
+    reminders: Reminders | None = None  # type: ignore[assignment]
+
+    def template_name(self) -> str:
+        return self.template or f"followup/{self.pillar}"
+
+
+@dataclass(frozen=True)
+class Reminder:
+    """Which reminder this is, for its template: ``{{ reminder.number }}`` of
+    ``{{ reminder.times }}``; ``{{ reminder.last }}`` when no other will follow."""
+
+    number: int
+    times: int
+
+    @property
+    def last(self) -> bool:
+        return self.number >= self.times
 
 
 def prompt_context(
@@ -33,6 +88,16 @@ def prompt_context(
         "campaign_id": spec.id,
         "buttons": buttons,
     }
+
+
+def reminder_context(
+    spec: FollowupCampaign, pledgemaker: Any, number: int, *, buttons: bool = True
+) -> dict[str, Any]:
+    """Everything a reminder template may use: the prompt's context and ``reminder``."""
+    assert spec.reminders is not None
+    context = prompt_context(spec, pledgemaker, buttons=buttons)
+    context["reminder"] = Reminder(number, spec.reminders.times)
+    return context
 
 
 def prompt_buttons(templates: Templates, language: str) -> list[list[dict[str, str]]]:
@@ -79,3 +144,18 @@ def plan(spec: FollowupCampaign, run: RunContext, session: Session, templates: T
         for pledgemaker, contact in found
     ]
     return Plan(messages, skipped)
+
+
+def samples(spec: FollowupCampaign, where: Mapping[str, int]) -> list[TemplateCheck]:
+    """The prompt, and the first and last reminder (their templates say something different)."""
+    context = prompt_context(spec, SAMPLE_PLEDGEMAKER)
+    checks = [TemplateCheck(spec.template_name(), line_of(where, "template"), context)]
+    if spec.reminders is not None:
+        line = line_of(where, "reminders")
+        for number in sorted({1, spec.reminders.times}):
+            sample = reminder_context(spec, SAMPLE_PLEDGEMAKER, number)
+            checks.append(TemplateCheck(spec.reminders.template, line, sample))
+    return checks
+
+
+KIND = Kind(FollowupCampaign, plan, samples, messages_audience=True)

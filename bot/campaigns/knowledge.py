@@ -7,20 +7,42 @@ required), a ``source`` URL; optionally ``image`` (relative to its file) with ``
 
 from __future__ import annotations
 
+import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, ClassVar, Literal
 
+from pydantic import Field, field_validator
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.campaigns import posts
-from bot.campaigns.base import Plan, RunContext
-from bot.campaigns.schedule_models import KnowledgeCampaign, parse_duration
+from bot.campaigns.base import Kind, Plan, RunContext, TemplateCheck, line_of
+from bot.campaigns.spec import CampaignBase, parse_duration
 from bot.core.errors import Problem, ScheduleError
 from bot.core.models import OutboxMessage, Post
 from bot.text.templates import Templates
+
+
+class KnowledgeCampaign(CampaignBase):
+    """Facts from ``data/knowledge/*.toml`` posted in rotation."""
+
+    cadence_refused: ClassVar[str | None] = "knowledge posts in slots: use cron, interval or once"
+    kind: Literal["knowledge"]
+    facts: Path = Path("data/knowledge")  # relative to the config file's folder
+    language: Literal["en", "fr", "es"] = "en"
+    template: str = "knowledge"  # templates/knowledge/<channel>.<language>.j2
+    hashtags: list[str] = Field(default_factory=list)
+    repeat_after: str = "90d"  # never the same fact twice within this window
+
+    @field_validator("repeat_after")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        parse_duration(value)
+        return value
 
 
 @dataclass(frozen=True)
@@ -59,6 +81,32 @@ def load_facts(folder: Path) -> list[Fact]:
     if problems:
         raise ScheduleError(problems)
     return facts
+
+
+def check_facts(
+    spec: KnowledgeCampaign, base_dir: Path, file: str, where: Mapping[str, int]
+) -> list[Problem]:
+    """The fact files: resolved against the config folder, inside it (an editor of schedules
+    must not make the bot read, or name, files elsewhere on the server), and readable."""
+    given = spec.facts
+    spec.facts = base_dir / given  # an absolute path stays itself
+    # Judged as written ('..' folded, links not followed): what an editor can type must stay in
+    # the folder, while a link the administrator put there (data/ on another disk) is theirs.
+    written = Path(os.path.normpath(spec.facts))
+    if not written.is_relative_to(Path(os.path.normpath(base_dir.absolute()))):
+        return [
+            Problem(
+                file,
+                line_of(where, "facts"),
+                f"facts: {str(given)!r} is outside the project folder (where the config file "
+                "is): keep fact files inside it, e.g. 'data/knowledge'",
+            )
+        ]
+    try:
+        load_facts(spec.facts)
+    except ScheduleError as exc:
+        return list(exc.problems)
+    return []
 
 
 def _fact(path: Path, entry: dict[str, Any]) -> tuple[Fact | None, str]:
@@ -115,3 +163,18 @@ def plan(spec: KnowledgeCampaign, run: RunContext, session: Session, templates: 
         media=media,
         post={"fact_id": fact.id, "created_at": run.fire_time},
     )
+
+
+def samples(spec: KnowledgeCampaign, where: Mapping[str, int]) -> list[TemplateCheck]:
+    """Each channel's post template, with a sample fact."""
+    sample = {
+        "text": "160 million children…",
+        "source": "https://www.ilo.org",
+        "hashtags": " ".join(spec.hashtags),
+        "fact": SimpleNamespace(id="sample"),
+    }
+    line = line_of(where, "template", "channels")
+    return [TemplateCheck(f"{spec.template}/{channel}", line, sample) for channel in spec.channels]
+
+
+KIND = Kind(KnowledgeCampaign, plan, samples, check_files=check_facts)

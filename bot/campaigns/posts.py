@@ -6,42 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from bot.campaigns.base import Plan, RunContext, post_limit
-from bot.channels.text_split import Measure, split_thread, weighted_length
+from bot.channels import registry
+from bot.channels.text_split import split_thread
 from bot.delivery.messages import PlannedMessage
 from bot.text.templates import Templates
-
-# How long one post may be on each channel: (text alone, text as a caption under media).
-LIMITS: dict[str, tuple[int, int]] = {
-    "x": (280, 280),
-    "telegram": (4096, 1024),
-    "mastodon": (500, 500),  # the default of an instance; a content warning counts too
-    "facebook": (63_206, 63_206),  # a Page post's message, with or without photos: never split
-    "instagram": (2_200, 2_200),  # a caption: an Instagram post is never text alone
-    "linkedin": (3000, 3000),  # commentary, escapes counted (linkedin_length)
-    "bluesky": (300, 300),  # 300 graphemes and 3,000 UTF-8 bytes (bluesky_length counts both)
-    "webhook": (1_000_000, 1_000_000),  # a JSON document: never split
-}
-
-
-NEEDS_IMAGE = frozenset({"instagram"})  # no text-only posts there: skipped, with the reason
-
-
-def measure_for(channel: str) -> Measure:
-    """How a channel counts a post: X weighs characters, Mastodon counts URLs as 23, others
-    count characters."""
-    if channel == "mastodon":  # imported here: only planning a Mastodon post loads its client
-        from bot.channels.mastodon.adapter import mastodon_length
-
-        return mastodon_length
-    if channel == "linkedin":  # little text: its escapes count
-        from bot.channels.linkedin.adapter import linkedin_length
-
-        return linkedin_length
-    if channel == "bluesky":  # imported here: loads regex, never the atproto library
-        from bot.channels.bluesky.adapter import bluesky_length
-
-        return bluesky_length
-    return weighted_length if channel == "x" else len
 
 
 def thread(
@@ -56,11 +24,12 @@ def thread(
     limit: int | None = None,
 ) -> list[PlannedMessage]:
     """The messages of one post on one channel: media and the post record on the first part.
-    ``limit``: the channel's configured length, if not the default (``LIMITS``)."""
-    alone, with_media = LIMITS.get(channel, (4096, 1024))
+    ``limit``: the channel's configured length, if not its spec's."""
+    spec = registry.spec(channel)
+    alone, with_media = spec.text_limit, spec.caption_limit
     if limit is not None:  # a caption's own, shorter limit still applies
         alone, with_media = limit, (limit if with_media == alone else min(with_media, limit))
-    parts = split_thread(text, limit=with_media if media else alone, measure=measure_for(channel))
+    parts = split_thread(text, limit=with_media if media else alone, measure=spec.length())
     messages: list[PlannedMessage] = []
     previous = None
     for number, part in enumerate(parts, start=1):
@@ -73,7 +42,7 @@ def thread(
                 recipient=destination,
                 text=part,
                 pledgemaker_id=pledgemaker_id,
-                parse_mode="HTML" if channel == "telegram" else None,
+                parse_mode="HTML" if spec.markup == "html" else None,
                 media=media if first else (),
                 follows=previous,
                 post={**post, "parts": len(parts)} if first else None,
@@ -106,7 +75,8 @@ def plan_post(
         if destination is None:
             skipped[f"{channel}: no destination configured"] = 1
             continue
-        if channel in NEEDS_IMAGE and not media:
+        needs_image = registry.spec(channel).image_required
+        if needs_image and not media:
             skipped[f"{channel}: an image is required, and this post has none"] = 1
             continue
         parts = thread(
@@ -119,7 +89,7 @@ def plan_post(
             pledgemaker_id=pledgemaker_id,
             limit=post_limit(run.destinations, channel),
         )
-        if channel in NEEDS_IMAGE and len(parts) > 1:  # later parts would have no image
+        if needs_image and len(parts) > 1:  # later parts would have no image
             skipped[f"{channel}: too long for one caption"] = 1
             continue
         messages += parts

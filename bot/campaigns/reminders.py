@@ -4,51 +4,27 @@ Swept with the cadences. Only open prompts still within their answer window are 
 the cost follows the open prompts, not the audience. An answer (or "Not now") closes the prompt:
 no further reminders are planned, and those queued but not yet sent are cancelled.
 
-Reminders escalate: the template gets ``reminder`` (``number``, ``times``, ``last``), so the
-first is gentle, a later one says it is the second (third…), and the last one says that after it
-the bot waits for the next check-in.
+Reminders escalate: the template gets ``reminder`` (``number``, ``times``, ``last``: see
+``followup.reminder_context``, which ``schedules check`` renders too), so the first is gentle,
+a later one says it is the second (third…), and the last one says that after it the bot waits
+for the next check-in.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from bot.campaigns.followup import prompt_context
-from bot.campaigns.schedule_models import FollowupCampaign, parse_duration
+from bot.campaigns.followup import FollowupCampaign, reminder_context
+from bot.campaigns.spec import parse_duration
 from bot.channels.registry import has_buttons
 from bot.core.db import Database
 from bot.core.models import Contact, OutboxMessage, Pledgemaker, Prompt
 from bot.delivery import outbox
 from bot.delivery.messages import PlannedMessage
 from bot.text.templates import Templates
-
-
-@dataclass(frozen=True)
-class Reminder:
-    """Which reminder this is, for its template: ``{{ reminder.number }}`` of
-    ``{{ reminder.times }}``; ``{{ reminder.last }}`` when no other will follow."""
-
-    number: int
-    times: int
-
-    @property
-    def last(self) -> bool:
-        return self.number >= self.times
-
-
-def reminder_context(
-    spec: FollowupCampaign, pledgemaker: Any, number: int, *, buttons: bool = True
-) -> dict[str, Any]:
-    """Everything a reminder template may use: the prompt's context and ``reminder``."""
-    assert spec.reminders is not None
-    context = prompt_context(spec, pledgemaker, buttons=buttons)
-    context["reminder"] = Reminder(number, spec.reminders.times)
-    return context
 
 
 def remind(

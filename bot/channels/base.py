@@ -3,6 +3,12 @@
 An adapter sends one message and raises a ``bot.core.errors.DeliveryError`` subclass on failure; it
 never retries on its own (the dispatcher decides). A chat channel also polls for inbound events,
 which the inbox stores before the adapter acknowledges them to the platform.
+
+What a channel is and can do (limits, markup, inbound, delete, a command menu …) is its spec's
+to say (``bot.channels.spec``), not the adapter's: the core asks the registry, then uses the
+matching protocol below — ``Deletes`` where ``spec.can_delete``, ``SetsCommands`` where
+``spec.commands``, ``ChatChannel`` where ``spec.inbound``, ``Unsubscribes`` where
+``spec.unsubscribe_links``. tests/channels/test_specs.py holds every adapter to its spec.
 """
 
 from __future__ import annotations
@@ -11,14 +17,6 @@ from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel
-
-
-@dataclass(frozen=True)
-class Capabilities:
-    max_length: int
-    parse_mode: str | None = None  # the markup our templates render for ("HTML")
-    buttons: bool = False
-    inbound: bool = False
 
 
 @dataclass(frozen=True)
@@ -75,7 +73,6 @@ class InboundEvent:
 class Channel(Protocol):
     name: ClassVar[str]
     Settings: ClassVar[type[BaseModel]]
-    capabilities: ClassVar[Capabilities]
 
     async def start(self) -> None: ...
 
@@ -85,7 +82,10 @@ class Channel(Protocol):
 
 
 class ChatChannel(Channel, Protocol):
-    """A channel people write back on."""
+    """A channel people write back on (``spec.inbound``)."""
+
+    # Who may poll it: one listener at a time per account (Telegram: one getUpdates consumer).
+    listener_key: str
 
     async def poll(self, cursor: Any) -> tuple[list[InboundEvent], Any]:
         """Wait for events after ``cursor``; return them and the cursor that acknowledges them.
@@ -97,3 +97,25 @@ class ChatChannel(Channel, Protocol):
     async def download(self, file_id: str) -> bytes: ...
 
     async def invite_link(self, token: str) -> str: ...
+
+
+class Deletes(Protocol):
+    """A channel that takes a post down (``spec.can_delete``)."""
+
+    async def delete(self, message: OutboundMessage) -> None:
+        """``message.text`` is the platform id of the post (``action == "delete"``)."""
+        ...
+
+
+class SetsCommands(Protocol):
+    """A channel with a command menu, set when its listener starts (``spec.commands``)."""
+
+    async def set_commands(self) -> None: ...
+
+
+class Unsubscribes(Protocol):
+    """A channel whose messages carry a one-click unsubscribe link (``spec.unsubscribe_links``)."""
+
+    def read_unsubscribe(self, token: str) -> str | None:
+        """The address a link's token names, or None if this channel did not sign it."""
+        ...

@@ -40,9 +40,9 @@ from typing import Any
 
 from pyrate_limiter import InMemoryBucket, Rate, RateItem
 from pyrate_limiter.abstracts import AbstractBucket
-from redis.exceptions import RedisError
 
 from bot.core.errors import RateLimited
+from bot.core.extras import needs
 
 log = logging.getLogger(__name__)
 MAX_BUCKETS = 10_000  # per process: the least recently used are forgotten (they are idle)
@@ -176,6 +176,13 @@ class Limits:
     ) -> None:
         self.redis_url, self.prefix = redis_url, prefix
         self._redis: Any = None
+        # What "the store cannot be reached" raises: Redis's own errors too when it is the
+        # store (the redis extra; counting in memory needs no Redis library).
+        self._unreachable: tuple[type[Exception], ...] = (OSError,)
+        if redis_url is not None:
+            with needs("redis", "[ratelimit] backend is redis but its library is not installed"):
+                from redis.exceptions import RedisError
+            self._unreachable = (OSError, RedisError)
         self._buckets: OrderedDict[str, _Entry] = OrderedDict()
         self._held: dict[str, float] = {}
         self._tats: OrderedDict[str, int] = OrderedDict()  # in memory: GCRA state, µs
@@ -218,7 +225,7 @@ class Limits:
         """
         try:
             return await self._acquire(key, rates)
-        except (OSError, RedisError) as exc:
+        except self._unreachable as exc:
             raise RateLimited(STORE_RETRY_SECONDS, f"rate-limit store unreachable: {exc}") from exc
 
     async def _acquire(self, key: str, rates: list[Rate]) -> float:
@@ -280,7 +287,7 @@ class Limits:
             args = [int(take)]
             args += [n for pace in paces for n in (pace.every_us, pace.tolerance_us)]
             wait_us = await self._pace_script(keys=keys, args=args)
-        except (OSError, RedisError) as exc:
+        except self._unreachable as exc:
             raise RateLimited(STORE_RETRY_SECONDS, f"rate-limit store unreachable: {exc}") from exc
         return int(wait_us) / 1_000_000
 
@@ -307,7 +314,7 @@ class Limits:
             ttl = max(1, int((until - time.time()) * 1000))
             try:  # best effort: this process holds anyway; the others learn at their next 429
                 await (await self._client()).set(f"{self.prefix}:hold:{key}", str(until), px=ttl)
-            except (OSError, RedisError) as exc:
+            except self._unreachable as exc:
                 log.warning("could not share the hold on %s (%s)", key, exc)
 
     async def held_for(self, key: str) -> float:
@@ -316,7 +323,7 @@ class Limits:
         if self.shared:
             try:
                 raw = await (await self._client()).get(f"{self.prefix}:hold:{key}")
-            except (OSError, RedisError) as exc:
+            except self._unreachable as exc:
                 unreachable = f"rate-limit store unreachable: {exc}"
                 raise RateLimited(STORE_RETRY_SECONDS, unreachable) from exc
             until = max(until, float(raw) if raw else 0.0)

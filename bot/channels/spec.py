@@ -22,6 +22,15 @@ Measure = Callable[[str], int]
 
 
 @dataclass(frozen=True)
+class HandleShape:
+    """What a pledgemaker's handle or address on a network looks like, checked on import."""
+
+    pattern: str  # the whole value must match
+    rule: str  # what an import says of a value that does not: "must be …"
+    lower: bool = False  # case means nothing there: stored in lower case
+
+
+@dataclass(frozen=True)
 class ChannelSpec:
     name: str
     adapter: str  # "module:Class", imported only when the channel is used
@@ -35,8 +44,10 @@ class ChannelSpec:
     buttons: bool = False  # real buttons (else options are written out, numbered)
     inbound: bool = False  # pledgemakers answer on it
     commands: bool = False  # a command menu is set when the listener starts
-    # The pledgemakers.csv column holding their address or handle on this network, if any.
+    # The pledgemakers.csv column holding their address or handle on this network, if any,
+    # and what a value must look like there (without a shape: one line, at most 300 characters).
     handle: str | None = None
+    handle_shape: HandleShape | None = None
     # Replies quote our outbox id (an email's Message-ID), not the platform's id of the message.
     replies_name_outbox_id: bool = False
     unsubscribe_links: bool = False  # every message carries a one-click unsubscribe link
@@ -46,11 +57,15 @@ class ChannelSpec:
     extra: str | None = None  # the pip extra that brings its client library
 
     def length(self) -> Measure:
+        """The channel's measure (imported on first use: it may live beside the adapter)."""
         module, _, name = self.measure.partition(":")
         function: Measure = getattr(import_module(module), name)
         return function
 
     def public_link(self, destination: str, external_id: str) -> str | None:
+        """The post's public address, where its id makes one without asking the platform
+        (none on Mastodon, whose links need the account's address, on Instagram, whose need a
+        permalink look-up, or for a webhook's receiver)."""
         if not external_id or self.link is None:
             return None
         return self.link(destination, external_id)

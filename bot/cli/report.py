@@ -11,6 +11,7 @@ import typer
 
 from bot.cli.common import err, open_app, out
 from bot.core.errors import UserInputError
+from bot.core.extras import ExtraMissing
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -49,8 +50,8 @@ def report(
     with open_app().db.session() as session:
         rows = reports.figures(session, by, first, last)
     period = reports.describe_period(first, last)
-    if chart is not None:
-        drawn = reports.chart(rows, by, kind, period=period)
+    drawn = _draw(rows, by, kind, period) if chart is not None else None
+    if chart is not None and drawn is not None:
         try:
             chart.write_bytes(drawn)
         except OSError as exc:
@@ -62,8 +63,19 @@ def report(
         sys.stdout.write(reports.to_json(rows, by) + "\n")
     else:
         out.print(_table(rows, by, period))
-    if chart is not None:
+    if drawn is not None:
         err.print(f"chart written to {chart}", markup=False, highlight=False)
+
+
+def _draw(rows: list[ReportRow], by: str, kind: str, period: str) -> bytes | None:
+    """The chart; None, said in one line, without matplotlib (the figures go out all the same)."""
+    from bot.community import reports
+
+    try:
+        return reports.chart(rows, by, kind, period=period)
+    except ExtraMissing as exc:
+        err.print(str(exc), markup=False, highlight=False)
+        return None
 
 
 def _chart_kind(path: Path | None) -> str:

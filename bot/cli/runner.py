@@ -23,8 +23,10 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Collection
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
+from bot.channels import registry
+from bot.channels.base import ChatChannel, SetsCommands
 from bot.community import invitations
 from bot.core.aio import wait_any
 from bot.core.coordination import Leadership, is_sqlite, lead, process_lock
@@ -59,7 +61,11 @@ class Roles:
         # Only roles that talk to a platform need its adapters (and their secrets).
         talks = self.roles & {"dispatcher", "listener", "inbox"}
         self.channels = app.enabled_channels() if talks else {}
-        self.chat_channels = {n: c for n, c in self.channels.items() if c.capabilities.inbound}
+        self.chat_channels = {
+            name: cast(ChatChannel, channel)
+            for name, channel in self.channels.items()
+            if registry.spec(name).inbound
+        }
         self.alerts = Alerts(app.db, app.config.alerts)
         self.dispatcher = Dispatcher(
             app.db,
@@ -95,14 +101,15 @@ class Roles:
         for name, channel in self.channels.items():
             try:
                 await channel.start()
-                if "listener" in self.roles and hasattr(channel, "set_commands"):
-                    await channel.set_commands()
+                if "listener" in self.roles and registry.spec(name).commands:
+                    await cast(SetsCommands, channel).set_commands()
             except Exception as exc:  # getMe / setMyCommands: the loops retry the platform anyway
                 log.warning("%s: start-up call failed (%s); continuing", name, exc)
         if "listener" in self.roles:
             for channel in self.chat_channels.values():
-                key = getattr(channel, "listener_key", channel.name)
-                self._lead("listen", f"listener:{key}", self._start_listener(channel))
+                self._lead(
+                    "listen", f"listener:{channel.listener_key}", self._start_listener(channel)
+                )
         if "inbox" in self.roles:
             self._lead("process", "inbox", self._start_processor)
         if "scheduler" in self.roles:
@@ -126,7 +133,7 @@ class Roles:
             asyncio.create_task(lead(leadership, self.stops[stage], start, _finish))
         )
 
-    def _start_listener(self, channel: Any) -> Any:
+    def _start_listener(self, channel: ChatChannel) -> Any:
         async def start() -> tuple[asyncio.Task[None], asyncio.Event, float]:
             stop = asyncio.Event()
             listener = Listener(self.app.db, channel, self.processor.wake)

@@ -21,12 +21,13 @@ def schedules_check(
     paths: Annotated[list[Path] | None, typer.Argument(help="Files or folders.")] = None,
 ) -> None:
     """Validate schedule files: every error with file:line; exit 1 on any. Applies nothing."""
+    from bot.channels.registry import plain_text_channels, unavailable
     from bot.scheduling.schedules import load_schedules
     from bot.settings.config import load_config
     from bot.text.templates import Templates
 
     config = load_config(State.config_path, required=State.config_given)
-    templates = Templates(config.path("templates"))
+    templates = Templates(config.path("templates"), plain_text=plain_text_channels())
     problems, warnings = templates.check_phrases()
     if problems:
         raise UserInputError("\n".join(str(p) for p in problems))
@@ -36,7 +37,9 @@ def schedules_check(
         default_timezone=config.timezone,
         base_dir=config.base_dir,
     )
-    for warning in [*warnings, *found.warnings, *_audience_warnings(config, found)]:
+    # An enabled channel whose library is not installed: `run` goes without it (its messages wait).
+    off = [str(why) for name in config.enabled_channels() if (why := unavailable(name))]
+    for warning in [*off, *warnings, *found.warnings, *_audience_warnings(config, found)]:
         err.print(f"warning: {warning}", markup=False)
     out.print(f"{len(found.campaigns)} campaign(s) in {len(found.files)} file(s): OK")
 

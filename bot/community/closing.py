@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bot.channels import registry
 from bot.core.db import Database
 from bot.core.models import Contact, OutboxMessage, Pledgemaker, Post
 from bot.delivery import outbox
@@ -14,29 +15,8 @@ from bot.text.templates import Templates
 
 def post_link(channel: str, destination: str, external_id: str) -> str:
     """The public address of a post, or (for staff) what identifies it where there is none."""
-    return public_link(channel, destination, external_id) or f"{channel} post {external_id}"
-
-
-def public_link(channel: str, destination: str, external_id: str) -> str | None:
-    """The post's public address, where its id makes one without asking the platform (not on
-    Mastodon, whose links need the account's address, Instagram, whose need a permalink look-up,
-    or a webhook's receiver)."""
-    if not external_id:
-        return None
-    if channel == "x":
-        return f"https://x.com/i/web/status/{external_id}"
-    if channel == "telegram":
-        if destination.startswith("@"):
-            return f"https://t.me/{destination[1:]}/{external_id}"
-        return f"https://t.me/c/{destination.removeprefix('-100')}/{external_id}"
-    if channel == "bluesky" and external_id.startswith("at://"):
-        did, _, rkey = external_id.removeprefix("at://").partition("/app.bsky.feed.post/")
-        return f"https://bsky.app/profile/{did}/post/{rkey}" if rkey else None
-    if channel == "linkedin" and external_id.startswith("urn:li:"):
-        return f"https://www.linkedin.com/feed/update/{external_id}/"
-    if channel == "facebook":
-        return f"https://www.facebook.com/{external_id}"
-    return None
+    link = registry.spec(channel).public_link(destination, external_id)
+    return link or f"{channel} post {external_id}"
 
 
 def close_loop(db: Database, templates: Templates) -> int:
@@ -52,7 +32,7 @@ def close_loop(db: Database, templates: Templates) -> int:
         thanks = []
         for post, destination, external_id in live:
             post.thanked = True
-            link = public_link(post.channel, destination, external_id or "")
+            link = registry.spec(post.channel).public_link(destination, external_id or "")
             if link is None:  # another network's post of the same update says it
                 continue
             message = _thanks(session, post, link, templates)

@@ -34,9 +34,9 @@ def published_text(update: JourneyUpdate) -> str:
 
 
 def credit_line(pledgemaker: Pledgemaker) -> str:
-    return (
-        f"{pledgemaker.name} ({pledgemaker.x_handle})" if pledgemaker.x_handle else pledgemaker.name
-    )
+    """Their name, with their X handle when they have one."""
+    handle = pledgemaker.handles.get("x")
+    return f"{pledgemaker.name} ({handle})" if handle else pledgemaker.name
 
 
 def ask(

@@ -8,6 +8,7 @@ bare acknowledgement ("ok", "thanks") and a message tied to neither are not coun
 from __future__ import annotations
 
 import io
+import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -16,7 +17,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from bot.core.extras import ExtraMissing, needs
 from bot.core.models import JourneyUpdate, Prompt, Reply
+
+log = logging.getLogger(__name__)
 
 PILLARS = ("act", "inspire", "scale_up")
 PILLAR_NAMES = {"act": "Act", "inspire": "Inspire", "scale_up": "Scale up"}
@@ -89,16 +93,18 @@ def describe(replies: WeeklyReplies) -> str:
 
 
 def png(replies: WeeklyReplies) -> bytes:
-    """The chart as PNG bytes: one stacked bar per week, the pillars in legend order."""
-    import matplotlib  # here, not at the top: only a digest run draws
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
+    """The chart as PNG bytes: one stacked bar per week, the pillars in legend order.
+    ``ExtraMissing`` without matplotlib (the reports extra)."""
     from bot.community.reports import (
         CHARTING,  # one lock for every chart: matplotlib caches are shared
+        NO_CHART,
     )
+
+    with needs("reports", NO_CHART):  # here, not at the top: only a digest run draws
+        import matplotlib
+        from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
+    matplotlib.use("Agg")
 
     days = replies.first_days()
     places = list(range(len(days)))
@@ -132,13 +138,21 @@ def png(replies: WeeklyReplies) -> bytes:
     return buffer.getvalue()
 
 
-def save(replies: WeeklyReplies, media_dir: Path, campaign_id: str, fire_time: datetime) -> Path:
+def save(
+    replies: WeeklyReplies, media_dir: Path, campaign_id: str, fire_time: datetime
+) -> Path | None:
     """``<media_dir>/digest/<campaign>-<fire time>.png``, written whole (a re-plan of the same
-    firing writes the same file)."""
+    firing writes the same file). None without matplotlib (the reports extra): the digest goes
+    out without its chart, and one line says which extra draws it."""
+    try:
+        drawn = png(replies)
+    except ExtraMissing as exc:
+        log.warning("digest %s: %s", campaign_id, exc)
+        return None
     stamp = fire_time.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = media_dir / "digest" / f"{campaign_id}-{stamp}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".png.part")
-    partial.write_bytes(png(replies))
+    partial.write_bytes(drawn)
     partial.replace(path)
     return path

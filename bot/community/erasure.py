@@ -2,11 +2,12 @@
 
 Erasure blanks every word, address and file that came from or names them, and moves what is
 left (ids, times, states, pillar, country) to a new random id, so the reports' anonymous counts
-still add up. Every queued message to any of their addresses (their contacts', their email and
-Matrix id, their invitations') is cancelled and blanked — an invitation has no contact yet —
-their published posts taken down where the channel allows it (else listed, to be removed by
-hand), and an import cannot bring them back: the SHA-256 of their old id is kept. All in the
-caller's one transaction: all or nothing.
+still add up. Their handles are deleted. Every queued message to any of their addresses (their
+contacts', their handles' — the email and Matrix id the bot invites —, their invitations') is
+cancelled and blanked — an invitation has no contact yet — their published posts taken down
+where the channel allows it (else listed, to be removed by hand), and an import cannot bring
+them back: the SHA-256 of their old id is kept. All in the caller's one transaction: all or
+nothing.
 """
 
 from __future__ import annotations
@@ -23,14 +24,14 @@ from sqlalchemy.orm import Session
 
 from bot.community import consent
 from bot.community.closing import post_link
-from bot.community.invitations import ADDRESS_COLUMNS
+from bot.community.row_models import HANDLE_COLUMNS
 from bot.core.errors import UserInputError
 from bot.core.models import (
-    AuditEntry,
     Base,
     Cadence,
     Consent,
     Contact,
+    Handle,
     InboundEvent,
     InviteToken,
     JourneyUpdate,
@@ -42,6 +43,7 @@ from bot.core.models import (
     Reply,
     utcnow,
 )
+from bot.core.staff_models import AuditEntry
 from bot.delivery.alerts import Alerts
 from bot.delivery.failures import ERASED
 from bot.delivery.outbox import ERASED_RECIPIENT, OPEN_STATES
@@ -93,7 +95,10 @@ def export_data(session: Session, pledgemaker_id: str) -> dict[str, Any]:
     )
     return {
         "exported_at": utcnow().isoformat(),
-        "pledgemaker": _record(person, skip=("erased_at", "erased_ref")),
+        "pledgemaker": {
+            **_record(person, skip=("erased_at", "erased_ref")),
+            **{column: person.handles.get(network) for column, network in HANDLE_COLUMNS.items()},
+        },
         "contacts": [_record(c) for c in contacts],
         "invitations": [
             _record(i, skip=("token",))  # a live token is a key, not their data
@@ -244,6 +249,7 @@ def erase(
         update(AuditEntry).where(AuditEntry.target == old).values(target=new)
     )
     session.execute(delete(InviteToken).where(InviteToken.pledgemaker_id == old))
+    session.execute(delete(Handle).where(Handle.pledgemaker_id == old))
     session.execute(delete(Cadence).where(Cadence.pledgemaker_id == old))
     session.execute(  # who they were matched with says who they are
         delete(MatchSuggestion).where(
@@ -266,12 +272,10 @@ def erase(
 
 
 def _to_their_addresses(session: Session, person: Pledgemaker, contacts: list[Contact]) -> Any:
-    """Outbox rows whose recipient is one of their addresses: a contact's, the email and
-    Matrix id the bot invites, and each invitation's."""
+    """Outbox rows whose recipient is one of their addresses: a contact's, a handle's (the email
+    and Matrix id the bot invites), and each invitation's."""
     addresses = {(c.channel, c.address) for c in contacts}
-    for channel, column in ADDRESS_COLUMNS.items():
-        if getattr(person, column):
-            addresses.add((channel, getattr(person, column)))
+    addresses |= set(person.handles.items())
     invited = select(InviteToken.channel, InviteToken.address).where(
         InviteToken.pledgemaker_id == person.id, InviteToken.address.is_not(None)
     )

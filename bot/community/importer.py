@@ -1,209 +1,32 @@
 """CSV import of pledgemakers and journey updates: upsert by stable id, all or nothing.
 
 Every bad row is reported with its line number and reason; if any row is bad nothing is written.
-A whole file is read and checked (``bot.community.csv_rows``) before the database is touched, and
-the
-changes are then written with one bulk statement per kind: the write transaction (on SQLite the
-database's write lock, which ``pledgebot run`` needs too) lasts only as long as the writing.
-An optional column absent from the file leaves what is stored alone; an empty cell clears it.
+A whole file is read and checked (``bot.community.csv_rows``, against ``row_models``) before the
+database is touched, and the changes are then written with one bulk statement per kind: the write
+transaction (on SQLite the database's write lock, which ``pledgebot run`` needs too) lasts only
+as long as the writing. An optional column absent from the file leaves what is stored alone; an
+empty cell clears it. A handle column's values live in the handles table, one row per network.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC
 from pathlib import Path
-from typing import IO, Annotated, Any, ClassVar
+from typing import IO, Any, cast
 
-from pydantic import (
-    AfterValidator,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    field_validator,
-)
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from bot.community.csv_rows import Parsed, RowModel, read
+from bot.community.csv_rows import Parsed, read
+from bot.community.row_models import HANDLE_COLUMNS, PLEDGEMAKER_COLUMNS, PledgemakerRow, UpdateRow
 from bot.core import csv_safety
 from bot.core.errors import Problem
-from bot.core.models import JourneyUpdate, Pledgemaker, utcnow
-from bot.core.vocab import (
-    LANGUAGES,
-    PILLARS,
-    REGIONS,
-    SECTORS,
-    UPDATE_KINDS,
-    country_codes,
-    require_known,
-    time_zones,
-)
+from bot.core.models import Handle, JourneyUpdate, Pledgemaker, utcnow
 from bot.delivery import outbox
-
-MAX_TEXT = 20_000  # characters of a pledge or an update: far above any real one
-# UTC offsets in use run from -12:00 (Baker Island) to +14:00 (Kiribati).
-OFFSETS = (timedelta(hours=-12), timedelta(hours=14))
-
-
-def _vocabulary(known: Callable[[], Iterable[str]], what: str) -> AfterValidator:
-    def check(value: str) -> str:
-        choices = known()
-        return value if value in choices else require_known(value, choices, what)
-
-    return AfterValidator(check)
-
-
-def _shaped(pattern: str, rule: str) -> AfterValidator:
-    compiled = re.compile(pattern)
-
-    def check(value: str | None) -> str | None:
-        if value is not None and not compiled.fullmatch(value):
-            raise ValueError(rule)
-        return value
-
-    return AfterValidator(check)
-
-
-def _iso(parse: Callable[[str], Any], example: str) -> BeforeValidator:
-    """Only ISO 8601 text: pydantic alone would also take a Unix timestamp as a date."""
-
-    def check(value: Any) -> Any:
-        text = str(value).strip()
-        try:
-            return parse(text)
-        except ValueError as exc:
-            if str(exc).startswith("offset must be"):  # Python's words for +25:00
-                raise ValueError(_OFFSET_RULE) from None
-            if re.match(r"\d{4}-\d{2}-\d{2}", text) and "isoformat" not in str(exc):
-                raise ValueError(str(exc)) from None  # the right shape, an impossible value
-            raise ValueError(f"not an ISO 8601 value like {example}") from None
-
-    return BeforeValidator(check)
-
-
-_OFFSET_RULE = "the UTC offset must be between -12:00 and +14:00"
-
-
-def _blank_is_none(value: Any) -> Any:
-    return None if isinstance(value, str) and not value.strip() else value
-
-
-StableId = Annotated[
-    str,
-    _shaped(
-        r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}",
-        "must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit",
-    ),
-]
-Country = Annotated[str, _vocabulary(country_codes, "country code (ISO 3166-1 alpha-2)")]
-Region = Annotated[str, _vocabulary(lambda: REGIONS, "region")]
-Sector = Annotated[str, _vocabulary(lambda: SECTORS, "sector")]
-Language = Annotated[str, _vocabulary(lambda: LANGUAGES, "language")]
-TimeZone = Annotated[str, _vocabulary(time_zones, "IANA time zone")]
-Pillar = Annotated[str, _vocabulary(lambda: PILLARS, "pillar")]
-Kind = Annotated[str, _vocabulary(lambda: UPDATE_KINDS, "kind")]
-Handle = Annotated[
-    str | None,
-    BeforeValidator(_blank_is_none),
-    _shaped(r"@[A-Za-z0-9_]{1,15}", "must be @ and 1-15 letters, digits or '_'"),
-]
-FediverseHandle = Annotated[
-    str | None,
-    BeforeValidator(_blank_is_none),
-    _shaped(
-        r"(?=.{5,300}$)@[A-Za-z0-9_]+(?:[.-]+[A-Za-z0-9_]+)*@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,63}",
-        "must be @user@instance.domain (e.g. @ilo@mastodon.social), at most 300 characters",
-    ),
-]
-Email = Annotated[
-    str | None,
-    BeforeValidator(_blank_is_none),
-    BeforeValidator(lambda v: v.strip().lower() if isinstance(v, str) else v),
-    _shaped(
-        r"(?=.{3,254}$)[^@\s,;<>\"]+@[^@\s,;<>\"]+\.[A-Za-z]{2,63}",
-        "must be one email address, e.g. info@example.org",
-    ),
-]
-MatrixId = Annotated[
-    str | None,
-    BeforeValidator(_blank_is_none),
-    _shaped(
-        r"(?=.{3,255}$)@[a-z0-9._=/+-]+:[A-Za-z0-9.-]+(?::\d{1,5})?",
-        "must be a Matrix user id, e.g. @ilo:matrix.org",
-    ),
-]
-BlueskyHandle = Annotated[
-    str | None,
-    BeforeValidator(_blank_is_none),
-    BeforeValidator(lambda v: v.strip().lower() if isinstance(v, str) else v),
-    _shaped(
-        r"(?=.{4,254}$)@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]",
-        "must be @ and a Bluesky handle, e.g. @ilo.bsky.social",
-    ),
-]
-LinkedInPage = Annotated[
-    str | None,
-    BeforeValidator(_blank_is_none),
-    _shaped(
-        r"[1-9][0-9]{0,19}", "must be the number of their LinkedIn page (urn:li:organization:N)"
-    ),
-]
-Website = Annotated[
-    str | None,
-    BeforeValidator(_blank_is_none),
-    _shaped(r"https?://\S+", "must start with https:// (or http://)"),
-]
-
-
-class PledgemakerRow(RowModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    multiline: ClassVar[frozenset[str]] = frozenset({"pledge_text"})
-    noun: ClassVar[str] = "pledgemaker"
-    id: StableId
-    name: str = Field(min_length=1, max_length=300)
-    country: Country
-    region: Region
-    sector: Sector
-    language: Language
-    timezone: TimeZone
-    pledge_title: str = Field(min_length=1, max_length=300)
-    pledge_text: str = Field(min_length=1, max_length=MAX_TEXT)
-    pledge_date: Annotated[date, _iso(date.fromisoformat, "2021-06-12")]
-    x_handle: Handle = None
-    website: Website = None
-    fediverse_handle: FediverseHandle = None
-    email: Email = None
-    matrix_id: MatrixId = None
-    bluesky_handle: BlueskyHandle = None
-    linkedin_organization_id: LinkedInPage = None
-
-
-class UpdateRow(RowModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    multiline: ClassVar[frozenset[str]] = frozenset({"text"})
-    noun: ClassVar[str] = "update"
-    id: StableId
-    pledgemaker_id: str = Field(min_length=1)
-    pillar: Pillar
-    kind: Kind
-    text: str = Field(min_length=1, max_length=MAX_TEXT)
-    submitted_at: Annotated[datetime, _iso(datetime.fromisoformat, "2021-06-12T09:30:00+00:00")]
-    consent_to_publish: bool
-
-    @field_validator("submitted_at")
-    @classmethod
-    def _aware(cls, value: datetime) -> datetime:
-        offset = value.utcoffset()
-        if offset is None:
-            raise ValueError("needs a UTC offset, e.g. 2021-06-12T09:30:00+00:00")
-        if not OFFSETS[0] <= offset <= OFFSETS[1]:
-            raise ValueError(_OFFSET_RULE)
-        return value
 
 
 @dataclass
@@ -213,7 +36,6 @@ class ImportResult:
     warnings: list[Problem] = field(default_factory=list)
 
 
-PLEDGEMAKER_COLUMNS = list(PledgemakerRow.model_fields)
 UPDATE_COLUMNS = ("pledgemaker_id", "pillar", "kind", "text", "consent_to_publish", "created_at")
 
 
@@ -222,16 +44,19 @@ def import_pledgemakers(session: Session, path: Path, *, data: bytes | None = No
     # Everything that needs no database first: SQLite's write lock is taken by the first
     # statement and held until the caller commits.
     parsed = read(path, PledgemakerRow, data=data)
-    given = [c for c in PLEDGEMAKER_COLUMNS if c in parsed.columns]
+    given = [c for c in PLEDGEMAKER_COLUMNS if c in parsed.columns and c not in HANDLE_COLUMNS]
+    networks = [network for c, network in HANDLE_COLUMNS.items() if c in parsed.columns]
     now = utcnow()
-    rows = [
-        (line, {"created_at": now, "updated_at": now, **row.model_dump()})
-        for line, row in parsed.rows
-    ]
+    rows = []
+    for line, row in parsed.rows:
+        values = row.model_dump()
+        theirs = {network: values.pop(column) for column, network in HANDLE_COLUMNS.items()}
+        wanted = {network: theirs[network] for network in networks}
+        rows.append((line, {"created_at": now, "updated_at": now, **values}, wanted))
     digests = {
-        hashlib.sha256(values["id"].encode()).hexdigest(): values["id"] for _, values in rows
+        hashlib.sha256(values["id"].encode()).hexdigest(): values["id"] for _, values, _ in rows
     }
-    lines = {values["id"]: line for line, values in rows}
+    lines = {values["id"]: line for line, values, _ in rows}
     table = Pledgemaker.__table__.c  # Core rows: the ORM would build an object per row
     erased = select(table.id, table.erased_ref, table.erased_at).where(table.erased_at.is_not(None))
     for anonymous, ref, when in session.execute(erased):
@@ -246,18 +71,79 @@ def import_pledgemakers(session: Session, path: Path, *, data: bytes | None = No
     query = select(*(table[c] for c in given)).where(table.erased_at.is_(None))
     stored = {values[0]: values for values in session.execute(query).tuples().all()}
     _warn_about_case(parsed, stored, "pledgemaker")
+    held = _stored_handles(session, networks)
     created: list[dict[str, Any]] = []
     changed: list[dict[str, Any]] = []
-    for _, values in rows:
+    handles = _HandleChanges()
+    for _, values, wanted in rows:
+        moved = handles.compare(values["id"], wanted, held.get(values["id"], {}))
         before = stored.get(values["id"])
         if before is None:
             created.append(values)  # a column absent from the file: empty
             continue
         diff = {c: values[c] for c, old in zip(given, before, strict=True) if values[c] != old}
-        if diff:
+        if diff or moved:
             changed.append({"id": values["id"], **diff, "updated_at": now})
     _write(session, Pledgemaker, created, changed)
+    handles.write(session)
     return ImportResult(len(created), len(changed), parsed.warnings)
+
+
+def _stored_handles(session: Session, networks: Collection[str]) -> dict[str, dict[str, str]]:
+    """pledgemaker id → network → value, for the networks whose column the file has."""
+    if not networks:
+        return {}
+    held: dict[str, dict[str, str]] = defaultdict(dict)
+    query = select(Handle.pledgemaker_id, Handle.network, Handle.value).where(
+        Handle.network.in_(networks)
+    )
+    for pledgemaker_id, network, value in session.execute(query):
+        held[pledgemaker_id][network] = value
+    return held
+
+
+@dataclass
+class _HandleChanges:
+    """What an import does to the handles table: rows to insert, change and delete."""
+
+    added: list[dict[str, str]] = field(default_factory=list)
+    changed: list[dict[str, str]] = field(default_factory=list)
+    cleared: list[dict[str, str]] = field(default_factory=list)
+
+    def compare(
+        self, pledgemaker_id: str, wanted: dict[str, str | None], held: dict[str, str]
+    ) -> bool:
+        """Note what makes ``held`` into ``wanted`` (None: no handle); whether anything does."""
+        differs = False
+        for network, value in wanted.items():
+            old = held.get(network)
+            if value == old:
+                continue
+            differs = True
+            key = {"_pledgemaker": pledgemaker_id, "_network": network}
+            if value is None:
+                self.cleared.append(key)
+            elif old is None:
+                self.added.append(
+                    {"pledgemaker_id": pledgemaker_id, "network": network, "value": value}
+                )
+            else:
+                self.changed.append({**key, "value": value})
+        return differs
+
+    def write(self, session: Session) -> None:
+        """After the pledgemakers' own rows (a new pledgemaker's handles refer to it)."""
+        table = cast(Table, Handle.__table__)  # Core executemany: no ORM object per row
+        if self.added:
+            session.execute(insert(table), self.added)
+        key = (table.c.pledgemaker_id == bindparam("_pledgemaker")) & (
+            table.c.network == bindparam("_network")
+        )
+        if self.changed:
+            statement = update(table).where(key).values(value=bindparam("value"))
+            session.execute(statement, self.changed)
+        if self.cleared:
+            session.execute(delete(table).where(key), self.cleared)
 
 
 def import_updates(session: Session, path: Path) -> ImportResult:
@@ -353,13 +239,19 @@ def _write(
 
 def export_pledgemakers(session: Session, stream: IO[str]) -> int:
     """Every pledgemaker (not erased) as CSV in the import's own format: export, edit, import."""
-    query = select(*(getattr(Pledgemaker, c) for c in PLEDGEMAKER_COLUMNS)).where(
-        Pledgemaker.erased_at.is_(None)
-    )
+    own = [c for c in PLEDGEMAKER_COLUMNS if c not in HANDLE_COLUMNS]
+    query = select(*(getattr(Pledgemaker, c) for c in own)).where(Pledgemaker.erased_at.is_(None))
     people = session.execute(query.order_by(Pledgemaker.id)).tuples().all()
+    held = _stored_handles(session, HANDLE_COLUMNS.values())
     csv_safety.write_records(
         stream,
         PLEDGEMAKER_COLUMNS,
-        (dict(zip(PLEDGEMAKER_COLUMNS, p, strict=True)) for p in people),
+        (
+            {
+                **dict(zip(own, person, strict=True)),
+                **{c: held.get(person[0], {}).get(n) for c, n in HANDLE_COLUMNS.items()},
+            }
+            for person in people
+        ),
     )
     return len(people)

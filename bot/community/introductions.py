@@ -321,7 +321,8 @@ def _introduce(session: Session, row: MatchSuggestion, templates: Templates) -> 
 
 def contact_line(session: Session, person: Pledgemaker) -> str:
     """How to reach them, from what they gave us: email, Matrix id, website, handles."""
-    ways = [person.email, person.matrix_id, person.website, person.x_handle]
+    handles = person.handles
+    ways = [handles.get("email"), handles.get("matrix"), person.website, handles.get("x")]
     email = session.scalar(
         select(Contact.address).where(
             Contact.pledgemaker_id == person.id,

@@ -2,8 +2,9 @@
 
 Telegram and X do not let a bot open a conversation: there the campaign team hands out a link
 (``contacts.create_invite`` + the adapter's ``invite_link``). By email and on Matrix the bot can
-write to an address it was given — the pledgemaker's ``email`` or ``matrix_id`` column — so it
-sends the invitation through the outbox like any message (rate limits, retries, the calendar):
+write to an address it was given — the pledgemaker's handle there (the ``email`` or
+``matrix_id`` column of pledgemakers.csv) — so it sends the invitation through the outbox like
+any message (rate limits, retries, the calendar):
 
 - **email**: a mail asking them to confirm. Replying to it, or opening the confirmation link on
   the dashboard (``/join/<token>``, when ``[dashboard] public_url`` is set), binds the address;
@@ -23,17 +24,18 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
+from bot.channels.registry import spec
 from bot.community.contacts import create_invite
 from bot.core.errors import UserInputError
-from bot.core.models import Contact, InviteToken, Pledgemaker, utcnow
+from bot.core.models import Contact, Handle, InviteToken, Pledgemaker, utcnow
 from bot.delivery import outbox
 from bot.delivery.messages import PlannedMessage
 from bot.text.templates import Templates
 
-# Channel → the pledgemaker column holding the address the bot writes to first.
-ADDRESS_COLUMNS = {"email": "email", "matrix": "matrix_id"}
+# The channels where the bot writes first, to the pledgemaker's handle there (their address).
+INVITES_ON = ("email", "matrix")
 KEY_PREFIX = "invite:"  # the outbox idempotency key of an invitation: "invite:<token>"
 
 
@@ -44,7 +46,7 @@ class Invitations:
 
 
 def sends_invitations(channel: str) -> bool:
-    return channel in ADDRESS_COLUMNS
+    return channel in INVITES_ON
 
 
 def join_url(public_url: str | None, token: str) -> str | None:
@@ -62,16 +64,17 @@ def send(
 ) -> Invitations:
     """Queue an invitation to each pledgemaker's address on ``channel``; returns what was
     queued and who was skipped, and why. Unknown ids are refused before anything is queued."""
-    column = ADDRESS_COLUMNS.get(channel)
-    if column is None:
+    if channel not in INVITES_ON:
         raise UserInputError(
             f"the bot cannot write first on {channel}: use an invitation link "
-            f"(channels it can invite on: {', '.join(sorted(ADDRESS_COLUMNS))})"
+            f"(channels it can invite on: {', '.join(sorted(INVITES_ON))})"
         )
     people = {
         p.id: p
         for p in session.scalars(
-            select(Pledgemaker).where(Pledgemaker.id.in_(ids), Pledgemaker.erased_at.is_(None))
+            select(Pledgemaker)
+            .where(Pledgemaker.id.in_(ids), Pledgemaker.erased_at.is_(None))
+            .options(selectinload(Pledgemaker.handle_rows))
         )
     }
     unknown = [i for i in ids if i not in people]
@@ -83,7 +86,7 @@ def send(
     result = Invitations()
     for pledgemaker_id in dict.fromkeys(ids):
         person = people[pledgemaker_id]
-        address = getattr(person, column)
+        address = person.handles.get(channel)
         theirs = [c for c in contacts if c.pledgemaker_id == person.id or c.address == address]
         reason = _why_not(session, channel, address, theirs)
         if reason is not None:
@@ -118,7 +121,7 @@ def _why_not(
     """Why this pledgemaker gets no invitation now, or None. ``contacts``: theirs on the
     channel, and any other pledgemaker's at the same address."""
     if not address:
-        return f"no {ADDRESS_COLUMNS[channel]} on record"
+        return f"no {spec(channel).handle} on record"
     statuses = {c.status for c in contacts}
     if "stopped" in statuses:
         return "opted out"
@@ -148,10 +151,11 @@ def open_invite(session: Session, channel: str, address: str) -> InviteToken | N
 
 def everyone(session: Session, channel: str) -> list[str]:
     """Every pledgemaker with an address for ``channel`` and no contact on it yet."""
-    column = getattr(Pledgemaker, ADDRESS_COLUMNS[channel])
     bound = select(Contact.pledgemaker_id).where(Contact.channel == channel)
-    query = select(Pledgemaker.id).where(
-        Pledgemaker.erased_at.is_(None), column.is_not(None), Pledgemaker.id.not_in(bound)
+    query = (
+        select(Pledgemaker.id)
+        .join(Handle, (Handle.pledgemaker_id == Pledgemaker.id) & (Handle.network == channel))
+        .where(Pledgemaker.erased_at.is_(None), Pledgemaker.id.not_in(bound))
     )
     return list(session.scalars(query.order_by(Pledgemaker.id)))
 

@@ -15,10 +15,14 @@ stores the suggestions and runs the introductions. The score of a (challenge, of
 
 Each suggestion carries a one-line reason a person can check ("both on cocoa and schooling, in
 Côte d'Ivoire; Ecole Plus reported a solution on school meals").
+
+scikit-learn, the stemmers and the stop words are the ``matchmaking`` extra: without them ``rank``
+suggests nothing and says so in one line (a digest still goes out).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import tomllib
 import unicodedata
@@ -26,15 +30,21 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import snowballstemmer
 from babel import Locale
-from stop_words import get_stop_words
 
+from bot.core.extras import ExtraMissing, needs
+
+if TYPE_CHECKING:
+    import snowballstemmer
+
+log = logging.getLogger(__name__)
 TOPICS_FILE = Path(__file__).parents[1] / "data" / "topics.toml"  # bot/data/
 STEMMERS = {"en": "english", "fr": "french", "es": "spanish"}
 CHUNK = 256  # challenges compared at once (a 256 × offers block of floats)
 WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*|\d+", re.UNICODE)
+OFF = "matchmaking is off (no new suggestions): its libraries are not installed"
 
 
 @dataclass(frozen=True)
@@ -83,11 +93,15 @@ def _fold(text: str) -> str:
 
 @cache
 def _stemmer(language: str) -> snowballstemmer.stemmer:
+    with needs("matchmaking", OFF):
+        import snowballstemmer
     return snowballstemmer.stemmer(STEMMERS.get(language, "english"))
 
 
 @cache
 def _stop_words(language: str) -> frozenset[str]:
+    with needs("matchmaking", OFF):
+        from stop_words import get_stop_words
     return frozenset(_fold(w) for w in get_stop_words(language if language in STEMMERS else "en"))
 
 
@@ -160,13 +174,17 @@ def rank(
     skip: frozenset[tuple[str, str]] = frozenset(),
 ) -> dict[str, list[Suggestion]]:
     """For each challenge, its ``top`` best offers from other pledgemakers in its language,
-    best first. ``skip``: pairs of pledgemaker ids never to suggest (either order)."""
+    best first. ``skip``: pairs of pledgemaker ids never to suggest (either order). Without
+    the matchmaking extra: none, said in one line."""
+    challenges, offers = list(challenges), list(offers)
+    ranked: dict[str, list[Suggestion]] = {c.id: [] for c in challenges}
+    if (off := missing()) is not None:
+        log.warning("%s", off)
+        return ranked
     # Imported here: scikit-learn takes a second to import, and only matchmaking needs it.
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.metrics.pairwise import linear_kernel
 
-    challenges, offers = list(challenges), list(offers)
-    ranked: dict[str, list[Suggestion]] = {c.id: [] for c in challenges}
     for language in sorted({c.language for c in challenges}):
         mine = [c for c in challenges if c.language == language]
         theirs = [o for o in offers if o.language == language]
@@ -199,6 +217,18 @@ def rank(
                 suggestion.reason = reason(suggestion, about[suggestion.offer.id])
             ranked[challenge.id] = scored[:top]
     return ranked
+
+
+def missing() -> ExtraMissing | None:
+    """Why matchmaking is off in this install: its libraries are not there; None when they are."""
+    try:
+        with needs("matchmaking", OFF):
+            import sklearn  # noqa: F401
+            import snowballstemmer  # noqa: F401
+            import stop_words  # noqa: F401
+    except ExtraMissing as exc:
+        return exc
+    return None
 
 
 def _as_is(words: list[str]) -> list[str]:

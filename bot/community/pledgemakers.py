@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
+from bot.channels import registry
 from bot.community.contacts import create_invite
 from bot.core.errors import UserInputError
 from bot.core.models import (
@@ -26,8 +27,8 @@ from bot.delivery import outbox
 from bot.delivery.messages import PlannedMessage
 
 CONTACT_FILTERS = ("none", "active", "stopped", "gone")
-# The longest reply staff may write, per channel (a chat message, not a post).
-REPLY_LIMITS = {"telegram": 4096}
+# The longest reply staff may write (the dashboard's reply box): shorter still where the
+# channel's own limit on one message is (its spec's text_limit).
 DEFAULT_REPLY_LIMIT = 4096
 
 
@@ -236,7 +237,7 @@ def queue_reply(
     if contact.status != "active":
         said = "opted out (STOP)" if contact.status == "stopped" else "blocked the bot or left"
         raise UserInputError(f"they {said} on {contact.channel}: a message would not reach them")
-    limit = REPLY_LIMITS.get(contact.channel, DEFAULT_REPLY_LIMIT)
+    limit = min(registry.spec(contact.channel).text_limit, DEFAULT_REPLY_LIMIT)
     if len(text) > limit:
         raise UserInputError(
             f"the reply has {len(text)} characters; {contact.channel} takes {limit}"

@@ -33,7 +33,8 @@ from sqlalchemy.orm import Session
 
 from bot.core.coordination import lock_key
 from bot.core.errors import UserInputError
-from bot.core.models import AuditEntry, CalendarFeed, LoginAttempt, StaffSession, StaffUser, utcnow
+from bot.core.models import utcnow
+from bot.core.staff_models import AuditEntry, CalendarFeed, LoginAttempt, StaffSession, StaffUser
 
 if TYPE_CHECKING:
     from bot.core.db import Database

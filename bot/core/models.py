@@ -1,7 +1,8 @@
 """The database schema (SQLAlchemy 2 ORM). Portable SQL: SQLite by default, PostgreSQL by URL.
 
 Every time is stored as UTC and read back as an aware UTC datetime (``UTCDateTime``).
-Migrations live in ``bot/migrations``; a change here needs a new revision there.
+Migrations live in ``bot/core/migrations``; a change here (or in ``bot.core.staff_models``, the
+comms team's tables) needs a new revision there.
 """
 
 from __future__ import annotations
@@ -24,7 +25,14 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.ext.associationproxy import AssociationProxy, association_proxy
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    attribute_keyed_dict,
+    mapped_column,
+    relationship,
+)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -72,20 +80,34 @@ class Pledgemaker(Base):
     pledge_title: Mapped[str] = mapped_column(String(300))
     pledge_text: Mapped[str] = mapped_column(Text)
     pledge_date: Mapped[date] = mapped_column(Date)
-    x_handle: Mapped[str | None] = mapped_column(String(32))
-    fediverse_handle: Mapped[str | None] = mapped_column(String(300))  # @user@instance
-    email: Mapped[str | None] = mapped_column(String(254))  # where email invitations go
-    matrix_id: Mapped[str | None] = mapped_column(String(255))  # @user:server, invited to a room
-    bluesky_handle: Mapped[str | None] = mapped_column(String(253))  # @name.bsky.social
-    linkedin_organization_id: Mapped[str | None] = mapped_column(String(20))  # their page's number
     website: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     # Erased on request (bot.community.erasure): what is left is anonymous, under a new random id;
-    # the
-    # SHA-256 of the old id stops an import from bringing them back.
+    # the SHA-256 of the old id stops an import from bringing them back.
     erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     erased_ref: Mapped[str | None] = mapped_column(String(64), index=True)
+    # Their address or handle per network: ``handles.get("mastodon")`` reads one, ``handles["x"]
+    # = "@ilo"`` sets it, ``del`` clears it. A page listing many loads them with
+    # ``selectinload(Pledgemaker.handle_rows)``.
+    handle_rows: Mapped[dict[str, Handle]] = relationship(
+        collection_class=attribute_keyed_dict("network"), cascade="all, delete-orphan"
+    )
+    handles: AssociationProxy[dict[str, str]] = association_proxy(
+        "handle_rows", "value", creator=lambda network, value: Handle(network=network, value=value)
+    )
+
+
+class Handle(Base):
+    """A pledgemaker's address or handle on one network, named as its channel is registered
+    (``bot.channels.registry``): the bot invites them there (email, matrix) or mentions them in
+    posts (x, mastodon, bluesky, linkedin). pledgemakers.csv names its column (the spec's
+    ``handle``), so a channel with a handle needs no column and no migration of its own."""
+
+    __tablename__ = "handles"
+    pledgemaker_id: Mapped[str] = mapped_column(ForeignKey("pledgemakers.id"), primary_key=True)
+    network: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[str] = mapped_column(String(300))
 
 
 class Contact(Base):
@@ -170,9 +192,8 @@ class OutboxMessage(Base):
     possible_duplicate: Mapped[bool] = mapped_column(Boolean, default=False)
     external_id: Mapped[str | None] = mapped_column(String(100))
     last_error: Mapped[str | None] = mapped_column(Text)
-    # Why it was not sent, in one word (bot.delivery.outbox: transient, rejected, opted_out,
-    # erased, …):
-    # what `outbox retry` and the dashboard's retry may resend.
+    # Why it was not sent, in one word (bot.delivery.failures: transient, rejected, opted_out,
+    # erased, …): what `outbox retry` and the dashboard's retry may resend.
     failure_class: Mapped[str | None] = mapped_column(String(32))
     # The first try: transient failures are retried until [dispatcher] retry_hours after it.
     first_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -344,86 +365,10 @@ class ChannelState(Base):
     probe_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-class StaffUser(Base):
-    """A member of the comms team who uses the dashboard: admin, editor or viewer."""
-
-    __tablename__ = "staff_users"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    email: Mapped[str] = mapped_column(String(254), unique=True)  # stored lower-case
-    password_hash: Mapped[str] = mapped_column(String(255))  # argon2id, with its parameters
-    role: Mapped[str] = mapped_column(String(16))  # admin | editor | viewer
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-
-
-class StaffSession(Base):
-    """A signed-in browser. The cookie holds a random token; only its SHA-256 is stored."""
-
-    __tablename__ = "staff_sessions"
-    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id"), index=True)
-    csrf_token: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
-
-
-class LoginAttempt(Base):
-    """Every sign-in attempt, kept a day: failures per address and per client are limited."""
-
-    __tablename__ = "login_attempts"
-    __table_args__ = (
-        Index("ix_login_attempts_email", "email", "at"),
-        Index("ix_login_attempts_client", "client", "at"),
-    )
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    email: Mapped[str] = mapped_column(String(254))
-    client: Mapped[str] = mapped_column(String(64))
-    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    succeeded: Mapped[bool] = mapped_column(Boolean, default=False)
-
-
-class AuditEntry(Base):
-    """Who changed what, when: schedule edits (with their diff), moderation, users."""
-
-    __tablename__ = "audit_log"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
-    actor: Mapped[str] = mapped_column(String(254))  # the user's email, or "cli:<os user>"
-    action: Mapped[str] = mapped_column(String(64))
-    target: Mapped[str] = mapped_column(String(200))
-    detail: Mapped[str] = mapped_column(Text, default="")
-
-
-class StaffAlert(Base):
-    """Something that needs a person (a paused channel, a missed run, a withdrawn live post):
-    listed on the dashboard until someone acknowledges it. One row per ``key``."""
-
-    __tablename__ = "staff_alerts"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    key: Mapped[str] = mapped_column(String(300), unique=True)
-    text: Mapped[str] = mapped_column(Text)
-    raised_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    acknowledged_by: Mapped[str | None] = mapped_column(String(254))
-
-
-class CalendarFeed(Base):
-    """A user's secret iCalendar feed URL (``/calendar/<token>.ics``); only the token's
-    SHA-256 is stored. Revoked when replaced, or by hand."""
-
-    __tablename__ = "calendar_feeds"
-    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id"), index=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-
-
 class MatchSuggestion(Base):
     """A suggested introduction (``bot.community.introductions``): a pledgemaker's challenge and
-    another's
-    solution or progress that may address it. A pair of pledgemakers is suggested once, ever:
-    declined and introduced pairs are remembered by ``pair_key``."""
+    another's solution or progress that may address it. A pair of pledgemakers is suggested
+    once, ever: declined and introduced pairs are remembered by ``pair_key``."""
 
     __tablename__ = "match_suggestions"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -15,7 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.core.db import Database
-from bot.core.models import StaffAlert, utcnow
+from bot.core.models import utcnow
+from bot.core.staff_models import StaffAlert
 from bot.delivery import outbox
 from bot.delivery.messages import PlannedMessage
 from bot.settings.config import AlertSettings

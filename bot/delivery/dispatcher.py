@@ -1,13 +1,10 @@
 """The dispatcher: claim due outbox rows, send them through their channel, record what happened.
 
-Adapters raise typed errors; this module alone decides what they mean:
-RateLimited → retry after the platform's delay (does not use up an attempt);
-TransientError → retry with exponential backoff (capped at ``backoff_max``) and jitter, for up
-to ``retry_hours`` after the message's first try, then ``failed`` (class ``transient``: `pledgebot
-outbox retry --failed` can resend it); ``down_after_failures`` of them in a row across messages
-put the channel down (``outage.Breaker``): its other messages wait without using attempts while
-one probe at a time tests it;
-RecipientGone → ``failed`` and the contact is marked gone; Rejected → ``failed`` at once.
+What one send's result means (retry, fail, gone, pause the channel) is ``bot.delivery.sending``'s
+to say; this module runs the sends and records their outcomes. ``down_after_failures`` transient
+failures in a row across messages put the channel down (``outage.Breaker``): its other messages
+wait without using attempts while one probe at a time tests it.
+
 Outcomes are committed as soon as the loop turns (those that finished together in one
 transaction), so a crash leaves at most the messages that were on the wire in flight.
 
@@ -21,29 +18,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from bot.channels.base import Channel, Receipt
+from bot.channels.base import Channel
 from bot.core.db import Database, one_line
-from bot.core.errors import (
-    ChannelUnauthorized,
-    DeliveryError,
-    RateLimited,
-    RecipientGone,
-    Rejected,
-    TransientError,
-)
 from bot.core.logs import scrub
 from bot.core.models import utcnow
-from bot.delivery import claiming, outage, outbox, pauses
+from bot.delivery import claiming, outage, outbox
 from bot.delivery.alerts import Alerts
-from bot.delivery.failures import GONE, INTERNAL, REJECTED, TRANSIENT
+from bot.delivery.failures import INTERNAL, TRANSIENT
+from bot.delivery.sending import Outcome, Sender, log_failure
 from bot.settings.config import DispatcherSettings
 
 log = logging.getLogger(__name__)
@@ -51,18 +39,6 @@ GROUP_COMMIT_SECONDS = 0.02  # the longest a finished send waits to be recorded 
 # A run that stops or fails records what finished, trying again after these pauses while the
 # database is away (a restart or failover, a lock); what is still unrecorded stays in memory.
 RECORD_RETRY_SECONDS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
-MAX_DOUBLINGS = 60  # 2**60 times any base is past every cap; a larger power overflows a float
-
-
-@dataclass
-class Backoff:
-    base: float
-    cap: float
-
-    def delay(self, attempt: int) -> float:
-        """Equal jitter: half the exponential step, plus a random share of the other half."""
-        step = min(self.cap, self.base * 2 ** min(max(attempt - 1, 0), MAX_DOUBLINGS))
-        return step / 2 + random.uniform(0, step / 2)
 
 
 class HealthNotes:
@@ -90,22 +66,6 @@ class HealthNotes:
             self._notes[channel] = (newer_error or error, newer_worked or worked)
 
 
-@dataclass
-class Outcome:
-    """What became of one send, to be committed with the others that finished alongside it."""
-
-    item: claiming.Claimed
-    state: str  # sent | retry | failed | gone
-    external_id: str | None = None
-    retry_in: float = 0.0
-    error: str | None = None  # the reason recorded on the message
-    counted: bool = True  # a retry that uses up an attempt
-    maybe_delivered: bool = False
-    platform_error: str | None = None  # for channel health: the platform itself failed
-    failure: str | None = None  # failed: its class (bot.delivery.outbox: transient, rejected, …)
-    outage: bool = False  # a transient failure: counts towards putting the channel down
-
-
 class Dispatcher:
     def __init__(
         self,
@@ -122,8 +82,7 @@ class Dispatcher:
         self.on_gone = on_gone or outbox.mark_contact_gone
         self.channels = channels
         self.settings = settings
-        self.backoff = Backoff(settings.backoff_base, settings.backoff_max)
-        self.retry_for = timedelta(hours=settings.retry_hours)
+        self.sender = Sender(db, channels, settings, alerts)
         self.breaker = outage.Breaker(
             settings.down_after_failures, settings.probe_seconds, settings.backoff_max
         )
@@ -180,7 +139,7 @@ class Dispatcher:
                     try:
                         claimed = self._settle_and_claim(unsaved, free + len(unsaved))
                     except Exception as exc:  # a database hiccup must not kill the run: retry
-                        self._failing = _log_failure(
+                        self._failing = log_failure(
                             "recording outcomes / claiming from the outbox", exc, self._failing
                         )
                     else:
@@ -202,7 +161,7 @@ class Dispatcher:
             await self._finish()
 
     def _start(self, item: claiming.Claimed) -> None:
-        task = asyncio.create_task(self._deliver(item))
+        task = asyncio.create_task(self.sender.deliver(item))
         task.add_done_callback(self._nudge)
         self._in_flight[task] = item
 
@@ -222,7 +181,7 @@ class Dispatcher:
             "message %s: its send ended without an outcome (%s)", item.message.id, why, exc_info=exc
         )
         error = f"internal error: {why}"
-        delay = self.backoff.delay(item.attempts)
+        delay = self.sender.backoff.delay(item.attempts)
         return Outcome(item, "retry", retry_in=delay, error=error, maybe_delivered=True)
 
     def _saved(self) -> None:
@@ -276,7 +235,7 @@ class Dispatcher:
             with self.db.session() as session:
                 outbox.extend_leases(session, ids, utcnow() + timedelta(seconds=lease))
         except Exception as exc:  # the database is away: the leases run out, as if we died
-            _log_failure("extending the leases of messages on the wire", exc)
+            log_failure("extending the leases of messages on the wire", exc)
 
     def _nudge(self, _done: object) -> None:
         self.wake.set()
@@ -391,106 +350,3 @@ class Dispatcher:
                 scrub(one_line(str(exc))),
             )
             self._health.put_back(notes)
-
-    async def _deliver(self, item: claiming.Claimed) -> Outcome:
-        """Send one message; the outcome says what to record (the caller commits it)."""
-        message = item.message
-        channel = self.channels[item.channel]
-        try:
-            if message.action == "delete":
-                if not hasattr(channel, "delete"):
-                    raise Rejected(f"{item.channel} cannot delete posts")
-                await channel.delete(message)
-                receipt = Receipt(external_id=message.text)
-            else:
-                receipt = await channel.send(message)
-        except RateLimited as exc:
-            return self._retry(item, exc.retry_after, str(exc), counted=False)
-        except TransientError as exc:
-            given_up = self._give_up(item, str(exc), TRANSIENT)
-            if given_up is not None:
-                given_up.outage = True
-                return given_up
-            delay = self.backoff.delay(item.attempts)
-            outcome = self._retry(item, delay, str(exc), maybe_delivered=exc.maybe_delivered)
-            outcome.outage = True
-            return outcome
-        except ChannelUnauthorized as exc:
-            # Every message would fail alike until staff renew the credentials: hold the channel.
-            try:
-                pauses.set_paused(self.db, outbox.CHANNEL_PAUSE + item.channel, True)
-                if self.alerts is not None:
-                    self.alerts.raise_alert(
-                        f"unauthorized:{item.channel}",
-                        f"{item.channel} refused our credentials ({exc}). Sending on "
-                        f"{item.channel} is paused; renew them, then: "
-                        f"pledgebot resume --channel {item.channel}",
-                    )
-            except Exception as failure:  # the database is away: the next refusal pauses it
-                _log_failure(f"pausing {item.channel} (its credentials were refused)", failure)
-            return self._retry(item, 60, str(exc), counted=False)
-        except RecipientGone as exc:  # the platform works; this recipient is gone
-            return Outcome(item, "gone", error=f"recipient_gone: {exc}", failure=GONE)
-        except DeliveryError as exc:  # Rejected, or any other permanent refusal
-            return Outcome(item, "failed", error=f"rejected: {exc}", failure=REJECTED)
-        except Exception as exc:  # an adapter bug: keep the message, retry later, shout in the log
-            log.exception("message %s: unexpected error from %s", message.id, item.channel)
-            error = f"internal error: {exc!r}"
-            given_up = self._give_up(item, error, INTERNAL)
-            if given_up is not None:
-                return given_up
-            return self._retry(item, self.backoff.delay(item.attempts), error)
-        return Outcome(item, "sent", external_id=receipt.external_id)
-
-    def _give_up(self, item: claiming.Claimed, error: str, failure: str) -> Outcome | None:
-        """``failed`` when the retry budget is spent (``retry_hours`` since the first try, or
-        ``max_attempts`` if set); None while it may be tried again."""
-        first = item.first_attempt_at
-        spent = utcnow() - first if first is not None else timedelta(0)
-        cap = self.settings.max_attempts
-        if spent < self.retry_for and (cap is None or item.attempts < cap):
-            return None
-        reason = f"gave up after {item.attempts} attempts in {_span(spent)}: {error}"
-        if failure == INTERNAL:
-            reason = f"{error} (gave up after {item.attempts} attempts in {_span(spent)})"
-        return Outcome(item, "failed", error=reason, platform_error=error, failure=failure)
-
-    @staticmethod
-    def _retry(
-        item: claiming.Claimed,
-        delay: float,
-        error: str,
-        *,
-        counted: bool = True,
-        maybe_delivered: bool = False,
-    ) -> Outcome:
-        return Outcome(
-            item,
-            "retry",
-            retry_in=delay,
-            error=error,
-            counted=counted,
-            maybe_delivered=maybe_delivered,
-            platform_error=error,
-        )
-
-
-def _log_failure(what: str, exc: Exception, again: bool = False) -> bool:
-    """A database error as one line (the traceback with debug logging only); one that goes on
-    (``again``) at debug level, so an outage does not flood the log. Returns True."""
-    level = logging.DEBUG if again else logging.ERROR
-    reason = scrub(one_line(str(exc)))
-    debug = log.isEnabledFor(logging.DEBUG)
-    log.log(level, "%s failed (%s: %s)", what, type(exc).__name__, reason, exc_info=debug)
-    return True
-
-
-def _span(spent: timedelta) -> str:
-    """``45 s``, ``12 min``, ``26 h 5 min``."""
-    seconds = int(spent.total_seconds())
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min"
-    hours, minutes = divmod(seconds // 60, 60)
-    return f"{hours} h {minutes} min" if minutes else f"{hours} h"

@@ -12,8 +12,7 @@ the one the channel counts against its limit.
 from __future__ import annotations
 
 import html
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -22,43 +21,26 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.campaigns.base import RunContext, audience_query, choose_contact, contacts_by_pledgemaker
-from bot.campaigns.followup import prompt
-from bot.channels.text_split import weighted_length
+from bot.campaigns.followup import FollowupCampaign, prompt
+from bot.campaigns.spec import CampaignBase
+from bot.channels import registry
 from bot.core.models import Cadence
 from bot.delivery import outbox
 from bot.scheduling import runs, sweeper
-from bot.scheduling.schedules import Campaign, FollowupCampaign, ScheduleSet
-from bot.text.templates import PLAIN_TEXT_CHANNELS, Templates
-
-TAG = re.compile(r"<[^>]*>")
+from bot.scheduling.schedules import ScheduleSet
+from bot.text.templates import Templates
 
 
 def readable(channel: str, text: str) -> str:
     """The text as its recipient reads it: HTML entities decoded where the templates escaped
-    them (every channel but the plain-text ones)."""
-    return text if channel in PLAIN_TEXT_CHANNELS else html.unescape(text)
-
-
-def telegram_length(text: str) -> int:
-    """Telegram's count against its 4,096: the text after the HTML parse mode (tags gone,
-    entities decoded), in UTF-16 code units."""
-    return len(html.unescape(TAG.sub("", text)).encode("utf-16-le")) // 2
+    them (every channel whose spec's markup is HTML)."""
+    return text if registry.spec(channel).markup == "plain" else html.unescape(text)
 
 
 def channel_length(channel: str, text: str) -> int:
-    """A message's length as its channel counts it (X weighted, Bluesky graphemes, …)."""
-    measure: Callable[[str], int] = len
-    if channel == "x":
-        measure = weighted_length
-    elif channel == "telegram":
-        measure = telegram_length
-    elif channel == "mastodon":
-        from bot.channels.mastodon.adapter import mastodon_length as measure
-    elif channel == "bluesky":
-        from bot.channels.bluesky.adapter import bluesky_length as measure
-    elif channel == "linkedin":
-        from bot.channels.linkedin.adapter import linkedin_length as measure
-    return measure(text)
+    """A message's length as its channel counts it (its spec's measure: X weighted, Bluesky
+    graphemes, Telegram after its HTML parse mode, …)."""
+    return registry.spec(channel).length()(text)
 
 
 @dataclass(frozen=True)
@@ -121,6 +103,8 @@ def preview(
     )
     items: list[PreviewItem] = []
     for spec in specs:
+        # A follow-up shows each prompt at its recipient's own hour (a cadence, or after quiet
+        # hours); any other kind, slot by slot as its planner fills them.
         if not isinstance(spec, FollowupCampaign):
             items.extend(_posts(session, spec, templates, now, end, destinations or {}))
         elif spec.every:
@@ -162,7 +146,7 @@ def _runs(
 
 def _posts(
     session: Session,
-    spec: Campaign,
+    spec: CampaignBase,
     templates: Templates,
     now: datetime,
     end: datetime,

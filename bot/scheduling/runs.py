@@ -7,37 +7,23 @@ firing the same instant finds the run already recorded and does nothing. A manua
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from apscheduler.triggers.base import BaseTrigger
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bot.campaigns import amplify, announce, digest, followup, knowledge
 from bot.campaigns.base import Plan, RunContext
-from bot.campaigns.schedule_models import Campaign
+from bot.campaigns.registry import kind
+from bot.campaigns.spec import CampaignBase
 from bot.core.db import Database
 from bot.core.models import Run
 from bot.delivery import outbox
 from bot.text.templates import Templates
-
-PLANNERS: dict[str, Any] = {
-    "followup": followup.plan,
-    "amplify": amplify.plan,
-    "knowledge": knowledge.plan,
-    "digest": digest.plan,
-    "announce": announce.plan,
-}
-# What a recorded run does before it plans (planning itself only reads): the digest stores new
-# match suggestions first. Previews and dry runs call ``plan`` alone.
-PREPARE: dict[str, Callable[[Session], None]] = {
-    "digest": digest.prepare,
-}
 
 
 @dataclass
@@ -49,14 +35,15 @@ class FireResult:
     already_fired: bool = False
 
 
-def plan(spec: Campaign, run: RunContext, session: Session, templates: Templates) -> Plan:
-    return PLANNERS[spec.kind](spec, run, session, templates)
+def plan(spec: CampaignBase, run: RunContext, session: Session, templates: Templates) -> Plan:
+    """What the run would send (reads only): previews and dry runs call this alone."""
+    return kind(spec.kind).plan(spec, run, session, templates)
 
 
 def fire(
     db: Database,
     templates: Templates,
-    spec: Campaign,
+    spec: CampaignBase,
     fire_time: datetime,
     *,
     trigger: str,
@@ -75,8 +62,9 @@ def fire(
             run = Run(campaign_id=spec.id, fire_time=fire_time, trigger=trigger)
             session.add(run)
             session.flush()
-            if spec.kind in PREPARE:
-                PREPARE[spec.kind](session)
+            prepare = kind(spec.kind).prepare
+            if prepare is not None:  # a recorded run's writes before it plans (the digest's)
+                prepare(session)
             context = RunContext(
                 spec.id,
                 fire_time,

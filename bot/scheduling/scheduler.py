@@ -16,6 +16,7 @@ from pathlib import Path
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from bot.campaigns.followup import FollowupCampaign
 from bot.campaigns.reminders import remind
 from bot.community.closing import close_loop
 from bot.core.db import Database
@@ -23,7 +24,7 @@ from bot.core.errors import ScheduleError
 from bot.delivery import pauses
 from bot.delivery.alerts import Alerts
 from bot.scheduling import runs, sweeper
-from bot.scheduling.schedules import FollowupCampaign, ScheduleSet, schedule_files
+from bot.scheduling.schedules import ScheduleSet, schedule_files
 from bot.text.templates import Templates
 
 log = logging.getLogger(__name__)

@@ -1,64 +1,38 @@
 """The comms team's schedule files: ``schedules/*.toml`` → validated campaigns, or file:line errors.
 
 Each file holds ``[[campaign]]`` entries. Loading is all or nothing: any problem in any file is
-reported (every problem, with its file and line) and no campaign from the set is used.
+reported (every problem, with its file and line) and no campaign from the set is used. What an
+entry may say is its kind's (``bot.campaigns.registry``): its model, the files it reads, and the
+templates it renders, checked here against the kind's samples.
 """
 
 from __future__ import annotations
 
 import difflib
-import os
 import re
 import tomllib
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import datetime, time
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
+from typing import Any, get_args
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel, ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
-from bot.campaigns.schedule_models import (
-    KINDS,
-    ActiveWindow,
-    AmplifyCampaign,
-    AnnounceCampaign,
-    Audience,
-    Campaign,
-    DigestCampaign,
-    DigestDestinations,
-    FollowupCampaign,
-    KnowledgeCampaign,
-    Reminders,
-    parse_duration,
-)
+from bot.campaigns.base import audience_query
+from bot.campaigns.registry import KINDS, kind
+from bot.campaigns.spec import CampaignBase
 from bot.core.errors import Problem, ScheduleError
-from bot.core.vocab import LANGUAGES
+from bot.core.models import Pledgemaker
 from bot.text.templates import TemplateProblem, Templates
-
-# Re-exported: callers (and tests) that know the models from here.
-__all__ = [
-    "KINDS",
-    "AmplifyCampaign",
-    "AnnounceCampaign",
-    "Campaign",
-    "DigestCampaign",
-    "FollowupCampaign",
-    "KnowledgeCampaign",
-    "LoadedCampaign",
-    "ScheduleSet",
-    "audience_warnings",
-    "load_schedules",
-    "parse_duration",
-    "schedule_files",
-]
 
 
 @dataclass
 class LoadedCampaign:
-    spec: Campaign
+    spec: CampaignBase
     file: str
     line: int
     lines: dict[str, int] = field(default_factory=dict)  # each key's line ('audience.sector')
@@ -108,7 +82,11 @@ def load_schedules(
         for loaded in _load_file(
             shown, text, templates, default_timezone, problems, result.warnings
         ):
-            _check_facts(loaded, base_dir or Path.cwd(), problems)
+            check_files = kind(loaded.spec.kind).check_files
+            if check_files is not None:  # the files it reads, found from the config's folder
+                problems.extend(
+                    check_files(loaded.spec, base_dir or Path.cwd(), shown, loaded.lines)
+                )
             previous = result.campaigns.get(loaded.spec.id)
             if previous is not None:
                 problems.append(
@@ -174,7 +152,7 @@ def _load_file(
 
 
 def _check_fires(
-    shown: str, spec: Campaign, where: dict[str, int], warnings: list[Problem]
+    shown: str, spec: CampaignBase, where: dict[str, int], warnings: list[Problem]
 ) -> None:
     """A cron that never fires within the campaign's active window (``0 10 31 2 *``), or a
     ``once`` already past, is valid but surely a mistake (a copied example): warn."""
@@ -202,20 +180,15 @@ def _check_fires(
     )
 
 
-def audience_warnings(schedules: ScheduleSet, session: Any) -> list[str]:
+def audience_warnings(schedules: ScheduleSet, session: Session) -> list[str]:
     """Campaigns whose audience matches no pledgemaker in the database (a typo in a filter, or
     pledgemakers not imported yet): they would send nothing, so ``schedules check`` says so."""
-    from sqlalchemy import func, select
-
-    from bot.campaigns.base import audience_query
-    from bot.core.models import Pledgemaker
-
     if not session.scalar(select(func.count()).select_from(Pledgemaker)):
         return ["no pledgemakers in the database yet, so every audience is empty (import them)"]
     found: list[str] = []
     for loaded in schedules.campaigns.values():
         spec = loaded.spec
-        if not isinstance(spec, FollowupCampaign | AnnounceCampaign):
+        if not kind(spec.kind).messages_audience:
             continue
         query = audience_query(spec.audience).with_only_columns(func.count()).order_by(None)
         if not session.scalar(query):
@@ -227,19 +200,19 @@ def audience_warnings(schedules: ScheduleSet, session: Any) -> list[str]:
 
 def _validate(
     shown: str, entry: dict[str, Any], where: dict[str, int], header: int, problems: list[Problem]
-) -> Campaign | None:
-    kind = entry.get("kind")
-    if kind not in KINDS:
+) -> CampaignBase | None:
+    name = entry.get("kind")
+    if name not in KINDS:
         line = where.get("kind", header)
-        got = "missing" if kind is None else f"got {kind!r}"
+        got = "missing" if name is None else f"got {name!r}"
         problems.append(Problem(shown, line, f"kind must be one of {', '.join(KINDS)} ({got})"))
         return None
+    model = KINDS[name].model
     try:
-        return KINDS[kind].model_validate(entry)
+        return model.model_validate(entry)
     except ValidationError as exc:
-        model = KINDS[kind]
         for error in exc.errors():
-            loc = [str(part) for part in error["loc"] if part != kind]
+            loc = [str(part) for part in error["loc"] if part != name]
             if not loc:  # a rule across fields names its key first: "every: …"
                 named = str(error["msg"]).removeprefix("Value error, ").split(":")[0]
                 loc = [named] if named in model.model_fields else []
@@ -252,13 +225,7 @@ def _validate(
 def _message(error: Any, loc: list[str], model: type[BaseModel]) -> str:
     name = ".".join(loc)
     if error["type"] == "extra_forbidden":
-        nested = {
-            "audience": Audience,
-            "active": ActiveWindow,
-            "reminders": Reminders,
-            "to": DigestDestinations,
-        }
-        owner = model if len(loc) == 1 else nested.get(loc[0], model)
+        owner = model if len(loc) == 1 else _table(model, loc[0]) or model
         fields = [info.alias or field for field, info in owner.model_fields.items()]
         hint = difflib.get_close_matches(loc[-1], fields, n=1)
         return f"unknown field {loc[-1]!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
@@ -271,120 +238,27 @@ def _message(error: Any, loc: list[str], model: type[BaseModel]) -> str:
     return message if message.startswith(f"{name}:") else f"{name}: {message}"
 
 
-SAMPLE_PLEDGEMAKER = SimpleNamespace(
-    pledge_date=date(2021, 1, 15),
-    id="sample",
-    name="Sample Organisation",
-    country="GH",
-    region="africa",
-    sector="ngo",
-    language="en",
-    timezone="Africa/Accra",
-    pledge_title="End child labour in our supply chain",
-    pledge_text="We pledge to act.",
-    x_handle="@sample",
-    website="https://example.org",
-)
-
-
-SAMPLE_UPDATE = SimpleNamespace(
-    id=1,
-    pillar="act",
-    kind="progress",
-    text="We trained 120 labour inspectors.",
-    edited_text=None,
-    media=[],
-    created_at=datetime(2021, 6, 1, tzinfo=ZoneInfo("UTC")),
-)
-
-
-def _check_facts(loaded: LoadedCampaign, base_dir: Path, problems: list[Problem]) -> None:
-    """A knowledge campaign's fact files: resolved against the config folder, inside it (an
-    editor of schedules must not make the bot read, or name, files elsewhere on the server), and
-    readable."""
-    spec = loaded.spec
-    if not isinstance(spec, KnowledgeCampaign):
-        return
-    given = spec.facts
-    spec.facts = base_dir / given  # an absolute path stays itself
-    # Judged as written ('..' folded, links not followed): what an editor can type must stay in
-    # the folder, while a link the administrator put there (data/ on another disk) is theirs.
-    written = Path(os.path.normpath(spec.facts))
-    if not written.is_relative_to(Path(os.path.normpath(base_dir.absolute()))):
-        line = loaded.lines.get("facts", loaded.line)
-        problems.append(
-            Problem(
-                loaded.file,
-                line,
-                f"facts: {str(given)!r} is outside the project folder (where the config file "
-                "is): keep fact files inside it, e.g. 'data/knowledge'",
-            )
-        )
-        return
-    from bot.campaigns.knowledge import load_facts
-
-    try:
-        load_facts(spec.facts)
-    except ScheduleError as exc:
-        problems.extend(exc.problems)
-
-
-def _template_checks(
-    spec: Campaign, where: dict[str, int]
-) -> list[tuple[str, int, dict[str, Any]]]:
-    """Each template the campaign uses, the line that names it, and a sample context."""
-    header = where.get("", 1)
-    if isinstance(spec, DigestCampaign):
-        from bot.campaigns.digest import sample_context
-
-        line = where.get("template", where.get("to", header))
-        used = dict.fromkeys(channel for channel, _ in spec.destinations())
-        return [(f"{spec.template}/{channel}", line, sample_context()) for channel in used]
-    if isinstance(spec, KnowledgeCampaign):
-        sample = {
-            "text": "160 million children…",
-            "source": "https://www.ilo.org",
-            "hashtags": " ".join(spec.hashtags),
-            "fact": SimpleNamespace(id="sample"),
-        }
-        line = where.get("template", where.get("channels", header))
-        return [(f"{spec.template}/{channel}", line, sample) for channel in spec.channels]
-    if isinstance(spec, AmplifyCampaign):
-        from bot.campaigns.amplify import post_context
-
-        context = post_context(spec, SAMPLE_UPDATE, SAMPLE_PLEDGEMAKER)  # type: ignore[arg-type]
-        line = where.get("template", where.get("channels", header))
-        return [(f"{spec.template}/{channel}", line, context) for channel in spec.channels]
-    if isinstance(spec, AnnounceCampaign):
-        sample = {"pledgemaker": SAMPLE_PLEDGEMAKER, "campaign_id": spec.id}
-        return [(spec.template, where.get("template", header), sample)]
-    from bot.campaigns.followup import prompt_context
-
-    context = prompt_context(spec, SAMPLE_PLEDGEMAKER)
-    checks = [(spec.template_name(), where.get("template", header), context)]
-    if spec.reminders is not None:
-        from bot.campaigns.reminders import reminder_context
-
-        line = where.get("reminders", header)
-        # The first reminder and the last: templates say something different for each.
-        for number in sorted({1, spec.reminders.times}):
-            sample = reminder_context(spec, SAMPLE_PLEDGEMAKER, number)
-            checks.append((spec.reminders.template, line, sample))
-    return checks
+def _table(model: type[BaseModel], key: str) -> type[BaseModel] | None:
+    """The model of a table inside an entry (``audience``, ``active``, a kind's own), if any."""
+    info = model.model_fields.get(key)
+    for candidate in (info.annotation, *get_args(info.annotation)) if info else ():
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
 
 
 def _check_templates(
     shown: str,
-    spec: Campaign,
+    spec: CampaignBase,
     where: dict[str, int],
     templates: Templates,
     problems: list[Problem],
     warnings: list[Problem],
 ) -> None:
-    """Render every template the campaign uses, in every language, against a sample context."""
-    # A digest is read by staff in its one language, not in each pledgemaker's.
-    languages = (spec.language,) if isinstance(spec, DigestCampaign) else LANGUAGES
-    for name, line, context in _template_checks(spec, where):
+    """Render every template the campaign uses, in its readers' languages, against its kind's
+    sample context."""
+    languages = spec.reader_languages()
+    for name, line, context in kind(spec.kind).samples(spec, where):
         if not templates.exists(name):
             missing = templates.root / (name + ".en.j2")
             problems.append(Problem(shown, line, f"unknown template {name!r} (no {missing})"))

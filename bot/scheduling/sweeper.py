@@ -17,8 +17,8 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from bot.campaigns.base import audience_query, choose_contact, contacts_by_pledgemaker
-from bot.campaigns.followup import prompt
-from bot.campaigns.schedule_models import FollowupCampaign, parse_duration
+from bot.campaigns.followup import FollowupCampaign, prompt
+from bot.campaigns.spec import parse_duration
 from bot.core.db import Database
 from bot.core.localtime import parse_clock, to_utc
 from bot.core.models import Cadence, JourneyUpdate, Pledgemaker, Prompt, Reply

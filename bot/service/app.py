@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from bot.campaigns.base import Destinations
+from bot.channels import registry
+from bot.channels.base import Channel
 from bot.channels.ratelimit import Limits
-from bot.channels.registry import adapter_class
+from bot.core import media_urls
 from bot.core.db import Database
 from bot.core.errors import ConfigError
 from bot.delivery.alerts import Alerts
@@ -16,13 +19,15 @@ from bot.scheduling.schedules import ScheduleSet, load_schedules
 from bot.settings.config import Config, read_secret
 from bot.text.templates import Templates
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class App:
     config: Config
     db: Database
     templates: Templates
-    channels: dict[str, Any] = field(default_factory=dict)
+    channels: dict[str, Channel] = field(default_factory=dict)
     _limits: Limits | None = None
 
     @property
@@ -57,7 +62,7 @@ class App:
             self.templates, self.config.conversation, Alerts(self.db, self.config.alerts), deletable
         )
 
-    def channel(self, name: str) -> Any:
+    def channel(self, name: str) -> Channel:
         """Build (once) an enabled channel's adapter; its secret comes from the environment."""
         if name not in self.channels:
             settings = self.config.channel_settings(name)
@@ -74,13 +79,12 @@ class App:
                 if key.endswith("_env") and value
             }
             extra: dict[str, Any] = {"limits": self.limits}
-            if name == "instagram":  # it fetches images from the dashboard's signed URLs
-                from bot.core import media_urls
-
+            if registry.spec(name).public_media:  # it fetches images from signed public URLs
                 extra["media_urls"] = media_urls.from_settings(
                     self.config.media.public_base_url, self.config.source
                 )
-            self.channels[name] = adapter_class(name)(settings, secrets, **extra)
+            channel: Channel = registry.adapter_class(name)(settings, secrets, **extra)
+            self.channels[name] = channel
         return self.channels[name]
 
     def destinations(self) -> Destinations:
@@ -91,16 +95,25 @@ class App:
             settings = self.config.channel_settings(name)
             if isinstance(getattr(settings, "max_characters", None), int):
                 limits[name] = settings.max_characters  # type: ignore[attr-defined]
-            if name in TIMELINE_CHANNELS:  # posts go to the account's (or page's) own timeline
+            destination = registry.spec(name).destination
+            if destination == "timeline":  # the account's (or page's) own timeline
                 found[name] = "timeline"
-            elif name == "webhook":  # one receiver: the URL in its settings
-                found[name] = "webhook"
-            elif getattr(settings, "post_chat_id", None):
-                found[name] = str(settings.post_chat_id)
+            elif destination == "receiver":  # one receiver, in its settings: named by the channel
+                found[name] = name
+            elif post_chat_id := getattr(settings, "post_chat_id", None):  # a chat or room
+                found[name] = str(post_chat_id)
         return Destinations(found, limits)
 
-    def enabled_channels(self) -> dict[str, Any]:
-        return {name: self.channel(name) for name in self.config.enabled_channels()}
+    def enabled_channels(self) -> dict[str, Channel]:
+        """The enabled channels' adapters, but for one whose library (its pip extra) is not
+        installed: left out, said in one line; its messages wait in the outbox, unclaimed."""
+        found: dict[str, Channel] = {}
+        for name in self.config.enabled_channels():
+            if (off := registry.unavailable(name)) is not None:
+                log.warning("%s", off)
+                continue
+            found[name] = self.channel(name)
+        return found
 
     async def aclose(self) -> None:
         for channel in self.channels.values():
@@ -114,12 +127,9 @@ class App:
         self.db.dispose()
 
 
-TIMELINE_CHANNELS = ("x", "mastodon", "bluesky", "linkedin", "facebook", "instagram")
-
-
 def build_app(config: Config) -> App:
     return App(
         config=config,
         db=Database(config.database_url, busy_timeout_ms=config.database.busy_timeout_ms),
-        templates=Templates(config.path("templates")),
+        templates=Templates(config.path("templates"), plain_text=registry.plain_text_channels()),
     )

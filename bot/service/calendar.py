@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from icalendar import Calendar, Event
 from sqlalchemy import func, select
 
-from bot.campaigns.schedule_models import FollowupCampaign
+from bot.campaigns.followup import FollowupCampaign
 from bot.core.models import OutboxMessage, utcnow
 from bot.scheduling.preview import preview
 from bot.service.app import App

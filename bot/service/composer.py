@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from bot.campaigns import posts
 from bot.campaigns.base import post_limit
+from bot.channels import registry
 from bot.core.models import OutboxMessage, utcnow
 from bot.delivery import outbox
 from bot.delivery.messages import PlannedMessage
@@ -75,10 +76,10 @@ def parts(
     for channel in draft.channels:
         if channel not in destinations:
             continue
-        # Telegram posts are HTML: the comms team's words are shown as written, not as markup.
+        # HTML posts (Telegram's): the comms team's words are shown as written, not as markup.
         text = (
             html.escape(draft.text.strip(), quote=False)
-            if channel == "telegram"
+            if registry.spec(channel).markup == "html"
             else (draft.text.strip())
         )
         found[channel] = posts.thread(

@@ -24,7 +24,7 @@ from typing import Any
 from feedgen.ext.base import BaseEntryExtension
 from feedgen.feed import FeedGenerator
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from bot.community.consent import credit_line, published_text
 from bot.core.errors import UserInputError
@@ -119,6 +119,7 @@ def entries(session: Session, limit: int = DEFAULT_LIMIT) -> list[FeedEntry]:
         )
         .order_by(published_at.desc(), JourneyUpdate.id.desc())
         .limit(limit)
+        .options(selectinload(Pledgemaker.handle_rows))  # the credit line's X handle
     ).all()
     found = []
     for update, pledgemaker, consented_at in rows:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from bot.channels import registry
 from bot.core.coordination import is_sqlite, leaders
 from bot.core.models import CampaignControl, ChannelState, Contact, InboundEvent, OutboxMessage
 from bot.delivery import outage, outbox
@@ -69,6 +70,8 @@ def collect(app: App) -> dict[str, str]:
                     health = f"ok (last success {ok:%Y-%m-%d %H:%M} UTC)"
             if channel in down:
                 health = f"{_down(down[channel])}; {health}"
+            if enabled and (off := registry.unavailable(channel)) is not None:
+                health = f"OFF, its messages wait ({off}); {health}"
             figures[f"channel {channel}"] = health
     figures["rate limits"] = (
         "redis (shared by every process)"
@@ -96,12 +99,12 @@ def _listeners(app: App) -> dict[str, str]:
     runner names them (Telegram's by its token's hash: one getUpdates consumer per bot)."""
     found = {}
     for name in app.config.enabled_channels():
+        if not registry.spec(name).inbound:
+            continue
         try:
             channel = app.channel(name)
-        except Exception:  # a secret missing here: the name a channel without a key uses
+        except Exception:  # a secret or the library missing here: the name a keyless one uses
             channel = None
-        if channel is not None and not channel.capabilities.inbound:
-            continue
         key = getattr(channel, "listener_key", name)
         found[f"listener ({name})"] = f"listener:{key}"
     return found

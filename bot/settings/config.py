@@ -33,6 +33,7 @@ from pydantic import (
 
 from bot.core.env import EnvVarName
 from bot.core.errors import ConfigError
+from bot.core.extras import install_hint
 from bot.core.logs import register_secret
 
 # Secrets that sign or authenticate (by the setting naming them): shorter ones are guessable.
@@ -62,9 +63,10 @@ def _database_url(value: str) -> str:
     try:
         dialect.import_dbapi()
     except ImportError:
-        raise ValueError(
-            f"its driver ({dialect.driver}) is not installed: write {DATABASES}"
-        ) from None
+        missing = f"its driver ({dialect.driver}) is not installed"
+        if dialect.driver == "psycopg":  # the postgresql extra brings it
+            raise ValueError(f"{missing}: {install_hint('postgresql')}") from None
+        raise ValueError(f"{missing}: write {DATABASES}") from None
     return value
 
 

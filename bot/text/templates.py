@@ -12,6 +12,7 @@ import functools
 import re
 import sys
 import tomllib
+from collections.abc import Collection
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -45,13 +46,21 @@ class TemplateProblem(Exception):
 
 
 class Templates:
-    def __init__(self, root: Path, *, parse_mode: str | None = "HTML") -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        parse_mode: str | None = "HTML",
+        plain_text: Collection[str] = (),
+    ) -> None:
+        """``plain_text``: the channels whose ``<kind>/<channel>`` templates render plain text
+        (``bot.channels.registry.plain_text_channels()``, their specs' markup)."""
         self.root = root
         # Telegram's HTML parse mode: escape every value; plain text would need no escaping.
         self.env = Environment(
             loader=FileSystemLoader(root),
             undefined=StrictUndefined,
-            autoescape=_escaping(parse_mode),
+            autoescape=_escaping(parse_mode, frozenset(plain_text)),
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=False,
@@ -182,27 +191,15 @@ def _format_number(context: Any, value: float) -> str:
     return format_decimal(value, locale=_locale(context))
 
 
-# templates/<kind>/<channel>.<lang>.j2 rendered as plain text
-# (the webhook's JSON escapes with tojson)
-PLAIN_TEXT_CHANNELS = (
-    "x",
-    "mastodon",
-    "bluesky",
-    "linkedin",
-    "facebook",
-    "instagram",
-    "webhook",
-)
-
-
-def _escaping(parse_mode: str | None) -> Any:
+def _escaping(parse_mode: str | None, plain_text: frozenset[str]) -> Any:
     """HTML-escape values for Telegram's HTML parse mode, but not in plain-text channels'
-    templates (an X post would show "&amp;")."""
+    templates, ``templates/<kind>/<channel>.<lang>.j2`` (an X post would show "&amp;"; the
+    webhook's JSON escapes with tojson)."""
 
     def escape(name: str | None) -> bool:
         if parse_mode != "HTML":
             return False
-        return (name or "").rsplit("/", 1)[-1].split(".")[0] not in PLAIN_TEXT_CHANNELS
+        return (name or "").rsplit("/", 1)[-1].split(".")[0] not in plain_text
 
     return escape
 

@@ -8,18 +8,19 @@ import io
 import json
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote, urlencode
 
 from anyio import to_thread
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bot.channels.registry import adapter_class
+from bot.channels import registry
+from bot.channels.base import ChatChannel
 from bot.community import erasure, importer, pledgemakers, staff
 from bot.core import csv_safety
 from bot.core.errors import ImportRowsError, UserInputError
@@ -49,9 +50,7 @@ def routes(app: App) -> list[Route]:
 
 def invite_channels(app: App) -> list[str]:
     """The enabled channels a pledgemaker can be invited on: those that receive messages."""
-    return [
-        name for name in app.config.enabled_channels() if adapter_class(name).capabilities.inbound
-    ]
+    return [name for name in app.config.enabled_channels() if registry.spec(name).inbound]
 
 
 # -- the list ------------------------------------------------------------------------------------
@@ -157,7 +156,9 @@ def detail(
     pledgemaker_id = request.path_params["id"]
     context: dict[str, Any] = {}
     with app.db.session() as session:
-        person = session.get(Pledgemaker, pledgemaker_id)
+        person = session.get(
+            Pledgemaker, pledgemaker_id, options=[selectinload(Pledgemaker.handle_rows)]
+        )
         if person is not None and person.erased_at is None:
             context = _story(session, person)
         session.expunge_all()
@@ -328,7 +329,8 @@ def invites_endpoint(app: App, *, csv: bool = False) -> Any:
             if invite.channel in refused:
                 continue
             try:
-                links[invite.token] = await app.channel(invite.channel).invite_link(invite.token)
+                chat = cast(ChatChannel, app.channel(invite.channel))  # an invite_channels one
+                links[invite.token] = await chat.invite_link(invite.token)
             except Exception as exc:  # cannot learn the bot's name: say so, keep the list
                 refused.add(invite.channel)
                 problem = (

@@ -14,7 +14,7 @@ token: a POST with a wrong token changes nothing.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from markupsafe import Markup
 from sqlalchemy import select, update
@@ -23,6 +23,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from bot.channels import registry
+from bot.channels.base import Unsubscribes
 from bot.community import contacts
 from bot.core.errors import ConfigError
 from bot.core.models import Contact, InviteToken, OutboxMessage, Pledgemaker, utcnow
@@ -109,18 +111,19 @@ def join(request: Request, app: App, form: FormData | None) -> Response:
 
 def unsubscribe(request: Request, app: App, form: FormData | None) -> Response:
     token = str(request.path_params["token"])
-    address = _unsubscribe_address(app, token)
+    named = _unsubscribe_address(app, token)
     language = _browser_language(request)
-    if address is None:
+    if named is None:
         text = _say(app, "unsubscribe_refused", language)
         return _answer(request, app, language, 404, title=text, text="")
+    channel, address = named
     with app.db.session() as session:
         found = session.scalars(
-            select(Contact).where(Contact.channel == "email", Contact.address == address)
+            select(Contact).where(Contact.channel == channel, Contact.address == address)
         ).first()
         invited = session.scalars(
             select(InviteToken.pledgemaker_id).where(
-                InviteToken.channel == "email", InviteToken.address == address
+                InviteToken.channel == channel, InviteToken.address == address
             )
         ).first()
         person = session.get(Pledgemaker, found.pledgemaker_id if found else invited or "")
@@ -139,7 +142,7 @@ def unsubscribe(request: Request, app: App, form: FormData | None) -> Response:
         session.execute(
             update(Contact)
             .where(
-                Contact.channel == "email",
+                Contact.channel == channel,
                 Contact.address == address,
                 Contact.status == "active",
             )
@@ -149,7 +152,7 @@ def unsubscribe(request: Request, app: App, form: FormData | None) -> Response:
             session.add(
                 Contact(
                     pledgemaker_id=person.id,
-                    channel="email",
+                    channel=channel,
                     address=address,
                     status="stopped",
                     bound_at=now,
@@ -161,7 +164,7 @@ def unsubscribe(request: Request, app: App, form: FormData | None) -> Response:
         session.execute(
             update(InviteToken)
             .where(
-                InviteToken.channel == "email",
+                InviteToken.channel == channel,
                 InviteToken.address == address,
                 InviteToken.used_at.is_(None),
             )
@@ -170,7 +173,7 @@ def unsubscribe(request: Request, app: App, form: FormData | None) -> Response:
         session.execute(
             update(OutboxMessage)
             .where(
-                OutboxMessage.channel == "email",
+                OutboxMessage.channel == channel,
                 OutboxMessage.recipient == address,
                 OutboxMessage.state.in_(("pending", "retry_wait")),
             )
@@ -180,15 +183,20 @@ def unsubscribe(request: Request, app: App, form: FormData | None) -> Response:
     return _answer(request, app, language, title=done, text="")
 
 
-def _unsubscribe_address(app: App, token: str) -> str | None:
-    if "email" not in app.config.enabled_channels():
-        return None
-    try:
-        adapter = app.channel("email")
-    except ConfigError:  # the signing key is not set: no token can be checked
-        return None
-    address: str | None = adapter.read_unsubscribe(token)
-    return address
+def _unsubscribe_address(app: App, token: str) -> tuple[str, str] | None:
+    """The channel and address a one-click unsubscribe token names: asked of each enabled
+    channel whose messages carry such links (email's List-Unsubscribe); None if none signed it."""
+    for name in app.config.enabled_channels():
+        if not registry.spec(name).unsubscribe_links:
+            continue
+        try:
+            adapter = cast(Unsubscribes, app.channel(name))
+        except ConfigError:  # the signing key is not set: no token can be checked
+            continue
+        address = adapter.read_unsubscribe(token)
+        if address is not None:
+            return name, address
+    return None
 
 
 def _browser_language(request: Request) -> str:

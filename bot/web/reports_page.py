@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from bot.community import reports
 from bot.core.errors import UserInputError
+from bot.core.extras import ExtraMissing
 from bot.service.app import App
 from bot.web.pages import page
 
@@ -109,9 +110,12 @@ def reports_chart(request: Request, app: App) -> Response:
     except UserInputError as exc:
         return PlainTextResponse(_sentence(str(exc)), status_code=400)
     by, since, until = choice
-    drawn = reports.chart(
-        _figures(app, choice), by, "svg", period=reports.describe_period(since, until)
-    )
+    try:
+        drawn = reports.chart(
+            _figures(app, choice), by, "svg", period=reports.describe_period(since, until)
+        )
+    except ExtraMissing as exc:  # the page's figures stand; its <img> shows their alt text
+        return PlainTextResponse(_sentence(str(exc)), status_code=404)
     return Response(
         drawn,
         media_type="image/svg+xml",

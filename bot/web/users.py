@@ -10,7 +10,7 @@ from starlette.routing import Route
 
 from bot.community import staff
 from bot.core.errors import UserInputError
-from bot.core.models import StaffUser
+from bot.core.staff_models import StaffUser
 from bot.service.app import App
 from bot.web.pages import back, not_found, page
 

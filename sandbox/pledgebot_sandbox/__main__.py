@@ -93,7 +93,7 @@ async def serve(args: argparse.Namespace) -> None:
     print(f"base_url={sandbox.base_url}", flush=True)
     print(f"base_file_url={sandbox.base_file_url}", flush=True)
     print(f"token={sandbox.token}", flush=True)
-    print(f"control_url=http://{sandbox.host}:{sandbox.port}/_sandbox", flush=True)
+    print(f"control_url={sandbox.control_url}", flush=True)
     try:
         await stop.wait()
     finally:

@@ -37,6 +37,8 @@ from pledgebot_sandbox._bluesky_rules import (
     invalid_request,
     rate_limited,
 )
+from pledgebot_sandbox._control import json_object
+from pledgebot_sandbox._images import image_type
 
 ACCESS_LIFETIME = 2 * 3600.0
 REFRESH_LIFETIME = 90 * 86400.0
@@ -53,13 +55,12 @@ class Call:
     authorization: str | None
 
     def json_object(self) -> dict[str, Any]:
-        try:
-            body = json.loads(self.body)
-        except ValueError:
-            raise invalid_request("Request body is not valid JSON") from None
-        if not isinstance(body, dict):
-            raise invalid_request("Request body must be a JSON object")
-        return body
+        return json_object(
+            self.body,
+            invalid_request,
+            not_json="Request body is not valid JSON",
+            not_object="Request body must be a JSON object",
+        )
 
 
 @dataclass
@@ -227,7 +228,7 @@ class BlueskyAccount:
         self.authorize(call)
         if len(call.body) > MAX_UPLOAD_BYTES:
             raise XrpcError(413, "PayloadTooLarge", "request entity too large")
-        mime = _sniff(call.body) or call.content_type or "application/octet-stream"
+        mime = image_type(call.body) or call.content_type or "application/octet-stream"
         cid = cid_for(call.body, raw=True)
         self.blobs[cid] = {"size": len(call.body), "mimeType": mime}
         ref = {"$type": "blob", "ref": {"$link": cid}, "mimeType": mime, "size": len(call.body)}
@@ -243,16 +244,3 @@ class BlueskyAccount:
         if did is None:
             raise invalid_request("Unable to resolve handle")
         return Answer({"did": did})
-
-
-def _sniff(data: bytes) -> str | None:
-    """The PDS sniffs an upload's type from its bytes (clients send ``*/*``)."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return None

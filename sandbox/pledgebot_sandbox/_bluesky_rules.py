@@ -18,12 +18,12 @@ import hashlib
 import hmac
 import json
 import re
-import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import regex
+
+from pledgebot_sandbox._window import Window
 
 POST = "app.bsky.feed.post"
 MAX_GRAPHEMES = 300
@@ -178,40 +178,21 @@ def _unb64(text: str) -> bytes:
 
 
 # --- rate limits ----------------------------------------------------------------------------
-@dataclass
-class PointsWindow:
-    """The PDS's repo-write limit: ``points`` per fixed window (a create costs 3, a delete 1).
+class PointsWindow(Window):
+    """The PDS's repo-write limit: ``limit`` points per fixed window (a create costs 3, a
+    delete 1).
 
     Every answer to a write carries ``ratelimit-limit``, ``-remaining``, ``-reset`` (Unix
     seconds) and ``-policy``; a write over the budget gets 429 ``RateLimitExceeded``.
     """
 
-    points: int
-    seconds: float
-    clock: Callable[[], float] = time.time
-    _start: float | None = None
-    _used: int = 0
-
-    def _roll(self) -> None:
-        now = self.clock()
-        if self._start is None or now >= self._start + self.seconds:
-            self._start, self._used = now, 0
-
-    def take(self, cost: int) -> bool:
-        self._roll()
-        if self._used + cost > self.points:
-            return False
-        self._used += cost
-        return True
-
     def headers(self) -> dict[str, str]:
-        self._roll()
-        assert self._start is not None
+        used, ends_at = self.standing()
         return {
-            "ratelimit-limit": str(self.points),
-            "ratelimit-remaining": str(max(0, self.points - self._used)),
-            "ratelimit-reset": str(int(self._start + self.seconds)),
-            "ratelimit-policy": f"{self.points};w={int(self.seconds)}",
+            "ratelimit-limit": str(self.limit),
+            "ratelimit-remaining": str(max(0, self.limit - used)),
+            "ratelimit-reset": str(int(ends_at)),
+            "ratelimit-policy": f"{self.limit};w={int(self.seconds)}",
         }
 
 

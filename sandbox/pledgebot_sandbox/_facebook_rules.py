@@ -16,9 +16,11 @@ import io
 import json
 import re
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from pledgebot_sandbox._images import image_type
+from pledgebot_sandbox._window import Window
 
 MAX_MESSAGE = 63_206  # a Page post's message
 MAX_CAPTION = 2_200  # an Instagram caption
@@ -136,39 +138,19 @@ def fault_error(how: str, page_id: str, regain_minutes: int) -> GraphError:
 
 
 # --- usage windows --------------------------------------------------------------------------
-@dataclass
-class UsageWindow:
+class UsageWindow(Window):
     """Calls allowed per fixed window, as a share Graph reports in its usage headers."""
 
-    limit: int
-    seconds: float
-    clock: Callable[[], float]
-    _start: float | None = None
-    _used: int = 0
-
-    def _roll(self) -> None:
-        now = self.clock()
-        if self._start is None or now >= self._start + self.seconds:
-            self._start, self._used = now, 0
-
-    def take(self) -> bool:
-        self._roll()
-        if self._used >= self.limit:
-            return False
-        self._used += 1
-        return True
-
     def percent(self) -> float:
-        self._roll()
-        return round(100.0 * self._used / self.limit, 1)
+        used, _ = self.standing()
+        return round(100.0 * used / self.limit, 1)
 
     def regain_minutes(self) -> int:
         """Minutes until the window rolls over (0 while calls are left)."""
-        self._roll()
-        assert self._start is not None
-        if self._used < self.limit:
+        used, ends_at = self.standing()
+        if used < self.limit:
             return 0
-        return max(1, int((self._start + self.seconds - self.clock()) // 60) + 1)
+        return max(1, int((ends_at - self.clock()) // 60) + 1)
 
 
 def buc_header(object_id: str, kind: str, percent: float, regain_minutes: int) -> str:
@@ -205,18 +187,8 @@ def check_caption(caption: str) -> None:
         raise invalid_parameter(f"The caption has more than {MAX_MENTIONS} @mentions")
 
 
-def image_mime(data: bytes) -> str | None:
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    return "image/webp" if data[:4] == b"RIFF" and data[8:12] == b"WEBP" else None
-
-
 def check_page_photo(data: bytes) -> str:
-    mime = image_mime(data)
+    mime = image_type(data)
     if mime is None or len(data) > MAX_PAGE_IMAGE_BYTES:
         raise GraphError(400, "(#324) Missing or invalid image file", 324)
     return mime
@@ -226,7 +198,7 @@ def check_instagram_image(data: bytes) -> None:
     """What Instagram refuses once it has the image: not a JPEG, too big, a bad aspect ratio."""
     if len(data) > MAX_IG_IMAGE_BYTES:
         raise GraphError(400, "The image is too large", 36000, 2207004)
-    if image_mime(data) != "image/jpeg":
+    if image_type(data) != "image/jpeg":
         raise GraphError(
             400,
             "Invalid image format",

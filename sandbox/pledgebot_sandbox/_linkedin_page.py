@@ -10,7 +10,6 @@ Owns ``POST /rest/posts`` (201, the URN in ``x-restli-id``), ``GET`` and ``DELET
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
@@ -18,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from pledgebot_sandbox._control import json_object
+from pledgebot_sandbox._images import image_type
 from pledgebot_sandbox._linkedin_rules import (
     Rendered,
     Tokens,
@@ -44,13 +45,12 @@ class Call:
     body: bytes
 
     def json_object(self) -> dict[str, Any]:
-        try:
-            body = json.loads(self.body or b"null")
-        except ValueError:
-            raise bad_request("Unable to parse the request body as JSON") from None
-        if not isinstance(body, dict):
-            raise bad_request("The request body must be a JSON object")
-        return body
+        return json_object(
+            self.body or b"null",  # no body at all is "not an object"
+            bad_request,
+            not_json="Unable to parse the request body as JSON",
+            not_object="The request body must be a JSON object",
+        )
 
 
 @dataclass
@@ -199,10 +199,5 @@ class LinkedInPage:
 
 def _sniff(data: bytes) -> str | None:
     """LinkedIn takes JPEG, PNG and GIF images; anything else fails processing."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    return None
+    kind = image_type(data)
+    return kind if kind in ("image/jpeg", "image/png", "image/gif") else None

@@ -1,8 +1,8 @@
-"""Fault injection for the Telegram sandbox: scripted faults (FIFO) and seeded random ones.
+"""Random faults for the Telegram sandbox, at seeded rates (scripted ones are
+``pledgebot_sandbox._control``'s, as for every sandbox).
 
-A ``Fault`` says how one call misbehaves; ``FaultRates`` draws one (or none) per call from a
-seeded ``random.Random``, so a run with the same seed sees the same sequence of faults in the
-order the calls arrive.
+``FaultRates`` draws one ``Fault`` (or none) per call from a seeded ``random.Random``, so a run
+with the same seed sees the same sequence of faults in the order the calls arrive.
 """
 
 from __future__ import annotations
@@ -10,22 +10,13 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from pledgebot_sandbox._control import Fault, ready
 from pledgebot_sandbox._telegram_rules import ApiError
 
 SERVER_ERRORS = (500, 502, 503)
 # What a proxy in front of the Bot API answers when the backend never did: only a client that
 # waits longer than ``timeout_delay`` sees it; the call was not carried out.
 GATEWAY_TIMEOUT = ApiError(504, "Gateway Timeout")
-
-
-@dataclass
-class Fault:
-    """How one call misbehaves. ``kind`` names it in the sandbox's fault counters."""
-
-    error: ApiError | None
-    delay: float | None
-    deliver: bool
-    kind: str = "scripted"
 
 
 @dataclass
@@ -75,17 +66,17 @@ class FaultRates:
         roll = self.rng.random()
         if roll < self.server_error:
             status = self.rng.choice(SERVER_ERRORS)
-            return Fault(ApiError(status, _phrase(status)), None, False, "server_error")
+            return Fault(ready(ApiError(status, _phrase(status))), None, False, "server_error")
         roll -= self.server_error
         if roll < self.rate_limit:
             text = f"Too Many Requests: retry after {self.retry_after}"
             error = ApiError(429, text, {"retry_after": self.retry_after})
-            return Fault(error, None, False, "rate_limit")
+            return Fault(ready(error), None, False, "rate_limit")
         roll -= self.rate_limit
         if roll < self.timeout:
             if self.rng.random() < self.timeout_delivered:
                 return Fault(None, self.timeout_delay, True, "timeout")
-            return Fault(GATEWAY_TIMEOUT, self.timeout_delay, False, "timeout")
+            return Fault(ready(GATEWAY_TIMEOUT), self.timeout_delay, False, "timeout")
         return None
 
 

@@ -28,10 +28,10 @@ from pledgebot_sandbox._telegram_rules import (
     param_str,
     parse_allowed_updates,
     parse_reply_markup,
-    parse_text,
     retry_after_seconds,
 )
 from pledgebot_sandbox._telegram_state import Chat, SandboxState, now
+from pledgebot_sandbox._telegram_text import parse_text
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 

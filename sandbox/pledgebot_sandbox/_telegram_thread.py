@@ -8,20 +8,16 @@ For tests that run pledgebot as a subprocess, or any synchronous code (the runne
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, cast
+from typing import Any
 
 from pledgebot_sandbox._thread import BaseSandboxThread
 from pledgebot_sandbox.telegram import TelegramSandbox
 
 
-class SandboxThread(BaseSandboxThread):
+class SandboxThread(BaseSandboxThread[TelegramSandbox]):
     """``with SandboxThread(**TelegramSandbox kwargs) as tg:`` then ``tg.push_message(...)``."""
 
     sandbox_class = TelegramSandbox
-
-    @property
-    def sandbox(self) -> TelegramSandbox:
-        return cast(TelegramSandbox, super().sandbox)
 
     # --- convenience proxies ------------------------------------------------------------------
     @property

@@ -3,7 +3,7 @@
 For tests that run pledgebot as a subprocess, or any synchronous code: every call is marshalled
 onto the sandbox's loop, so the sandbox is only ever touched from one thread. Each platform's
 runner (``SandboxThread`` for Telegram, ``XSandboxThread``, ...) names its sandbox in
-``sandbox_class`` and adds its own proxies; this module knows no platform.
+``sandbox_class`` (a ``SandboxServer``) and adds its own proxies; this module knows no platform.
 """
 
 from __future__ import annotations
@@ -14,25 +14,28 @@ import inspect
 import threading
 from collections import Counter
 from collections.abc import Coroutine
-from typing import Any, ClassVar, Self, TypeVar
+from typing import Any, Generic, Self, TypeVar
+
+from pledgebot_sandbox._control import SandboxServer
 
 T = TypeVar("T")
+S = TypeVar("S", bound=SandboxServer)
 CALL_TIMEOUT_SECONDS = 60
 
 
-class BaseSandboxThread:
+class BaseSandboxThread(Generic[S]):
     """``with <Platform>SandboxThread(**<Platform>Sandbox kwargs) as s:`` then ``s.call(...)``."""
 
-    sandbox_class: ClassVar[type[Any]]  # the sandbox it builds, with async start() and stop()
+    sandbox_class: type[S]  # the sandbox it builds
 
     def __init__(self, **sandbox_kwargs: Any) -> None:
         self._kwargs = sandbox_kwargs
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._sandbox: Any = None
+        self._sandbox: S | None = None
 
     @property
-    def sandbox(self) -> Any:
+    def sandbox(self) -> S:
         if self._sandbox is None:
             raise RuntimeError("the sandbox thread is not running")
         return self._sandbox
@@ -41,7 +44,8 @@ class BaseSandboxThread:
         if self._loop is not None:
             raise RuntimeError("the sandbox thread is already running")
         loop = asyncio.new_event_loop()
-        thread = threading.Thread(target=loop.run_forever, name="telegram-sandbox", daemon=True)
+        name = f"{self.sandbox_class.__name__} loop"
+        thread = threading.Thread(target=loop.run_forever, name=name, daemon=True)
         thread.start()
         self._loop, self._thread = loop, thread
         try:
@@ -51,7 +55,7 @@ class BaseSandboxThread:
             raise
         return self
 
-    async def _create(self) -> Any:
+    async def _create(self) -> S:
         sandbox = self.sandbox_class(**self._kwargs)
         await sandbox.start()
         return sandbox

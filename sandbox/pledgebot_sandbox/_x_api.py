@@ -2,8 +2,9 @@
 
 Owns the account's posts and media and what each endpoint does with a request that already
 passed authentication and fault injection: ``POST``/``DELETE /2/tweets``, ``GET /2/users/me``,
-the user timeline, and the media upload and metadata endpoints. HTTP plumbing, OAuth and
-faults are ``x.py``'s; X's rules and error bodies come from ``_x_rules``.
+the user timeline (its paging and post fields are ``_x_timeline``'s), and the media upload
+and metadata endpoints. HTTP plumbing, OAuth and faults are ``x.py``'s; X's rules and error
+bodies come from ``_x_rules``.
 
 As on X, a post's links are stored wrapped in t.co (``text``), with the URLs as sent in
 ``entities.urls`` (``tweet.fields=entities``); a post with media also gets a t.co link to the
@@ -14,7 +15,6 @@ compares the text as sent, not the wrapped text, whose t.co links differ from po
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,6 +23,7 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiDictProxy
 
+from pledgebot_sandbox._control import json_object
 from pledgebot_sandbox._x_rules import (
     DUPLICATE,
     MAX_ALT_TEXT_LENGTH,
@@ -37,6 +38,7 @@ from pledgebot_sandbox._x_rules import (
     escape_text,
     forbidden,
     invalid_request,
+    media_key,
     media_link,
     normalize_text,
     not_found,
@@ -44,50 +46,9 @@ from pledgebot_sandbox._x_rules import (
     weighted_length,
     wrap_links,
 )
+from pledgebot_sandbox._x_timeline import timeline_page
 
 REPLY_SETTINGS = ("following", "mentionedUsers", "subscribers", "verified")
-# Tweet fields the sandbox models; X's other documented fields are accepted and left out.
-MODELLED_TWEET_FIELDS = frozenset(
-    {
-        "attachments",
-        "author_id",
-        "conversation_id",
-        "created_at",
-        "edit_history_tweet_ids",
-        "entities",
-        "id",
-        "in_reply_to_user_id",
-        "public_metrics",
-        "referenced_tweets",
-        "text",
-    }
-)
-OTHER_TWEET_FIELDS = frozenset(
-    {
-        "article",
-        "card_uri",
-        "community_id",
-        "context_annotations",
-        "display_text_range",
-        "edit_controls",
-        "geo",
-        "lang",
-        "media_metadata",
-        "non_public_metrics",
-        "note_tweet",
-        "organic_metrics",
-        "possibly_sensitive",
-        "promoted_metrics",
-        "reply_settings",
-        "scopes",
-        "source",
-        "withheld",
-    }
-)
-# Timeline parameters accepted and ignored: they only shape includes the sandbox never sends.
-IGNORED_TIMELINE_PARAMS = frozenset(
-    {"expansions", "media.fields", "place.fields", "poll.fields", "user.fields"}
-)
 
 
 @dataclass
@@ -103,13 +64,12 @@ class Call:
     def json_object(self) -> dict[str, Any]:
         if self.content_type != "application/json":
             raise invalid_request("The request body must be JSON (application/json).")
-        try:
-            body = json.loads(self.body)
-        except ValueError:
-            raise invalid_request("The request body is not valid JSON.") from None
-        if not isinstance(body, dict):
-            raise invalid_request("The request body must be a JSON object.")
-        return body
+        return json_object(
+            self.body,
+            invalid_request,
+            not_json="The request body is not valid JSON.",
+            not_object="The request body must be a JSON object.",
+        )
 
 
 @dataclass
@@ -273,80 +233,7 @@ class XAccount:
         if user_id != self.user_id:
             # X answers 200 with only an errors array for an id that names no user.
             return Answer(200, {"errors": [not_found("user", "id", user_id)]})
-        query = call.query
-        unknown = sorted(
-            set(query)
-            - IGNORED_TIMELINE_PARAMS
-            - {"max_results", "pagination_token", "since_id", "until_id", "exclude", "tweet.fields"}
-        )
-        if unknown:
-            raise invalid_request(f"The X sandbox does not support the parameters {unknown}.")
-        max_results = _int_param(query, "max_results", 10, 5, 100)
-        fields = _list_param(query, "tweet.fields", MODELLED_TWEET_FIELDS | OTHER_TWEET_FIELDS)
-        exclude = _list_param(query, "exclude", frozenset({"replies", "retweets"}))
-        since_id = _id_param(query, "since_id")
-        until_id = _id_param(query, "until_id")
-        newest_first = [
-            post
-            for post in reversed(self.posts.values())
-            if not post["deleted"]
-            and (since_id is None or int(post["id"]) > since_id)
-            and (until_id is None or int(post["id"]) < until_id)
-            and not ("replies" in exclude and post["in_reply_to_tweet_id"])
-        ]
-        token = query.get("pagination_token")
-        if token is not None:
-            start = _decode_token(token)
-            newest_first = [post for post in newest_first if int(post["id"]) <= start]
-        page = newest_first[:max_results]
-        meta: dict[str, Any] = {"result_count": len(page)}
-        if not page:
-            return Answer(200, {"meta": meta})
-        meta.update(newest_id=page[0]["id"], oldest_id=page[-1]["id"])
-        if len(newest_first) > max_results:
-            meta["next_token"] = _encode_token(int(newest_first[max_results]["id"]))
-        data = [self._post_json(post, fields) for post in page]
-        return Answer(200, {"data": data, "meta": meta})
-
-    def _post_json(self, post: dict[str, Any], fields: frozenset[str]) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "id": post["id"],
-            "text": escape_text(post["text"]),
-            "edit_history_tweet_ids": [post["id"]],
-        }
-        parent = post["in_reply_to_tweet_id"]
-        if "entities" in fields and post["urls"]:  # X leaves out a field with nothing in it
-            data["entities"] = {"urls": [dict(url) for url in post["urls"]]}
-        if "author_id" in fields:
-            data["author_id"] = post["author_id"]
-        if "created_at" in fields:
-            data["created_at"] = post["created_at"]
-        if "conversation_id" in fields:
-            root = post
-            while root["in_reply_to_tweet_id"] in self.posts:
-                root = self.posts[root["in_reply_to_tweet_id"]]
-            data["conversation_id"] = root["id"]
-        if "in_reply_to_user_id" in fields and parent:
-            data["in_reply_to_user_id"] = self.posts[parent]["author_id"]
-        if "referenced_tweets" in fields and parent:
-            data["referenced_tweets"] = [{"type": "replied_to", "id": parent}]
-        if "attachments" in fields and post["media_ids"]:
-            data["attachments"] = {"media_keys": [media_key(mid) for mid in post["media_ids"]]}
-        if "public_metrics" in fields:
-            replies = sum(
-                1
-                for other in self.posts.values()
-                if other["in_reply_to_tweet_id"] == post["id"] and not other["deleted"]
-            )
-            data["public_metrics"] = {
-                "retweet_count": 0,
-                "reply_count": replies,
-                "like_count": 0,
-                "quote_count": 0,
-                "bookmark_count": 0,
-                "impression_count": 0,
-            }
-        return data
+        return Answer(200, timeline_page(self.posts, call.query))
 
     # --- media --------------------------------------------------------------------------------
     async def upload_media(self, call: Call) -> Answer:
@@ -400,11 +287,6 @@ class XAccount:
 
 
 # --- helpers ----------------------------------------------------------------------------------
-def media_key(media_id: str) -> str:
-    """X's media key: the type (3: photo) and the media id."""
-    return f"3_{media_id}"
-
-
 def _iso(timestamp: float) -> str:
     """X's timestamp format: ``2025-01-31T12:00:00.000Z``."""
     moment = datetime.fromtimestamp(timestamp, UTC)
@@ -416,60 +298,3 @@ def _form_str(call: Call, name: str) -> str | None:
     if value is None:
         value = call.query.get(name)
     return value if isinstance(value, str) and value else None
-
-
-def _int_param(query: MultiDictProxy[str], name: str, default: int, low: int, high: int) -> int:
-    raw = query.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise invalid_request(
-            f"The `{name}` query parameter value [{raw}] is not between {low} and {high}",
-            {name: [raw]},
-        )
-    return int(raw)
-
-
-def _id_param(query: MultiDictProxy[str], name: str) -> int | None:
-    raw = query.get(name)
-    if raw is None:
-        return None
-    if not raw.isdigit():
-        raise invalid_request(
-            f"The `{name}` query parameter value [{raw}] does not match ^[0-9]{{1,19}}$",
-            {name: [raw]},
-        )
-    return int(raw)
-
-
-def _list_param(query: MultiDictProxy[str], name: str, allowed: frozenset[str]) -> frozenset[str]:
-    values = frozenset(v for v in query.get(name, "").split(",") if v)
-    unknown = sorted(values - allowed)
-    if unknown:
-        raise invalid_request(
-            f"The `{name}` query parameter value [{unknown[0]}] is not one of {sorted(allowed)}",
-            {name: unknown},
-        )
-    return values
-
-
-_TOKEN_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
-
-
-def _encode_token(post_id: int) -> str:
-    """An opaque-looking next_token: the id the next page starts at, in base 36."""
-    digits = ""
-    while post_id:
-        post_id, rest = divmod(post_id, 36)
-        digits = _TOKEN_DIGITS[rest] + digits
-    return digits or "0"
-
-
-def _decode_token(token: str) -> int:
-    try:
-        return int(token, 36)
-    except ValueError:
-        raise invalid_request(
-            f"The `pagination_token` query parameter value [{token}] is not valid",
-            {"pagination_token": [token]},
-        ) from None

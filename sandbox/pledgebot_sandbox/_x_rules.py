@@ -27,6 +27,9 @@ import twitter_text
 from oauthlib.common import Request as OAuthRequest
 from oauthlib.oauth1.rfc5849 import signature, utils
 
+from pledgebot_sandbox._images import image_type
+from pledgebot_sandbox._window import Window
+
 API_HOST = "https://api.twitter.com"  # what clients sign for, wherever the request is sent
 MAX_WEIGHTED_LENGTH = 280
 MAX_MEDIA_PER_POST = 4
@@ -239,6 +242,11 @@ def wrap_links(text: str, salt: str) -> tuple[str, list[dict[str, Any]]]:
     return "".join(pieces), urls
 
 
+def media_key(media_id: str) -> str:
+    """X's media key: the type (3: photo) and the media id."""
+    return f"3_{media_id}"
+
+
 def media_link(
     stored: str, post_id: str, username: str, media_keys: list[str]
 ) -> tuple[str, list[dict[str, Any]]]:
@@ -292,19 +300,10 @@ MEDIA_CATEGORIES = {
     "tweet_image": ("image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp"),
     "tweet_gif": ("image/gif",),
 }
-_MAGIC = (
-    (b"\xff\xd8\xff", "image/jpeg"),
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"GIF87a", "image/gif"),
-    (b"GIF89a", "image/gif"),
-    (b"BM", "image/bmp"),
-)
 
 
 def sniff_media_type(data: bytes) -> str | None:
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return next((kind for magic, kind in _MAGIC if data.startswith(magic)), None)
+    return image_type(data) or ("image/bmp" if data.startswith(b"BM") else None)
 
 
 def check_upload(data: bytes, category: str, declared_type: str | None) -> str:
@@ -331,40 +330,19 @@ def check_upload(data: bytes, category: str, declared_type: str | None) -> str:
 
 
 # --- rate limits and ids ----------------------------------------------------------------------
-class FixedWindow:
+class FixedWindow(Window):
     """X's user rate limit: ``limit`` requests per window that starts with its first request.
 
     A fixed window, like X's: ``x-rate-limit-reset`` is when the window ends and the full
     allowance comes back at once.
     """
 
-    def __init__(self, limit: int, seconds: float, clock: Callable[[], float]) -> None:
-        self.limit = limit
-        self.seconds = seconds
-        self._clock = clock
-        self._start: float | None = None
-        self._used = 0
-
-    def _roll(self) -> None:
-        now = self._clock()
-        if self._start is None or now >= self._start + self.seconds:
-            self._start, self._used = now, 0
-
-    def take(self) -> bool:
-        """Use one request of the allowance; False (nothing used) when none is left."""
-        self._roll()
-        if self._used >= self.limit:
-            return False
-        self._used += 1
-        return True
-
     def headers(self) -> dict[str, str]:
-        self._roll()
-        assert self._start is not None
+        used, ends_at = self.standing()
         return {
             "x-rate-limit-limit": str(self.limit),
-            "x-rate-limit-remaining": str(self.limit - self._used),
-            "x-rate-limit-reset": str(math.ceil(self._start + self.seconds)),
+            "x-rate-limit-remaining": str(self.limit - used),
+            "x-rate-limit-reset": str(math.ceil(ends_at)),
         }
 
 

@@ -13,16 +13,13 @@ error bodies in ``_bluesky_rules``; ``BlueskySandboxThread`` runs it for synchro
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import copy
 import logging
 import secrets
 import time
-from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, cast
+from functools import partial
+from typing import Any
 
 from aiohttp import web
 
@@ -37,7 +34,13 @@ from pledgebot_sandbox._bluesky_rules import (
     internal_error,
     invalid_request,
 )
-from pledgebot_sandbox._server import serve
+from pledgebot_sandbox._control import (
+    TIMEOUT_HOLD_SECONDS,
+    ControlAction,
+    Fault,
+    SandboxServer,
+    check_error_status,
+)
 from pledgebot_sandbox._thread import BaseSandboxThread
 
 __all__ = ["BlueskySandbox", "BlueskySandboxThread"]
@@ -57,20 +60,15 @@ FAULTS: dict[str, tuple[int, str, str]] = {
 }
 
 
-@dataclass
-class _Fault:
-    answer: tuple[int, str, str, dict[str, str]] | None  # status, error, message, headers
-    delay: float | None
-    deliver: bool
-
-
-class BlueskySandbox:
+class BlueskySandbox(SandboxServer):
     """One fake PDS with one account. Call it only from the server's event loop thread.
 
     ``points_per_window`` / ``window_seconds``: the repo-write limit (Bluesky: 5,000 points an
     hour, a post costs 3). ``max_image_bytes``: the lexicon's image limit (2,000,000; an older
     PDS: 1,000,000). ``known_handles``: other accounts a mention may name (handle → DID).
     """
+
+    client_max_size = 2 * MAX_UPLOAD_BYTES  # an oversized upload gets the PDS's 413, not aiohttp's
 
     def __init__(
         self,
@@ -89,7 +87,7 @@ class BlueskySandbox:
     ) -> None:
         if duplicate_status not in (409, 500):
             raise ValueError("duplicate_status is 500 (the reference PDS today) or 409")
-        self.host, self.port = host, port
+        super().__init__(host, port)  # method_calls: calls per method, answered or not
         self._clock: Callable[[], float] = time.time  # ratelimit-reset is Unix time
         self.tokens = Tokens(secrets.token_bytes(32), self._clock)
         self.account = BlueskyAccount(
@@ -104,17 +102,8 @@ class BlueskySandbox:
             duplicate_status=duplicate_status,
             access_lifetime=access_lifetime,
         )
-        self.rate_limited = 0
-        self.method_calls: Counter[str] = Counter()  # calls per method, answered or not
-        self._faults: dict[str, deque[_Fault]] = {}
-        self._closing = asyncio.Event()
-        self._runner: web.AppRunner | None = None
 
-    # --- lifecycle ----------------------------------------------------------------------------
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
+    # --- the account and the server ----------------------------------------------------------
     @property
     def did(self) -> str:
         return self.account.did
@@ -127,22 +116,17 @@ class BlueskySandbox:
     def app_password(self) -> str:
         return self.account.app_password
 
-    async def start(self) -> None:
-        if self._runner is not None:
-            raise RuntimeError("the sandbox is already running")
-        self._closing = asyncio.Event()
-        # Room for an oversized upload, so it gets the PDS's 413 rather than aiohttp's.
-        app = web.Application(client_max_size=2 * MAX_UPLOAD_BYTES)
-        app.router.add_route("*", "/xrpc/{nsid}", self._handle)
-        app.router.add_route("*", "/_sandbox/{action}", self._handle_control)
-        self._runner, self.port = await serve(app, self.host, self.port)
+    def _add_routes(self, router: web.UrlDispatcher) -> None:
+        router.add_route("*", "/xrpc/{nsid}", self._handle)
 
-    async def stop(self) -> None:
-        if self._runner is None:
-            return
-        self._closing.set()  # cuts injected delays short
-        await self._runner.cleanup()
-        self._runner = None
+    def _control_actions(self) -> dict[str, ControlAction]:
+        """``posts``; ``fault`` (``{"nsid", "how", ...}``), ``expire``, ``revoke``."""
+        return {
+            "GET posts": lambda _: self.posts(),
+            "POST fault": lambda body: self.fail_next(body.pop("nsid"), body.pop("how"), **body),
+            "POST expire": lambda _: self.expire_tokens(),
+            "POST revoke": lambda _: self.revoke_app_password(),
+        }
 
     # --- what tests look at and do ------------------------------------------------------------
     def posts(self) -> list[dict[str, Any]]:
@@ -180,7 +164,8 @@ class BlueskySandbox:
         """The next ``times`` calls of ``nsid`` answer ``how`` (a ``FAULTS`` name) or, for
         ``how="timeout"``, answer nothing for ``delay`` seconds (default 10)."""
         if how == "timeout":
-            self.inject_fault(nsid, delay=options.pop("delay", 10.0), times=times, **options)
+            delay = options.pop("delay", TIMEOUT_HOLD_SECONDS)
+            self.inject_fault(nsid, delay=delay, times=times, **options)
             return
         status, error, message = FAULTS[how]
         self.inject_fault(nsid, status=status, error=error, message=message, times=times, **options)
@@ -209,20 +194,17 @@ class BlueskySandbox:
             raise ValueError(f"unknown method {nsid!r}; one of {sorted(self.account.handlers)}")
         if status is None and delay is None:
             raise ValueError("give status or delay")
-        if times < 1:
-            raise ValueError("times must be at least 1")
         answer = None
         if status is not None:
-            if not 400 <= status <= 599:
-                raise ValueError("status must be an HTTP error status")
+            check_error_status(status)
             default = "RateLimitExceeded" if status == 429 else "InternalServerError"
-            answer = (status, error or default, message or error or default, dict(headers or {}))
-        queue = self._faults.setdefault(nsid, deque())
-        queue.extend(_Fault(answer, delay, deliver) for _ in range(times))
+            named = error or default
+            answer = partial(self._fault_error, status, named, message or named, headers or {})
+        self._queue_fault(nsid, Fault(answer, delay, deliver), times)
 
-    def _fault_error(self, fault: _Fault) -> XrpcError:
-        assert fault.answer is not None
-        status, error, message, headers = fault.answer
+    def _fault_error(
+        self, status: int, error: str, message: str, headers: dict[str, str]
+    ) -> XrpcError:
         if status == 429:  # the window as it stands when the fault is served, spent
             reset = str(int(self._clock()) + 30)
             spent = {"ratelimit-reset": reset, "ratelimit-remaining": "0"}
@@ -249,21 +231,7 @@ class BlueskySandbox:
                 invalid_request(f"Incorrect HTTP method ({request.method}) expected {expected}")
             )
         call = Call(request.query, body, request.content_type, request.headers.get("Authorization"))
-        faults = self._faults.get(nsid)
-        if not faults:
-            return await self._run(nsid, call)
-        fault = faults.popleft()
-        delivered = await self._run(nsid, call) if fault.deliver else None
-        if fault.delay:
-            with contextlib.suppress(TimeoutError):  # stop() cuts the delay short
-                await asyncio.wait_for(self._closing.wait(), fault.delay)
-        if fault.answer is not None:
-            return self._error(self._fault_error(fault))
-        if delivered is not None:
-            return delivered
-        if request.transport is None or request.transport.is_closing():
-            return web.Response(status=499)  # the client gave up: the call is never carried out
-        return await self._run(nsid, call)
+        return await self._answer_call(nsid, request, lambda: self._run(nsid, call))
 
     async def _run(self, nsid: str, call: Call) -> web.Response:
         try:
@@ -275,41 +243,12 @@ class BlueskySandbox:
             return self._error(internal_error())
         return web.json_response(answer.body, headers=answer.headers)
 
-    def _error(self, error: XrpcError) -> web.Response:
-        if error.status == 429:
-            self.rate_limited += 1
-        return web.json_response(error.body, status=error.status, headers=error.headers)
 
-    async def _handle_control(self, request: web.Request) -> web.Response:
-        """``/_sandbox/posts`` (GET), ``/_sandbox/fault`` (POST ``{"nsid", "how", ...}``),
-        ``/_sandbox/expire`` and ``/_sandbox/revoke`` (POST): for subprocess tests."""
-        action = request.match_info["action"]
-        try:
-            if request.method == "GET" and action == "posts":
-                return web.json_response(self.posts())
-            if request.method == "POST" and action == "fault":
-                body = await request.json()
-                self.fail_next(body.pop("nsid"), body.pop("how"), **body)
-            elif request.method == "POST" and action == "expire":
-                self.expire_tokens()
-            elif request.method == "POST" and action == "revoke":
-                self.revoke_app_password()
-            else:
-                return web.json_response({"error": "unknown control action"}, status=404)
-            return web.json_response({"ok": True})
-        except (KeyError, TypeError, ValueError) as exc:
-            return web.json_response({"error": f"{type(exc).__name__}: {exc}"}, status=400)
-
-
-class BlueskySandboxThread(BaseSandboxThread):
+class BlueskySandboxThread(BaseSandboxThread[BlueskySandbox]):
     """``with BlueskySandboxThread(**BlueskySandbox kwargs) as bsky:`` then ``bsky.posts()``,
     from synchronous code (the sandboxes' thread runner, building a Bluesky one)."""
 
     sandbox_class = BlueskySandbox
-
-    @property
-    def sandbox(self) -> BlueskySandbox:  # type: ignore[override]
-        return cast(BlueskySandbox, super().sandbox)
 
     def posts(self) -> list[dict[str, Any]]:
         return list(self.call("posts"))

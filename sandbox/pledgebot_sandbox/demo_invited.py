@@ -1,13 +1,12 @@
 """The demo's email and Matrix pledgemakers: invited by the bot itself, answering by typing.
 
-Their address goes on their pledgemaker record (``email``, ``matrix_id``) and the bot invites
-them with ``bot.community.invitations.send`` — what ``pledgebot contacts invite --all --channel …``
-does:
-a mail they reply to from their mail client (one of them, instead, mails the signed code of the
-``mailto:`` link they were handed, the other way to join), or a direct room on a real Synapse
-that they join. Then each answers the prompt (a reply quoting it, by mail; a reply to its event
-or a plain message, on Matrix) and types their answer to the consent question under its
-numbered options: ``1``, yes in their language, and — the last of each channel — no.
+Their address goes on their pledgemaker record (their ``email`` or ``matrix`` handle) and the bot
+invites them with ``bot.community.invitations.send`` — what ``pledgebot contacts invite --all
+--channel …`` does: a mail they reply to from their mail client (one of them, instead, mails the
+signed code of the ``mailto:`` link they were handed, the other way to join), or a direct room on
+a real Synapse that they join. Then each answers the prompt (a reply quoting it, by mail; a reply
+to its event or a plain message, on Matrix) and types their answer to the consent question under
+its numbered options: ``1``, yes in their language, and — the last of each channel — no.
 """
 
 from __future__ import annotations
@@ -166,7 +165,7 @@ class EmailPeople:
             for pledgemaker_id, name, language in people:
                 pledgemaker = session.get(Pledgemaker, pledgemaker_id)
                 assert pledgemaker is not None
-                address = pledgemaker.email = email_address(pledgemaker)
+                address = pledgemaker.handles["email"] = email_address(pledgemaker)
                 addresses[pledgemaker_id] = address
                 self.people[address] = (formataddr((name, address)), language)
         ids = list(addresses)
@@ -312,7 +311,7 @@ class MatrixPeople:
         }
 
     async def invite(self, app: App, people: list[Person], say: Say) -> None:
-        """Each has an account, recorded as their ``matrix_id``; the bot invites them to a
+        """Each has an account, recorded as their Matrix handle; the bot invites them to a
         direct room, and each accepts by joining it."""
         if not people:
             return
@@ -323,7 +322,7 @@ class MatrixPeople:
             for pledgemaker_id, account in accounts.items():
                 pledgemaker = session.get(Pledgemaker, pledgemaker_id)
                 assert pledgemaker is not None
-                pledgemaker.matrix_id = account.user_id
+                pledgemaker.handles["matrix"] = account.user_id
         say(f"matrix: {len(people)} pledgemaker(s) invited by the bot to a room (they join it)")
         send_invitations(app, list(accounts), "matrix")
         invites = {pledgemaker_id: Invites(synapse, a) for pledgemaker_id, a in accounts.items()}

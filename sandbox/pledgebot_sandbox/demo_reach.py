@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 from sqlalchemy import select
 
-from bot.community.closing import public_link
+from bot.channels import registry
 from bot.core import media_urls
 from bot.core.models import OutboxMessage, Post
 from bot.service.app import App
@@ -184,7 +184,7 @@ class Reach:
         return update_id, [f"{n} {self._link(n, *posted[n])}" for n in order]
 
     def _link(self, channel: str, recipient: str, external_id: str) -> str:
-        link = public_link(channel, recipient, external_id)
+        link = registry.spec(channel).public_link(recipient, external_id)
         if link is not None:
             return link
         if channel == "mastodon" and self.mastodon is not None:

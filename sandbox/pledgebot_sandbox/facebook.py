@@ -23,20 +23,17 @@ bodies live in ``_facebook_rules``, the Page and the account in ``_facebook_obje
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import copy
 import logging
 import secrets
 import time
-from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
+from pledgebot_sandbox._control import ControlAction, ErrorAnswer, SandboxServer
 from pledgebot_sandbox._facebook_objects import Call, GraphObjects
 from pledgebot_sandbox._facebook_rules import (
     FAULTS,
@@ -52,7 +49,6 @@ from pledgebot_sandbox._facebook_rules import (
     missing_token,
     no_such_object,
 )
-from pledgebot_sandbox._server import serve
 
 __all__ = ["FAULTS", "GraphSandbox"]
 
@@ -60,18 +56,14 @@ log = logging.getLogger(__name__)
 PAGE_ENDPOINTS = frozenset({"page", "feed", "feed_read", "photos"})
 IG_ENDPOINTS = frozenset({"ig_user", "media", "media_read", "media_publish"})
 FETCH_TIMEOUT = 10.0
+RATE_LIMIT_CODES = frozenset({4, 17, 32, 613, 80001, 80002})  # Graph's throttling errors
 
 
-@dataclass
-class _Fault:
-    how: str
-    delay: float
-    deliver: bool
-
-
-class GraphSandbox:
+class GraphSandbox(SandboxServer):
     """One fake Graph API with one Page and one Instagram account. Call it only from the
     server's event loop. Ids are digits; tokens are random unless given."""
+
+    client_max_size = 32 * 1024 * 1024
 
     def __init__(
         self,
@@ -91,7 +83,7 @@ class GraphSandbox:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
-        self.host, self.port = host, port
+        super().__init__(host, port)  # method_calls: calls per endpoint, answered or not
         self.page_token = page_token or "EAAPage" + secrets.token_urlsafe(24)
         self.ig_token = ig_token or "EAAInsta" + secrets.token_urlsafe(24)
         self.versions = versions
@@ -109,19 +101,10 @@ class GraphSandbox:
             in_progress_polls=in_progress_polls,
         )
         self.expired: set[str] = set()
-        self.calls: Counter[str] = Counter()  # per endpoint, answered or not
         self.fetches: list[dict[str, Any]] = []  # every image_url fetched: url, status
-        self.rate_limited = 0
-        self._faults: dict[str | None, deque[_Fault]] = {}
-        self._closing = asyncio.Event()
-        self._runner: web.AppRunner | None = None
         self._http: aiohttp.ClientSession | None = None
 
-    # --- lifecycle ----------------------------------------------------------------------------
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
+    # --- the Page, the account and the server ------------------------------------------------
     @property
     def page_id(self) -> str:
         return self.objects.page_id
@@ -134,25 +117,31 @@ class GraphSandbox:
     def containers(self) -> dict[str, dict[str, Any]]:
         return self.objects.containers
 
-    async def start(self) -> None:
-        if self._runner is not None:
-            raise RuntimeError("the sandbox is already running")
-        self._closing = asyncio.Event()
+    async def _open(self) -> None:
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=FETCH_TIMEOUT))
-        app = web.Application(client_max_size=32 * 1024 * 1024)
-        app.router.add_route("*", "/_sandbox/{action}", self._handle_control)
-        app.router.add_route("*", "/{path:.*}", self._handle)
-        self._runner, self.port = await serve(app, self.host, self.port)
 
-    async def stop(self) -> None:
-        if self._runner is None:
-            return
-        self._closing.set()  # cuts injected delays short
-        await self._runner.cleanup()
-        self._runner = None
+    async def _close(self) -> None:
         if self._http is not None:
             await self._http.close()
             self._http = None
+
+    def _add_routes(self, router: web.UrlDispatcher) -> None:
+        router.add_route("*", "/{path:.*}", self._handle)
+
+    def _control_actions(self) -> dict[str, ControlAction]:
+        """``state`` (posts, media); ``fault`` (``{"how", "endpoint"?}``), ``expire``."""
+        return {
+            "GET state": lambda _: self._control_state(),
+            "POST fault": lambda body: self.fail_next(
+                body.pop("how"), body.pop("endpoint", None), **body
+            ),
+            "POST expire": lambda _: self.expire_tokens(),
+        }
+
+    def _control_state(self) -> dict[str, Any]:
+        posts = [{k: v for k, v in p.items() if k != "photos"} for p in self.posts()]
+        media = [{k: v for k, v in m.items() if k != "data"} for m in self.media()]
+        return {"posts": posts, "media": media}
 
     # --- what tests look at and do ------------------------------------------------------------
     def posts(self) -> list[dict[str, Any]]:
@@ -197,24 +186,19 @@ class GraphSandbox:
         endpoint: str | None = None,
         *,
         times: int = 1,
-        delay: float = 10.0,
+        delay: float | None = None,
         deliver: bool = False,
     ) -> None:
         """The next ``times`` requests (of ``endpoint``: feed, photos, media, media_publish,
         status, delete…, or any) answer ``how``: a ``FAULTS`` name, "expired_token",
-        "invalid_token", or "timeout" (nothing for ``delay`` seconds; ``deliver``: carried
-        out all the same, the client never hears)."""
-        if how not in FAULTS and how not in ("expired_token", "invalid_token", "timeout"):
-            raise ValueError(f"unknown fault {how!r}")
-        queue = self._faults.setdefault(endpoint, deque())
-        queue.extend(_Fault(how, delay, deliver) for _ in range(times))
+        "invalid_token", or "timeout" (nothing for ``delay`` seconds, default 10; ``deliver``:
+        carried out all the same, the client never hears)."""
+        self._fail_next(endpoint, how, self._named_fault, times=times, delay=delay, deliver=deliver)
 
-    def _take_fault(self, endpoint: str) -> _Fault | None:
-        for key in (endpoint, None):
-            queue = self._faults.get(key)
-            if queue:
-                return queue.popleft()
-        return None
+    def _named_fault(self, how: str) -> Callable[[], ErrorAnswer]:
+        if how not in FAULTS and how not in ("expired_token", "invalid_token"):
+            raise ValueError(f"unknown fault {how!r}")
+        return lambda: fault_error(how, self.page_id, regain_minutes=2)
 
     # --- HTTP plumbing ------------------------------------------------------------------------
     async def _handle(self, request: web.Request) -> web.StreamResponse:
@@ -252,30 +236,20 @@ class GraphSandbox:
         name = self.objects.endpoint(request.method, object_id, edge)
         if name is None:
             raise no_such_object(request.method, f"{object_id}/{edge}".rstrip("/"))
-        self.calls[name] += 1
+        self.method_calls[name] += 1
         call = Call(request.method, object_id, edge, params, files)
-        fault = self._take_fault(name)
-        if fault is None:
-            return await self._run(name, call, request)
-        delivered = await self._run(name, call, request) if fault.deliver else None
-        if fault.how == "timeout":
-            with contextlib.suppress(TimeoutError):  # stop() cuts the delay short
-                await asyncio.wait_for(self._closing.wait(), fault.delay)
-            if delivered is not None:
-                return delivered
-            if request.transport is None or request.transport.is_closing():
-                return web.Response(status=499)  # the client gave up: never carried out
-            return await self._run(name, call, request)
-        raise fault_error(fault.how, self.page_id, regain_minutes=2)
+        return await self._answer_call(name, request, lambda: self._run(name, call, request))
 
     async def _run(self, name: str, call: Call, request: web.Request) -> web.Response:
-        self._check_token(name, call, request)
-        headers = self._count(name)
+        """Carry the call out: its token, the usage windows, then what the object answers."""
+        headers: dict[str, str] = {}
         try:
+            self._check_token(name, call, request)
+            headers = self._count(name)
             answer = await self.objects.handle(name, call)
         except GraphError as exc:
             exc.headers = {**headers, **exc.headers}
-            raise
+            return self._error(exc)
         return web.json_response(answer, headers=headers)
 
     def _check_token(self, name: str, call: Call, request: web.Request) -> None:
@@ -345,27 +319,6 @@ class GraphSandbox:
             raise fetch_failed(url, f"HTTP {record['status']}")
         return data
 
-    def _error(self, error: GraphError) -> web.Response:
-        if error.code in (4, 17, 32, 613, 80001, 80002) or error.status == 429:
-            self.rate_limited += 1
-        return web.json_response(error.body, status=error.status, headers=error.headers)
-
-    async def _handle_control(self, request: web.Request) -> web.Response:
-        """``/_sandbox/state`` (GET: posts, media), ``/_sandbox/fault`` (POST ``{"how",
-        "endpoint"?}``), ``/_sandbox/expire`` (POST): for subprocess tests and the demo."""
-        action = request.match_info["action"]
-        try:
-            if request.method == "GET" and action == "state":
-                posts = [{k: v for k, v in p.items() if k != "photos"} for p in self.posts()]
-                media = [{k: v for k, v in m.items() if k != "data"} for m in self.media()]
-                return web.json_response({"posts": posts, "media": media})
-            if request.method == "POST" and action == "fault":
-                body = await request.json()
-                self.fail_next(body.pop("how"), body.pop("endpoint", None), **body)
-            elif request.method == "POST" and action == "expire":
-                self.expire_tokens()
-            else:
-                return web.json_response({"error": "unknown control action"}, status=404)
-            return web.json_response({"ok": True})
-        except (KeyError, TypeError, ValueError) as exc:
-            return web.json_response({"error": f"{type(exc).__name__}: {exc}"}, status=400)
+    def _is_rate_limit(self, error: ErrorAnswer) -> bool:
+        code = error.code if isinstance(error, GraphError) else None
+        return code in RATE_LIMIT_CODES or error.status == 429

@@ -22,19 +22,16 @@ reader sees: ``text``, ``mentions``, ``hashtags``) and every request's headers w
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import copy
 import logging
 import secrets
 import time
-from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from aiohttp import web
 
+from pledgebot_sandbox._control import ControlAction, ErrorAnswer, SandboxServer, ready
 from pledgebot_sandbox._linkedin_page import Answer, Call, LinkedInPage
 from pledgebot_sandbox._linkedin_rules import (
     TOKEN_ERRORS,
@@ -43,7 +40,6 @@ from pledgebot_sandbox._linkedin_rules import (
     internal_error,
     recent_versions,
 )
-from pledgebot_sandbox._server import serve
 from pledgebot_sandbox._thread import BaseSandboxThread
 
 __all__ = ["LinkedInSandbox", "LinkedInSandboxThread"]
@@ -70,14 +66,7 @@ ENDPOINTS = (
 )  # fmt: skip
 
 
-@dataclass
-class _Fault:
-    error: LinkedInError | None
-    delay: float | None
-    deliver: bool
-
-
-class LinkedInSandbox:
+class LinkedInSandbox(SandboxServer):
     """One fake LinkedIn with one organisation page. Call it only from its event loop's thread.
 
     ``versions``: the oldest and newest ``LinkedIn-Version`` served (default: the last twelve
@@ -86,6 +75,8 @@ class LinkedInSandbox:
     deleted posts still count as duplicates (LinkedIn's, for a day or two), so the refusal
     names a post that answers 404.
     """
+
+    client_max_size = 20 * 1024 * 1024
 
     def __init__(
         self,
@@ -99,7 +90,7 @@ class LinkedInSandbox:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
-        self.host, self.port = host, port
+        super().__init__(host, port)  # method_calls: calls per endpoint, answered or not
         self._clock: Callable[[], float] = time.time
         self.versions = versions or recent_versions(self._clock)
         self.access_token = access_token or "AQX" + secrets.token_urlsafe(36)
@@ -112,18 +103,9 @@ class LinkedInSandbox:
             processing_polls=processing_polls,
             ghost_duplicates=ghost_duplicates,
         )
-        self.rate_limited = 0
-        self.calls: Counter[str] = Counter()  # calls per endpoint, answered or not
         self.requests: list[dict[str, Any]] = []  # method, endpoint, headers (no token)
-        self._faults: dict[str, deque[_Fault]] = {}
-        self._closing = asyncio.Event()
-        self._runner: web.AppRunner | None = None
 
-    # --- lifecycle ----------------------------------------------------------------------------
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
+    # --- the page and the server -------------------------------------------------------------
     @property
     def api_base_url(self) -> str:
         return f"{self.base_url}/rest"
@@ -140,27 +122,24 @@ class LinkedInSandbox:
     def latest_version(self) -> str:
         return self.versions[1]
 
-    async def start(self) -> None:
-        if self._runner is not None:
-            raise RuntimeError("the sandbox is already running")
-        self._closing = asyncio.Event()
-        app = web.Application(client_max_size=20 * 1024 * 1024)
-        route = app.router.add_route
+    def _add_routes(self, router: web.UrlDispatcher) -> None:
+        route = router.add_route
         route("POST", "/rest/posts", self._endpoint("posts.create"))
         route("GET", "/rest/posts/{key}", self._endpoint("posts.get"))
         route("DELETE", "/rest/posts/{key}", self._endpoint("posts.delete"))
         route("POST", "/rest/images", self._endpoint("images.initializeUpload"))
         route("GET", "/rest/images/{key}", self._endpoint("images.get"))
         route("PUT", "/_upload/{key}", self._endpoint("images.upload", versioned=False))
-        route("*", "/_sandbox/{action}", self._handle_control)
-        self._runner, self.port = await serve(app, self.host, self.port)
 
-    async def stop(self) -> None:
-        if self._runner is None:
-            return
-        self._closing.set()  # cuts injected delays short
-        await self._runner.cleanup()
-        self._runner = None
+    def _control_actions(self) -> dict[str, ControlAction]:
+        """``posts``; ``fault`` (``{"endpoint", "how", ...}``), ``expire``."""
+        return {
+            "GET posts": lambda _: self.posts(),
+            "POST fault": lambda body: self.fail_next(
+                body.pop("endpoint"), body.pop("how"), **body
+            ),
+            "POST expire": lambda _: self.expire_token(),
+        }
 
     # --- what tests look at and do ------------------------------------------------------------
     def posts(self, *, deleted: bool = False) -> list[dict[str, Any]]:
@@ -217,18 +196,16 @@ class LinkedInSandbox:
         the call is carried out first: "done, but the client never heard"."""
         if endpoint not in ENDPOINTS:
             raise ValueError(f"unknown endpoint {endpoint!r}; one of {ENDPOINTS}")
-        if times < 1:
-            raise ValueError("times must be at least 1")
-        error = None
-        if how == "timeout":
-            delay = 10.0 if delay is None else delay
-        elif how in FAULTS:
+
+        def named(how: str) -> Callable[[], ErrorAnswer]:
+            if how not in FAULTS:
+                raise ValueError(f"unknown fault {how!r}; one of {[*FAULTS, 'timeout']}")
             status, code, message, service = FAULTS[how]
-            error = LinkedInError(status, code, message, service_code=service, headers=headers)
-        else:
-            raise ValueError(f"unknown fault {how!r}; one of {[*FAULTS, 'timeout']}")
-        queue = self._faults.setdefault(endpoint, deque())
-        queue.extend(_Fault(error, delay, deliver) for _ in range(times))
+            return ready(
+                LinkedInError(status, code, message, service_code=service, headers=headers)
+            )
+
+        self._fail_next(endpoint, how, named, times=times, delay=delay, deliver=deliver)
 
     # --- HTTP plumbing ------------------------------------------------------------------------
     def _endpoint(self, endpoint: str, *, versioned: bool = True) -> Callable[[web.Request], Any]:
@@ -240,7 +217,7 @@ class LinkedInSandbox:
     async def _handle(
         self, request: web.Request, endpoint: str, versioned: bool
     ) -> web.StreamResponse:
-        self.calls[endpoint] += 1
+        self.method_calls[endpoint] += 1
         body = await request.read()  # all of it, even to refuse it: no reset connection
         headers = {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
         self.requests.append(
@@ -261,21 +238,7 @@ class LinkedInSandbox:
         except LinkedInError as exc:
             return self._error(exc)
         call = Call(request.method, request.match_info.get("key", ""), request.query, body)
-        faults = self._faults.get(endpoint)
-        if not faults:
-            return await self._run(endpoint, call)
-        fault = faults.popleft()
-        delivered = await self._run(endpoint, call) if fault.deliver else None
-        if fault.delay:
-            with contextlib.suppress(TimeoutError):  # stop() cuts the delay short
-                await asyncio.wait_for(self._closing.wait(), fault.delay)
-        if fault.error is not None:
-            return self._error(fault.error)
-        if delivered is not None:
-            return delivered
-        if request.transport is None or request.transport.is_closing():
-            return web.Response(status=499)  # the client gave up: the call is never carried out
-        return await self._run(endpoint, call)
+        return await self._answer_call(endpoint, request, lambda: self._run(endpoint, call))
 
     async def _run(self, endpoint: str, call: Call) -> web.Response:
         try:
@@ -290,39 +253,12 @@ class LinkedInSandbox:
             return web.Response(status=answer.status, headers=headers)
         return web.json_response(answer.body, status=answer.status, headers=headers)
 
-    def _error(self, error: LinkedInError) -> web.Response:
-        if error.status == 429:
-            self.rate_limited += 1
-        return web.json_response(error.body, status=error.status, headers=error.headers)
 
-    async def _handle_control(self, request: web.Request) -> web.Response:
-        """``/_sandbox/posts`` (GET), ``/_sandbox/fault`` (POST ``{"endpoint", "how", ...}``)
-        and ``/_sandbox/expire`` (POST): for subprocess tests and the demo."""
-        action = request.match_info["action"]
-        try:
-            if request.method == "GET" and action == "posts":
-                return web.json_response(self.posts())
-            if request.method == "POST" and action == "fault":
-                body = await request.json()
-                self.fail_next(body.pop("endpoint"), body.pop("how"), **body)
-            elif request.method == "POST" and action == "expire":
-                self.expire_token()
-            else:
-                return web.json_response({"error": "unknown control action"}, status=404)
-            return web.json_response({"ok": True})
-        except (KeyError, TypeError, ValueError) as exc:
-            return web.json_response({"error": f"{type(exc).__name__}: {exc}"}, status=400)
-
-
-class LinkedInSandboxThread(BaseSandboxThread):
+class LinkedInSandboxThread(BaseSandboxThread[LinkedInSandbox]):
     """``with LinkedInSandboxThread(**LinkedInSandbox kwargs) as li:`` then ``li.posts()``,
     from synchronous code (the sandboxes' thread runner, building a LinkedIn one)."""
 
     sandbox_class = LinkedInSandbox
-
-    @property
-    def sandbox(self) -> LinkedInSandbox:  # type: ignore[override]
-        return cast(LinkedInSandbox, super().sandbox)
 
     def posts(self) -> list[dict[str, Any]]:
         return list(self.call("posts"))

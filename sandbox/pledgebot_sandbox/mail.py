@@ -44,7 +44,9 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from pydantic import SecretStr
 from pysasl.hashing import BuiltinHash
 
-from bot.channels.email.adapter import EmailChannel, EmailSettings
+from bot.channels.email.adapter import EmailChannel
+from bot.channels.email.settings import EmailSettings
+from pledgebot_sandbox._server import end_process, free_port
 
 DOMAIN = "example.org"
 BOT_USER = "pledge"
@@ -74,12 +76,6 @@ WORDING = {
 def _not_login_data_deprecation(record: logging.LogRecord) -> bool:
     # aiosmtpd itself sets Session.login_data on every AUTH and then warns about it.
     return "login_data is deprecated" not in record.getMessage()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -184,12 +180,7 @@ class MailServer:
             self._controller.stop()
             self._controller = None
         if self._imap is not None:
-            self._imap.terminate()
-            try:
-                self._imap.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._imap.kill()
-                self._imap.wait()
+            end_process(self._imap)
             self._imap = None
 
     def _wait_for(self, port: int, timeout: float = 15) -> None:

@@ -1,5 +1,5 @@
-"""A real Synapse homeserver on loopback, for the Matrix tests and for ``pledgebot demo``, and
-a faulty proxy to put in front of it.
+"""A real Synapse homeserver on loopback, for the Matrix tests and for ``pledgebot demo`` (the
+faulty proxy to put in front of it is ``synapse_proxy``'s).
 
 Synapse pulls in Twisted, so it lives in its own virtual environment, built once (~30 s, from
 PyPI) by ``build_venv()`` or ``python -m pledgebot_sandbox.synapse``. Where (``venv_path()``):
@@ -15,7 +15,6 @@ do.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import fcntl
 import hashlib
@@ -24,7 +23,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiohttp import ClientSession, ClientTimeout, web
+from pledgebot_sandbox._server import end_process, free_port
 
 VENV_ENV = "PLEDGEBOT_SYNAPSE_VENV"
 REQUIREMENT = "matrix-synapse>=1.163,<2"
@@ -104,12 +102,6 @@ def build_venv(venv: Path | None = None) -> Path:
                 raise SynapseUnavailable(f"could not build Synapse's venv in {venv}: {last}")
         (venv / ".pledgebot-installed").write_text(REQUIREMENT)
     return python
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -229,13 +221,8 @@ class Synapse:
         return "\n".join(found)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            end_process(self.process)
         self.process = None
         shutil.rmtree(self.folder, ignore_errors=True)
 
@@ -335,78 +322,6 @@ class Synapse:
             "&filter=" + urllib.parse.quote(json.dumps({"types": ["m.room.message"]}))
         )
         return list(self.request("GET", path, token=reader.access_token)["chunk"])
-
-
-class FaultyProxy:
-    """A reverse proxy on loopback in front of the homeserver that can spoil the next request
-    whose path contains a marker: a status with a JSON body, or an answer that never comes —
-    what a load balancer in front of Synapse does on a bad day."""
-
-    def __init__(self, upstream: str) -> None:
-        self.upstream = upstream
-        self.faults: list[tuple[str, int, dict[str, Any], float]] = []
-        self._runner: web.AppRunner | None = None
-        self._session: ClientSession | None = None
-        self.base_url = ""
-
-    def fail_next(
-        self,
-        marker: str,
-        status: int = 502,
-        body: dict[str, Any] | None = None,
-        *,
-        delay: float = 0.0,
-    ) -> None:
-        self.faults.append((marker, status, body or {}, delay))
-
-    async def start(self) -> None:
-        app = web.Application(client_max_size=1 << 24)
-        app.router.add_route("*", "/{tail:.*}", self._forward)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        port = free_port()
-        await web.TCPSite(self._runner, "127.0.0.1", port).start()
-        self.base_url = f"http://127.0.0.1:{port}"
-        self._session = ClientSession(timeout=ClientTimeout(total=120))
-
-    async def stop(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def _forward(self, request: web.Request) -> web.StreamResponse:
-        for index, (marker, status, body, delay) in enumerate(self.faults):
-            if marker in request.path_qs:
-                del self.faults[index]
-                if delay:  # forwarded, but the answer comes too late for the client
-                    await self._pass(request)
-                    await asyncio.sleep(delay)
-                return (
-                    web.json_response(body, status=status)
-                    if body
-                    else web.Response(
-                        status=status, text="<html>Bad Gateway</html>", content_type="text/html"
-                    )
-                )
-        return await self._pass(request)
-
-    async def _pass(self, request: web.Request) -> web.Response:
-        assert self._session is not None
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host",)}
-        async with self._session.request(
-            request.method,
-            self.upstream + request.path_qs,
-            data=await request.read(),
-            headers=headers,
-        ) as answer:
-            payload = await answer.read()
-            kept = {
-                k: v
-                for k, v in answer.headers.items()
-                if k.lower() in ("content-type", "content-disposition", "retry-after")
-            }
-            return web.Response(status=answer.status, body=payload, headers=kept)
 
 
 def main() -> None:

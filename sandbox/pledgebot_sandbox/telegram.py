@@ -1,47 +1,48 @@
 """A local Telegram Bot API server: the subset pledgebot uses, for tests and the demo.
 
 Owns the HTTP surface the real python-telegram-bot client talks to (``/bot{token}/{method}``
-and ``/file/bot{token}/{path}``), the simulated users on the other side (messages, edits,
-button presses, blocking), fault injection (scripted, or random at seeded rates), and a
-``/_sandbox/...`` control surface for subprocess tests. Telegram's rules live in the private
-modules next to this one: the method checks in ``_telegram_methods``, parsing and limits in
-``_telegram_rules``, the update queue in ``_telegram_state``, faults in ``_telegram_faults``;
-``SandboxThread`` (in ``_telegram_thread``, exported by ``pledgebot_sandbox``) runs it in a thread.
+and ``/file/bot{token}/{path}``), fault injection (scripted, or random at seeded rates), and
+its ``/_sandbox/...`` control actions for subprocess tests. Telegram's rules live in the
+private modules next to this one: the method checks in ``_telegram_methods``, parsing and
+limits in ``_telegram_rules``, the update queue in ``_telegram_state``, the simulated users on
+the other side (messages, edits, button presses, blocking) in ``_telegram_users``, the random
+faults in ``_telegram_faults``; the server's life, scripted faults and the control routes are
+every sandbox's (``_control``). ``SandboxThread`` (in ``_telegram_thread``, exported by
+``pledgebot_sandbox``) runs it in a thread.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
-from collections import Counter, deque
-from collections.abc import Callable
+from collections import Counter
 from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
 
-from pledgebot_sandbox._server import serve
-from pledgebot_sandbox._telegram_faults import Fault, FaultRates
-from pledgebot_sandbox._telegram_methods import BotApi, Handler
-from pledgebot_sandbox._telegram_rules import (
-    MAX_CAPTION_LENGTH,
-    MAX_TEXT_LENGTH,
-    ApiError,
-    bad_request,
-    command_entities,
-    inline_callback_data,
+from pledgebot_sandbox._control import (
+    ControlAction,
+    Fault,
+    SandboxServer,
+    check_error_status,
+    ready,
 )
-from pledgebot_sandbox._telegram_state import Chat, SandboxState, now
+from pledgebot_sandbox._telegram_faults import FaultRates
+from pledgebot_sandbox._telegram_methods import BotApi, Handler
+from pledgebot_sandbox._telegram_rules import ApiError, bad_request
+from pledgebot_sandbox._telegram_state import SandboxState
+from pledgebot_sandbox._telegram_users import ChatUsers
 
 __all__ = ["TelegramSandbox"]
 
-CHAT_TYPES = ("private", "group", "supergroup", "channel")
-STICKER_BYTES = b"RIFF\x0c\x00\x00\x00WEBPVP8 \x00\x00\x00\x00"  # a placeholder, not an image
 
+class TelegramSandbox(ChatUsers, SandboxServer):
+    """One fake Telegram with one bot. Call it only from the server's event loop thread.
 
-class TelegramSandbox:
-    """One fake Telegram with one bot. Call it only from the server's event loop thread."""
+    The users on the other side of its chats (``add_chat``, ``push_message``, ``block``, ...)
+    are ``ChatUsers``'.
+    """
 
     def __init__(
         self,
@@ -59,13 +60,10 @@ class TelegramSandbox:
             raise ValueError("a bot token looks like '<bot id>:<secret>'")
         if overall_rate <= 0 or chat_rate <= 0 or chat_burst < 1:
             raise ValueError("rates must be positive and chat_burst at least 1")
+        super().__init__(host, port)
         self.token = token
         self.bot_username = bot_username
         self.bot_id = int(bot_id)
-        self.host = host
-        self.port = port
-        self.method_calls: Counter[str] = Counter()
-        self.rate_limited = 0
         # method → kind → how many calls were faulted: "server_error", "rate_limit", "timeout",
         # "timeout_delivered" (timeouts carried out all the same) and "scripted" (inject_fault).
         self.injected_faults: dict[str, Counter[str]] = {}
@@ -77,9 +75,7 @@ class TelegramSandbox:
         self._methods: dict[str, tuple[str, Handler]] = {
             name.lower(): (name, handler) for name, handler in api.handlers.items()
         }
-        self._faults: dict[str, deque[Fault]] = {}
-        self._fault_rates: dict[str, FaultRates] = {}
-        self._runner: web.AppRunner | None = None
+        self._fault_rates: dict[str, FaultRates] = {}  # by the method's name
 
     # --- lifecycle ----------------------------------------------------------------------------
     @property
@@ -90,22 +86,48 @@ class TelegramSandbox:
     def base_file_url(self) -> str:
         return f"http://{self.host}:{self.port}/file/bot"
 
-    async def start(self) -> None:
-        if self._runner is not None:
-            raise RuntimeError("the sandbox is already running")
+    async def _open(self) -> None:
         self._state.queue.closing = asyncio.Event()
-        app = web.Application()
-        app.router.add_route("*", "/bot{token}/{method}", self._handle_api)
-        app.router.add_get("/file/bot{token}/{path:.+}", self._handle_file)
-        app.router.add_route("*", "/_sandbox/{action}", self._handle_control)
-        self._runner, self.port = await serve(app, self.host, self.port)
 
     async def stop(self) -> None:
-        if self._runner is None:
-            return
-        self._state.queue.close()
-        await self._runner.cleanup()
-        self._runner = None
+        if self._runner is not None:
+            self._state.queue.close()  # a waiting getUpdates answers now
+        await super().stop()
+
+    def _add_routes(self, router: web.UrlDispatcher) -> None:
+        router.add_route("*", "/bot{token}/{method}", self._handle_api)
+        router.add_get("/file/bot{token}/{path:.+}", self._handle_file)
+
+    def _control_actions(self) -> dict[str, ControlAction]:
+        """What a subprocess test does: read ``sent`` (``?chat_id=``) and ``stats``; a user's
+        ``message``, ``edit``, ``button``, ``block``, ``unblock``; ``fault``, ``fault_rates``."""
+        return {
+            "GET sent": lambda query: self.sent_messages(
+                int(query["chat_id"]) if query.get("chat_id") else None
+            ),
+            "GET stats": lambda _: self.stats(),
+            "POST message": lambda body: {
+                "message_id": self.push_message(
+                    int(body["chat_id"]),
+                    body.get("text"),
+                    reply_to_message_id=body.get("reply_to_message_id"),
+                )
+            },
+            "POST edit": lambda body: self.push_edit(
+                int(body["chat_id"]), int(body["message_id"]), body["text"]
+            ),
+            "POST button": lambda body: {
+                "callback_query_id": self.press_button(
+                    int(body["chat_id"]), int(body["message_id"]), body["data"]
+                )
+            },
+            "POST block": lambda body: self.block(int(body["chat_id"])),
+            "POST unblock": lambda body: self.unblock(int(body["chat_id"])),
+            "POST fault": lambda body: self.inject_fault(body.pop("method"), **body),
+            "POST fault_rates": lambda body: self.set_fault_rates(
+                body.pop("method", "sendMessage"), **body
+            ),
+        }
 
     # --- what tests look at -------------------------------------------------------------------
     @property
@@ -161,135 +183,7 @@ class TelegramSandbox:
             "sent_per_chat": {str(chat): n for chat, n in self.sent_counts().items()},
         }
 
-    # --- simulated users ----------------------------------------------------------------------
-    def add_chat(
-        self,
-        chat_id: int,
-        *,
-        first_name: str = "User",
-        username: str | None = None,
-        chat_type: str = "private",
-        language_code: str | None = None,
-        title: str | None = None,
-    ) -> None:
-        """Create a chat the bot can talk to (or update its profile)."""
-        if chat_type not in CHAT_TYPES:
-            raise ValueError(f"chat_type must be one of {CHAT_TYPES}")
-        # Telegram's sign convention: users are positive, groups and channels negative.
-        if (chat_type == "private") != (chat_id > 0):
-            raise ValueError("private chat ids are positive, group and channel ids negative")
-        chat = self._state.chats.setdefault(chat_id, Chat(chat_id, chat_type, first_name))
-        chat.type, chat.first_name, chat.username = chat_type, first_name, username
-        chat.title = None if chat_type == "private" else (title or f"Chat {chat_id}")
-        if chat_type == "private":
-            user: dict[str, Any] = {"id": chat_id, "is_bot": False, "first_name": first_name}
-            if username:
-                user["username"] = username
-            if language_code:
-                user["language_code"] = language_code
-            self._state.users[chat_id] = user
-
-    def push_message(
-        self,
-        chat_id: int,
-        text: str | None = None,
-        *,
-        reply_to_message_id: int | None = None,
-        photo: bytes | None = None,
-        caption: str | None = None,
-        media_group_id: str | None = None,
-        sticker: bool = False,
-        from_id: int | None = None,
-    ) -> int:
-        """A user sends a message; returns its message_id. Unknown chats become private chats.
-
-        Writing to a bot you blocked is only possible through the client's "Restart" button,
-        which unblocks it, so a blocked chat is unblocked first. ``from_id`` picks the sender
-        in group chats (default: a member derived from the chat id).
-        """
-        if chat_id not in self._state.chats:
-            self.add_chat(chat_id)
-        chat = self._state.chats[chat_id]
-        if sum((text is not None, photo is not None, sticker)) != 1:
-            raise ValueError("a message has exactly one of text, photo or sticker")
-        if text is not None and not 1 <= len(text) <= MAX_TEXT_LENGTH:
-            raise ValueError(f"a user's text is 1-{MAX_TEXT_LENGTH} characters")
-        if caption is not None and (photo is None or len(caption) > MAX_CAPTION_LENGTH):
-            raise ValueError(f"a caption goes with a photo and is <= {MAX_CAPTION_LENGTH} chars")
-        reply = None
-        if reply_to_message_id is not None:
-            reply = self._state.reply_copy(chat_id, reply_to_message_id)
-        if chat.blocked:
-            self.unblock(chat_id)
-        message = self._state.new_message(chat, self._state.sender(chat, from_id))
-        if reply is not None:
-            message["reply_to_message"] = reply
-        if text is not None:
-            message["text"] = text
-            if entities := command_entities(text):
-                message["entities"] = entities
-        if photo is not None:
-            message["photo"] = [self._photo_size(photo)]
-            if caption is not None:
-                message["caption"] = caption
-                if entities := command_entities(caption):
-                    message["caption_entities"] = entities
-        if sticker:
-            message["sticker"] = self._sticker()
-        if media_group_id is not None:
-            message["media_group_id"] = media_group_id
-        self._state.messages[(chat_id, message["message_id"])] = message
-        self._state.queue.push("channel_post" if chat.type == "channel" else "message", message)
-        return int(message["message_id"])
-
-    def push_edit(self, chat_id: int, message_id: int, text: str) -> None:
-        """A user edits one of their text messages: an ``edited_message`` update."""
-        message = self._state.messages.get((chat_id, message_id))
-        if message is None or self._state.is_from_bot(message):
-            raise ValueError(f"no user message {message_id} in chat {chat_id}")
-        if "text" not in message or not 1 <= len(text) <= MAX_TEXT_LENGTH:
-            raise ValueError(f"only a text message can be edited, to 1-{MAX_TEXT_LENGTH} chars")
-        message["text"] = text
-        message.pop("entities", None)
-        if entities := command_entities(text):
-            message["entities"] = entities
-        message["edit_date"] = max(now(), message["date"])
-        channel = self._state.chats[chat_id].type == "channel"
-        self._state.queue.push("edited_channel_post" if channel else "edited_message", message)
-
-    def press_button(
-        self, chat_id: int, message_id: int, data: str, *, from_id: int | None = None
-    ) -> str:
-        """A user presses an inline button under a bot message; returns the callback query id.
-
-        As in Telegram, only the ``callback_data`` of a button the message shows can be sent.
-        """
-        message = self._state.messages.get((chat_id, message_id))
-        if message is None or not self._state.is_from_bot(message):
-            raise ValueError(f"no bot message {message_id} in chat {chat_id}")
-        if data not in inline_callback_data(message.get("reply_markup")):
-            raise ValueError(f"message {message_id} has no button with callback_data {data!r}")
-        chat = self._state.chats[chat_id]
-        if chat.blocked:
-            raise ValueError(f"chat {chat_id} has blocked the bot")
-        query_id = self._state.new_callback_id()
-        query = {
-            "id": query_id,
-            "from": self._state.sender(chat, from_id),
-            "message": message,
-            "chat_instance": str(abs(chat_id) * 7919 + self.bot_id),
-            "data": data,
-        }
-        self._state.queue.push("callback_query", query)
-        return query_id
-
-    def block(self, chat_id: int) -> None:
-        """The user blocks the bot (or removes it from a group): sending gets 403 Forbidden."""
-        self._set_blocked(chat_id, True)
-
-    def unblock(self, chat_id: int) -> None:
-        self._set_blocked(chat_id, False)
-
+    # --- faults ------------------------------------------------------------------------------
     def inject_fault(
         self,
         method: str,
@@ -308,22 +202,17 @@ class TelegramSandbox:
         client is still connected when it ends. With ``deliver`` it is carried out first:
         "timed out but delivered".
         """
-        if method.lower() not in self._methods:
-            raise ValueError(f"the sandbox does not implement {method!r}")
+        name = self._method_name(method)
         if status is None and retry_after is None and delay is None:
             raise ValueError("give status, retry_after or delay")
-        if times < 1:
-            raise ValueError("times must be at least 1")
         error: ApiError | None = None
         if retry_after is not None:
             text = description or f"Too Many Requests: retry after {retry_after}"
             error = ApiError(429, text, {"retry_after": retry_after})
         elif status is not None:
-            if not 400 <= status <= 599:
-                raise ValueError("status must be an HTTP error status")
+            check_error_status(status)
             error = ApiError(status, description or HTTPStatus(status).phrase)
-        queue = self._faults.setdefault(method.lower(), deque())
-        queue.extend(Fault(error, delay, deliver) for _ in range(times))
+        self._queue_fault(name, Fault(ready(error) if error else None, delay, deliver), times)
 
     def set_fault_rates(
         self,
@@ -349,9 +238,7 @@ class TelegramSandbox:
         Scripted faults (``inject_fault``) are served first. The same seed gives the same
         faults in the order the calls arrive. Counters: ``injected_faults``/``fault_counts``.
         """
-        entry = self._methods.get(method.lower())
-        if entry is None:
-            raise ValueError(f"the sandbox does not implement {method!r}")
+        name = self._method_name(method)
         rates = FaultRates(
             server_error=server_error,
             rate_limit=rate_limit,
@@ -362,9 +249,16 @@ class TelegramSandbox:
             seed=seed,
         )
         if rates.total == 0:
-            self._fault_rates.pop(method.lower(), None)
+            self._fault_rates.pop(name, None)
         else:
-            self._fault_rates[method.lower()] = rates
+            self._fault_rates[name] = rates
+
+    def _method_name(self, method: str) -> str:
+        """The Bot API's spelling of ``method`` (Telegram matches names case-insensitively)."""
+        entry = self._methods.get(method.lower())
+        if entry is None:
+            raise ValueError(f"the sandbox does not implement {method!r}")
+        return entry[0]
 
     def reset_update_ids(self, start: int) -> None:
         """Restart update ids at ``start``, as Telegram may after a week without updates.
@@ -375,123 +269,48 @@ class TelegramSandbox:
             raise ValueError("update ids are positive 32-bit integers")
         self._state.queue.reset(start)
 
-    def _photo_size(self, photo: bytes) -> dict[str, Any]:
-        stored = self._state.store_file(photo, "photos", "jpg", "AgAC")
-        return {
-            "file_id": stored.file_id,
-            "file_unique_id": stored.file_unique_id,
-            "width": 1280,
-            "height": 960,
-            "file_size": len(photo),
-        }
-
-    def _sticker(self) -> dict[str, Any]:
-        stored = self._state.store_file(STICKER_BYTES, "stickers", "webp", "CAAC")
-        return {
-            "file_id": stored.file_id,
-            "file_unique_id": stored.file_unique_id,
-            "width": 512,
-            "height": 512,
-            "is_animated": False,
-            "is_video": False,
-            "type": "regular",
-            "emoji": "👍",
-            "file_size": len(STICKER_BYTES),
-        }
-
-    def _set_blocked(self, chat_id: int, blocked: bool) -> None:
-        chat = self._state.chats.get(chat_id)
-        if chat is None:
-            raise ValueError(f"unknown chat {chat_id}")
-        if chat.blocked == blocked:
-            return
-        chat.blocked = blocked
-        if chat.type != "private":
-            return
-        # Telegram tells the bot with a my_chat_member update (pledgebot does not ask for it).
-        old, new = ("member", "kicked") if blocked else ("kicked", "member")
-        bot_user = self._state.bot_user()
-        update = {
-            "chat": self._state.chat_json(chat),
-            "from": self._state.sender(chat, None),
-            "date": now(),
-            "old_chat_member": {"user": bot_user, "status": old, "until_date": 0},
-            "new_chat_member": {"user": bot_user, "status": new, "until_date": 0},
-        }
-        self._state.queue.push("my_chat_member", update)
-
     # --- HTTP ---------------------------------------------------------------------------------
-    def _error_response(self, error: ApiError) -> web.Response:
-        if error.status == 429:
-            self.rate_limited += 1
-        return web.json_response(error.payload(), status=error.status)
-
-    async def _handle_api(self, request: web.Request) -> web.Response:
+    async def _handle_api(self, request: web.Request) -> web.StreamResponse:
         if request.match_info["token"] != self.token:
-            return self._error_response(ApiError(401, "Unauthorized"))
+            return self._error(ApiError(401, "Unauthorized"))
         requested = request.match_info["method"]
         entry = self._methods.get(requested.lower())
         self.method_calls[entry[0] if entry else requested] += 1
         if entry is None:
-            return self._error_response(ApiError(404, "Not Found"))
+            return self._error(ApiError(404, "Not Found"))
         name, handler = entry
         try:
             params = await _read_params(request)
         except ApiError as exc:
-            return self._error_response(exc)
-        faults = self._faults.get(name.lower())
-        if faults:
-            fault: Fault | None = faults.popleft()
-        else:
-            rates = self._fault_rates.get(name.lower())
-            fault = rates.draw() if rates is not None else None
-        if fault is None:
-            return await self._run(handler, params)
-        counts = self.injected_faults.setdefault(name, Counter())
+            return self._error(exc)
+        return await self._answer_call(name, request, lambda: self._run(handler, params))
+
+    def _next_fault(self, key: str) -> Fault | None:
+        """A scripted fault first, else one drawn at the method's rates."""
+        fault = super()._next_fault(key)
+        rates = self._fault_rates.get(key)
+        return fault or (rates.draw() if rates is not None else None)
+
+    def _fault_served(self, key: str, fault: Fault, delivered: web.StreamResponse | None) -> None:
+        counts = self.injected_faults.setdefault(key, Counter())
         counts[fault.kind] += 1
-        delivered = await self._run(handler, params) if fault.deliver else None
         if fault.kind == "timeout" and delivered is not None and delivered.status == 200:
             counts["timeout_delivered"] += 1
-        if fault.delay:
-            with contextlib.suppress(TimeoutError):  # stop() cuts the delay short
-                await asyncio.wait_for(self._state.queue.closing.wait(), fault.delay)
-        if fault.error is not None:
-            return self._error_response(fault.error)
-        if delivered is not None:
-            return delivered
-        if request.transport is None or request.transport.is_closing():
-            return web.Response(status=499)  # the client gave up: the call is never carried out
-        return await self._run(handler, params)
 
     async def _run(self, handler: Handler, params: dict[str, Any]) -> web.Response:
         try:
             result = await handler(params)
         except ApiError as exc:
-            return self._error_response(exc)
+            return self._error(exc)
         return web.json_response({"ok": True, "result": result})
 
     async def _handle_file(self, request: web.Request) -> web.Response:
         if request.match_info["token"] != self.token:
-            return self._error_response(ApiError(401, "Unauthorized"))
+            return self._error(ApiError(401, "Unauthorized"))
         stored = self._state.file_paths.get(request.match_info["path"])
         if stored is None:
-            return self._error_response(ApiError(404, "Not Found"))
+            return self._error(ApiError(404, "Not Found"))
         return web.Response(body=stored.data, content_type="application/octet-stream")
-
-    async def _handle_control(self, request: web.Request) -> web.Response:
-        action = request.match_info["action"]
-        try:
-            if request.method == "GET" and action == "sent":
-                chat = request.query.get("chat_id")
-                return web.json_response(self.sent_messages(int(chat) if chat else None))
-            if request.method == "GET" and action == "stats":
-                return web.json_response(self.stats())
-            if request.method != "POST" or action not in _CONTROL_ACTIONS:
-                return web.json_response({"error": "unknown control action"}, status=404)
-            body = await request.json() if request.body_exists else {}
-            return web.json_response(_CONTROL_ACTIONS[action](self, body) or {"ok": True})
-        except (KeyError, TypeError, ValueError) as exc:
-            return web.json_response({"error": f"{type(exc).__name__}: {exc}"}, status=400)
 
 
 async def _read_params(request: web.Request) -> dict[str, Any]:
@@ -510,27 +329,3 @@ async def _read_params(request: web.Request) -> dict[str, Any]:
     elif request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
         params.update((await request.post()).items())
     return params
-
-
-# POST /_sandbox/<action> with a JSON body; each returns the JSON answer (None means ok).
-_CONTROL_ACTIONS: dict[str, Callable[[TelegramSandbox, dict[str, Any]], Any]] = {
-    "message": lambda sb, body: {
-        "message_id": sb.push_message(
-            int(body["chat_id"]),
-            body.get("text"),
-            reply_to_message_id=body.get("reply_to_message_id"),
-        )
-    },
-    "edit": lambda sb, body: sb.push_edit(
-        int(body["chat_id"]), int(body["message_id"]), body["text"]
-    ),
-    "button": lambda sb, body: {
-        "callback_query_id": sb.press_button(
-            int(body["chat_id"]), int(body["message_id"]), body["data"]
-        )
-    },
-    "block": lambda sb, body: sb.block(int(body["chat_id"])),
-    "unblock": lambda sb, body: sb.unblock(int(body["chat_id"])),
-    "fault": lambda sb, body: sb.inject_fault(body.pop("method"), **body),
-    "fault_rates": lambda sb, body: sb.set_fault_rates(body.pop("method", "sendMessage"), **body),
-}

@@ -11,20 +11,17 @@ each endpoint does live in ``_x_api``, X's rules (errors, OAuth, text length, me
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import copy
 import time
-from collections import Counter, deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, cast
+from functools import partial
+from typing import Any
 from urllib.parse import parse_qsl
 
 from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
 
-from pledgebot_sandbox._server import serve
+from pledgebot_sandbox._control import ControlAction, Fault, SandboxServer, check_error_status
 from pledgebot_sandbox._thread import BaseSandboxThread
 from pledgebot_sandbox._x_api import Call, Handler, XAccount
 from pledgebot_sandbox._x_rules import (
@@ -40,22 +37,15 @@ from pledgebot_sandbox._x_rules import (
 __all__ = ["XSandbox", "XSandboxThread"]
 
 
-@dataclass
-class _Fault:
-    status: int | None
-    body: dict[str, Any] | None
-    headers: dict[str, str]
-    delay: float | None
-    deliver: bool
-
-
-class XSandbox:
+class XSandbox(SandboxServer):
     """One fake X with one signed-in account. Call it only from the server's event loop thread.
 
     ``POST /2/tweets`` is limited to ``posts_per_window`` requests per fixed window of
     ``window_seconds`` that starts with its first request (see ``FixedWindow``); every request
     of that route counts, refused ones included, as on X; only the 429s themselves do not.
     """
+
+    client_max_size = 2 * MAX_IMAGE_BYTES  # an oversized image gets X's 400, not a bare 413
 
     def __init__(
         self,
@@ -75,25 +65,19 @@ class XSandbox:
             raise ValueError("X user ids are decimal strings")
         if posts_per_window < 1 or window_seconds <= 0:
             raise ValueError("posts_per_window must be at least 1 and window_seconds positive")
+        super().__init__(host, port)  # method_calls: requests per route, answered or not
         self._oauth = OAuthCredentials(
             consumer_key, consumer_secret, access_token, access_token_secret
         )
-        self.host = host
-        self.port = port
-        self.rate_limited = 0
-        self.method_calls: Counter[str] = Counter()  # requests per route, answered or not
         self._clock: Callable[[], float] = time.time  # wall clock: reset headers are unix time
         self._nonces = NonceCache()
         self._revoked = False
         window = FixedWindow(posts_per_window, window_seconds, self._clock)
         self._account = XAccount(user_id, username, window, self._clock)
-        self._faults: dict[str, deque[_Fault]] = {}
-        self._closing = asyncio.Event()
-        self._runner: web.AppRunner | None = None
         # Routes are named "<METHOD> <path pattern>", e.g. "DELETE /2/tweets/{id}".
         self._routes: dict[str, Handler] = self._account.handlers
 
-    # --- lifecycle ----------------------------------------------------------------------------
+    # --- the account and the server ----------------------------------------------------------
     @property
     def user_id(self) -> str:
         return self._account.user_id
@@ -101,10 +85,6 @@ class XSandbox:
     @property
     def username(self) -> str:
         return self._account.username
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     @property
     def credentials(self) -> dict[str, str]:
@@ -116,25 +96,21 @@ class XSandbox:
             "access_token_secret": self._oauth.access_token_secret,
         }
 
-    async def start(self) -> None:
-        if self._runner is not None:
-            raise RuntimeError("the sandbox is already running")
-        self._closing = asyncio.Event()
-        # Room for an oversized image, so it gets X's 400 rather than aiohttp's bare 413.
-        app = web.Application(client_max_size=2 * MAX_IMAGE_BYTES)
+    def _add_routes(self, router: web.UrlDispatcher) -> None:
         for route, handler in self._routes.items():
             method, path = route.split(" ", 1)
-            app.router.add_route(method, path, self._endpoint(route, handler))
-        app.router.add_route("*", "/_sandbox/{action}", self._handle_control)
-        app.router.add_route("*", "/{tail:.*}", self._handle_unknown)
-        self._runner, self.port = await serve(app, self.host, self.port)
+            router.add_route(method, path, self._endpoint(route, handler))
+        router.add_route("*", "/{tail:.*}", self._handle_unknown)
 
-    async def stop(self) -> None:
-        if self._runner is None:
-            return
-        self._closing.set()  # cuts injected delays short
-        await self._runner.cleanup()
-        self._runner = None
+    def _control_actions(self) -> dict[str, ControlAction]:
+        return {
+            "GET posts": lambda query: self.posts(
+                include_deleted=query.get("include_deleted", "") in ("1", "true")
+            ),
+            "GET media": lambda _: self.media(),
+            "POST fault": lambda body: self.inject_fault(body.pop("route"), **body),
+            "POST revoke": lambda _: self.revoke_tokens(),
+        }
 
     # --- what tests look at and do ------------------------------------------------------------
     def posts(self, *, include_deleted: bool = False) -> list[dict[str, Any]]:
@@ -182,15 +158,12 @@ class XSandbox:
             raise ValueError(f"unknown route {route!r}; one of {sorted(self._routes)}")
         if status is None and delay is None:
             raise ValueError("give status or delay")
-        if times < 1:
-            raise ValueError("times must be at least 1")
-        if status is not None and not 400 <= status <= 599:
-            raise ValueError("status must be an HTTP error status")
-        queue = self._faults.setdefault(route, deque())
-        queue.extend(
-            _Fault(status, copy.deepcopy(body), dict(headers or {}), delay, deliver)
-            for _ in range(times)
-        )
+        error: Callable[[], XError] | None = None
+        if status is not None:
+            check_error_status(status)
+            extra = dict(headers or {})
+            error = partial(self._fault_error, route, status, copy.deepcopy(body), extra)
+        self._queue_fault(route, Fault(error, delay, deliver), times)
 
     # --- HTTP plumbing ------------------------------------------------------------------------
     def _endpoint(
@@ -201,8 +174,8 @@ class XSandbox:
             try:
                 call = await self._authenticate(request)
             except XError as exc:
-                return self._error_response(exc)
-            return await self._dispatch(route, handler, call, request)
+                return self._error(exc)
+            return await self._answer_call(route, request, lambda: self._run(handler, call))
 
         return endpoint
 
@@ -235,74 +208,32 @@ class XSandbox:
         )
         return Call(dict(request.match_info), request.query, body, request.content_type, form)
 
-    async def _dispatch(
-        self, route: str, handler: Handler, call: Call, request: web.Request
-    ) -> web.StreamResponse:
-        faults = self._faults.get(route)
-        if not faults:
-            return await self._run(handler, call)
-        fault = faults.popleft()
-        delivered = await self._run(handler, call) if fault.deliver else None
-        if fault.delay:
-            with contextlib.suppress(TimeoutError):  # stop() cuts the delay short
-                await asyncio.wait_for(self._closing.wait(), fault.delay)
-        if fault.status is not None:
-            return self._error_response(self._fault_error(route, fault))
-        if delivered is not None:
-            return delivered
-        if request.transport is None or request.transport.is_closing():
-            return web.Response(status=499)  # the client gave up: the call is never carried out
-        return await self._run(handler, call)
-
-    def _fault_error(self, route: str, fault: _Fault) -> XError:
-        assert fault.status is not None
-        error = problem(fault.status)
-        if fault.body is not None:
-            error.body = fault.body
-        if route == "POST /2/tweets" and fault.status == 429:
+    def _fault_error(
+        self, route: str, status: int, body: dict[str, Any] | None, headers: dict[str, str]
+    ) -> XError:
+        error = problem(status)
+        if body is not None:
+            error.body = body
+        if route == "POST /2/tweets" and status == 429:
             # The window as it stands when the fault is served, not when it was injected.
             error.headers.update(self._account.post_window.headers())
-        error.headers.update(fault.headers)
+        error.headers.update(headers)
         return error
 
     async def _run(self, handler: Handler, call: Call) -> web.Response:
         try:
             answer = await handler(call)
         except XError as exc:
-            return self._error_response(exc)
+            return self._error(exc)
         return web.json_response(answer.body, status=answer.status, headers=answer.headers)
-
-    def _error_response(self, error: XError) -> web.Response:
-        if error.status == 429:
-            self.rate_limited += 1
-        return web.json_response(error.body, status=error.status, headers=error.headers)
 
     async def _handle_unknown(self, request: web.Request) -> web.Response:
         # X's answer for a path it does not serve (an old v1.1-style error, even under /2).
         body = {"errors": [{"message": "Sorry, that page does not exist", "code": 34}]}
         return web.json_response(body, status=404)
 
-    async def _handle_control(self, request: web.Request) -> web.Response:
-        action = request.match_info["action"]
-        try:
-            if request.method == "GET" and action == "posts":
-                deleted = request.query.get("include_deleted", "") in ("1", "true")
-                return web.json_response(self.posts(include_deleted=deleted))
-            if request.method == "GET" and action == "media":
-                return web.json_response(self.media())
-            if request.method == "POST" and action == "fault":
-                body = await request.json()
-                self.inject_fault(body.pop("route"), **body)
-            elif request.method == "POST" and action == "revoke":
-                self.revoke_tokens()
-            else:
-                return web.json_response({"error": "unknown control action"}, status=404)
-            return web.json_response({"ok": True})
-        except (KeyError, TypeError, ValueError) as exc:
-            return web.json_response({"error": f"{type(exc).__name__}: {exc}"}, status=400)
 
-
-class XSandboxThread(BaseSandboxThread):
+class XSandboxThread(BaseSandboxThread[XSandbox]):
     """``with XSandboxThread(**XSandbox kwargs) as x:`` then ``x.posts()``, from sync code.
 
     The sandboxes' thread runner, building an ``XSandbox``: ``call``, ``base_url``, ``port``,
@@ -311,10 +242,6 @@ class XSandboxThread(BaseSandboxThread):
     """
 
     sandbox_class = XSandbox
-
-    @property
-    def sandbox(self) -> XSandbox:  # type: ignore[override]
-        return cast(XSandbox, super().sandbox)
 
     @property
     def credentials(self) -> dict[str, str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.scheduling.schedules import FollowupCampaign
+from bot.campaigns.followup import FollowupCampaign
 
 
 def followup(campaign_id: str, **fields: object) -> FollowupCampaign:

@@ -7,7 +7,8 @@ from typing import Any, ClassVar
 
 from pydantic import SecretStr
 
-from bot.channels.bluesky.adapter import BlueskyChannel, BlueskySettings
+from bot.channels.bluesky.adapter import BlueskyChannel
+from bot.channels.bluesky.settings import BlueskySettings
 from pledgebot_sandbox.bluesky import BlueskySandbox
 
 CREATE = "com.atproto.repo.createRecord"

@@ -7,7 +7,8 @@ from typing import Any, ClassVar
 
 from pydantic import SecretStr
 
-from bot.channels.facebook.adapter import FacebookChannel, FacebookSettings
+from bot.channels.facebook.adapter import FacebookChannel
+from bot.channels.facebook.settings import FacebookSettings
 from pledgebot_sandbox.facebook import GraphSandbox
 
 REFUSED_TOKEN = "EAArevoked-facebook-page-token-000"

@@ -25,7 +25,8 @@ from pydantic import SecretStr
 from starlette.applications import Starlette
 
 from bot.channels.base import OutboundMessage, Receipt
-from bot.channels.instagram.adapter import InstagramChannel, InstagramSettings
+from bot.channels.instagram.adapter import InstagramChannel
+from bot.channels.instagram.settings import InstagramSettings
 from bot.community.importer import import_pledgemakers
 from bot.core.media_urls import MediaUrls
 from bot.core.models import JourneyUpdate

@@ -7,7 +7,8 @@ from typing import Any, ClassVar
 
 from pydantic import SecretStr
 
-from bot.channels.linkedin.adapter import LinkedInChannel, LinkedInSettings
+from bot.channels.linkedin.adapter import LinkedInChannel
+from bot.channels.linkedin.settings import LinkedInSettings
 from pledgebot_sandbox.linkedin import LinkedInSandbox
 
 REFUSED_TOKEN = "AQXrefusedrefusedrefusedrefusedrefused"

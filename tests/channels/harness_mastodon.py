@@ -9,7 +9,8 @@ from typing import Any, ClassVar
 
 from pydantic import SecretStr
 
-from bot.channels.mastodon.adapter import MastodonChannel, MastodonSettings
+from bot.channels.mastodon.adapter import MastodonChannel
+from bot.channels.mastodon.settings import MastodonSettings
 from bot.core.errors import ChannelUnauthorized
 from tests.channels.mastodon_server import MastodonServer
 

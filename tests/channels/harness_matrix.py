@@ -16,7 +16,8 @@ from urllib.parse import quote
 
 from pydantic import SecretStr
 
-from bot.channels.matrix.adapter import MatrixChannel, MatrixSettings
+from bot.channels.matrix.adapter import MatrixChannel
+from bot.channels.matrix.settings import MatrixSettings
 from tests.channels.synapse import Account, FaultyProxy, Synapse, shared
 
 

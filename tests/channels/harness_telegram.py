@@ -6,7 +6,8 @@ from typing import Any, ClassVar
 
 from pydantic import SecretStr
 
-from bot.channels.telegram.adapter import TelegramChannel, TelegramSettings
+from bot.channels.telegram.adapter import TelegramChannel
+from bot.channels.telegram.settings import TelegramSettings
 from pledgebot_sandbox import TelegramSandbox
 
 CHAT = 4242

@@ -6,7 +6,8 @@ from typing import Any, ClassVar
 
 from pydantic import SecretStr
 
-from bot.channels.webhook.adapter import WebhookChannel, WebhookSettings
+from bot.channels.webhook.adapter import WebhookChannel
+from bot.channels.webhook.settings import WebhookSettings
 from pledgebot_sandbox.webhook import WebhookReceiver
 
 

@@ -6,7 +6,8 @@ from typing import Any, ClassVar
 
 from pydantic import SecretStr
 
-from bot.channels.x.adapter import XChannel, XSettings
+from bot.channels.x.adapter import XChannel
+from bot.channels.x.settings import XSettings
 from pledgebot_sandbox.x import XSandbox
 
 

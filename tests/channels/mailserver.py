@@ -1,6 +1,7 @@
 """The email channel's real local servers (aiosmtpd SMTP + pymap IMAP) now live in
 ``pledgebot_sandbox.mail``, where ``pledgebot demo`` uses them too; re-exported for the tests."""
 
+from pledgebot_sandbox._server import free_port
 from pledgebot_sandbox.mail import (
     BOT_ADDRESS,
     BOT_USER,
@@ -17,7 +18,6 @@ from pledgebot_sandbox.mail import (
     Fault,
     MailServer,
     answer,
-    free_port,
 )
 
 __all__ = [

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import atexit
 
+from pledgebot_sandbox._server import free_port
 from pledgebot_sandbox.synapse import (
     LOOSE,
     REQUIREMENT,
@@ -13,15 +14,14 @@ from pledgebot_sandbox.synapse import (
     THROTTLED,
     VENV_ENV,
     Account,
-    FaultyProxy,
     Synapse,
     SynapseUnavailable,
     build_venv,
-    free_port,
     main,
     venv_path,
     venv_ready,
 )
+from pledgebot_sandbox.synapse_proxy import FaultyProxy
 
 __all__ = [
     "LOOSE",

@@ -21,16 +21,19 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from bot.campaigns import posts
+from bot.campaigns.amplify import AmplifyCampaign
 from bot.campaigns.base import Destinations, PlannedMessage
 from bot.channels.base import OutboundMessage
-from bot.channels.bluesky.adapter import BlueskyChannel, BlueskySettings, bluesky_length, record_key
+from bot.channels.bluesky.adapter import BlueskyChannel, record_key
+from bot.channels.bluesky.settings import BlueskySettings
+from bot.channels.bluesky.text import bluesky_length
+from bot.channels.registry import plain_text_channels
 from bot.community.importer import import_pledgemakers
 from bot.core.errors import ChannelUnauthorized, RateLimited, Rejected, TransientError
 from bot.core.models import CampaignControl, JourneyUpdate, OutboxMessage, Pledgemaker
 from bot.delivery import outbox
 from bot.delivery.dispatcher import Dispatcher
 from bot.scheduling import runs
-from bot.scheduling.schedules import AmplifyCampaign
 from bot.service.app import App, build_app
 from bot.settings.config import load_config
 from bot.text.templates import Templates
@@ -214,6 +217,18 @@ async def test_an_image_goes_up_as_a_blob_with_its_alt_text(
     assert (item["aspectRatio"]["width"], item["aspectRatio"]["height"]) == (1, 1)
     blob = sandbox.blobs()[item["image"]["ref"]["$link"]]
     assert blob == {"size": image.stat().st_size, "mimeType": "image/png"}
+
+
+async def test_an_image_whose_size_cannot_be_read_goes_up_without_an_aspect_ratio(
+    sandbox: BlueskySandbox, channel: BlueskyChannel, tmp_path: Path
+) -> None:
+    """The aspect ratio is only recommended: an image Pillow cannot read still goes up."""
+    image = tmp_path / "scan.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))  # a PNG by its first bytes, then nothing
+    await channel.send(message("A scan.", media=[{"path": str(image), "alt_text": "A letter"}]))
+    [post] = sandbox.posts()
+    [item] = post["value"]["embed"]["images"]
+    assert item["alt"] == "A letter" and "aspectRatio" not in item
 
 
 async def test_an_image_without_alt_text_is_refused_before_anything_is_sent(
@@ -565,12 +580,12 @@ async def test_a_message_in_flight_at_a_crash_is_not_posted_twice(
 def test_bluesky_templates_are_plain_text(language: str) -> None:
     from bot.campaigns.amplify import post_context
 
-    templates = Templates(ROOT / "templates")
+    templates = Templates(ROOT / "templates", plain_text=plain_text_channels())
     spec = AmplifyCampaign.model_validate(
         {"id": "journeys", "kind": "amplify", "cron": "0 9 * * *", "hashtags": ["#AchieveSDG87"]}
     )
     update = JourneyUpdate(pillar="act", kind="progress", text="Safe & sound <today>", media=[])
-    maker = Pledgemaker(id="ilo", name="ILO & partners", x_handle="@ilo")
+    maker = Pledgemaker(id="ilo", name="ILO & partners", handles={"x": "@ilo"})
     text = templates.render(
         "amplify/bluesky", language, **post_context(spec, update, maker, language)
     )

@@ -24,8 +24,10 @@ import pytest
 from pydantic import ValidationError
 
 from bot.channels.base import InboundEvent, OutboundMessage
-from bot.channels.email import text as email_text
-from bot.channels.email.adapter import EmailChannel, EmailSettings
+from bot.channels.email import replies, tokens
+from bot.channels.email.adapter import EmailChannel
+from bot.channels.email.settings import EmailSettings
+from bot.channels.email.text import html_to_text
 from bot.core.errors import (
     ChannelUnauthorized,
     RateLimited,
@@ -144,7 +146,7 @@ async def test_a_prompt_goes_out_as_text_and_html_with_a_signed_reply_address(
     # The answer's address names the prompt, signed; bounces come back to it too (VERP).
     local, _, domain = str(sent["Reply-To"]).partition("@")
     assert domain == "example.org" and local.startswith("pledge+")
-    assert email_text.read_reply_token(KEY, local.removeprefix("pledge+")) == 101
+    assert tokens.read_reply_token(KEY, local.removeprefix("pledge+")) == 101
     assert str(sent["Return-Path"]) == f"<{sent['Reply-To']}>"
     assert sent["List-Unsubscribe"] == "<mailto:pledge+unsubscribe@example.org?subject=unsubscribe>"
     assert sent["List-Unsubscribe-Post"] is None  # no https URL configured
@@ -157,7 +159,7 @@ async def test_one_click_unsubscribe_when_an_https_url_is_configured(mail: MailS
     url, mailto = (part.strip(" <>") for part in str(sent["List-Unsubscribe"]).split(","))
     assert mailto.startswith("mailto:pledge+unsubscribe@")
     token = url.removeprefix("https://pledge.example.org/unsubscribe/")
-    assert email_text.read_unsubscribe_token(KEY, token) == ANA
+    assert tokens.read_unsubscribe_token(KEY, token) == ANA
     assert sent["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
 
@@ -458,7 +460,7 @@ async def test_an_invitation_code_comes_back_with_the_senders_address(
     link = await channel.invite_link("Tok3n_abcdefghijklmnopqrstuvwx")
     address, _, query = link.removeprefix("mailto:").partition("?subject=")
     assert address == "pledge+join@example.org"
-    expired = email_text.invite_code(
+    expired = tokens.invite_code(
         KEY, "Old_abcdefghijklmnopqrstuvwxyz12", datetime.now(UTC) - timedelta(days=1)
     )
     for number, subject in enumerate([unquote(query), expired]):
@@ -730,8 +732,8 @@ From: our field team, Sent: weekly reports.
     ],
 )  # fmt: skip
 def test_quoted_history_and_signatures_are_stripped(sample: str, said: str) -> None:
-    assert email_text.strip_reply(sample) == said
-    assert email_text.strip_reply(sample.replace("\n", "\r\n")) == said
+    assert replies.strip_reply(sample) == said
+    assert replies.strip_reply(sample.replace("\n", "\r\n")) == said
 
 
 @pytest.mark.parametrize(
@@ -756,45 +758,45 @@ def test_quoted_history_and_signatures_are_stripped(sample: str, said: str) -> N
     ],
 )
 def test_opt_out_words_in_three_languages(text: str, opted_out: bool) -> None:
-    assert email_text.is_opt_out(text) is opted_out
+    assert replies.is_opt_out(text) is opted_out
 
 
 def test_reply_tokens_verify_only_as_signed() -> None:
-    token = email_text.reply_token(KEY, 42)
-    assert email_text.read_reply_token(KEY, token) == 42
-    assert email_text.read_reply_token(KEY, token.upper()) == 42  # a server that upper-cases
+    token = tokens.reply_token(KEY, 42)
+    assert tokens.read_reply_token(KEY, token) == 42
+    assert tokens.read_reply_token(KEY, token.upper()) == 42  # a server that upper-cases
     number, _, mac = token.partition("-")
-    assert email_text.read_reply_token(KEY, f"43-{mac}") is None  # another prompt's number
-    assert email_text.read_reply_token(KEY, f"{number}-{mac[:-1]}a") is None
-    assert email_text.read_reply_token(b"another key", token) is None
-    assert email_text.read_reply_token(KEY, "unsubscribe") is None
+    assert tokens.read_reply_token(KEY, f"43-{mac}") is None  # another prompt's number
+    assert tokens.read_reply_token(KEY, f"{number}-{mac[:-1]}a") is None
+    assert tokens.read_reply_token(b"another key", token) is None
+    assert tokens.read_reply_token(KEY, "unsubscribe") is None
 
 
 def test_message_ids_name_their_prompt_and_are_stable() -> None:
-    one = email_text.message_id_for(KEY, 42, "run:7:ana", "example.org")
-    assert one == email_text.message_id_for(KEY, 42, "run:7:ana", "example.org")
-    assert one != email_text.message_id_for(KEY, 42, "run:8:ana", "example.org")
-    assert email_text.outbox_id_in_message_ids(KEY, f"<a@b.c> {one}", "example.org") == 42
-    assert email_text.outbox_id_in_message_ids(KEY, one, "elsewhere.org") is None
+    one = tokens.message_id_for(KEY, 42, "run:7:ana", "example.org")
+    assert one == tokens.message_id_for(KEY, 42, "run:7:ana", "example.org")
+    assert one != tokens.message_id_for(KEY, 42, "run:8:ana", "example.org")
+    assert tokens.outbox_id_in_message_ids(KEY, f"<a@b.c> {one}", "example.org") == 42
+    assert tokens.outbox_id_in_message_ids(KEY, one, "elsewhere.org") is None
 
 
 def test_invitation_codes_are_signed_and_expire() -> None:
     now = datetime(2026, 3, 3, 10, 0, tzinfo=UTC)
     token = "Tok3n_abcdefghijklmnopqrstuvwx"
-    code = email_text.invite_code(KEY, token, now + timedelta(days=30))
-    assert email_text.read_invite_code(KEY, code, now) == token
-    assert email_text.find_invite_code(f"Re: Confirm {code} please") == code
-    with pytest.raises(email_text.InviteCodeError) as expired:
-        email_text.read_invite_code(KEY, code, now + timedelta(days=31))
+    code = tokens.invite_code(KEY, token, now + timedelta(days=30))
+    assert tokens.read_invite_code(KEY, code, now) == token
+    assert tokens.find_invite_code(f"Re: Confirm {code} please") == code
+    with pytest.raises(tokens.InviteCodeError) as expired:
+        tokens.read_invite_code(KEY, code, now + timedelta(days=31))
     assert expired.value.reason == "expired"
     body, expiry, mac = code.split(".")
-    later = email_text._base36(int((now + timedelta(days=3650)).timestamp()))
+    later = tokens._base36(int((now + timedelta(days=3650)).timestamp()))
     for tampered in (f"{body}.{later}.{mac}", f"X{body[1:]}.{expiry}.{mac}", "nonsense"):
-        with pytest.raises(email_text.InviteCodeError) as caught:
-            email_text.read_invite_code(KEY, tampered, now)
+        with pytest.raises(tokens.InviteCodeError) as caught:
+            tokens.read_invite_code(KEY, tampered, now)
         assert caught.value.reason == "invalid"
-    with pytest.raises(email_text.InviteCodeError):
-        email_text.read_invite_code(b"another key", code, now)
+    with pytest.raises(tokens.InviteCodeError):
+        tokens.read_invite_code(b"another key", code, now)
 
 
 @pytest.mark.parametrize(
@@ -803,25 +805,23 @@ def test_invitation_codes_are_signed_and_expire() -> None:
 def test_a_code_is_found_whole_whatever_its_token_begins_or_ends_with(token: str) -> None:
     """secrets.token_urlsafe gives "-" first one time in 64: the code must still be found."""
     now = datetime(2026, 3, 3, 10, 0, tzinfo=UTC)
-    code = email_text.invite_code(KEY, token, now + timedelta(days=30))
+    code = tokens.invite_code(KEY, token, now + timedelta(days=30))
     for text in (code, f"Re: {code}", f"({code}).", f"Subject:{code}\n"):
-        assert email_text.find_invite_code(text) == code, text
-    assert email_text.read_invite_code(KEY, email_text.find_invite_code(code) or "", now) == token
+        assert tokens.find_invite_code(text) == code, text
+    assert tokens.read_invite_code(KEY, tokens.find_invite_code(code) or "", now) == token
 
 
 def test_unsubscribe_tokens_name_one_address() -> None:
-    token = email_text.unsubscribe_token(KEY, "Ana@NGO.example")
-    assert email_text.read_unsubscribe_token(KEY, token) == ANA
+    token = tokens.unsubscribe_token(KEY, "Ana@NGO.example")
+    assert tokens.read_unsubscribe_token(KEY, token) == ANA
     _, _, mac = token.partition(".")
-    other = email_text.unsubscribe_token(KEY, "kofi@labour.gov.gh").partition(".")[0]
-    assert email_text.read_unsubscribe_token(KEY, f"{other}.{mac}") is None
+    other = tokens.unsubscribe_token(KEY, "kofi@labour.gov.gh").partition(".")[0]
+    assert tokens.read_unsubscribe_token(KEY, f"{other}.{mac}") is None
 
 
 def test_telegram_html_becomes_readable_text() -> None:
     html = '<b>Act</b> · <i>NGO</i>\n\nSee <a href="https://x.org/p">our page</a> &amp; <a href="https://x.org/q">https://x.org/q</a>.'
-    assert email_text.html_to_text(html) == (
-        "Act · NGO\n\nSee our page (https://x.org/p) & https://x.org/q."
-    )
+    assert html_to_text(html) == ("Act · NGO\n\nSee our page (https://x.org/p) & https://x.org/q.")
 
 
 def test_the_pure_parts_log_nothing() -> None:
@@ -829,8 +829,8 @@ def test_the_pure_parts_log_nothing() -> None:
     handler = logging.StreamHandler(stream)
     logging.getLogger().addHandler(handler)
     try:
-        email_text.strip_reply(GMAIL_EN)
-        email_text.is_opt_out("STOP")
+        replies.strip_reply(GMAIL_EN)
+        replies.is_opt_out("STOP")
     finally:
         logging.getLogger().removeHandler(handler)
     assert stream.getvalue() == ""

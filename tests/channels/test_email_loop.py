@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from bot.campaigns.followup import FollowupCampaign
 from bot.community import invitations
 from bot.core.models import (
     Contact,
@@ -24,7 +25,6 @@ from bot.core.models import (
     utcnow,
 )
 from bot.scheduling import runs
-from bot.scheduling.schedules import FollowupCampaign
 from tests.auxil.live import Live, eventually, start_live
 from tests.channels import mailserver
 from tests.channels.mailserver import MailServer, answer
@@ -157,7 +157,7 @@ async def test_an_invitation_by_mail_answered_connects_the_address(
 ) -> None:
     live, server = mail_live
     with live.app.db.session() as session:
-        session.get(Pledgemaker, GH).email = ANA  # type: ignore[union-attr]
+        session.get(Pledgemaker, GH).handles["email"] = ANA  # type: ignore[union-attr]
         assert invitations.send(session, live.app.templates, [GH], "email").queued == [(GH, ANA)]
     invitation = await eventually(lambda: next(iter(server.received(ANA)), None), "the mail")
     assert invitation["Subject"] == "Follow-ups on your action pledge"

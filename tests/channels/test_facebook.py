@@ -15,18 +15,22 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import select
 
+from bot.campaigns.amplify import AmplifyCampaign
 from bot.campaigns.base import Destinations, PlannedMessage
 from bot.channels.base import OutboundMessage
-from bot.channels.facebook.adapter import FacebookChannel, FacebookSettings, GraphRefusal
+from bot.channels.facebook.adapter import FacebookChannel
+from bot.channels.facebook.graph import GraphRefusal
+from bot.channels.facebook.settings import FacebookSettings
+from bot.channels.registry import plain_text_channels
 from bot.community import consent
 from bot.community.importer import import_pledgemakers
 from bot.core.errors import ChannelUnauthorized, RateLimited, Rejected, TransientError
-from bot.core.models import CampaignControl, JourneyUpdate, OutboxMessage, Pledgemaker, StaffAlert
+from bot.core.models import CampaignControl, JourneyUpdate, OutboxMessage, Pledgemaker
+from bot.core.staff_models import StaffAlert
 from bot.delivery import outbox
 from bot.delivery.alerts import Alerts
 from bot.delivery.dispatcher import Dispatcher
 from bot.scheduling import runs
-from bot.scheduling.schedules import AmplifyCampaign
 from bot.service.app import App, build_app
 from bot.settings.config import load_config
 from bot.text.templates import Templates
@@ -119,7 +123,7 @@ async def test_an_unfit_image_is_refused_before_anything_is_sent(
     with pytest.raises(Rejected, match="missing"):
         await channel.send(message("x", media=[{"path": str(tmp_path / "gone.png"), "alt_text": "c"}]))  # fmt: skip
     await channel.aclose()
-    assert sandbox.calls["photos"] == 0 and sandbox.posts() == []
+    assert sandbox.method_calls["photos"] == 0 and sandbox.posts() == []
 
 
 async def test_too_long_is_refused_by_the_adapter_and_by_the_page(
@@ -182,10 +186,10 @@ async def test_each_graph_error_maps_to_its_typed_error(
         assert caught.value.retry_after > 0
         if how in ("page_rate_limited", "http_429"):  # the usage header's estimate: 2 minutes
             assert caught.value.retry_after == 120
-        calls = sandbox.calls["feed"]
+        calls = sandbox.method_calls["feed"]
         with pytest.raises(RateLimited):  # held for every process: no request meanwhile
             await channel.send(message("hello"))
-        assert sandbox.calls["feed"] == calls
+        assert sandbox.method_calls["feed"] == calls
 
 
 async def test_a_timeout_may_have_delivered(sandbox: GraphSandbox) -> None:
@@ -248,7 +252,7 @@ async def test_a_message_in_flight_at_a_crash_is_found_not_posted_twice(
     first = await channel.send(message("Once.", "amplify:j:1"))
     again = await channel.send(message("Once.", "amplify:j:1", maybe_sent=True))
     assert again.external_id == first.external_id
-    assert sandbox.texts() == ["Once."] and sandbox.calls["feed"] == 1
+    assert sandbox.texts() == ["Once."] and sandbox.method_calls["feed"] == 1
 
 
 async def test_a_duplicate_on_a_first_send_is_rejected(
@@ -408,12 +412,12 @@ async def test_an_amplify_slot_posts_the_photo_and_a_withdrawal_deletes_it(
 def test_the_templates_are_plain_text(language: str, channel_name: str) -> None:
     from bot.campaigns.amplify import post_context
 
-    templates = Templates(ROOT / "templates")
+    templates = Templates(ROOT / "templates", plain_text=plain_text_channels())
     spec = AmplifyCampaign.model_validate(
         {"id": "journeys", "kind": "amplify", "cron": "0 9 * * *", "hashtags": ["#AchieveSDG87"]}
     )
     update = JourneyUpdate(pillar="act", kind="progress", text="Safe & sound <today>", media=[])
-    maker = Pledgemaker(id="ilo", name="ILO & partners", x_handle="@ilo")
+    maker = Pledgemaker(id="ilo", name="ILO & partners", handles={"x": "@ilo"})
     text = templates.render(
         f"amplify/{channel_name}", language, **post_context(spec, update, maker, language)
     )

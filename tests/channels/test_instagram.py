@@ -16,20 +16,22 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
+from bot.campaigns.amplify import AmplifyCampaign
 from bot.campaigns.base import Destinations, PlannedMessage
 from bot.channels.base import OutboundMessage
-from bot.channels.facebook.adapter import GraphRefusal
-from bot.channels.instagram.adapter import InstagramChannel, InstagramSettings, caption_problem
+from bot.channels.facebook.graph import GraphRefusal
+from bot.channels.instagram.adapter import InstagramChannel, caption_problem
+from bot.channels.instagram.settings import InstagramSettings
 from bot.community import consent
 from bot.core import media_urls
 from bot.core.errors import ChannelUnauthorized, ConfigError, RateLimited, Rejected, TransientError
 from bot.core.media_urls import KEY_ENV, MediaUrls
-from bot.core.models import CampaignControl, JourneyUpdate, OutboxMessage, StaffAlert
+from bot.core.models import CampaignControl, JourneyUpdate, OutboxMessage
+from bot.core.staff_models import StaffAlert
 from bot.delivery import outbox
 from bot.delivery.alerts import Alerts
 from bot.delivery.dispatcher import Dispatcher
 from bot.scheduling import runs
-from bot.scheduling.schedules import AmplifyCampaign
 from bot.service.app import App
 from bot.settings.config import config_from_dict
 from bot.web.app import build
@@ -101,7 +103,7 @@ async def test_the_container_flow_publishes_the_image_instagram_fetched_from_the
     assert fetched == {"url": public.urls.url_for(str(image)), "status": 200}
     assert fetched["url"].startswith(public.base_url + "/media/")
     assert fetched["url"].endswith("/AgADsample.jpg") and "telegram" not in fetched["url"]
-    assert sandbox.calls["status"] == 2, "IN_PROGRESS once, then FINISHED"
+    assert sandbox.method_calls["status"] == 2, "IN_PROGRESS once, then FINISHED"
     assert sandbox.containers[published["container"]]["status_code"] == "PUBLISHED"
 
 
@@ -111,7 +113,7 @@ async def test_a_slow_container_is_polled_until_finished(public: PublicMedia, im
     channel = adapter(sandbox, public)
     try:
         await channel.send(message("Patience.", image))
-        assert sandbox.calls["status"] == 4 and sandbox.captions() == ["Patience."]
+        assert sandbox.method_calls["status"] == 4 and sandbox.captions() == ["Patience."]
     finally:
         await channel.aclose()
         await sandbox.stop()
@@ -123,7 +125,7 @@ async def test_a_container_in_error_is_rejected(
     sandbox.next_container("error")
     with pytest.raises(Rejected, match=r"ERROR .*2207032"):
         await channel.send(message("Broken.", image))
-    assert sandbox.media() == [] and sandbox.calls["media_publish"] == 0
+    assert sandbox.media() == [] and sandbox.method_calls["media_publish"] == 0
 
 
 async def test_a_container_stuck_in_progress_gives_up_within_the_bounded_wait(
@@ -254,7 +256,7 @@ async def test_caption_limits_are_checked_before_and_by_instagram(
     for caption in ("y" * 2201, " ".join(f"#t{n}" for n in range(31)), "@ilo " * 21):
         with pytest.raises(Rejected, match="Instagram: the caption"):
             await channel.send(message(caption, image))
-    assert sandbox.calls["media"] == 1 and sandbox.captions() == [longest[:2200]]
+    assert sandbox.method_calls["media"] == 1 and sandbox.captions() == [longest[:2200]]
     url = channel.media_urls.url_for(str(image))
     many = " ".join(f"#t{n}" for n in range(31))
     with pytest.raises(GraphRefusal, match="more than 30 hashtags"):  # the sandbox's own check
@@ -266,7 +268,7 @@ async def test_an_update_without_an_image_is_refused_with_a_clear_reason(
 ) -> None:
     with pytest.raises(Rejected, match=r"needs an image.*no text-only posts"):
         await channel.send(message("Words alone."))
-    assert sum(sandbox.calls.values()) == 0
+    assert sum(sandbox.method_calls.values()) == 0
 
 
 async def test_a_png_or_a_panorama_is_refused_before_sending(
@@ -283,7 +285,7 @@ async def test_a_png_or_a_panorama_is_refused_before_sending(
     panorama = write_jpeg(public.media_dir / "telegram" / "wide.jpg", size=(1000, 400))
     with pytest.raises(Rejected, match=r"aspect ratio of 2\.50"):
         await channel.send(message("Wide.", panorama))
-    assert sandbox.calls["media"] == 0
+    assert sandbox.method_calls["media"] == 0
     with pytest.raises(GraphRefusal, match="JPEG") as caught:  # Instagram's own check
         await channel.graph.call("POST", f"{sandbox.ig_user_id}/media", data={"image_url": public.urls.url_for(str(drawing))})  # fmt: skip
     assert caught.value.code == 36001
@@ -322,7 +324,7 @@ async def test_a_publish_that_timed_out_is_found_not_published_twice(
     assert caught.value.maybe_delivered
     receipt = await channel.send(message("Published once.", image, "amplify:j:1", maybe_sent=True))
     [published] = sandbox.media()
-    assert receipt.external_id == published["id"] and sandbox.calls["media"] == 1
+    assert receipt.external_id == published["id"] and sandbox.method_calls["media"] == 1
     await channel.aclose()
 
 

@@ -21,14 +21,13 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from bot.campaigns import posts
+from bot.campaigns.amplify import AmplifyCampaign
 from bot.campaigns.base import Destinations, PlannedMessage
 from bot.channels.base import OutboundMessage
-from bot.channels.linkedin.adapter import (
-    LinkedInChannel,
-    LinkedInSettings,
-    linkedin_length,
-    little_text,
-)
+from bot.channels.linkedin.adapter import LinkedInChannel
+from bot.channels.linkedin.settings import LinkedInSettings
+from bot.channels.linkedin.text import linkedin_length, little_text
+from bot.channels.registry import plain_text_channels
 from bot.community.importer import import_pledgemakers
 from bot.core.errors import ChannelUnauthorized, RateLimited, Rejected, TransientError
 from bot.core.models import CampaignControl, JourneyUpdate, OutboxMessage
@@ -36,7 +35,6 @@ from bot.delivery import outbox
 from bot.delivery.alerts import Alerts, open_alerts
 from bot.delivery.dispatcher import Dispatcher
 from bot.scheduling import runs
-from bot.scheduling.schedules import AmplifyCampaign
 from bot.service.app import App, build_app
 from bot.service.status import collect
 from bot.settings.config import load_config
@@ -323,10 +321,10 @@ async def test_429_waits_a_minute_or_as_told_and_holds_posting(
     with pytest.raises(RateLimited) as caught:
         await channel.send(message("one too many"))
     assert caught.value.retry_after == 60, "LinkedIn said nothing of when: a minute"
-    calls = sandbox.calls[CREATE]
+    calls = sandbox.method_calls[CREATE]
     with pytest.raises(RateLimited):  # held: no request before then
         await channel.send(message("one too many"))
-    assert sandbox.calls[CREATE] == calls
+    assert sandbox.method_calls[CREATE] == calls
     told = adapter(sandbox)
     sandbox.fail_next(CREATE, "rate_limited", headers={"Retry-After": "2"})
     with pytest.raises(RateLimited) as caught:
@@ -375,8 +373,8 @@ async def test_a_post_made_but_not_confirmed_is_recognised_by_linkedins_duplicat
     assert caught.value.maybe_delivered
     receipt = await channel.send(message("Made once.", "amplify:lost:1", maybe_sent=True))
     [post] = sandbox.posts()
-    assert receipt.external_id == post["id"] and sandbox.calls[CREATE] == 2
-    assert sandbox.calls["posts.get"] == 1, "the URN LinkedIn names was checked live"
+    assert receipt.external_id == post["id"] and sandbox.method_calls[CREATE] == 2
+    assert sandbox.method_calls["posts.get"] == 1, "the URN LinkedIn names was checked live"
     with pytest.raises(Rejected, match=f"duplicate of {post['id']}"):  # not in flight: refused
         await channel.send(message("Made once.", "amplify:other:1"))
     await channel.aclose()
@@ -393,7 +391,7 @@ async def test_a_duplicate_of_a_post_since_deleted_is_not_taken_for_ours() -> No
         await channel.delete(message(gone.external_id, action="delete"))
         with pytest.raises(Rejected, match=f"duplicate of {gone.external_id}"):
             await channel.send(message("Said once.", maybe_sent=True))
-        assert sandbox.calls["posts.get"] == 1 and sandbox.posts() == []
+        assert sandbox.method_calls["posts.get"] == 1 and sandbox.posts() == []
     finally:
         await channel.aclose()
         await sandbox.stop()
@@ -526,7 +524,7 @@ async def test_a_500_is_retried_by_the_dispatcher(app: App, sandbox: LinkedInSan
     await app.aclose()
     [row] = rows(app)
     assert (row.state, row.external_id) == ("sent", sandbox.posts()[0]["id"])
-    assert sandbox.calls[CREATE] == 2 and len(sandbox.posts()) == 1
+    assert sandbox.method_calls[CREATE] == 2 and len(sandbox.posts()) == 1
 
 
 async def test_an_expired_token_pauses_the_channel_and_alerts_staff(
@@ -573,13 +571,13 @@ async def test_a_message_in_flight_at_a_crash_is_not_posted_twice(
 
 @pytest.mark.parametrize("language", ["en", "fr", "es"])
 def test_linkedin_templates_are_plain_text_and_mention_a_known_page(language: str) -> None:
-    templates = Templates(ROOT / "templates")
+    templates = Templates(ROOT / "templates", plain_text=plain_text_channels())
     context = {"text": "Safe & sound <today>", "pillar": "Act", "hashtags": "#AchieveSDG87"}
-    maker = SimpleNamespace(name="ILO & partners", x_handle="@ilo")
+    maker = SimpleNamespace(name="ILO & partners", handles={"x": "@ilo"})
     plain = templates.render("amplify/linkedin", language, pledgemaker=maker, **context)
     assert plain.startswith("ILO & partners") and "Safe & sound <today>" in plain
     assert "&amp;" not in plain and "@ilo" not in plain and plain.endswith("#AchieveSDG87")
-    page = SimpleNamespace(name="ILO & partners", linkedin_organization_id="123")
+    page = SimpleNamespace(name="ILO & partners", handles={"linkedin": "123"})
     mentioned = templates.render("amplify/linkedin", language, pledgemaker=page, **context)
     assert mentioned.startswith("@[ILO & partners](urn:li:organization:123)")
     assert little_text(mentioned).startswith("@[ILO & partners](urn:li:organization:123)")

@@ -14,15 +14,18 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from bot.campaigns import posts
+from bot.campaigns.amplify import AmplifyCampaign
 from bot.campaigns.base import Destinations, post_limit
 from bot.channels.base import OutboundMessage
-from bot.channels.mastodon.adapter import MastodonChannel, MastodonSettings, mastodon_length
+from bot.channels.mastodon.adapter import MastodonChannel
+from bot.channels.mastodon.settings import MastodonSettings
+from bot.channels.mastodon.text import mastodon_length
+from bot.channels.registry import plain_text_channels
 from bot.community.importer import import_pledgemakers
 from bot.core.errors import ChannelUnauthorized, RateLimited, Rejected, TransientError
 from bot.core.models import JourneyUpdate, OutboxMessage, Pledgemaker, Post
 from bot.delivery.dispatcher import Dispatcher
 from bot.scheduling import runs
-from bot.scheduling.schedules import AmplifyCampaign
 from bot.service.app import App, build_app
 from bot.settings.config import DispatcherSettings, load_config
 from bot.text.templates import Templates
@@ -325,16 +328,16 @@ def test_mastodon_counts_a_url_as_23_and_a_mention_without_its_domain() -> None:
 def test_mastodon_templates_are_plain_text_and_mention_the_handle(language: str) -> None:
     from bot.campaigns.amplify import post_context
 
-    templates = Templates(ROOT / "templates")
+    templates = Templates(ROOT / "templates", plain_text=plain_text_channels())
     spec = AmplifyCampaign.model_validate(
         {"id": "journeys", "kind": "amplify", "cron": "0 9 * * *", "hashtags": ["#AchieveSDG87"]}
     )
     update = JourneyUpdate(pillar="act", kind="progress", text="Safe & sound <today>", media=[])
-    maker = Pledgemaker(id="ilo", name="ILO & partners", x_handle="@ilo")
+    maker = Pledgemaker(id="ilo", name="ILO & partners", handles={"x": "@ilo"})
     text = templates.render("amplify/mastodon", language, **post_context(spec, update, maker))
     assert "ILO & partners" in text and "Safe & sound <today>" in text and "&amp;" not in text
     assert "@" not in text, "no fediverse handle: no mention (an X handle means nothing there)"
-    maker.fediverse_handle = REMOTE_HANDLE
+    maker.handles["mastodon"] = REMOTE_HANDLE
     text = templates.render("amplify/mastodon", language, **post_context(spec, update, maker))
     assert f"ILO & partners ({REMOTE_HANDLE})" in text and text.endswith("#AchieveSDG87")
     fact = templates.render(
@@ -364,7 +367,7 @@ def app(mock: MastodonServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     built.db.upgrade()
     with built.db.session() as session:
         import_pledgemakers(session, SAMPLE_CSV)
-        session.get(Pledgemaker, "ilo").fediverse_handle = REMOTE_HANDLE  # type: ignore[union-attr]
+        session.get(Pledgemaker, "ilo").handles["mastodon"] = REMOTE_HANDLE  # type: ignore[union-attr]
         session.add(
             JourneyUpdate(
                 pledgemaker_id="ilo",

@@ -19,9 +19,12 @@ import nio
 import pytest
 from pydantic import SecretStr, ValidationError
 
+from bot.channels import registry
 from bot.channels.base import InboundEvent, OutboundMessage
 from bot.channels.matrix import adapter as matrix
-from bot.channels.matrix.adapter import MatrixChannel, MatrixSettings, plain_text
+from bot.channels.matrix.adapter import MatrixChannel
+from bot.channels.matrix.content import plain_text
+from bot.channels.matrix.settings import MatrixSettings
 from bot.core.errors import (
     ChannelUnauthorized,
     RateLimited,
@@ -335,7 +338,7 @@ async def test_a_token_of_another_account_is_unauthorized(world: World) -> None:
 
 async def test_a_pledgemaker_who_left_is_gone(world: World) -> None:
     await world.channel.send(message(world.maker.user_id, "Bienvenue", "w1"))
-    room = next(iter(world.channel._direct.values()))
+    room = next(iter(world.channel.rooms.known.values()))
     world.synapse.join(world.maker, room)
     _, cursor = await world.channel.poll(None)
     world.synapse.leave(world.maker, room)
@@ -366,7 +369,7 @@ async def test_too_long_is_rejected(world: World) -> None:
     room = world.room_with_maker()
     with pytest.raises(Rejected, match="M_TOO_LARGE"):
         await world.channel.send(message(room, "x" * 70_000, "big"))
-    limit = MatrixChannel.capabilities.max_length
+    limit = registry.spec("matrix").text_limit
     await world.channel.send(message(room, "😀" * limit, "biggest", parse_mode="HTML"))
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from bot.campaigns.followup import FollowupCampaign
 from bot.community import contacts, invitations
 from bot.core.models import Contact, InviteToken, JourneyUpdate, Pledgemaker, Prompt, Reply, utcnow
 from bot.scheduling import runs
-from bot.scheduling.schedules import FollowupCampaign
 from tests.auxil.live import Live, eventually, start_live
 from tests.channels.synapse import Account, Synapse, shared
 
@@ -130,7 +130,7 @@ async def test_the_bot_invites_a_matrix_id_and_joining_the_room_binds_it(
 ) -> None:
     live, synapse, bot, maker = matrix_loop
     with live.app.db.session() as session:
-        session.get(Pledgemaker, GH).matrix_id = maker.user_id  # type: ignore[union-attr]
+        session.get(Pledgemaker, GH).handles["matrix"] = maker.user_id  # type: ignore[union-attr]
         sent = invitations.send(session, live.app.templates, [GH], "matrix")
     assert sent.queued == [(GH, maker.user_id)]
     invites = Invites(synapse, maker)

@@ -19,10 +19,10 @@ from bot.channels.webhook.adapter import (
     SIGNATURE,
     TIMESTAMP,
     WebhookChannel,
-    WebhookSettings,
     sign,
     verify,
 )
+from bot.channels.webhook.settings import WebhookSettings
 from bot.community import consent
 from bot.core.errors import ChannelUnauthorized, Rejected
 from bot.core.models import OutboxMessage

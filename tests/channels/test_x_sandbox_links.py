@@ -15,7 +15,8 @@ import pytest
 import tweepy
 
 from bot.channels.text_split import weighted_length
-from bot.channels.x.adapter import X_API, _ToBaseUrl
+from bot.channels.x.adapter import _ToBaseUrl
+from bot.channels.x.settings import X_API
 from pledgebot_sandbox.x import XSandboxThread
 
 TCO = r"https://t\.co/[0-9A-Za-z]{10}"

@@ -23,7 +23,8 @@ from sqlalchemy import select
 
 from bot.campaigns.base import PlannedMessage
 from bot.channels.base import OutboundMessage
-from bot.channels.x.adapter import XChannel, XSettings, is_same_post
+from bot.channels.x.adapter import XChannel, is_same_post
+from bot.channels.x.settings import XSettings
 from bot.core.errors import Rejected
 from bot.core.models import OutboxMessage
 from bot.delivery import outbox

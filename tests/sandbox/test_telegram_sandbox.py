@@ -31,7 +31,8 @@ from telegram.error import (
 )
 
 from pledgebot_sandbox import SandboxThread, TelegramSandbox
-from pledgebot_sandbox._telegram_rules import ApiError, parse_html
+from pledgebot_sandbox._telegram_rules import ApiError
+from pledgebot_sandbox._telegram_text import parse_html
 
 # PTB warns that RetryAfter.retry_after will become a timedelta; seconds() handles both.
 pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")

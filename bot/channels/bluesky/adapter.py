@@ -8,9 +8,7 @@ else, never logged), then writes ``app.bsky.feed.post`` records with
 expires; a token the server still refuses (400 ``ExpiredToken``/``InvalidToken``) makes us sign
 in again once, and a second refusal pauses the channel (``ChannelUnauthorized``).
 
-- **Length**: 300 graphemes (Unicode extended grapheme clusters, UAX #29, counted with the
-  ``regex`` package as Bluesky's own code counts them) and 3,000 UTF-8 bytes; ``bluesky_length``
-  folds both into one number for the thread splitter. URLs count in full.
+- **Length**: 300 graphemes and 3,000 UTF-8 bytes, as ``bot.channels.bluesky.text`` counts.
 - **Facets** (links, mentions, hashtags) come from the SDK's ``detect_facets``: UTF-8 byte
   offsets, mentions resolved to DIDs through ``com.atproto.identity.resolveHandle`` (a handle
   that does not resolve stays plain text).
@@ -39,7 +37,7 @@ meanwhile; also held when a write's ``ratelimit-remaining`` cannot pay for anoth
 400 ``InvalidRequest`` (too long, a bad record) and other 4xx → ``Rejected``.
 
 The ``atproto`` SDK takes seconds to import: it is imported when an adapter is built, never
-by a planner that only measures text (``bluesky_length``).
+by a planner that only measures text (``bot.channels.bluesky.text``).
 """
 
 from __future__ import annotations
@@ -48,20 +46,20 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import mimetypes
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
-import regex
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, SecretStr
 
-from bot.channels.base import Capabilities, OutboundMessage, Receipt
+from bot.channels.base import OutboundMessage, Receipt
+from bot.channels.bluesky.settings import BlueskySettings
+from bot.channels.bluesky.text import MAX_GRAPHEMES, MAX_TEXT_BYTES, bluesky_length, graphemes
+from bot.channels.holds import unless_held
+from bot.channels.images import LocalImage, image_size, read_images
 from bot.channels.ratelimit import Limits
-from bot.core.env import EnvVarName
 from bot.core.errors import (
     ChannelUnauthorized,
     DeliveryError,
@@ -73,8 +71,6 @@ from bot.core.errors import (
 log = logging.getLogger(__name__)
 
 POST = "app.bsky.feed.post"
-MAX_GRAPHEMES = 300
-MAX_TEXT_BYTES = 3000
 MAX_IMAGES = 4
 CREATE_COST = 3  # points of the PDS's write budget a created record takes
 DEFAULT_WAIT = 60.0  # a 429 that does not say until when
@@ -83,13 +79,7 @@ ACCOUNT_REFUSED = frozenset({"AccountTakedown", "AccountDeactivated", "Authentic
 S32 = "234567abcdefghijklmnopqrstuvwxyz"
 TID_EPOCH = int(datetime(2023, 1, 1, tzinfo=UTC).timestamp() * 1_000_000)
 
-__all__ = ["BlueskyChannel", "BlueskySettings", "bluesky_length", "record_key"]
-
-
-def bluesky_length(text: str) -> int:
-    """A post's length against Bluesky's limit of 300: its graphemes, or a tenth of its UTF-8
-    bytes when that is more (so ≤ 300 means both 300 graphemes and 3,000 bytes hold)."""
-    return max(len(regex.findall(r"\X", text)), -(-len(text.encode()) // 10))
+__all__ = ["BlueskyChannel", "record_key"]
 
 
 def record_key(idempotency_key: str) -> str:
@@ -104,29 +94,9 @@ def record_key(idempotency_key: str) -> str:
     return "".join(S32[(tid >> shift) & 31] for shift in range(60, -5, -5))
 
 
-class BlueskySettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    enabled: bool = False
-    service_url: str = Field(default="https://bsky.social", pattern=r"^https?://[^\s/]+\S*$")
-    handle: str = ""  # the campaign's account, e.g. "pledgebot.bsky.social"
-    app_password_env: EnvVarName = "BLUESKY_APP_PASSWORD"
-    langs: list[str] = Field(default_factory=list)  # declared on every post; none by default
-    request_timeout: float = Field(default=15, gt=0)
-    max_image_bytes: int = Field(default=2_000_000, gt=0)  # 1_000_000 on an older PDS
-    require_alt_text: bool = True  # an image without alt text is refused
-    delete_on_withdraw: bool = False  # take posts down when a pledgemaker withdraws consent
-
-    @model_validator(mode="after")
-    def _handle_when_enabled(self) -> BlueskySettings:
-        if self.enabled and not self.handle:
-            raise ValueError("handle: the account is required, e.g. pledgebot.bsky.social")
-        return self
-
-
 class BlueskyChannel:
     name: ClassVar[str] = "bluesky"
     Settings: ClassVar[type[BaseModel]] = BlueskySettings
-    capabilities: ClassVar[Capabilities] = Capabilities(max_length=MAX_GRAPHEMES)
 
     def __init__(
         self,
@@ -181,32 +151,36 @@ class BlueskyChannel:
 
     # --- sending ------------------------------------------------------------------------------
     async def send(self, message: OutboundMessage) -> Receipt:
-        key = f"bluesky:{await self.did()}:post"
-        held = await self.limits.held_for(key)
-        if held > 0:
-            raise RateLimited(held, f"Bluesky: rate limited; resets in {held:.0f} s")
-        try:
-            return await self._post(message)
-        except RateLimited as exc:
-            await self.limits.hold(key, time.time() + exc.retry_after)
-            raise
-        finally:
-            window, self._write_window = self._write_window, None
-            if window is not None and window[0] < CREATE_COST:
-                await self.limits.hold(key, window[1])
+        return await unless_held(
+            self.limits,
+            f"bluesky:{await self.did()}:post",
+            lambda: self._post(message),
+            refusal="Bluesky: rate limited; resets in {wait:.0f} s",
+            spent_until=self._window_spent_until,
+        )
+
+    def _window_spent_until(self) -> float | None:
+        """The reset of the write budget the last answer reported, if it cannot pay for a post."""
+        window, self._write_window = self._write_window, None
+        return window[1] if window is not None and window[0] < CREATE_COST else None
 
     async def _post(self, message: OutboundMessage) -> Receipt:
         models = self._models
         text = message.text
         if bluesky_length(text) > MAX_GRAPHEMES:
-            clusters, size = len(regex.findall(r"\X", text)), len(text.encode())
+            clusters, size = graphemes(text), len(text.encode())
             raise Rejected(
                 f"Bluesky: too long ({clusters} graphemes, {size} bytes; a post holds "
                 f"{MAX_GRAPHEMES} graphemes and {MAX_TEXT_BYTES:,} bytes)"
             )
-        images = [self._image(item) for item in message.media[:MAX_IMAGES]]
-        if len(message.media) > MAX_IMAGES:
-            log.warning("bluesky: message %s: only the first %d images", message.id, MAX_IMAGES)
+        images = read_images(
+            "Bluesky",
+            message.id,
+            message.media,
+            limit=MAX_IMAGES,
+            require_alt=self.settings.require_alt_text,
+            max_bytes=self.settings.max_image_bytes,
+        )
         did = await self.did()
         rkey = record_key(message.idempotency_key) if message.idempotency_key else None
         if rkey and message.maybe_sent and (found := await self._existing(did, rkey)):
@@ -262,37 +236,22 @@ class BlueskyChannel:
         root = reply.root if reply is not None else parent_ref
         return models.AppBskyFeedPost.ReplyRef(root=root, parent=parent_ref)
 
-    def _image(self, item: Mapping[str, Any]) -> tuple[bytes, str, str, Any]:
-        """One image's bytes, type and alt text, refused before any request if unfit."""
-        path = Path(str(item.get("path", "")))
-        alt = str(item.get("alt_text") or "").strip()
-        if not path.is_file():
-            raise Rejected(f"Bluesky: the media file is missing: {path.name}")
-        if not alt and self.settings.require_alt_text:
-            raise Rejected(f"Bluesky: image {path.name} has no alt text")
-        size = path.stat().st_size
-        if size > self.settings.max_image_bytes:
-            raise Rejected(
-                f"Bluesky: image {path.name} is {size:,} bytes; "
-                f"an image may be at most {self.settings.max_image_bytes:,}"
-            )
-        data = path.read_bytes()
-        mime = _image_type(data) or mimetypes.guess_type(path.name)[0] or "unknown"
-        if not mime.startswith("image/"):
-            raise Rejected(f"Bluesky: {path.name} is not an image ({mime})")
-        return data, mime, alt, _aspect_ratio(path)
-
-    async def _embed(self, images: list[tuple[bytes, str, str, Any]]) -> Any:
+    async def _embed(self, images: list[LocalImage]) -> Any:
         models = self._models
         embedded = []
-        for data, mime, alt, ratio in images:
+        for image in images:
             upload = await self._xrpc(
-                self.client.com.atproto.repo.upload_blob, data, headers={"Content-Type": mime}
+                self.client.com.atproto.repo.upload_blob,
+                image.data,
+                headers={"Content-Type": image.mime},
             )
-            aspect = models.AppBskyEmbedDefs.AspectRatio(width=ratio[0], height=ratio[1])
+            size = image_size(image.data)  # Bluesky recommends it; else the AppView works it out
+            aspect = (
+                models.AppBskyEmbedDefs.AspectRatio(width=size[0], height=size[1]) if size else None
+            )
             embedded.append(
                 models.AppBskyEmbedImages.Image(
-                    alt=alt, image=upload.blob, aspect_ratio=aspect if ratio else None
+                    alt=image.alt, image=upload.blob, aspect_ratio=aspect
                 )
             )
         return models.AppBskyEmbedImages.Main(images=embedded)
@@ -342,29 +301,6 @@ def _split_uri(uri: str) -> tuple[str, str, str]:
     if len(parts) != 3 or not all(parts):
         raise Rejected(f"Bluesky: not a record's at:// URI: {uri!r}")
     return parts[0], parts[1], parts[2]
-
-
-def _image_type(data: bytes) -> str | None:
-    """The type of an image from its first bytes (what the PDS itself will find)."""
-    for magic, mime in (
-        (b"\x89PNG\r\n\x1a\n", "image/png"),
-        (b"\xff\xd8\xff", "image/jpeg"),
-        (b"GIF8", "image/gif"),
-    ):
-        if data.startswith(magic):
-            return mime
-    return "image/webp" if data[:4] == b"RIFF" and data[8:12] == b"WEBP" else None
-
-
-def _aspect_ratio(path: Path) -> tuple[int, int] | None:
-    """Width and height, which Bluesky recommends (Pillow comes with matplotlib)."""
-    try:
-        from PIL import Image
-
-        with Image.open(path) as image:
-            return image.size
-    except Exception:  # unreadable or no Pillow: the AppView works it out itself
-        return None
 
 
 def _error_name(exc: BaseException | None) -> str | None:

@@ -1,6 +1,6 @@
 """Bluesky: posts (300 graphemes) on the campaign's account."""
 
-from bot.channels.spec import ChannelSpec
+from bot.channels.spec import ChannelSpec, HandleShape
 
 
 def link(destination: str, external_id: str) -> str | None:
@@ -18,8 +18,13 @@ SPEC = ChannelSpec(
     text_limit=300,  # graphemes, and 3,000 UTF-8 bytes (its measure counts both)
     caption_limit=300,
     markup="plain",
-    measure="bot.channels.bluesky.adapter:bluesky_length",
+    measure="bot.channels.bluesky.text:bluesky_length",
     handle="bluesky_handle",
+    handle_shape=HandleShape(
+        r"(?=.{4,254}$)@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]",
+        "must be @ and a Bluesky handle, e.g. @ilo.bsky.social",
+        lower=True,
+    ),
     link=link,
     extra="bluesky",
 )

@@ -31,7 +31,7 @@ gone out before a crash (``maybe_sent``, e.g. a timeout on ``media_publish``) is
 for among the account's 25 latest media (same caption): found, it was published, and its id
 is the receipt. An unpublished container costs nothing (it expires after 24 hours).
 
-Errors: as Facebook's (``bot.channels.facebook.adapter.graph_error``); the posts-a-day limit
+Errors: as Facebook's (``bot.channels.facebook.graph.graph_error``); the posts-a-day limit
 (code 9, subcode 2207042) → ``RateLimited`` for an hour; a container whose image could not be
 fetched (code 9004, subcode 2207052) → ``Rejected``.
 """
@@ -39,7 +39,6 @@ fetched (code 9004, subcode 2207052) → ``Rejected``.
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import re
 import time
@@ -47,18 +46,13 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, SecretStr
 
-from bot.channels.base import Capabilities, OutboundMessage, Receipt
-from bot.channels.facebook.adapter import (
-    API_VERSION,
-    GRAPH_URL,
-    GraphClient,
-    LocalImage,
-    read_image,
-)
+from bot.channels.base import OutboundMessage, Receipt
+from bot.channels.facebook.graph import GraphClient
+from bot.channels.images import LocalImage, image_size, read_image
+from bot.channels.instagram.settings import InstagramSettings
 from bot.channels.ratelimit import Limits
-from bot.core.env import EnvVarName
 from bot.core.errors import ConfigError, Rejected, TransientError
 from bot.core.media_urls import MediaUrls
 
@@ -71,7 +65,7 @@ MIN_RATIO, MAX_RATIO = 4 / 5, 1.91  # width / height
 HASHTAG = re.compile(r"(?<![\w&])#\w+")  # not "&#39;" nor "C#"
 MENTION = re.compile(r"(?<![\w.@])@[A-Za-z0-9_.]+")  # not the @ of an email address
 
-__all__ = ["InstagramChannel", "InstagramSettings", "caption_problem"]
+__all__ = ["InstagramChannel", "caption_problem"]
 
 
 def caption_problem(caption: str) -> str | None:
@@ -87,33 +81,9 @@ def caption_problem(caption: str) -> str | None:
     return None
 
 
-class InstagramSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    enabled: bool = False
-    ig_user_id: str = Field(default="", pattern=r"^[0-9]*$")  # the business account
-    # A token with instagram_content_publish: the linked Page's token (may be the variable
-    # [channels.facebook] page_token_env names) or a user token.
-    access_token_env: EnvVarName = "INSTAGRAM_ACCESS_TOKEN"
-    api_version: str = Field(default=API_VERSION, pattern=r"^v[0-9]+\.[0-9]+$")
-    graph_url: str = Field(default=GRAPH_URL, pattern=r"^https?://[^\s/]+\S*$")  # the sandbox
-    request_timeout: float = Field(default=30, gt=0)
-    usage_threshold: float = Field(default=95, gt=0, le=100)  # % of a usage header: hold
-    poll_interval: float = Field(default=2.0, gt=0)  # between two looks at the container
-    publish_timeout: float = Field(default=60, gt=0)  # the image is processed within this
-    max_image_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
-    require_alt_text: bool = True
-
-    @model_validator(mode="after")
-    def _account_when_enabled(self) -> InstagramSettings:
-        if self.enabled and not self.ig_user_id:
-            raise ValueError("ig_user_id: the Instagram business account's id is required")
-        return self
-
-
 class InstagramChannel:
     name: ClassVar[str] = "instagram"
     Settings: ClassVar[type[BaseModel]] = InstagramSettings
-    capabilities: ClassVar[Capabilities] = Capabilities(max_length=MAX_CAPTION)
 
     def __init__(
         self,
@@ -135,12 +105,7 @@ class InstagramChannel:
         self.limits = limits or Limits()
         self.media_urls = media_urls
         self.graph = GraphClient(
-            "Instagram",
-            graph_url=settings.graph_url,
-            api_version=settings.api_version,
-            token=secrets["access_token"],
-            timeout=settings.request_timeout,
-            transport=transport,
+            "Instagram", settings, secrets["access_token"], transport=transport
         )
 
     @property
@@ -158,9 +123,7 @@ class InstagramChannel:
     async def send(self, message: OutboundMessage) -> Receipt:
         image = self._check(message)  # refused before anything is held or sent
         key = f"instagram:{self.account}:post"
-        return await self.graph.guarded(
-            self.limits, key, self.settings.usage_threshold, lambda: self._publish(message, image)
-        )
+        return await self.graph.guarded(self.limits, key, lambda: self._publish(message, image))
 
     def _check(self, message: OutboundMessage) -> LocalImage:
         if message.reply_to:
@@ -183,7 +146,8 @@ class InstagramChannel:
         )
         if image.mime != "image/jpeg":
             raise Rejected(f"Instagram: {image.name} is {image.mime}; Instagram takes JPEG only")
-        ratio = _aspect_ratio(image.data)
+        size = image_size(image.data)  # unreadable here: Instagram's own check decides
+        ratio = size[0] / size[1] if size is not None and size[1] else None
         if ratio is not None and not MIN_RATIO - 0.005 <= ratio <= MAX_RATIO + 0.005:
             raise Rejected(
                 f"Instagram: {image.name} has an aspect ratio of {ratio:.2f}; "
@@ -226,21 +190,4 @@ class InstagramChannel:
 
     async def _find_recent(self, caption: str) -> str | None:
         """The id of one of the account's 25 latest media whose caption is ``caption``."""
-        params = {"fields": "id,caption", "limit": "25"}
-        recent = await self.graph.call("GET", f"{self.account}/media", params=params)
-        for media in recent.get("data") or []:
-            if isinstance(media, dict) and media.get("caption") == caption:
-                return str(media["id"])
-        return None
-
-
-def _aspect_ratio(data: bytes) -> float | None:
-    """Width / height, read with Pillow (it comes with matplotlib); None if unreadable."""
-    try:
-        from PIL import Image
-
-        with Image.open(io.BytesIO(data)) as opened:
-            width, height = opened.size
-    except Exception:  # unreadable here: Instagram's own check decides
-        return None
-    return width / height if height else None
+        return await self.graph.find_recent(f"{self.account}/media", "caption", caption)

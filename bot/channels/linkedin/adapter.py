@@ -14,15 +14,8 @@ Every call carries ``Authorization: Bearer <token>`` (the token from the environ
 ``NONEXISTENT_VERSION`` — that pauses the channel like a refused token, and the alert says to
 raise the setting) and ``X-Restli-Protocol-Version: 2.0.0``.
 
-- **Commentary** is LinkedIn's "little" text format: ``little_text`` escapes the reserved
-  characters ``| { } @ [ ] ( ) < > # \\ * _ ~`` with a backslash (unescaped, LinkedIn cuts the
-  post short there without a word). Two elements pass through: a hashtag (``#`` then letters and
-  digits, at least one letter, not inside a word: ``#EndChildLabour2021`` stays a hashtag,
-  ``#2`` is escaped) and a mention of an organisation page, ``@[Name](urn:li:organization:123)``,
-  which a template writes when it knows the pledgemaker's page (its name escaped inside; one
-  in a pledgemaker's own words passes too, and moderation sees it before anything is posted).
-- **Length**: 3,000 characters of commentary. How LinkedIn counts is not published, so
-  ``linkedin_length`` takes the strictest reading: UTF-16 code units of the escaped text.
+- **Commentary** is LinkedIn's "little" text format, and its length (3,000) is counted in it:
+  ``bot.channels.linkedin.text``.
 - **Images** (JPEG, PNG, GIF; up to 20): ``POST /rest/images?action=initializeUpload`` (owner:
   the page), ``PUT`` the bytes to the ``uploadUrl`` it returns (the token goes with them only
   to LinkedIn's own hosts or the API's), then wait until the image is ``AVAILABLE``; one image
@@ -41,12 +34,8 @@ finds it live (a 404 there: the earlier post was deleted, and the message is ref
 duplicates are ``Rejected``. So every 5xx or timeout on creating a post is counted as possibly
 delivered: the retry is flagged, and LinkedIn's refusal turns it into the receipt.
 
-Errors: 429 → ``RateLimited`` (``Retry-After`` if sent; LinkedIn's daily quotas, "… DAY limit
-…", until 00:00 UTC; else a minute) and posting is held for every process meanwhile;
-401 (expired or revoked token), 403 (no ``w_organization_social``, or the member is no longer an
-admin of the page: every post would fail alike until staff act) and 426 → ``ChannelUnauthorized``
-(the dispatcher pauses the channel and alerts staff); 400/422 and other 4xx → ``Rejected`` with
-LinkedIn's message; 5xx, 408, timeouts, connection errors → ``TransientError``.
+Errors: ``bot.channels.linkedin.errors`` maps LinkedIn's answers (a 429 holds posting for
+every process meanwhile); timeouts and connection errors → ``TransientError``.
 """
 
 from __future__ import annotations
@@ -54,41 +43,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, SecretStr
 
-from bot.channels.base import Capabilities, OutboundMessage, Receipt
+from bot.channels.base import OutboundMessage, Receipt
+from bot.channels.holds import unless_held
+from bot.channels.linkedin.errors import Duplicate, NotFound, delivery_error
+from bot.channels.linkedin.settings import LinkedInSettings
+from bot.channels.linkedin.text import MAX_COMMENTARY, linkedin_length, little_text
 from bot.channels.ratelimit import Limits
-from bot.core.env import EnvVarName
-from bot.core.errors import (
-    ChannelUnauthorized,
-    DeliveryError,
-    RateLimited,
-    Rejected,
-    TransientError,
-)
+from bot.core.errors import ChannelUnauthorized, Rejected, TransientError
 
 log = logging.getLogger(__name__)
 
-LINKEDIN_API = "https://api.linkedin.com/rest"
-MAX_COMMENTARY = 3000
 MAX_IMAGES = 20  # content.multiImage holds 2 to 20
 MAX_ALT_TEXT = 4086
-DEFAULT_WAIT = 60.0  # a 429 that says nothing of when (LinkedIn rarely sends Retry-After)
-RESERVED = re.compile(r"[|{}@\[\]()<>#\\*_~]")
-MENTION = re.compile(r"@\[([^\]\n]{1,255})\]\((urn:li:organization:\d+)\)")
-HASHTAG = re.compile(r"(?<![\w\\])#(?=[^\W_]*[^\W\d_])[^\W_]+")
-ELEMENT = re.compile(f"{MENTION.pattern}|{HASHTAG.pattern}")
 POST_URN = re.compile(r"^urn:li:(?:share|ugcPost):\d+$")
-DUPLICATE_OF = re.compile(r"duplicate of (urn:li:(?:share|ugcPost):\d+)", re.IGNORECASE)
 IMAGE_TYPES = {b"\x89PNG": "image/png", b"\xff\xd8\xff": "image/jpeg", b"GIF8": "image/gif"}
 DISTRIBUTION = {
     "feedDistribution": "MAIN_FEED",
@@ -96,67 +71,12 @@ DISTRIBUTION = {
     "thirdPartyDistributionChannels": [],
 }
 
-__all__ = ["LinkedInChannel", "LinkedInSettings", "linkedin_length", "little_text"]
-
-
-def _escape(text: str) -> str:
-    return RESERVED.sub(lambda found: "\\" + found.group(0), text)
-
-
-def little_text(text: str) -> str:
-    """``text`` as LinkedIn's little text format: reserved characters escaped, hashtags and
-    organisation mentions kept as the elements they are."""
-    parts: list[str] = []
-    end = 0
-    for element in ELEMENT.finditer(text):
-        parts.append(_escape(text[end : element.start()]))
-        name, urn = element.group(1), element.group(2)
-        parts.append(f"@[{_escape(name)}]({urn})" if urn else element.group(0))
-        end = element.end()
-    parts.append(_escape(text[end:]))
-    return "".join(parts)
-
-
-def linkedin_length(text: str) -> int:
-    """A post's length against LinkedIn's 3,000: UTF-16 code units of its escaped commentary."""
-    return len(little_text(text).encode("utf-16-le")) // 2
-
-
-class LinkedInSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    enabled: bool = False
-    api_base_url: str = Field(default=LINKEDIN_API, pattern=r"^https?://[^\s/]+\S*$")
-    organization_id: str = Field(default="", pattern=r"^\d*$")  # the page: urn:li:organization:<id>
-    api_version: str = Field(default="202609", pattern=r"^\d{6}(\.\d{2})?$")  # LinkedIn-Version
-    access_token_env: EnvVarName = "LINKEDIN_ACCESS_TOKEN"
-    request_timeout: float = Field(default=15, gt=0)
-    image_processing_timeout: float = Field(default=30, gt=0)  # until an upload is AVAILABLE
-    require_alt_text: bool = True  # an image without alt text is refused
-    delete_on_withdraw: bool = False  # take posts down when a pledgemaker withdraws consent
-
-    @model_validator(mode="after")
-    def _page_when_enabled(self) -> LinkedInSettings:
-        if self.enabled and not self.organization_id:
-            raise ValueError("organization_id: the page's number is required, e.g. 2414183")
-        return self
-
-
-class _Duplicate(Rejected):
-    """LinkedIn refused the commentary as one it already has, under ``urn``."""
-
-    def __init__(self, message: str, urn: str) -> None:
-        super().__init__(message)
-        self.urn = urn
-
-
-class _NotFound(Rejected):
-    pass
+__all__ = ["LinkedInChannel"]
 
 
 class LinkedInChannel:
     name: ClassVar[str] = "linkedin"
     Settings: ClassVar[type[BaseModel]] = LinkedInSettings
-    capabilities: ClassVar[Capabilities] = Capabilities(max_length=MAX_COMMENTARY)
 
     def __init__(
         self,
@@ -195,15 +115,12 @@ class LinkedInChannel:
     async def send(self, message: OutboundMessage) -> Receipt:
         # A 429 holds posting for every process until it may pass, instead of each one
         # spending a request to learn it.
-        key = f"linkedin:{self.settings.organization_id}:post"
-        held = await self.limits.held_for(key)
-        if held > 0:
-            raise RateLimited(held, f"LinkedIn: rate limited; posting again in {held:.0f} s")
-        try:
-            return await self._post(message)
-        except RateLimited as exc:
-            await self.limits.hold(key, time.time() + exc.retry_after)
-            raise
+        return await unless_held(
+            self.limits,
+            f"linkedin:{self.settings.organization_id}:post",
+            lambda: self._post(message),
+            refusal="LinkedIn: rate limited; posting again in {wait:.0f} s",
+        )
 
     async def _post(self, message: OutboundMessage) -> Receipt:
         commentary = little_text(message.text)
@@ -234,7 +151,7 @@ class LinkedInChannel:
             )
         try:
             response = await self._call("POST", "posts", "posts.create", writes=True, json=body)
-        except _Duplicate as exc:
+        except Duplicate as exc:
             if message.maybe_sent and exc.urn and await self._is_live(exc.urn):
                 log.info("linkedin: message %s was already posted: %s", message.id, exc.urn)
                 return Receipt(external_id=exc.urn)
@@ -250,7 +167,7 @@ class LinkedInChannel:
         (no ``r_organization_social``) cannot tell: LinkedIn's word stands."""
         try:
             await self._call("GET", _path("posts", urn), "posts.get")
-        except _NotFound:
+        except NotFound:
             return False
         except (ChannelUnauthorized, Rejected):
             return True
@@ -321,7 +238,7 @@ class LinkedInChannel:
             await self._call(
                 "DELETE", _path("posts", urn), "posts.delete", headers={"X-RestLi-Method": "DELETE"}
             )
-        except _NotFound:
+        except NotFound:
             log.info("linkedin: %s was already deleted", urn)
 
     # --- calls and errors ---------------------------------------------------------------------
@@ -350,72 +267,9 @@ class LinkedInChannel:
                 f"LinkedIn: {what}: {type(exc).__name__}", maybe_delivered=writes
             ) from exc
         if response.is_error:
-            raise _delivery_error(response, what, writes)
+            raise delivery_error(response, what, writes)
         return response
 
 
 def _path(resource: str, urn: str) -> str:
     return f"{resource}/{quote(urn, safe='')}"
-
-
-def _describe(response: httpx.Response) -> tuple[str, str]:
-    """LinkedIn's error code and message (``{"status", "serviceErrorCode", "code", "message"}``,
-    or the ``errorDetails.inputErrors`` of a validation or duplicate refusal)."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        return "", response.reason_phrase
-    message = str(body.get("message") or response.reason_phrase)[:500]
-    message = re.sub(r"^com\.linkedin\.[\w.$]+Exception: ", "", message)
-    details = body.get("errorDetails")
-    inputs = details.get("inputErrors") if isinstance(details, dict) else None
-    first = inputs[0] if isinstance(inputs, list) and inputs and isinstance(inputs[0], dict) else {}
-    return str(body.get("code") or first.get("code") or ""), message
-
-
-def _delivery_error(response: httpx.Response, what: str, writes: bool) -> DeliveryError:
-    status = response.status_code
-    code, message = _describe(response)
-    text = f"LinkedIn: {what}: {status} {code + ': ' if code else ''}{message}"
-    if status == 429:
-        wait = _retry_after(response, message)
-        return RateLimited(wait, f"{text}; retry in {wait:.0f} s")
-    if status == 401:
-        return ChannelUnauthorized(f"{text} (renew the page's access token, then resume)")
-    if status == 403:
-        return ChannelUnauthorized(
-            f"{text} (the token needs w_organization_social and a page admin's grant)"
-        )
-    if status == 426:
-        return ChannelUnauthorized(
-            f"{text} (raise channels.linkedin.api_version to a recent YYYYMM)"
-        )
-    duplicate = DUPLICATE_OF.search(message)
-    if status in (400, 409, 422) and (code == "DUPLICATE_POST" or duplicate):
-        return _Duplicate(text, duplicate.group(1) if duplicate else "")
-    if status == 404:
-        return _NotFound(text)
-    if status in (408, 409) or status >= 500:
-        return TransientError(text, maybe_delivered=writes)
-    return Rejected(text)
-
-
-def _retry_after(response: httpx.Response, message: str) -> float:
-    """``Retry-After`` (seconds or a date), else until 00:00 UTC for a daily quota, else a
-    minute."""
-    header = response.headers.get("Retry-After", "")
-    try:
-        return max(1.0, float(header))
-    except ValueError:
-        pass
-    try:
-        return max(1.0, parsedate_to_datetime(header).timestamp() - time.time())
-    except (TypeError, ValueError):
-        pass
-    if "day limit" in message.lower():
-        now = datetime.now(UTC)
-        midnight = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC)
-        return max(1.0, (midnight - now).total_seconds())
-    return DEFAULT_WAIT

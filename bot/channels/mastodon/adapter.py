@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import threading
 import time
 from collections.abc import Mapping
 from datetime import datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import requests
@@ -43,13 +42,13 @@ from mastodon import (
     MastodonServerError,
     MastodonUnauthorizedError,
 )
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
-from twitter_text.extract_emojis import extract_emojis_with_indices
-from twitter_text.extract_urls import extract_urls_with_indices
+from pydantic import BaseModel, SecretStr
 
-from bot.channels.base import Capabilities, OutboundMessage, Receipt
+from bot.channels.base import OutboundMessage, Receipt
+from bot.channels.holds import unless_held
+from bot.channels.mastodon.settings import MastodonSettings
+from bot.channels.mastodon.text import mastodon_length
 from bot.channels.ratelimit import Limits
-from bot.core.env import EnvVarName
 from bot.core.errors import ChannelUnauthorized, RateLimited, Rejected, TransientError
 
 log = logging.getLogger(__name__)
@@ -57,49 +56,13 @@ log = logging.getLogger(__name__)
 MAX_IMAGES = 4
 MAX_ALT_TEXT = 1500  # Mastodon's limit on a media description
 DEFAULT_WAIT = 60.0  # a 429 that does not say until when
-URL_LENGTH = 23  # Mastodon counts every http(s) URL as 23 characters
-# A mention counts as its user name alone: "@ilo@mastodon.social" as "@ilo".
-MENTION_DOMAIN = re.compile(
-    r"(?<![=/\w])(@[A-Za-z0-9_]+(?:[.-]+[A-Za-z0-9_]+)*)@[\w.-]+\w", re.IGNORECASE
-)
 
-__all__ = ["MastodonChannel", "MastodonSettings", "mastodon_length"]
-
-
-def mastodon_length(text: str) -> int:
-    """A status's length as Mastodon counts it: every http(s) URL 23, a mention without its
-    domain, an emoji sequence as one character (other combining sequences count per code
-    point, which errs only on the short side)."""
-    for url in reversed(extract_urls_with_indices(text, extract_urls_without_protocol=False)):
-        start, end = url["indices"]
-        text = text[:start] + "x" * URL_LENGTH + text[end:]
-    text = MENTION_DOMAIN.sub(r"\1", text)
-    emoji = (item["indices"] for item in extract_emojis_with_indices(text))
-    return len(text) - sum(end - start - 1 for start, end in emoji)
-
-
-class MastodonSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    enabled: bool = False
-    api_base_url: str = Field(default="", pattern=r"^(https?://[^\s/]+\S*)?$")  # the instance
-    access_token_env: EnvVarName = "MASTODON_ACCESS_TOKEN"
-    max_characters: int = Field(default=500, ge=50)  # the instance's limit on one status
-    visibility: Literal["public", "unlisted", "private", "direct"] = "public"
-    spoiler_text: str | None = None  # a content warning on every post; off by default
-    request_timeout: float = Field(default=15, gt=0)
-    delete_on_withdraw: bool = False  # take posts down when a pledgemaker withdraws consent
-
-    @model_validator(mode="after")
-    def _instance_when_enabled(self) -> MastodonSettings:
-        if self.enabled and not self.api_base_url:
-            raise ValueError("api_base_url: the instance is required, e.g. https://mastodon.social")
-        return self
+__all__ = ["MastodonChannel"]
 
 
 class MastodonChannel:
     name: ClassVar[str] = "mastodon"
     Settings: ClassVar[type[BaseModel]] = MastodonSettings
-    capabilities: ClassVar[Capabilities] = Capabilities(max_length=500)
 
     def __init__(
         self,
@@ -146,15 +109,12 @@ class MastodonChannel:
     async def send(self, message: OutboundMessage) -> Receipt:
         # A 429 holds posting for every process until the reset, instead of each one
         # spending a request to learn it.
-        key = await self._posting_key()
-        held = await self.limits.held_for(key)
-        if held > 0:
-            raise RateLimited(held, f"Mastodon: rate limited; resets in {held:.0f} s")
-        try:
-            return await self._post(message)
-        except RateLimited as exc:
-            await self.limits.hold(key, time.time() + exc.retry_after)
-            raise
+        return await unless_held(
+            self.limits,
+            await self._posting_key(),
+            lambda: self._post(message),
+            refusal="Mastodon: rate limited; resets in {wait:.0f} s",
+        )
 
     async def _post(self, message: OutboundMessage) -> Receipt:
         warning = self.settings.spoiler_text or None

@@ -1,6 +1,6 @@
 """Matrix: direct rooms with pledgemakers, and posts to a room."""
 
-from bot.channels.spec import ChannelSpec
+from bot.channels.spec import ChannelSpec, HandleShape
 
 SPEC = ChannelSpec(
     name="matrix",
@@ -11,5 +11,9 @@ SPEC = ChannelSpec(
     markup="html",
     inbound=True,
     handle="matrix_id",
+    handle_shape=HandleShape(
+        r"(?=.{3,255}$)@[a-z0-9._=/+-]+:[A-Za-z0-9.-]+(?::\d{1,5})?",
+        "must be a Matrix user id, e.g. @ilo:matrix.org",
+    ),
     extra="matrix",
 )

@@ -2,13 +2,11 @@
 
 Sending respects Telegram's limits — about 30 messages/s overall, 1/s per chat, 20/min per group
 or channel — as paced turns (``bot.channels.ratelimit``: per process, or in Redis for every worker
-sharing
-the bot token), a ``rate_headroom`` below them, each message's turn taken as its request goes on
-the wire; and maps PTB's errors onto ``bot.core.errors``. Receiving is our own
+sharing the bot token), a ``rate_headroom`` below them, each message's turn taken as its request
+goes on the wire; and maps PTB's errors onto ``bot.core.errors``. Receiving is our own
 ``getUpdates`` loop (see ``bot.inbound.inbox``), not PTB's ``run_polling``: an update is confirmed
-to
-Telegram only by the *next* ``getUpdates`` call, which the inbox makes after the events are
-committed.
+to Telegram only by the *next* ``getUpdates`` call, which the inbox makes after the events are
+committed; ``bot.channels.telegram.events`` turns updates into events.
 """
 
 from __future__ import annotations
@@ -25,23 +23,22 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, SecretStr
 from telegram import (
     Bot,
     BotCommand,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     LinkPreviewOptions,
-    Message,
     ReplyParameters,
-    Update,
 )
 from telegram import error as tg
 from telegram.request import HTTPXRequest
 
-from bot.channels.base import Capabilities, InboundEvent, OutboundMessage, Receipt
+from bot.channels.base import InboundEvent, OutboundMessage, Receipt
 from bot.channels.ratelimit import Limits, Pace, Turn
-from bot.core.env import EnvVarName
+from bot.channels.telegram.events import to_event
+from bot.channels.telegram.settings import TelegramSettings
 from bot.core.errors import (
     ChannelUnauthorized,
     RateLimited,
@@ -65,39 +62,9 @@ COMMANDS = {
 }
 
 
-class TelegramSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    enabled: bool = False
-    token_env: EnvVarName = "TELEGRAM_BOT_TOKEN"
-    # Means exactly what python-telegram-bot's base_url means: the token is appended.
-    base_url: str = "https://api.telegram.org/bot"
-    base_file_url: str | None = None  # default: base_url with /bot → /file/bot
-    bot_username: str | None = Field(default=None, pattern=r"^[A-Za-z][A-Za-z0-9_]{3,31}$")
-    post_chat_id: str | None = None  # the public channel amplify posts to: "@name" or "-100…"
-    delete_on_withdraw: bool = False  # take channel posts down when consent is withdrawn
-    max_messages_per_second: float = Field(default=30, gt=0)
-    max_messages_per_chat_per_second: float = Field(default=1, gt=0)
-    max_messages_per_group_per_minute: float = Field(default=20, gt=0)
-    # Telegram counts messages as they arrive, and network jitter between our send and its
-    # arrival can bring two sends closer: stay this share below each limit above (0.1: 27/s,
-    # one every 37 ms for the whole deployment; a chat's messages 1.11 s apart).
-    rate_headroom: float = Field(default=0.1, ge=0, lt=1)
-    poll_timeout: int = Field(default=25, ge=0, le=50)
-    request_timeout: float = Field(default=10, gt=0)
-
-    def file_url(self) -> str:
-        if self.base_file_url:
-            return self.base_file_url
-        head, sep, _ = self.base_url.rstrip("/").rpartition("/bot")
-        return f"{head}/file/bot" if sep else self.base_url.rstrip("/") + "/file/bot"
-
-
 class TelegramChannel:
     name: ClassVar[str] = "telegram"
     Settings: ClassVar[type[BaseModel]] = TelegramSettings
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        max_length=4096, parse_mode="HTML", buttons=True, inbound=True
-    )
 
     def __init__(
         self,
@@ -341,78 +308,3 @@ def _delivery_error(exc: tg.TelegramError) -> Exception:
     if isinstance(exc, tg.InvalidToken):  # every message would fail alike: pause, tell staff
         return ChannelUnauthorized(f"Telegram rejected the bot token ({text}); check token_env")
     return TransientError(f"Telegram: {text or type(exc).__name__}")
-
-
-def to_event(update: Update, raw: dict[str, Any] | None = None) -> InboundEvent | None:
-    """Normalise one Telegram update; None for kinds we do not handle. ``raw``: the update as
-    Telegram sent it (kept with the event); rebuilt from ``update`` when not given."""
-    raw = raw if raw is not None else update.to_dict()
-    if update.callback_query is not None:
-        query = update.callback_query
-        anchor = query.message
-        chat_id = str(anchor.chat.id) if anchor is not None else str(query.from_user.id)
-        return InboundEvent(
-            key=f"cbq:{query.id}",
-            kind="button",
-            chat_id=chat_id,
-            chat_type=anchor.chat.type if anchor is not None else "private",
-            message_id=str(anchor.message_id) if anchor is not None else None,
-            button_data=query.data,
-            button_id=query.id,
-            sender=_sender(query.from_user),
-            update_id=update.update_id,
-            raw=raw,
-        )
-    message = update.message or update.edited_message
-    if message is None:
-        return None
-    edited = update.edited_message is not None
-    chat_id = str(message.chat.id)
-    key = f"msg:{chat_id}:{message.message_id}"
-    if edited:
-        stamp = int(message.edit_date.timestamp()) if message.edit_date else update.update_id
-        key = f"edit:{chat_id}:{message.message_id}:{stamp}"
-    return InboundEvent(
-        key=key,
-        kind="edit" if edited else "message",
-        chat_id=chat_id,
-        chat_type=message.chat.type,
-        message_id=str(message.message_id),
-        text=message.text or message.caption or "",
-        reply_to=_reply_to(message),
-        media=_media(message),
-        media_group_id=message.media_group_id,
-        sticker=message.sticker is not None,
-        sender=_sender(message.from_user),
-        date=int(message.date.timestamp()) if message.date else None,
-        update_id=update.update_id,
-        raw=raw,
-    )
-
-
-def _reply_to(message: Message) -> str | None:
-    replied = message.reply_to_message
-    return str(replied.message_id) if replied is not None else None
-
-
-def _media(message: Message) -> list[dict[str, Any]]:
-    if message.photo:
-        biggest = message.photo[-1]
-        return [
-            {"type": "photo", "file_id": biggest.file_id, "file_unique_id": biggest.file_unique_id}
-        ]
-    if message.document is not None:
-        doc = message.document
-        return [{"type": "document", "file_id": doc.file_id, "file_unique_id": doc.file_unique_id}]
-    return []
-
-
-def _sender(user: Any) -> dict[str, Any]:
-    if user is None:
-        return {}
-    return {
-        "id": user.id,
-        "first_name": user.first_name,
-        "username": user.username,
-        "language_code": user.language_code,
-    }

@@ -37,33 +37,17 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, SecretStr
 
-from bot.channels.base import Capabilities, OutboundMessage, Receipt
+from bot.channels.base import OutboundMessage, Receipt
 from bot.channels.ratelimit import Limits
-from bot.core.env import EnvVarName
+from bot.channels.webhook.settings import WebhookSettings
 from bot.core.errors import ChannelUnauthorized, RateLimited, Rejected, TransientError
 
 SIGNATURE = "X-Pledgebot-Signature"
 TIMESTAMP = "X-Pledgebot-Timestamp"
 MAX_DOCUMENT = 1_000_000  # characters: a document is never split into a thread
 DEFAULT_WAIT = 60.0  # a 429 without Retry-After
-
-
-class WebhookSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    enabled: bool = False
-    url: str = Field(default="", pattern=r"^(https?://\S+)?$")
-    secret_env: EnvVarName = "PLEDGEBOT_WEBHOOK_SECRET"
-    request_timeout: float = Field(default=15, gt=0)
-    inline_media: bool = True  # base64 images in the document (off: name and alt text only)
-    delete_on_withdraw: bool = False  # tell the receiver when consent is withdrawn
-
-    @model_validator(mode="after")
-    def _url_when_enabled(self) -> WebhookSettings:
-        if self.enabled and not self.url:
-            raise ValueError("url: the receiver's https:// address is needed when enabled")
-        return self
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -82,7 +66,6 @@ def verify(secret: str, headers: Mapping[str, str], body: bytes, *, tolerance: f
 class WebhookChannel:
     name: ClassVar[str] = "webhook"
     Settings: ClassVar[type[BaseModel]] = WebhookSettings
-    capabilities: ClassVar[Capabilities] = Capabilities(max_length=MAX_DOCUMENT)
 
     def __init__(
         self,

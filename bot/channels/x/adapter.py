@@ -31,17 +31,16 @@ from urllib.parse import urlsplit
 
 import requests
 import tweepy
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, SecretStr
 from requests.adapters import HTTPAdapter
 from twitter_text import extract_urls_with_indices
 
-from bot.channels.base import Capabilities, OutboundMessage, Receipt
+from bot.channels.base import OutboundMessage, Receipt
+from bot.channels.holds import unless_held
 from bot.channels.ratelimit import Limits
-from bot.channels.text_split import weighted_length
-from bot.core.env import EnvVarName
+from bot.channels.x.settings import X_API, XSettings
 from bot.core.errors import ChannelUnauthorized, RateLimited, Rejected, TransientError
 
-X_API = "https://api.twitter.com"
 DUPLICATE = "duplicate content"
 MAX_IMAGES = 4
 RECENT_POSTS = 100  # how far back a post in flight at a crash is looked for
@@ -51,19 +50,7 @@ _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 # expanded_url of the link X appends to a post's media: .../status/<the post's id>/photo/1
 _MEDIA_PAGE = re.compile(r"/status/(\d+)/(?:photo|video)/\d+/?$")
 
-__all__ = ["XChannel", "XSettings", "weighted_length"]
-
-
-class XSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    enabled: bool = False
-    api_base_url: str = X_API  # e.g. the sandbox; requests are still signed for X_API
-    consumer_key_env: EnvVarName = "X_CONSUMER_KEY"
-    consumer_secret_env: EnvVarName = "X_CONSUMER_SECRET"
-    access_token_env: EnvVarName = "X_ACCESS_TOKEN"
-    access_token_secret_env: EnvVarName = "X_ACCESS_TOKEN_SECRET"
-    request_timeout: float = Field(default=15, gt=0)
-    delete_on_withdraw: bool = False  # take posts down when a pledgemaker withdraws consent
+__all__ = ["XChannel"]
 
 
 class _ToBaseUrl(HTTPAdapter):
@@ -83,7 +70,6 @@ class _ToBaseUrl(HTTPAdapter):
 class XChannel:
     name: ClassVar[str] = "x"
     Settings: ClassVar[type[BaseModel]] = XSettings
-    capabilities: ClassVar[Capabilities] = Capabilities(max_length=280)
 
     def __init__(
         self,
@@ -134,19 +120,18 @@ class XChannel:
     async def send(self, message: OutboundMessage) -> Receipt:
         # The per-user 15-minute window is shared: once any process has used it up, every
         # process waits for its reset instead of spending a request on a 429.
-        key = await self._posting_key()
-        held = await self.limits.held_for(key)
-        if held > 0:
-            raise RateLimited(held, f"X: posting window used up; resets in {held:.0f} s")
-        try:
-            return await self._post(message)
-        except RateLimited as exc:
-            await self.limits.hold(key, time.time() + exc.retry_after)
-            raise
-        finally:
-            window, self._post_window = self._post_window, None
-            if window is not None and window[0] <= 0:
-                await self.limits.hold(key, window[1])
+        return await unless_held(
+            self.limits,
+            await self._posting_key(),
+            lambda: self._post(message),
+            refusal="X: posting window used up; resets in {wait:.0f} s",
+            spent_until=self._window_spent_until,
+        )
+
+    def _window_spent_until(self) -> float | None:
+        """The reset of the posting window the last answer reported, if it is used up."""
+        window, self._post_window = self._post_window, None
+        return window[1] if window is not None and window[0] <= 0 else None
 
     async def _post(self, message: OutboundMessage) -> Receipt:
         media_ids = [await self._upload(item) for item in message.media[:MAX_IMAGES]]

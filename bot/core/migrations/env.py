@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from bot.core.models import Base
+from bot.core import models, staff_models  # noqa: F401  (its tables join Base.metadata)
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # pragma: no cover - only for `alembic` run by hand
@@ -12,7 +12,7 @@ if connection is None:  # pragma: no cover - only for `alembic` run by hand
 
 context.configure(
     connection=connection,
-    target_metadata=Base.metadata,
+    target_metadata=models.Base.metadata,  # every table, staff_models' too
     render_as_batch=connection.dialect.name == "sqlite",
 )
 with context.begin_transaction():

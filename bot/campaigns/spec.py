@@ -1,29 +1,21 @@
-"""What a ``[[campaign]]`` entry is: the validated model of each campaign kind, and ``KINDS``.
+"""What every ``[[campaign]]`` entry has, whatever its kind: timing (cron, interval, one date or a
+cadence per pledgemaker), quiet hours, blackout dates, the active window, channels and audience.
 
-Below both the campaigns (which plan from these models) and ``bot.scheduling.schedules`` (which
-reads the
-files and checks them against the campaigns' templates): it imports neither.
+Each kind's own model (``bot/campaigns/<kind>.py``) extends ``CampaignBase`` with its keys.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import date, datetime, time, timedelta
-from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bot.core.localtime import QuietHours, SendWindow, is_blackout, parse_blackout, parse_clock
 from bot.core.vocab import LANGUAGES, REGIONS, SECTORS, country_codes, require_known, time_zones
@@ -82,19 +74,13 @@ class ActiveWindow(Strict):
     until: date | None = None
 
 
-class Reminders(Strict):
-    after: str = "3d"  # no answer this long after the prompt (or the last reminder): remind
-    times: int = Field(default=1, ge=1, le=5)
-    template: str = "followup/reminder"
-
-    @field_validator("after")
-    @classmethod
-    def _after(cls, value: str) -> str:
-        parse_duration(value)
-        return value
-
-
 class CampaignBase(Strict):
+    if TYPE_CHECKING:  # each kind's model declares it last, as the Literal of its name
+        kind: str
+    # Why ``every`` is refused: a cadence per pledgemaker is planned by the sweeper
+    # (``bot.scheduling.sweeper``), which only the follow-up's model allows (None).
+    cadence_refused: ClassVar[str | None] = "this kind fires as a whole: use cron, interval or once"
+
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{1,62}$")
     description: str = ""
     enabled: bool = True
@@ -111,7 +97,7 @@ class CampaignBase(Strict):
     blackout: list[date | str] = Field(default_factory=list)  # a date, or "12-25" every year
     active: ActiveWindow = Field(default_factory=ActiveWindow)
     skip_if_updated_within: str | None = None
-    reminders: Reminders | None = None
+    reminders: None = None  # a kind whose messages await an answer says how to remind
     grace: str = "1h"
     channels: list[str] = Field(default_factory=lambda: ["telegram"], min_length=1)
     audience: Audience = Field(default_factory=Audience)
@@ -179,6 +165,8 @@ class CampaignBase(Strict):
         window = self.active
         if window.start and window.until and window.start > window.until:
             raise ValueError("active: 'from' is after 'until'")
+        if self.every and self.cadence_refused:
+            raise ValueError(f"every: {self.cadence_refused}")
         return self
 
     @field_validator("cron")
@@ -264,176 +252,7 @@ class CampaignBase(Strict):
             return f"every {self.every} after {self.relative_to}, at {self.at} local"
         return "on demand"
 
-
-class FollowupCampaign(CampaignBase):
-    """Pillar-based prompts to the campaign's audience (``bot.campaigns.followup``)."""
-
-    kind: Literal["followup"]
-    pillar: Literal["act", "inspire", "scale_up"]
-    template: str = ""
-
-    def template_name(self) -> str:
-        return self.template or f"followup/{self.pillar}"
-
-
-class AmplifyCampaign(CampaignBase):
-    """Approved, consented journey updates posted to X and a Telegram channel
-    (``bot.campaigns.amplify``): one update per posting slot, in fair rotation."""
-
-    kind: Literal["amplify"]
-    template: str = "amplify"  # templates/amplify/<channel>.<language>.j2
-    hashtags: list[str] = Field(default_factory=list)
-    max_per_org_per_month: int = Field(default=2, ge=1)
-    reminders: None = None  # posts await no answer
-
-    @field_validator("hashtags")
-    @classmethod
-    def _tags(cls, values: list[str]) -> list[str]:
-        for value in values:
-            if not re.fullmatch(r"#\w+", value):
-                raise ValueError(f"{value!r} is not a hashtag like '#EndChildLabour2021'")
-        return values
-
-    @model_validator(mode="after")
-    def _slots(self) -> AmplifyCampaign:
-        if self.every:
-            raise ValueError(
-                "every: an amplify campaign posts in slots: use cron, interval or once"
-            )
-        return self
-
-
-class KnowledgeCampaign(CampaignBase):
-    """Facts from ``data/knowledge/*.toml`` posted in rotation (``bot.campaigns.knowledge``)."""
-
-    kind: Literal["knowledge"]
-    facts: Path = Path("data/knowledge")  # relative to the config file's folder
-    language: Literal["en", "fr", "es"] = "en"
-    template: str = "knowledge"  # templates/knowledge/<channel>.<language>.j2
-    hashtags: list[str] = Field(default_factory=list)
-    repeat_after: str = "90d"  # never the same fact twice within this window
-    reminders: None = None
-
-    @field_validator("repeat_after")
-    @classmethod
-    def _window(cls, value: str) -> str:
-        parse_duration(value)
-        return value
-
-    @model_validator(mode="after")
-    def _slots(self) -> KnowledgeCampaign:
-        if self.every:
-            raise ValueError("every: knowledge posts in slots: use cron, interval or once")
-        return self
-
-
-TELEGRAM_CHAT = re.compile(r"^(-?\d{1,20}|@[A-Za-z][A-Za-z0-9_]{3,31})$")
-EMAIL_ADDRESS = re.compile(r"^(?=.{3,254}$)[^@\s,;<>\"]+@[^@\s,;<>\"]+\.[A-Za-z]{2,63}$")
-
-
-class DigestDestinations(Strict):
-    """Where a digest goes: one Telegram chat, and/or email addresses (either or both)."""
-
-    telegram: str | None = None  # a chat id ("-100…" for a group or channel) or "@channel"
-    email: list[str] = Field(default_factory=list)
-
-    @field_validator("telegram", mode="before")
-    @classmethod
-    def _chat(cls, value: Any) -> Any:
-        value = str(value) if isinstance(value, int) else value  # an unquoted chat id
-        if isinstance(value, str) and not TELEGRAM_CHAT.match(value):
-            raise ValueError(
-                f"not a Telegram chat id like '-1001234567890' or '@channelname' (got {value!r})"
-            )
-        return value
-
-    @field_validator("email", mode="before")
-    @classmethod
-    def _addresses(cls, value: Any) -> Any:
-        addresses = [value] if isinstance(value, str) else value
-        for address in addresses if isinstance(addresses, list) else []:
-            if not isinstance(address, str) or not EMAIL_ADDRESS.match(address):
-                raise ValueError(f"not an email address like 'comms@example.org' (got {address!r})")
-        return addresses
-
-    @model_validator(mode="after")
-    def _somewhere(self) -> DigestDestinations:
-        if self.telegram is None and not self.email:
-            raise ValueError("to: name a telegram chat, email addresses, or both")
-        return self
-
-
-class DigestCampaign(CampaignBase):
-    """The comms team's own summary of the period since the last firing, to a Telegram chat
-    and/or email addresses (``bot.campaigns.digest``); English is enough (staff read it)."""
-
-    kind: Literal["digest"]
-    to: DigestDestinations
-    silent_after: str = "60d"  # pledgemakers with no reply for longer are listed
-    language: Literal["en", "fr", "es"] = "en"  # templates/digest/*.en.j2 is used if missing
-    template: str = "digest"  # templates/digest/<telegram|email>.<language>.j2
-    reminders: None = None
-
-    @field_validator("channels", "audience", mode="before")
-    @classmethod
-    def _not_for_a_digest(cls, value: Any) -> Any:
-        raise ValueError("a digest goes to the chat and addresses in 'to'; remove this key")
-
-    @field_validator("to", mode="before")
-    @classmethod
-    def _table(cls, value: Any) -> Any:
-        if not isinstance(value, dict):
-            raise ValueError(
-                'write it as to = { telegram = "-100…", email = ["comms@example.org"] } '
-                f"(got {value!r})"
-            )
-        return value
-
-    @field_validator("silent_after")
-    @classmethod
-    def _silence(cls, value: str) -> str:
-        parse_duration(value)
-        return value
-
-    @model_validator(mode="after")
-    def _slots(self) -> DigestCampaign:
-        if self.every:
-            raise ValueError("every: a digest fires in slots: use cron, interval or once")
-        return self
-
-    def destinations(self) -> list[tuple[str, str]]:
-        """(channel, address) for each destination, Telegram first, each address once."""
-        chat = [("telegram", self.to.telegram)] if self.to.telegram else []
-        return chat + [("email", address) for address in dict.fromkeys(self.to.email)]
-
-
-class AnnounceCampaign(CampaignBase):
-    """One message to an audience, in their language, at their local ``at``, awaiting no
-    answer (``bot.campaigns.announce``)."""
-
-    kind: Literal["announce"]
-    template: str  # templates/<template>.<language>.j2, e.g. "announce/innovation-challenge"
-    pillar: list[Literal["act", "inspire", "scale_up"]] = Field(default_factory=list)
-    reminders: None = None  # nothing awaits an answer
-
-    @model_validator(mode="after")
-    def _once_per_firing(self) -> AnnounceCampaign:
-        if self.every:
-            raise ValueError(
-                "every: an announcement goes out when the campaign fires: use once, cron or "
-                "interval (or fire it by hand)"
-            )
-        return self
-
-
-Campaign = (
-    FollowupCampaign | AmplifyCampaign | KnowledgeCampaign | DigestCampaign | AnnounceCampaign
-)
-# Campaign kinds by name; a new kind is one model here and one planner in bot/scheduling/runs.py.
-KINDS: dict[str, type[Campaign]] = {
-    "followup": FollowupCampaign,
-    "amplify": AmplifyCampaign,
-    "knowledge": KnowledgeCampaign,
-    "digest": DigestCampaign,
-    "announce": AnnounceCampaign,
-}
+    def reader_languages(self) -> tuple[str, ...]:
+        """The languages its messages are read in, each pledgemaker's own unless the kind says
+        otherwise: ``schedules check`` renders its templates in each."""
+        return LANGUAGES

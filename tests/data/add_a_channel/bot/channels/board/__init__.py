@@ -1,0 +1,1 @@
+"""Board: notes on a public board."""
