@@ -34,13 +34,14 @@ from pydantic import SecretStr
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions
 from telegram.request import HTTPXRequest
 
-from bot.campaigns.base import PlannedMessage, RunContext
+from bot.campaigns.base import RunContext
 from bot.campaigns.followup import FollowupCampaign, plan
 from bot.channels.telegram.adapter import TelegramChannel
 from bot.channels.telegram.settings import TelegramSettings
 from bot.core.db import Database
 from bot.core.models import utcnow
 from bot.delivery.dispatcher import Dispatcher
+from bot.delivery.messages import PlannedMessage
 from bot.scheduling import runs
 from bot.settings.config import DispatcherSettings
 from bot.text.templates import Templates

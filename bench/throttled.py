@@ -32,12 +32,12 @@ from _common import FIRST_CHAT, Peek, RemoteSandbox, log, report
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from bot.campaigns.base import PlannedMessage
 from bot.channels.telegram.adapter import TelegramChannel
 from bot.channels.telegram.settings import TelegramSettings
 from bot.core.db import Database
 from bot.core.models import OutboxMessage
 from bot.delivery.dispatcher import Dispatcher
+from bot.delivery.messages import PlannedMessage
 from bot.delivery.outbox import enqueue
 from bot.settings.config import DispatcherSettings
 

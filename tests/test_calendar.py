@@ -12,9 +12,9 @@ from icalendar import Calendar
 from sqlalchemy import update
 from starlette.testclient import TestClient
 
-from bot.campaigns.base import PlannedMessage
 from bot.core.models import Contact, OutboxMessage, utcnow
 from bot.delivery import outbox
+from bot.delivery.messages import PlannedMessage
 from bot.service import calendar
 from bot.service.app import App
 from bot.web.app import build

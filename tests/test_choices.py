@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot.campaigns.base import PlannedMessage
 from bot.channels.base import InboundEvent, OutboundMessage
 from bot.channels.matrix.content import message_content
 from bot.community import consent
@@ -18,6 +17,7 @@ from bot.core import choices
 from bot.core.models import Consent, Contact, JourneyUpdate, OutboxMessage, Prompt, utcnow
 from bot.core.models import InboundEvent as EventRow
 from bot.delivery import outbox
+from bot.delivery.messages import PlannedMessage
 from bot.inbound.inbox import store_events
 from bot.service.app import App
 from tests.conftest import TOKEN_ENV, write_config

@@ -18,12 +18,12 @@ import time_machine
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.campaigns.base import PlannedMessage
 from bot.channels.base import InboundEvent
 from bot.community import consent, review
 from bot.core.models import Consent, Contact, JourneyUpdate, OutboxMessage, utcnow
 from bot.core.models import InboundEvent as EventRow
 from bot.delivery import outbox
+from bot.delivery.messages import PlannedMessage
 from bot.inbound.inbox import store_events
 from bot.service import feed
 from bot.service.app import App

@@ -169,9 +169,9 @@ def test_changed_text_of_an_approved_update_is_moderated_again(app: App, tmp_pat
 
 def _queue_post(app: App, update_id: int, key: str) -> int:
     """A post of the update waiting in the outbox, as the amplify planner leaves it."""
-    from bot.campaigns.base import PlannedMessage
     from bot.core.models import OutboxMessage, Post
     from bot.delivery import outbox
+    from bot.delivery.messages import PlannedMessage
 
     with app.db.session() as session:
         outbox.enqueue(session, [PlannedMessage(key, "x", "timeline", "the old words")])

@@ -12,12 +12,12 @@ import pytest
 import time_machine
 from sqlalchemy import select, update
 
-from bot.campaigns.base import PlannedMessage
 from bot.channels.base import OutboundMessage, Receipt
 from bot.core.errors import TransientError
 from bot.core.models import Contact, OutboxMessage
 from bot.delivery import outbox
 from bot.delivery.dispatcher import Dispatcher
+from bot.delivery.messages import PlannedMessage
 from bot.delivery.sending import Backoff
 from bot.service.app import App
 from pledgebot_sandbox import TelegramSandbox

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from bot.campaigns import digest
 from bot.campaigns.base import RunContext
 from bot.campaigns.digest import DigestCampaign
-from bot.channels.base import OutboundMessage
+from bot.channels.base import Media, OutboundMessage
 from bot.channels.email.adapter import EmailChannel
 from bot.channels.email.settings import EmailSettings
 from bot.community import digest_chart
@@ -305,7 +305,11 @@ def test_the_email_carries_html_text_and_the_png(app: App, tmp_path: Path) -> No
     channel = EmailChannel(EmailSettings(enabled=True), {"signing_key": SecretStr("k" * 32)})
     mail = channel.compose(
         OutboundMessage(
-            id=row.id, recipient=row.recipient, text=row.text, parse_mode="HTML", media=row.media
+            id=row.id,
+            recipient=row.recipient,
+            text=row.text,
+            parse_mode="HTML",
+            media=tuple(Media.from_json(item) for item in row.media),
         )
     )
     assert mail["Subject"] == "Pledgebot digest, 2 Mar 2026 – 9 Mar 2026"

@@ -21,12 +21,12 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-from bot.campaigns.base import PlannedMessage
 from bot.channels.base import OutboundMessage, Receipt
 from bot.cli import runner
 from bot.core.models import ChannelState, OutboxMessage
 from bot.delivery import dispatcher as dispatcher_module
 from bot.delivery import outage, outbox
+from bot.delivery.messages import PlannedMessage
 from bot.service.app import App
 from tests.auxil.live import Live, eventually
 

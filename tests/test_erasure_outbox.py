@@ -7,10 +7,10 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from bot.campaigns.base import PlannedMessage
 from bot.community import erasure, invitations
 from bot.core.models import Contact, OutboxMessage, Pledgemaker
 from bot.delivery import claiming, outbox, resend
+from bot.delivery.messages import PlannedMessage
 from bot.service.app import App
 
 ADDRESS = "minister@labour.example.gh"

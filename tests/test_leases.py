@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot.campaigns.base import PlannedMessage
 from bot.channels.base import OutboundMessage, Receipt
 from bot.core.models import ChannelState, OutboxMessage
 from bot.delivery import claiming, outage, outbox
 from bot.delivery.dispatcher import Dispatcher
+from bot.delivery.messages import PlannedMessage
 from bot.delivery.sending import Outcome
 from bot.service.app import App, build_app
 from bot.settings.config import DispatcherSettings, load_config

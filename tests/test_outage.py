@@ -20,12 +20,12 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-from bot.campaigns.base import PlannedMessage
 from bot.core.models import OutboxMessage
 from bot.core.staff_models import StaffAlert
 from bot.delivery import outbox
 from bot.delivery.alerts import Alerts
 from bot.delivery.dispatcher import Dispatcher
+from bot.delivery.messages import PlannedMessage
 from bot.service.app import App, build_app
 from bot.service.status import collect
 from bot.settings.config import load_config

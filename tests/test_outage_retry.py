@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from bot.campaigns.base import PlannedMessage
 from bot.core.models import OutboxMessage, Run, utcnow
 from bot.delivery import outbox
+from bot.delivery.messages import PlannedMessage
 from bot.service.app import App
 from tests.auxil.cli import pledgebot
 from tests.test_web_auth import csrf_of, signed_in

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from bot.campaigns.base import PlannedMessage
 from bot.core.models import ChannelState, Contact, OutboxMessage, utcnow
 from bot.delivery import claiming, outage, outbox, pauses
+from bot.delivery.messages import PlannedMessage
 from bot.service.app import App
 from tests.auxil.cli import pledgebot
 

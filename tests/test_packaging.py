@@ -1,5 +1,6 @@
 """The sandboxes and the demo are not part of pledgebot: `pip install pledgebot` leaves them out,
-and `pledgebot demo` without them says how to get them, in one line.
+and `pledgebot demo` without them says how to get them, in one line. Nor are the networks' client
+libraries and the heavy features' ones: they are extras (tests/test_extras.py).
 
 They are the separate distribution ``pledgebot-sandbox`` (sandbox/pyproject.toml, import name
 ``pledgebot_sandbox``), installed by ``make install``/``make demo``/``make test`` only.
@@ -16,14 +17,16 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from bot.cli.serve import DEMO_NEEDS_SANDBOXES
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def build_wheel(project: Path, out: Path) -> list[str]:
-    """The file list of the wheel pip builds from ``project`` (a copy: no build/ in the tree)."""
+def build_wheel(project: Path, out: Path) -> Path:
+    """The wheel pip builds from ``project`` (a copy: no build/ in the tree)."""
     src = out / "src"
     shutil.copytree(
         project,
@@ -39,14 +42,19 @@ def build_wheel(project: Path, out: Path) -> list[str]:
         timeout=240,
     )
     (wheel,) = out.glob("*.whl")
-    return zipfile.ZipFile(wheel).namelist()
+    return wheel
 
 
 @pytest.fixture(scope="module")
-def pledgebot_wheel(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+def pledgebot_wheel_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     shutil.copytree(ROOT, out / "checkout", ignore=shutil.ignore_patterns(*_NOT_SOURCE))
     return build_wheel(out / "checkout", out)
+
+
+@pytest.fixture(scope="module")
+def pledgebot_wheel(pledgebot_wheel_file: Path) -> list[str]:
+    return zipfile.ZipFile(pledgebot_wheel_file).namelist()
 
 
 _NOT_SOURCE = (".venv", ".git", ".cache", "test-artifacts", "demo-data", "__pycache__", ".*")
@@ -62,8 +70,30 @@ def test_the_pledgebot_wheel_has_no_sandbox_and_no_demo(pledgebot_wheel: list[st
     assert {n.split("/")[0] for n in pledgebot_wheel} == {"bot", "pledgebot-0.1.0.dist-info"}
 
 
+# The per-network and heavy libraries (and what only they need): never in a plain install.
+EXTRAS_LIBRARIES = (
+    "python-telegram-bot", "tweepy", "oauthlib", "mastodon-py", "atproto", "matrix-nio",
+    "aiohttp", "aiosmtplib", "matplotlib", "scikit-learn", "stop-words", "snowballstemmer",
+    "psycopg", "redis",
+)  # fmt: skip
+
+
+def test_a_plain_install_requires_none_of_the_extras_libraries(pledgebot_wheel_file: Path) -> None:
+    metadata = zipfile.ZipFile(pledgebot_wheel_file).read("pledgebot-0.1.0.dist-info/METADATA")
+    fields = [line.split(": ", 1) for line in metadata.decode().splitlines() if ": " in line]
+    requires = [Requirement(value) for key, value in fields if key == "Requires-Dist"]
+    optional = [r for r in requires if r.marker is not None and "extra" in str(r.marker)]
+    plain = {canonicalize_name(r.name) for r in requires if r not in optional}
+    extras = {canonicalize_name(r.name) for r in optional}
+    assert plain & set(EXTRAS_LIBRARIES) == set()
+    assert set(EXTRAS_LIBRARIES) <= extras
+    offered = {value for key, value in fields if key == "Provides-Extra"}
+    assert {"telegram", "x", "bluesky", "matrix", "reports", "all", "dev"} <= offered
+    assert len(plain) <= 24, sorted(plain)  # 37 before the extras
+
+
 def test_the_sandbox_distribution_has_the_sandboxes_and_the_demo(tmp_path: Path) -> None:
-    names = build_wheel(ROOT / "sandbox", tmp_path)
+    names = zipfile.ZipFile(build_wheel(ROOT / "sandbox", tmp_path)).namelist()
     for module in ("telegram", "x", "mail", "mastodon", "synapse", "demo", "demo_reach"):
         assert f"pledgebot_sandbox/{module}.py" in names
     assert not [n for n in names if n.startswith("bot/")]

@@ -7,11 +7,12 @@ from datetime import UTC, datetime
 
 from bot.campaigns import posts
 from bot.campaigns.base import Destinations, RunContext
+from bot.channels.base import Media
 from bot.channels.registry import plain_text_channels
 from bot.text.templates import Templates
 from tests.conftest import ROOT
 
-IMAGE = ({"path": "media/photo.jpg", "alt_text": "Children back in class in Kumasi"},)
+IMAGE = (Media("media/photo.jpg", "Children back in class in Kumasi"),)
 CONTEXT = {
     "text": "We trained 40 labour inspectors in Kumasi.",
     "credit": "Ministry of Employment",

@@ -13,9 +13,9 @@ import pytest
 import time_machine
 from starlette.testclient import TestClient
 
-from bot.campaigns.base import PlannedMessage
 from bot.core.models import CampaignControl, ChannelState
 from bot.delivery import outbox
+from bot.delivery.messages import PlannedMessage
 from bot.service.app import App
 from bot.web.app import build
 from tests.auxil.cli import PLEDGEBOT, pledgebot

@@ -16,11 +16,11 @@ from sqlalchemy import select
 from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
 
-from bot.campaigns.base import PlannedMessage
-from bot.community import staff
+from bot.community import calendar_feeds, staff
 from bot.core.models import OutboxMessage
 from bot.core.staff_models import AuditEntry, StaffSession, StaffUser
 from bot.delivery import outbox
+from bot.delivery.messages import PlannedMessage
 from bot.service.app import App
 from bot.web.app import build
 from bot.web.auth import COOKIE, PUBLIC, SCRAPER_PATHS, VIEWERS_MAY_POST
@@ -234,7 +234,9 @@ def test_pages_carry_security_headers(web: TestClient) -> None:
 @pytest.mark.parametrize("app", ["sqlite"], indirect=True)
 def test_secret_bearing_responses_are_never_cached(web: TestClient, app: App) -> None:
     with app.db.session() as session:
-        feed_token = staff.new_feed(session, staff.find_user(session, "viewer@example.org"))
+        feed_token = calendar_feeds.new_feed(
+            session, staff.find_user(session, "viewer@example.org")
+        )
     ics = TestClient(build(app)).get(f"/calendar/{feed_token}.ics")  # no session: the token
     assert ics.status_code == 200 and ics.headers["content-type"].startswith("text/calendar")
     assert ics.headers["cache-control"] == "no-store"

@@ -18,7 +18,6 @@ import pytest
 from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
-from bot.campaigns.base import PlannedMessage
 from bot.core.db import Database
 from bot.core.models import (
     Contact,
@@ -33,6 +32,7 @@ from bot.core.models import (
 )
 from bot.core.staff_models import AuditEntry
 from bot.delivery import outbox
+from bot.delivery.messages import PlannedMessage
 from bot.service.app import App
 from tests.auxil.cli import pledgebot
 from tests.auxil.live import Live, eventually

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from bot.campaigns.base import PlannedMessage
 from bot.core.coordination import Leadership, lock_key
 from bot.core.models import utcnow
 from bot.delivery import claiming, outbox
+from bot.delivery.messages import PlannedMessage
 from bot.service.app import App
 from pledgebot_sandbox import SandboxThread
 from tests.auxil.cli import PLEDGEBOT, pledgebot

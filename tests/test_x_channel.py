@@ -12,8 +12,7 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from bot.campaigns.base import PlannedMessage
-from bot.channels.base import OutboundMessage
+from bot.channels.base import Media, OutboundMessage
 from bot.channels.text_split import split_thread, weighted_length
 from bot.channels.x.adapter import XChannel
 from bot.channels.x.settings import XSettings
@@ -22,6 +21,7 @@ from bot.core.models import CampaignControl, OutboxMessage
 from bot.delivery import outbox
 from bot.delivery.alerts import Alerts
 from bot.delivery.dispatcher import Dispatcher
+from bot.delivery.messages import PlannedMessage
 from bot.service.app import App
 from bot.settings.config import AlertSettings, DispatcherSettings
 from pledgebot_sandbox.x import XSandbox
@@ -84,7 +84,7 @@ async def test_media_goes_up_with_its_alt_text(
     sandbox, channel = x
     image = png(tmp_path / "school.png")
     receipt = await channel.send(
-        message("New school opened", media=[{"path": str(image), "alt_text": "Children in class"}])
+        message("New school opened", media=(Media(str(image), "Children in class"),))
     )
     [post] = sandbox.posts()
     assert post["id"] == receipt.external_id and len(post["media_ids"]) == 1

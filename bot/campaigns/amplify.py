@@ -30,6 +30,7 @@ from bot.campaigns.base import (
     line_of,
 )
 from bot.campaigns.spec import CampaignBase
+from bot.channels.base import Media
 from bot.community.consent import credit_line, published_text
 from bot.core.models import JourneyUpdate, OutboxMessage, Pledgemaker, Post
 from bot.core.vocab import PILLAR_NAMES
@@ -156,7 +157,7 @@ def plan(spec: AmplifyCampaign, run: RunContext, session: Session, templates: Te
         return Plan([], {"no approved, consented update waiting": 1})
     update, pledgemaker = chosen
     context = post_context(spec, update, pledgemaker, pledgemaker.language)
-    media = tuple(m for m in update.media or [] if m.get("path"))
+    media = tuple(Media.from_json(m) for m in update.media or [] if m.get("path"))
     return posts.plan_post(
         kind="amplify",
         campaign_id=spec.id,
@@ -180,6 +181,7 @@ def plan(spec: AmplifyCampaign, run: RunContext, session: Session, templates: Te
 
 def samples(spec: AmplifyCampaign, where: Mapping[str, int]) -> list[TemplateCheck]:
     """Each channel's post template, with a sample update."""
+    # The samples stand in for the ORM rows: the same attributes, no database.
     context = post_context(spec, SAMPLE_UPDATE, SAMPLE_PLEDGEMAKER)  # type: ignore[arg-type]
     line = line_of(where, "template", "channels")
     return [TemplateCheck(f"{spec.template}/{channel}", line, context) for channel in spec.channels]

@@ -18,9 +18,7 @@ from sqlalchemy.orm import Session
 from bot.campaigns.spec import Audience, CampaignBase
 from bot.core.errors import Problem
 from bot.core.models import Contact, Pledgemaker
-from bot.delivery.messages import (
-    PlannedMessage,  # defined lower (the outbox uses it); known here too
-)
+from bot.delivery.messages import PlannedMessage
 from bot.text.templates import Templates
 
 

@@ -37,6 +37,7 @@ from bot.campaigns.digest_figures import (
     shorten,
 )
 from bot.campaigns.spec import CampaignBase, Strict, parse_duration
+from bot.channels.base import Media
 from bot.community import digest_chart
 from bot.core.models import Run
 from bot.delivery.messages import PlannedMessage
@@ -159,10 +160,10 @@ def plan(spec: DigestCampaign, run: RunContext, session: Session, templates: Tem
     found = figures(session, spec, run.fire_time)
     replies = digest_chart.weekly_replies(session, run.fire_time, spec.timezone)
     alt_text = digest_chart.describe(replies)
-    media: tuple[dict[str, Any], ...] = ()
+    media: tuple[Media, ...] = ()
     if run.media_dir is not None:  # no chart without matplotlib: save says so in one line
         chart = digest_chart.save(replies, run.media_dir, run.campaign_id, run.fire_time)
-        media = ({"path": str(chart), "alt_text": alt_text},) if chart else ()
+        media = (Media(str(chart), alt_text),) if chart else ()
     context = {"digest": found, "campaign_id": spec.id, "chart": alt_text if media else ""}
     slot = run.fire_time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     prefix = f"digest:{spec.id}:{slot}"

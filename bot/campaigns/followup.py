@@ -58,6 +58,7 @@ class FollowupCampaign(CampaignBase):
     kind: Literal["followup"]
     pillar: Literal["act", "inspire", "scale_up"]
     template: str = ""
+    # The base's None, widened: only a follow-up reminds (pydantic validates the override).
     reminders: Reminders | None = None  # type: ignore[assignment]
 
     def template_name(self) -> str:

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from bot.campaigns import posts
 from bot.campaigns.base import Kind, Plan, RunContext, TemplateCheck, line_of
 from bot.campaigns.spec import CampaignBase, parse_duration
+from bot.channels.base import Media
 from bot.core.errors import Problem, ScheduleError
 from bot.core.models import OutboxMessage, Post
 from bot.text.templates import Templates
@@ -133,7 +134,7 @@ def plan(spec: KnowledgeCampaign, run: RunContext, session: Session, templates: 
             select(OutboxMessage.id).where(OutboxMessage.state.not_in(("failed", "cancelled")))
         ),
     )
-    last = dict(session.execute(posted.group_by(Post.fact_id)).all())
+    last = dict(session.execute(posted.group_by(Post.fact_id)).tuples().all())
     window = parse_duration(spec.repeat_after)
     fresh = [f for f in facts if f.id not in last or run.fire_time - last[f.id] >= window]
     if not fresh:
@@ -147,10 +148,10 @@ def plan(spec: KnowledgeCampaign, run: RunContext, session: Session, templates: 
         "hashtags": " ".join(spec.hashtags),
         "fact": fact,
     }
-    media: tuple[dict[str, Any], ...] = ()
+    media: tuple[Media, ...] = ()
     if fact.image is not None:
         alt = fact.alt.get(spec.language) or fact.alt["en"]
-        media = ({"path": str(fact.image), "alt_text": alt},)
+        media = (Media(str(fact.image), alt),)
     return posts.plan_post(
         kind="knowledge",
         campaign_id=spec.id,

@@ -7,6 +7,7 @@ from typing import Any
 
 from bot.campaigns.base import Plan, RunContext, post_limit
 from bot.channels import registry
+from bot.channels.base import Media
 from bot.channels.text_split import split_thread
 from bot.delivery.messages import PlannedMessage
 from bot.text.templates import Templates
@@ -18,7 +19,7 @@ def thread(
     channel: str,
     destination: str,
     text: str,
-    media: tuple[dict[str, Any], ...],
+    media: tuple[Media, ...],
     post: dict[str, Any],
     pledgemaker_id: str | None = None,
     limit: int | None = None,
@@ -62,7 +63,7 @@ def plan_post(
     context: dict[str, Any],
     run: RunContext,
     templates: Templates,
-    media: tuple[dict[str, Any], ...],
+    media: tuple[Media, ...],
     post: dict[str, Any],
     pledgemaker_id: str | None = None,
 ) -> Plan:

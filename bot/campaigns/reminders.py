@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from bot.campaigns.followup import FollowupCampaign, reminder_context
 from bot.campaigns.spec import parse_duration
 from bot.channels.registry import has_buttons
-from bot.core.db import Database
+from bot.core.db import Database, rows_changed
 from bot.core.models import Contact, OutboxMessage, Pledgemaker, Prompt
 from bot.delivery import outbox
 from bot.delivery.messages import PlannedMessage
@@ -93,4 +93,4 @@ def cancel_reminders(session: Session, prompt: Prompt) -> int:
         )
         .values(state="cancelled", last_error="prompt answered")
     )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return rows_changed(result)

@@ -13,10 +13,29 @@ matching protocol below — ``Deletes`` where ``spec.can_delete``, ``SetsCommand
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel
+
+
+@dataclass(frozen=True)
+class Media:
+    """An image a message carries: its file as stored, and its description (alt text)."""
+
+    path: str
+    alt_text: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        """As the outbox stores it (JSON)."""
+        return {"path": self.path, "alt_text": self.alt_text}
+
+    @classmethod
+    def from_json(cls, item: Mapping[str, Any]) -> Media:
+        """From the outbox's JSON or a journey update's stored photo. Other keys (the
+        platform's file ids, a fetch error) are not needed to send it; a missing one is empty."""
+        return cls(path=str(item.get("path") or ""), alt_text=str(item.get("alt_text") or ""))
 
 
 @dataclass(frozen=True)
@@ -28,7 +47,7 @@ class OutboundMessage:
     buttons: list[list[dict[str, str]]] | None = None  # rows of {"text", "data"}
     idempotency_key: str = ""
     reply_to: str | None = None  # the platform id this continues (a thread)
-    media: list[dict[str, Any]] = field(default_factory=list)  # {"path", "alt_text"}
+    media: tuple[Media, ...] = ()
     maybe_sent: bool = False  # in flight at a crash: the platform may already have it
     action: str = "send"  # or "delete": ``text`` is the platform id of a post to take down
 
@@ -95,6 +114,15 @@ class ChatChannel(Channel, Protocol):
     async def answer_button(self, event: InboundEvent) -> None: ...
 
     async def download(self, file_id: str) -> bytes: ...
+
+    async def invite_link(self, token: str) -> str: ...
+
+
+class InvitesByLink(Channel, Protocol):
+    """A chat channel the bot cannot write on first: a pledgemaker opens the chat from a link
+    naming the bot (``pledgebot contacts invite`` prints it)."""
+
+    async def username(self) -> str: ...
 
     async def invite_link(self, token: str) -> str: ...
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import io
 import logging
 import mimetypes
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from bot.channels.base import Media
 from bot.core.errors import Rejected
 
 log = logging.getLogger(__name__)
@@ -30,13 +30,11 @@ class LocalImage:
         return Path(self.stored).name
 
 
-def read_image(
-    platform: str, item: Mapping[str, Any], *, require_alt: bool, max_bytes: int
-) -> LocalImage:
+def read_image(platform: str, item: Media, *, require_alt: bool, max_bytes: int) -> LocalImage:
     """An image of the message, refused (``Rejected``) before any request if unfit."""
-    stored = str(item.get("path") or "")
+    stored = item.path
     path = Path(stored)
-    alt = str(item.get("alt_text") or "").strip()
+    alt = item.alt_text.strip()
     if not stored or not path.is_file():
         raise Rejected(f"{platform}: the media file is missing: {path.name or '(none)'}")
     if not alt and require_alt:
@@ -54,7 +52,7 @@ def read_image(
 def read_images(
     platform: str,
     message_id: int,
-    media: Sequence[Mapping[str, Any]],
+    media: Sequence[Media],
     *,
     limit: int,
     require_alt: bool,

@@ -11,8 +11,6 @@ from importlib import import_module
 from types import ModuleType
 from typing import Any
 
-from pydantic import BaseModel
-
 from bot.channels.bluesky import spec as bluesky
 from bot.channels.email import spec as email
 from bot.channels.facebook import spec as facebook
@@ -20,6 +18,7 @@ from bot.channels.instagram import spec as instagram
 from bot.channels.linkedin import spec as linkedin
 from bot.channels.mastodon import spec as mastodon
 from bot.channels.matrix import spec as matrix
+from bot.channels.settings import ChannelSettings
 from bot.channels.spec import ChannelSpec
 from bot.channels.telegram import spec as telegram
 from bot.channels.webhook import spec as webhook
@@ -87,11 +86,11 @@ def _off(name: str) -> str:
     return f"channel {name} is enabled but its library is not installed"
 
 
-def settings_model(name: str) -> type[BaseModel]:
+def settings_model(name: str) -> type[ChannelSettings]:
     """The model of its ``[channels.<name>]`` table, named after its adapter (``XChannel`` →
     ``XSettings``) in its ``settings.py``, which imports no client library."""
     adapter = CHANNELS[name].adapter.partition(":")[2]
-    model: type[BaseModel] = getattr(
+    model: type[ChannelSettings] = getattr(
         _settings_module(name), adapter.removesuffix("Channel") + "Settings"
     )
     return model

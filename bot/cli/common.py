@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from bot.core.errors import UserInputError
 
 if TYPE_CHECKING:  # the heavy imports wait for the command that needs them: --help stays fast
+    from rich.console import Console
+
     from bot.service.app import App
 
 
@@ -23,14 +25,19 @@ class _Console:
 
     def __init__(self, **options: Any) -> None:
         self._options: dict[str, Any] = options
-        self._console: Any = None
+        self._console: Console | None = None
 
-    def __getattr__(self, name: str) -> Any:
+    @property
+    def rich(self) -> Console:
+        """The console itself (what rich's prompts take), made on first use."""
         if self._console is None:
             from rich.console import Console
 
             self._console = Console(**self._options)
-        return getattr(self._console, name)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.rich, name)
 
 
 out = _Console(soft_wrap=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
@@ -19,6 +19,7 @@ from bot.core import csv_safety
 from bot.core.errors import UserInputError
 
 if TYPE_CHECKING:
+    from bot.channels.base import InvitesByLink
     from bot.service.app import App
 
 contacts_cli = typer.Typer(help="Pledgemakers' chat contacts.", no_args_is_help=True)
@@ -134,7 +135,7 @@ async def _links(
     """A fresh single-use link per pledgemaker (the adapter shapes it: a t.me deep link…)."""
     from bot.community import pledgemakers
 
-    adapter = app.channel(channel)
+    adapter = cast("InvitesByLink", app.channel(channel))  # one that sends no invitations itself
     try:
         try:  # the bot's username first: if it cannot be learnt, no token is created
             await adapter.username()

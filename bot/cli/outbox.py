@@ -9,7 +9,6 @@ import typer
 
 from bot.cli.common import open_app, out
 from bot.core.errors import UserInputError
-from bot.delivery import pauses
 
 if TYPE_CHECKING:  # the heavy imports wait for the command that needs them: --help stays fast
     from bot.service.app import App
@@ -43,6 +42,7 @@ def pause(
     channel: Annotated[str | None, typer.Option(help="Hold one channel instead.")] = None,
 ) -> None:
     """Stop sending (one campaign, one channel, or everything) until resume."""
+    from bot.delivery import pauses  # here: `pledgebot --help` loads no database code
 
     app = open_app()
     control, label = _control_id(app, campaign_id, channel)
@@ -57,7 +57,7 @@ def resume(
     ] = None,
 ) -> None:
     """Resume sending after pause (or after a channel was paused for bad credentials)."""
-    from bot.delivery import outage
+    from bot.delivery import outage, pauses
 
     app = open_app()
     control, label = _control_id(app, campaign_id, channel)
@@ -88,7 +88,9 @@ def runs_list(limit: Annotated[int, typer.Option(min=1)] = 50) -> None:
                     select(OutboxMessage.state, func.count())
                     .where(OutboxMessage.run_id == run.id)
                     .group_by(OutboxMessage.state)
-                ).all()
+                )
+                .tuples()
+                .all()
             )
             table.add_row(
                 str(run.id),

@@ -132,7 +132,7 @@ def _review_interactively(session: Any, updates: list[Any], app: App) -> None:
             "[a]pprove, [r]eject, [e]dit, [s]kip, [q]uit",
             choices=["a", "r", "e", "s", "q"],
             default="s",
-            console=err,
+            console=err.rich,
         )
         if choice == "q":
             return
@@ -140,8 +140,10 @@ def _review_interactively(session: Any, updates: list[Any], app: App) -> None:
             if choice == "a":
                 review.approve(session, update.id)
             elif choice == "r":
-                review.reject(session, update.id, Prompt.ask("reason", console=err))
+                review.reject(session, update.id, Prompt.ask("reason", console=err.rich))
             elif choice == "e":
-                review.edit(session, update.id, Prompt.ask("new text", console=err), app.templates)
+                review.edit(
+                    session, update.id, Prompt.ask("new text", console=err.rich), app.templates
+                )
         except UserInputError as exc:
             err.print(str(exc), markup=False)

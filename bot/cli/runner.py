@@ -248,8 +248,8 @@ async def serve(
         stopping.cancel()
         await process.stop()
     for task in tasks:
-        if task.done() and not task.cancelled() and task.exception() is not None:
-            raise task.exception()  # type: ignore[misc]
+        if task.done() and not task.cancelled() and (failure := task.exception()) is not None:
+            raise failure
 
 
 def check_port(app: App) -> None:

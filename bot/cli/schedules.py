@@ -10,7 +10,6 @@ import typer
 
 from bot.cli.common import State, err, open_app, out, write_output
 from bot.core.errors import UserInputError
-from bot.delivery import pauses
 
 schedules_cli = typer.Typer(help="Campaign schedule files.", no_args_is_help=True)
 campaign_cli = typer.Typer(help="Campaigns declared in schedules/.", no_args_is_help=True)
@@ -199,5 +198,7 @@ def campaign_fire(
         f"run {result.run_id}: queued {result.enqueued}"
         + (f" (skipped: {skipped})" if skipped else "")
     )
+    from bot.delivery import pauses
+
     if pauses.is_paused(app.db, campaign_id):
         err.print(f"note: {campaign_id} is paused; messages wait until `pledgebot resume`")

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from bot.community import consent
 from bot.community.closing import post_link
 from bot.community.row_models import HANDLE_COLUMNS
+from bot.core.db import rows_changed
 from bot.core.errors import UserInputError
 from bot.core.models import (
     Base,
@@ -163,16 +164,18 @@ def erase(
     result.posts_left_online = taken.live
     contacts = list(session.scalars(select(Contact).where(Contact.pledgemaker_id == old)))
     to_them = _to_their_addresses(session, person, contacts)
-    result.messages_cancelled = session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.state.in_(OPEN_STATES), OutboxMessage.action == "send")
-        .where(or_(to_them, OutboxMessage.contact_id.in_([c.id for c in contacts])))
-        .values(
-            state="cancelled",
-            last_error="cancelled by staff: pledgemaker erased",
-            failure_class=ERASED,
+    result.messages_cancelled = rows_changed(
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.state.in_(OPEN_STATES), OutboxMessage.action == "send")
+            .where(or_(to_them, OutboxMessage.contact_id.in_([c.id for c in contacts])))
+            .values(
+                state="cancelled",
+                last_error="cancelled by staff: pledgemaker erased",
+                failure_class=ERASED,
+            )
         )
-    ).rowcount  # type: ignore[attr-defined]
+    )
     session.execute(  # whoever queued it, a message to them shows none of their address or words
         update(OutboxMessage)
         .where(to_them, OutboxMessage.action == "send")
@@ -291,10 +294,11 @@ def _to_their_addresses(session: Session, person: Pledgemaker, contacts: list[Co
 
 
 def _move(session: Session, model: type[Base], old: str, new: str, values: dict[str, Any]) -> int:
+    # Every model moved here has the column; their common Base does not declare it.
     column = model.pledgemaker_id  # type: ignore[attr-defined]
-    return session.execute(  # type: ignore[no-any-return]
-        update(model).where(column == old).values(pledgemaker_id=new, **values)
-    ).rowcount
+    return rows_changed(
+        session.execute(update(model).where(column == old).values(pledgemaker_id=new, **values))
+    )
 
 
 def _files(session: Session, pledgemaker_id: str) -> list[Path]:

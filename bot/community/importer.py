@@ -16,9 +16,9 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any
 
-from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from bot.community.csv_rows import Parsed, read
@@ -133,7 +133,7 @@ class _HandleChanges:
 
     def write(self, session: Session) -> None:
         """After the pledgemakers' own rows (a new pledgemaker's handles refer to it)."""
-        table = cast(Table, Handle.__table__)  # Core executemany: no ORM object per row
+        table = Handle.__table__  # Core executemany: no ORM object per row
         if self.added:
             session.execute(insert(table), self.added)
         key = (table.c.pledgemaker_id == bindparam("_pledgemaker")) & (

@@ -139,6 +139,7 @@ def listing(session: Session, states: tuple[str, ...] = ("suggested",)) -> list[
             session.get(JourneyUpdate, row.offer_update_id),
         ]
         if all(part is not None for part in parts):
+            # all() does not narrow the list for mypy: here no part is None.
             found.append(Listed(row, *parts))  # type: ignore[arg-type]
     return found
 

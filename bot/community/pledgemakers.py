@@ -96,14 +96,18 @@ def listing(
             select(JourneyUpdate.pledgemaker_id, func.count())
             .where(JourneyUpdate.pledgemaker_id.in_(ids))
             .group_by(JourneyUpdate.pledgemaker_id)
-        ).all()
+        )
+        .tuples()
+        .all()
     )
     replied = dict(
         session.execute(
             select(Reply.pledgemaker_id, func.max(Reply.received_at))
             .where(Reply.pledgemaker_id.in_(ids))
             .group_by(Reply.pledgemaker_id)
-        ).all()
+        )
+        .tuples()
+        .all()
     )
     return [
         Listed(p, contacts.get(p.id, []), updates.get(p.id, 0), replied.get(p.id)) for p in people

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from bot.core.coordination import lock_key
 from bot.core.errors import UserInputError
 from bot.core.models import utcnow
-from bot.core.staff_models import AuditEntry, CalendarFeed, LoginAttempt, StaffSession, StaffUser
+from bot.core.staff_models import AuditEntry, LoginAttempt, StaffSession, StaffUser
 
 if TYPE_CHECKING:
     from bot.core.db import Database
@@ -364,49 +364,3 @@ def users(session: Session) -> list[tuple[StaffUser, datetime | None]]:
         .order_by(StaffUser.email)
     )
     return [(user, seen) for user, seen in rows.tuples()]
-
-
-# -- calendar feeds --------------------------------------------------------------------------
-def new_feed(session: Session, user: StaffUser) -> str:
-    """A fresh secret feed token for ``user``; any earlier one stops working."""
-    revoke_feeds(session, user)
-    token = secrets.token_urlsafe(24)
-    session.add(CalendarFeed(token_hash=token_hash(token), user_id=user.id, created_at=utcnow()))
-    return token
-
-
-def revoke_feeds(session: Session, user: StaffUser) -> int:
-    feeds = session.scalars(
-        select(CalendarFeed).where(
-            CalendarFeed.user_id == user.id, CalendarFeed.revoked_at.is_(None)
-        )
-    ).all()
-    for feed in feeds:
-        feed.revoked_at = utcnow()
-    return len(feeds)
-
-
-def has_feed(session: Session, user: StaffUser) -> bool:
-    return (
-        session.scalar(
-            select(CalendarFeed.token_hash).where(
-                CalendarFeed.user_id == user.id, CalendarFeed.revoked_at.is_(None)
-            )
-        )
-        is not None
-    )
-
-
-def feed_owner(session: Session, token: str) -> StaffUser | None:
-    """The active user whose live feed this token is; None for anything else."""
-    if not token or len(token) > 100:
-        return None
-    return session.scalar(
-        select(StaffUser)
-        .join(CalendarFeed, CalendarFeed.user_id == StaffUser.id)
-        .where(
-            CalendarFeed.token_hash == token_hash(token),
-            CalendarFeed.revoked_at.is_(None),
-            StaffUser.disabled_at.is_(None),
-        )
-    )

@@ -22,7 +22,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.util.exc import CommandError
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import CursorResult, Engine, Result, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
@@ -108,6 +108,7 @@ class Database:
         """SQLite: a transaction that finds the database locked past the busy timeout waits on
         (saying so once) up to ``patience.seconds`` more, then fails with one line. ``None``:
         it fails after the busy timeout (a service, whose roles restart instead)."""
+        # Our own attribute on the engine, read by its "begin" hook (SQLAlchemy declares none).
         self.engine.lock_patience = patience  # type: ignore[attr-defined]
 
     @contextmanager
@@ -238,6 +239,13 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def rows_changed(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE changed. ``Session.execute`` is typed as returning a
+    ``Result``; for those statements it is a ``CursorResult``, which counts them."""
+    assert isinstance(result, CursorResult)
+    return int(result.rowcount or 0)
 
 
 def one_line(text: str) -> str:

@@ -8,7 +8,7 @@ comms team's tables) needs a new revision there.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -21,6 +21,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -66,6 +67,8 @@ NAMING = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
+    # Each model maps one plain table (no joined or subquery mapping): Core statements take it.
+    __table__: ClassVar[Table]
 
 
 class Pledgemaker(Base):

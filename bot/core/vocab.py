@@ -39,7 +39,11 @@ def country_codes() -> frozenset[str]:
     """ISO 3166-1 alpha-2 codes, from CLDR (babel); excludes CLDR's numeric region codes."""
     from babel import Locale
 
-    codes = {code for code in Locale("en").territories if len(code) == 2 and code.isalpha()}
+    codes = {
+        code
+        for code in Locale("en").territories
+        if isinstance(code, str) and len(code) == 2 and code.isalpha()
+    }
     return frozenset(codes - NOT_COUNTRIES)
 
 

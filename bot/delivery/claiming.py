@@ -18,7 +18,8 @@ from typing import Any
 from sqlalchemy import Row, Select, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from bot.channels.base import OutboundMessage
+from bot.channels.base import Media, OutboundMessage
+from bot.core.db import rows_changed
 from bot.core.localtime import SendWindow
 from bot.core.models import (
     CampaignControl,
@@ -181,7 +182,7 @@ def _probes(
             "now": now,
             "next_probe": breaker.next_probe(state.down_since, now),
         }
-        if session.execute(_TAKE_PROBE, probe).rowcount:  # type: ignore[attr-defined]
+        if rows_changed(session.execute(_TAKE_PROBE, probe)):
             found += page
     return found
 
@@ -246,7 +247,7 @@ def _claimed(
         # A lease that expired: the process died with the message on the wire.
         maybe_sent=bool(row.possible_duplicate) or row.state == "sending",
         reply_to=row.parent_external_id or row.reply_to,
-        media=list(row.media or []),
+        media=tuple(Media.from_json(item) for item in row.media or ()),
         action=row.action,
     )
     return Claimed(message, row.channel, row.attempts + 1, row.first_attempt_at)

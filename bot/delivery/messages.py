@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from bot.channels.base import Media
 from bot.core.localtime import SendWindow
 
 
@@ -25,7 +26,7 @@ class PlannedMessage:
     buttons: list[list[dict[str, str]]] | None = None
     pillar: str | None = None  # set: this message is a prompt on that pillar
     window: SendWindow | None = None  # when it may go out; None: at once
-    media: tuple[dict[str, Any], ...] = ()  # {"path", "alt_text"}
+    media: tuple[Media, ...] = ()
     follows: str | None = None  # idempotency key of the thread part this one replies to
     reply_to: str | None = None  # the platform id of their message this one answers
     post: dict[str, Any] | None = None  # set on a post's first part: what it publishes

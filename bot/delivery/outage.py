@@ -15,6 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from bot.core.db import rows_changed
 from bot.core.models import ChannelState, utcnow
 
 _STATES = ChannelState.__table__
@@ -62,11 +63,13 @@ def _channel_row(session: Session, channel: str) -> None:
 def lift_hold(session: Session, channel: str) -> bool:
     """Staff say the platform is back (``pledgebot resume --channel``): the channel's messages
     flow at once instead of waiting for the next probe. Returns whether it was held."""
-    lifted = session.execute(
-        update(_STATES)
-        .where(_STATES.c.channel == channel, _STATES.c.down_since.is_not(None))
-        .values(consecutive_failures=0, down_since=None, probe_at=None)
-    ).rowcount  # type: ignore[attr-defined]
+    lifted = rows_changed(
+        session.execute(
+            update(_STATES)
+            .where(_STATES.c.channel == channel, _STATES.c.down_since.is_not(None))
+            .values(consecutive_failures=0, down_since=None, probe_at=None)
+        )
+    )
     return bool(lifted)
 
 
@@ -84,11 +87,13 @@ def note_outcomes(
     ``breaker.after`` in a row the channel is down. Returns "down" or "up" when that changed."""
     now = now or utcnow()
     if worked:
-        lifted = session.execute(
-            update(_STATES)
-            .where(_STATES.c.channel == channel, _STATES.c.down_since.is_not(None))
-            .values(consecutive_failures=0, down_since=None, probe_at=None)
-        ).rowcount  # type: ignore[attr-defined]
+        lifted = rows_changed(
+            session.execute(
+                update(_STATES)
+                .where(_STATES.c.channel == channel, _STATES.c.down_since.is_not(None))
+                .values(consecutive_failures=0, down_since=None, probe_at=None)
+            )
+        )
         if not lifted:
             session.execute(
                 update(_STATES)

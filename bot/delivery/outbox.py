@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from bot.core.db import rows_changed
 from bot.core.localtime import SendWindow
 from bot.core.models import Contact, OutboxMessage, Post, Prompt, UTCDateTime, utcnow
 from bot.delivery.failures import STAFF, WITHDRAWN, failure_of
@@ -119,7 +120,7 @@ def _outbox_row(
         "parse_mode": message.parse_mode,
         "buttons": message.buttons,
         "send_window": window.to_record() if window else None,
-        "media": list(message.media),
+        "media": [item.to_json() for item in message.media],
         "action": message.action,
         "reply_to": message.reply_to,
         "state": "pending",
@@ -184,7 +185,7 @@ def extend_leases(session: Session, ids: list[int], until: datetime) -> int:
         .where(_OUTBOX.c.id.in_(ids), _OUTBOX.c.state == "sending")
         .values(claimed_until=until)
     )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return rows_changed(result)
 
 
 def mark_retry(
@@ -239,7 +240,7 @@ def expire_leases(session: Session) -> int:
     result = session.execute(
         update(OutboxMessage).where(OutboxMessage.state == "sending").values(claimed_until=utcnow())
     )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return rows_changed(result)
 
 
 def cancel_run(session: Session, run_id: int) -> int:
@@ -248,7 +249,7 @@ def cancel_run(session: Session, run_id: int) -> int:
         .where(OutboxMessage.run_id == run_id, OutboxMessage.state.in_(("pending", "retry_wait")))
         .values(state="cancelled", last_error="cancelled by staff", failure_class=STAFF)
     )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return rows_changed(result)
 
 
 def cancel_posts_of(session: Session, update_ids: Collection[int], reason: str) -> int:
@@ -263,7 +264,7 @@ def cancel_posts_of(session: Session, update_ids: Collection[int], reason: str) 
         .where(OutboxMessage.id.in_(firsts), OutboxMessage.state.in_(("pending", "retry_wait")))
         .values(state="cancelled", last_error=f"cancelled: {reason}", failure_class=WITHDRAWN)
     )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return rows_changed(result)
 
 
 def state_counts(session: Session) -> dict[str, int]:

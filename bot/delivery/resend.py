@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from bot.core.db import rows_changed
 from bot.core.errors import UserInputError
 from bot.core.models import OutboxMessage, Run, utcnow
 from bot.delivery.failures import NEVER_RETRY, ON_REQUEST, THREAD_BROKEN, TRANSIENT, failure_of
@@ -61,11 +62,13 @@ def retry_one(session: Session, message_id: int, now: datetime | None = None) ->
     refusal = retry_refusal(row.state, row.last_error, row.failure_class, bulk=False)
     if refusal is not None:
         return refusal
-    changed = session.execute(  # only from the state read: one sent meanwhile stays sent
-        update(_OUTBOX)
-        .where(_OUTBOX.c.id == message_id, _OUTBOX.c.state == row.state)
-        .values(**_AGAIN, next_attempt_at=now or utcnow())
-    ).rowcount  # type: ignore[attr-defined]
+    changed = rows_changed(
+        session.execute(  # only from the state read: one sent meanwhile stays sent
+            update(_OUTBOX)
+            .where(_OUTBOX.c.id == message_id, _OUTBOX.c.state == row.state)
+            .values(**_AGAIN, next_attempt_at=now or utcnow())
+        )
+    )
     return None if changed else "it changed meanwhile"
 
 
@@ -126,9 +129,11 @@ def retry_failed(
             result.refused[refusal] += 1
     moment = now or utcnow()
     for start in range(0, len(again), 500):
-        result.retried += session.execute(
-            update(_OUTBOX)
-            .where(_OUTBOX.c.id.in_(again[start : start + 500]), _OUTBOX.c.state == "failed")
-            .values(**_AGAIN, next_attempt_at=moment)
-        ).rowcount  # type: ignore[attr-defined]
+        result.retried += rows_changed(
+            session.execute(
+                update(_OUTBOX)
+                .where(_OUTBOX.c.id.in_(again[start : start + 500]), _OUTBOX.c.state == "failed")
+                .values(**_AGAIN, next_attempt_at=moment)
+            )
+        )
     return result

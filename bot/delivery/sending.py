@@ -48,7 +48,7 @@ class Backoff:
 
     def delay(self, attempt: int) -> float:
         """Equal jitter: half the exponential step, plus a random share of the other half."""
-        step = min(self.cap, self.base * 2 ** min(max(attempt - 1, 0), MAX_DOUBLINGS))
+        step = min(self.cap, self.base * 2.0 ** min(max(attempt - 1, 0), MAX_DOUBLINGS))
         return step / 2 + random.uniform(0, step / 2)
 
 

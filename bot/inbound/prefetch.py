@@ -44,7 +44,7 @@ class ChunkFacts:
         chats: Iterable[tuple[str, str]],
         *,
         now: datetime,
-        prompt_ttl_days: int,
+        prompt_ttl_days: float,
     ) -> ChunkFacts:
         """``chats``: (channel, chat id) pairs. Four queries, whatever the chunk's size; the
         pledgemakers are loaded into the session, where ``Session.get`` finds them."""

@@ -196,7 +196,9 @@ def _cadence(
             select(Cadence.pledgemaker_id, Cadence.next_due_at).where(
                 Cadence.campaign_id == spec.id
             )
-        ).all()
+        )
+        .tuples()
+        .all()
     )
     contacts = contacts_by_pledgemaker(session, ids, spec.channels)
     replies = sweeper.last_replies_on_pillar(session, spec, ids)

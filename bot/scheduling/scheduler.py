@@ -18,6 +18,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.campaigns.followup import FollowupCampaign
 from bot.campaigns.reminders import remind
+from bot.campaigns.spec import CampaignBase
 from bot.community.closing import close_loop
 from bot.core.db import Database
 from bot.core.errors import ScheduleError
@@ -206,6 +207,8 @@ class CampaignScheduler:
         enqueued = 0
         for loaded in self.schedules.campaigns.values():
             spec = loaded.spec
+            if not isinstance(spec, FollowupCampaign):  # only a follow-up has cadences, reminders
+                continue
             if not spec.enabled or pauses.is_paused(self.db, spec.id):
                 continue
             if spec.every:
@@ -269,6 +272,6 @@ class CampaignScheduler:
         self.on_enqueued()
 
 
-def _timing(spec: FollowupCampaign) -> tuple[object, ...]:
+def _timing(spec: CampaignBase) -> tuple[object, ...]:
     """What decides a cadence's slots; an edit to anything else keeps the slots as they are."""
     return (spec.relative_to, spec.first_after, spec.every, spec.at, spec.audience)

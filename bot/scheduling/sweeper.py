@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from bot.campaigns.base import audience_query, choose_contact, contacts_by_pledgemaker
 from bot.campaigns.followup import FollowupCampaign, prompt
 from bot.campaigns.spec import parse_duration
-from bot.core.db import Database
+from bot.core.db import Database, rows_changed
 from bot.core.localtime import parse_clock, to_utc
 from bot.core.models import Cadence, JourneyUpdate, Pledgemaker, Prompt, Reply
 from bot.delivery import outbox
@@ -80,7 +80,7 @@ def forget_cadences(db: Database, campaign_id: str) -> int:
     """Drop a campaign's slots (its timing changed, or it is gone); the next sweep recomputes."""
     with db.session() as session:
         result = session.execute(delete(Cadence).where(Cadence.campaign_id == campaign_id))
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+        return rows_changed(result)
 
 
 def sweep(db: Database, templates: Templates, spec: FollowupCampaign, now: datetime) -> SweepResult:

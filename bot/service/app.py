@@ -70,6 +70,8 @@ class App:
                 raise ConfigError(
                     self.config.source, f"channels.{name}.enabled", "the channel is not enabled"
                 )
+            if (off := registry.unavailable(name)) is not None:  # its pip extra is missing
+                raise off
             # Every `<secret>_env` setting names the variable holding that secret.
             secrets = {
                 key.removesuffix("_env"): read_secret(
@@ -93,8 +95,8 @@ class App:
         limits: dict[str, int] = {}
         for name in self.config.enabled_channels():
             settings = self.config.channel_settings(name)
-            if isinstance(getattr(settings, "max_characters", None), int):
-                limits[name] = settings.max_characters  # type: ignore[attr-defined]
+            if isinstance(chars := getattr(settings, "max_characters", None), int):
+                limits[name] = chars
             destination = registry.spec(name).destination
             if destination == "timeline":  # the account's (or page's) own timeline
                 found[name] = "timeline"

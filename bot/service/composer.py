@@ -9,7 +9,6 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session
@@ -17,6 +16,7 @@ from sqlalchemy.orm import Session
 from bot.campaigns import posts
 from bot.campaigns.base import post_limit
 from bot.channels import registry
+from bot.channels.base import Media
 from bot.core.models import OutboxMessage, utcnow
 from bot.delivery import outbox
 from bot.delivery.messages import PlannedMessage
@@ -67,12 +67,12 @@ def parts(
     draft: Draft,
     destinations: dict[str, str],
     key_prefix: str = "",
-    media: tuple[dict[str, Any], ...] | None = None,
+    media: tuple[Media, ...] | None = None,
 ) -> dict[str, list[PlannedMessage]]:
     """What each channel would publish: the thread's parts, as the planners split them."""
     found = {}
     if media is None:  # a preview: no file yet, but a caption's limit applies
-        media = ({"path": "", "alt_text": draft.alt_text.strip()},) if draft.image else ()
+        media = (Media("", draft.alt_text.strip()),) if draft.image else ()
     for channel in draft.channels:
         if channel not in destinations:
             continue
@@ -103,7 +103,7 @@ def schedule(
 ) -> list[int]:
     """Queue the post on each channel for ``draft.at``; returns the first parts' outbox ids.
     ``nonce`` (the form's) makes a double submit queue it once."""
-    media: tuple[dict[str, Any], ...] = ()
+    media: tuple[Media, ...] = ()
     if draft.image is not None:
         suffix = image_suffix(draft.image) or ".bin"
         path = media_dir / "posts" / f"{secrets.token_urlsafe(16)}{suffix}"
@@ -111,7 +111,7 @@ def schedule(
         temporary = path.with_suffix(path.suffix + ".part")
         temporary.write_bytes(draft.image)
         temporary.replace(path)
-        media = ({"path": str(path), "alt_text": draft.alt_text.strip()},)
+        media = (Media(str(path), draft.alt_text.strip()),)
     firsts = []
     for planned in parts(draft, destinations, f"{CAMPAIGN}:{nonce}", media).values():
         if outbox.enqueue(session, planned, campaign_id=CAMPAIGN):

@@ -153,6 +153,7 @@ def base_url(app: App) -> str:
     return (app.config.dashboard.public_url or "").rstrip("/")
 
 
+# feedgen has no type hints: its base class is Any to mypy.
 class _ContentLanguage(BaseEntryExtension):  # type: ignore[misc]
     """Sets ``xml:lang`` on an Atom entry's content (feedgen has no field for it): the words
     are the pledgemaker's; the title (pillar and name) stays in the feed's language."""

@@ -51,21 +51,23 @@ def collect(app: App) -> dict[str, str]:
         )
         figures["inbox unprocessed"] = str(watch.inbox_unprocessed)
         contacts = dict(
-            session.execute(select(Contact.status, func.count()).group_by(Contact.status)).all()
+            session.execute(select(Contact.status, func.count()).group_by(Contact.status))
+            .tuples()
+            .all()
         )
-        for state in ("active", "stopped", "gone"):
-            figures[f"contacts {state}"] = str(contacts.get(state, 0))
+        for status in ("active", "stopped", "gone"):
+            figures[f"contacts {status}"] = str(contacts.get(status, 0))
         paused = watch.paused
         figures["paused"] = ", ".join("all sending" if p == "*" else p for p in paused) or "none"
         down = outage.channels_down(session)
         for channel in app.config.channels:
-            state = session.get(ChannelState, channel)
+            known = session.get(ChannelState, channel)
             enabled = getattr(app.config.channel_settings(channel), "enabled", False)
             health = "disabled" if not enabled else "no traffic yet"
-            if state is not None and enabled:
-                ok, bad = state.last_ok_at, state.last_error_at
+            if known is not None and enabled:
+                ok, bad = known.last_ok_at, known.last_error_at
                 if bad is not None and (ok is None or bad > ok):
-                    health = f"failing since {bad:%Y-%m-%d %H:%M} UTC: {state.last_error}"
+                    health = f"failing since {bad:%Y-%m-%d %H:%M} UTC: {known.last_error}"
                 elif ok is not None:
                     health = f"ok (last success {ok:%Y-%m-%d %H:%M} UTC)"
             if channel in down:

@@ -16,7 +16,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -35,6 +35,9 @@ from bot.core.env import EnvVarName
 from bot.core.errors import ConfigError
 from bot.core.extras import install_hint
 from bot.core.logs import register_secret
+
+if TYPE_CHECKING:  # the registry is imported when a channel's settings are read
+    from bot.channels.settings import ChannelSettings
 
 # Secrets that sign or authenticate (by the setting naming them): shorter ones are guessable.
 MIN_SECRET_LENGTH = 16
@@ -195,7 +198,7 @@ class Config(Section):
             return prefix + str((self.base_dir / url[len(prefix) :]).resolve())
         return url
 
-    def channel_settings(self, name: str) -> BaseModel:
+    def channel_settings(self, name: str) -> ChannelSettings:
         """The validated settings of one channel (its adapter's Settings model)."""
         from bot.channels.registry import settings_model
 

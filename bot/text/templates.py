@@ -106,6 +106,7 @@ class Templates:
         if line is None:
             return ""
         try:
+            # The environment is always built with a loader (Optional only in Jinja's type).
             source = self.env.loader.get_source(self.env, filename)[0]  # type: ignore[union-attr]
         except TemplateNotFound:
             return ""

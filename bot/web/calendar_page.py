@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bot.community import staff
+from bot.community import calendar_feeds, staff
 from bot.service import calendar
 from bot.service.app import App
 from bot.web.pages import back, in_thread, page
@@ -66,7 +66,7 @@ def calendar_page(request: Request, app: App, _form: FormData | None) -> Respons
         for day, items in groupby(found, key=lambda e: e.start.astimezone(zone).date())
     ]
     with app.db.session() as session:
-        feed_on = staff.has_feed(session, staff.find_user(session, _me(request)))
+        feed_on = calendar_feeds.has_feed(session, staff.find_user(session, _me(request)))
     step = timedelta(days=7) if view == "week" else timedelta(days=days)
     return page(
         request,
@@ -98,20 +98,20 @@ def _me(request: Request) -> str:
 def replace_feed(request: Request, app: App, _form: FormData | None) -> Response:
     """A new feed URL for the signed-in user (any editor or viewer may follow the calendar)."""
     with app.db.session() as session:
-        token = staff.new_feed(session, staff.find_user(session, _me(request)))
+        token = calendar_feeds.new_feed(session, staff.find_user(session, _me(request)))
     url = f"{request.base_url}calendar/{token}.ics"
     return back("/calendar", "Your calendar feed (keep it secret): " + url)
 
 
 def revoke_feed(request: Request, app: App, _form: FormData | None) -> Response:
     with app.db.session() as session:
-        staff.revoke_feeds(session, staff.find_user(session, _me(request)))
+        calendar_feeds.revoke_feeds(session, staff.find_user(session, _me(request)))
     return back("/calendar", "Your calendar feed is switched off.")
 
 
 def feed(request: Request, app: App, _form: FormData | None) -> Response:
     with app.db.session() as session:
-        owner = staff.feed_owner(session, request.path_params["token"])
+        owner = calendar_feeds.feed_owner(session, request.path_params["token"])
     if owner is None:
         return Response("No such calendar.", status_code=404, media_type="text/plain")
     now = datetime.now(UTC)

@@ -76,20 +76,25 @@ def submit(request: Request, app: App, form: FormData | None) -> Response:
     image = None
     if isinstance(upload, UploadFile) and upload.filename:
         image = upload.file.read() or None
+    text, when = str(form.get("text", "")), str(form.get("when", ""))
+    tz = str(form.get("tz", "")) or app.config.timezone
+    channels = [str(c) for c in form.getlist("channels")]
+    alt_text = str(form.get("alt_text", ""))
+    nonce = str(form.get("nonce", ""))[:64] or new_token()
     values = {
-        "text": str(form.get("text", "")),
-        "channels": [str(c) for c in form.getlist("channels")],
-        "when": str(form.get("when", "")),
-        "tz": str(form.get("tz", "")) or app.config.timezone,
-        "alt_text": str(form.get("alt_text", "")),
-        "nonce": str(form.get("nonce", ""))[:64] or new_token(),
+        "text": text,
+        "channels": channels,
+        "when": when,
+        "tz": tz,
+        "alt_text": alt_text,
+        "nonce": nonce,
         "tz_given": True,
     }
     try:
-        at = _when(values["when"], values["tz"])
+        at = _when(when, tz)
     except ValueError as exc:
         return compose(request, app, values=values, problems=[f"The time: {exc}."], status=400)
-    draft = composer.Draft(values["text"], tuple(values["channels"]), at, image, values["alt_text"])
+    draft = composer.Draft(text, tuple(channels), at, image, alt_text)
     destinations = app.destinations()
     problems = composer.check(draft, destinations, app.config.media.max_bytes)
     if form.get("action") == "preview" or problems:
@@ -105,14 +110,12 @@ def submit(request: Request, app: App, form: FormData | None) -> Response:
             app,
             values=values,
             problems=problems,
-            preview=shown if values["text"].strip() else None,
+            preview=shown if text.strip() else None,
             note=note,
             status=400 if problems else 200,
         )
     with app.db.session() as session:
-        ids = composer.schedule(
-            session, draft, destinations, app.config.path("media"), values["nonce"]
-        )
+        ids = composer.schedule(session, draft, destinations, app.config.path("media"), nonce)
         if ids:
             staff.audit(
                 session,

@@ -44,7 +44,9 @@ def figures(app: App) -> dict[str, Any]:
             )
         )
         watch = watched(session)
-        runs = dict(session.execute(select(Run.trigger, func.count()).group_by(Run.trigger)).all())
+        runs = dict(
+            session.execute(select(Run.trigger, func.count()).group_by(Run.trigger)).tuples().all()
+        )
         channels = {
             state.channel: {
                 "last_ok_at": _iso(state.last_ok_at),
@@ -144,7 +146,7 @@ class _Collector:
 
 def routes(app: App) -> list[Route]:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Collector(app))  # type: ignore[arg-type]
+    registry.register(_Collector(app))
 
     async def read(details: bool) -> JSONResponse:
         try:

@@ -57,17 +57,17 @@ def updates_page(request: Request, app: App, *, problem: str = "", status: int =
     state = state if state in (*review.STATES, "all") else "pending"
     pillar = request.query_params.get("pillar", "")
     pillar = pillar if pillar in PILLARS else ""
-    number = request.query_params.get("page", "1")
-    number = int(number) if number.isdigit() and 0 < int(number) < 100_000 else 1
+    given = request.query_params.get("page", "1")
+    number = int(given) if given.isdigit() and 0 < int(given) < 100_000 else 1
     query = review.listing_query(state, pillar)
     with app.db.session() as session:
         total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
         updates = list(session.scalars(query.offset((number - 1) * PAGE_SIZE).limit(PAGE_SIZE)))
         ids = {u.pledgemaker_id for u in updates}
         names = dict(
-            session.execute(
-                select(Pledgemaker.id, Pledgemaker.name).where(Pledgemaker.id.in_(ids))
-            ).all()
+            session.execute(select(Pledgemaker.id, Pledgemaker.name).where(Pledgemaker.id.in_(ids)))
+            .tuples()
+            .all()
         )
     return page(
         request,
@@ -108,7 +108,7 @@ def moderate(request: Request, app: App, kind: str, form: FormData) -> Response:
         with app.db.session() as session:  # all or nothing, bulk included
             if kind == "bulk":
                 verb = str(form.get("action", ""))
-                ids = [int(i) for i in form.getlist("ids") if str(i).isdigit()]
+                ids = [int(i) for i in form.getlist("ids") if isinstance(i, str) and i.isdigit()]
                 if not ids:
                     raise UserInputError("Tick at least one update first.")
                 for update_id in ids:

@@ -318,7 +318,9 @@ def invites_endpoint(app: App, *, csv: bool = False) -> Any:
 
         def load() -> list[tuple[InviteToken, str]]:
             with app.db.session() as session:
-                names = dict(session.execute(select(Pledgemaker.id, Pledgemaker.name)).all())
+                names = dict(
+                    session.execute(select(Pledgemaker.id, Pledgemaker.name)).tuples().all()
+                )
                 found = pledgemakers.open_invites(session)
                 session.expunge_all()
             return [(i, names.get(i.pledgemaker_id, "")) for i in found]

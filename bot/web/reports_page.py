@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from datetime import date
+from typing import Any
 from urllib.parse import urlencode
 
 from starlette.requests import Request
@@ -67,7 +68,7 @@ def reports_page(request: Request, app: App) -> Response:
     params = request.query_params
     chosen = {k: params.get(k, "") for k in ("by", "since", "until")}
     chosen["by"] = chosen["by"] or "pillar"
-    context = {"title": "Reports", "dimensions": LABELS, "chosen": chosen}
+    context: dict[str, Any] = {"title": "Reports", "dimensions": LABELS, "chosen": chosen}
     try:
         choice = _choice(request)
     except UserInputError as exc:

@@ -7,7 +7,7 @@ blocks the event loop that `pledgebot run` shares with the dispatcher.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -17,6 +17,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from bot.community import staff
+from bot.core.db import rows_changed
 from bot.core.models import OutboxMessage
 from bot.delivery import alerts, failures, resend
 from bot.service.app import App
@@ -49,7 +50,9 @@ def routes(app: App) -> list[Route]:
     ]
 
 
-def bind_async(app: App, handler: Any) -> Any:
+def bind_async(
+    app: App, handler: Callable[[Request, App], Awaitable[Response]]
+) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         return await handler(request, app)
 
@@ -192,8 +195,8 @@ def outbox_page(request: Request, app: App) -> Response:
     more = ""
     if len(messages) > PAGE_SIZE:
         messages = messages[:PAGE_SIZE]
-        query = {"before": str(messages[-1].id), **{k: v for k, v in chosen.items() if v}}
-        more = f"/outbox?{urlencode(query)}"
+        following = {"before": str(messages[-1].id), **{k: v for k, v in chosen.items() if v}}
+        more = f"/outbox?{urlencode(following)}"
     return page(
         request,
         app,
@@ -251,11 +254,13 @@ def _transition(
     meanwhile sent stays sent), record who did it, and say so."""
     message_id = int(request.path_params["id"])
     with app.db.session() as session:
-        changed = session.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.id == message_id, OutboxMessage.state.in_(from_states))
-            .values(**values)
-        ).rowcount  # type: ignore[attr-defined]
+        changed = rows_changed(
+            session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == message_id, OutboxMessage.state.in_(from_states))
+                .values(**values)
+            )
+        )
         if changed:
             staff.audit(session, request.scope["state"]["user"], action, str(message_id), "")
     if not changed:

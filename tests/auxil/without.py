@@ -13,6 +13,7 @@ import importlib.metadata as metadata
 import sys
 import tomllib
 from collections.abc import Iterable
+from functools import cache
 from importlib.machinery import ModuleSpec
 from pathlib import Path
 from types import ModuleType
@@ -61,8 +62,9 @@ def closure(requirements: Iterable[str]) -> set[str]:
     return found
 
 
-def core() -> set[str]:
-    return closure(PROJECT["dependencies"])
+@cache
+def core() -> frozenset[str]:
+    return frozenset(closure(PROJECT["dependencies"]))
 
 
 def brought_by(extras: Iterable[str]) -> set[str]:
@@ -93,13 +95,20 @@ class NotInstalled:
         return None
 
 
-def main() -> None:
-    named = sys.argv[1].split(",")
-    extras = [e for e in EXTRAS if e not in ("all", "dev")] if named == ["all"] else named
-    blocked = modules_of(brought_by(extras))
+def every_extra() -> list[str]:
+    return [extra for extra in EXTRAS if extra not in ("all", "dev")]
+
+
+def block(extras: list[str]) -> None:
+    """From now on in this process, what these extras bring cannot be imported."""
+    blocked = modules_of(brought_by(every_extra() if extras == ["all"] else extras))
     sys.meta_path.insert(0, NotInstalled(blocked))
     for name in [n for n in sys.modules if n.partition(".")[0] in blocked]:  # e.g. packaging
         del sys.modules[name]
+
+
+def main() -> None:
+    block(sys.argv[1].split(","))
     sys.argv = ["pledgebot", *sys.argv[2:]]
     from bot.cli.main import main as command
 

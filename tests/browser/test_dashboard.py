@@ -7,10 +7,10 @@ from typing import Any
 
 from playwright.sync_api import expect
 
-from bot.campaigns.base import PlannedMessage
 from bot.core.db import Database
 from bot.core.models import JourneyUpdate
 from bot.delivery import outbox, pauses
+from bot.delivery.messages import PlannedMessage
 from tests.browser.conftest import ARTIFACTS, Dashboard, axe_violations, sign_in
 from tests.conftest import SAMPLE_CSV
 from tests.test_web_pledgemakers import conversation

@@ -24,7 +24,7 @@ import uvicorn
 from pydantic import SecretStr
 from starlette.applications import Starlette
 
-from bot.channels.base import OutboundMessage, Receipt
+from bot.channels.base import Media, OutboundMessage, Receipt
 from bot.channels.instagram.adapter import InstagramChannel
 from bot.channels.instagram.settings import InstagramSettings
 from bot.community.importer import import_pledgemakers
@@ -146,9 +146,7 @@ class WithTestImage:
 
     async def send(self, message: OutboundMessage) -> Receipt:
         if not message.media:
-            message = dataclasses.replace(
-                message, media=[{"path": str(self.image), "alt_text": ALT}]
-            )
+            message = dataclasses.replace(message, media=(Media(str(self.image), ALT),))
         return await self.adapter.send(message)
 
     async def aclose(self) -> None:

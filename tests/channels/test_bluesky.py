@@ -22,8 +22,8 @@ from sqlalchemy import select
 
 from bot.campaigns import posts
 from bot.campaigns.amplify import AmplifyCampaign
-from bot.campaigns.base import Destinations, PlannedMessage
-from bot.channels.base import OutboundMessage
+from bot.campaigns.base import Destinations
+from bot.channels.base import Media, OutboundMessage
 from bot.channels.bluesky.adapter import BlueskyChannel, record_key
 from bot.channels.bluesky.settings import BlueskySettings
 from bot.channels.bluesky.text import bluesky_length
@@ -33,6 +33,7 @@ from bot.core.errors import ChannelUnauthorized, RateLimited, Rejected, Transien
 from bot.core.models import CampaignControl, JourneyUpdate, OutboxMessage, Pledgemaker
 from bot.delivery import outbox
 from bot.delivery.dispatcher import Dispatcher
+from bot.delivery.messages import PlannedMessage
 from bot.scheduling import runs
 from bot.service.app import App, build_app
 from bot.settings.config import load_config
@@ -206,9 +207,7 @@ async def test_an_image_goes_up_as_a_blob_with_its_alt_text(
     sandbox: BlueskySandbox, channel: BlueskyChannel, tmp_path: Path
 ) -> None:
     image = png(tmp_path / "classroom.png")
-    await channel.send(
-        message("Back to school.", media=[{"path": str(image), "alt_text": "Children in class"}])
-    )
+    await channel.send(message("Back to school.", media=(Media(str(image), "Children in class"),)))
     [post] = sandbox.posts()
     embed = post["value"]["embed"]
     assert embed["$type"] == "app.bsky.embed.images"
@@ -225,7 +224,7 @@ async def test_an_image_whose_size_cannot_be_read_goes_up_without_an_aspect_rati
     """The aspect ratio is only recommended: an image Pillow cannot read still goes up."""
     image = tmp_path / "scan.png"
     image.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))  # a PNG by its first bytes, then nothing
-    await channel.send(message("A scan.", media=[{"path": str(image), "alt_text": "A letter"}]))
+    await channel.send(message("A scan.", media=(Media(str(image), "A letter"),)))
     [post] = sandbox.posts()
     [item] = post["value"]["embed"]["images"]
     assert item["alt"] == "A letter" and "aspectRatio" not in item
@@ -236,7 +235,7 @@ async def test_an_image_without_alt_text_is_refused_before_anything_is_sent(
 ) -> None:
     image = png(tmp_path / "classroom.png")
     with pytest.raises(Rejected, match="no alt text"):
-        await channel.send(message("Back to school.", media=[{"path": str(image)}]))
+        await channel.send(message("Back to school.", media=(Media(str(image)),)))
     assert sandbox.posts() == [] and sandbox.blobs() == {}
 
 
@@ -270,20 +269,20 @@ async def test_an_image_over_the_limit_is_refused(
 ) -> None:
     big = png(tmp_path / "big.png", pad_to=2_000_001)
     with pytest.raises(Rejected, match="2,000,001 bytes"):
-        await channel.send(message("Too big.", media=[{"path": str(big), "alt_text": "a"}]))
+        await channel.send(message("Too big.", media=(Media(str(big), "a"),)))
     assert sandbox.blobs() == {}, "refused before uploading"
     older = adapter(sandbox, max_image_bytes=1_000_000)  # a PDS still on the 1 MB lexicon
     with pytest.raises(Rejected, match="at most 1,000,000"):
         await older.send(
             message(
                 "Too big.",
-                media=[{"path": str(png(tmp_path / "m.png", pad_to=1_000_001)), "alt_text": "a"}],
+                media=(Media(str(png(tmp_path / "m.png", pad_to=1_000_001)), "a"),),
             )
         )
     await older.aclose()
     trusting = adapter(sandbox, max_image_bytes=5_000_000)  # the PDS refuses it all the same
     with pytest.raises(Rejected, match="BlobTooLarge"):
-        await trusting.send(message("Too big.", media=[{"path": str(big), "alt_text": "a"}]))
+        await trusting.send(message("Too big.", media=(Media(str(big), "a"),)))
     await trusting.aclose()
     assert sandbox.posts() == []
 
@@ -446,9 +445,7 @@ async def test_no_password_or_token_reaches_the_debug_logs(
     channel = adapter(sandbox)
     await channel.send(message("hello @ilo.bsky.social", media=[]))
     sandbox.expire_tokens()
-    await channel.send(
-        message("again", media=[{"path": str(png(tmp_path / "a.png")), "alt_text": "a"}])
-    )
+    await channel.send(message("again", media=(Media(str(png(tmp_path / "a.png")), "a"),)))
     sandbox.revoke_app_password()
     with pytest.raises(ChannelUnauthorized) as caught:
         await channel.send(message("refused"))

@@ -16,8 +16,8 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from bot.campaigns.amplify import AmplifyCampaign
-from bot.campaigns.base import Destinations, PlannedMessage
-from bot.channels.base import OutboundMessage
+from bot.campaigns.base import Destinations
+from bot.channels.base import Media, OutboundMessage
 from bot.channels.facebook.adapter import FacebookChannel
 from bot.channels.facebook.graph import GraphRefusal
 from bot.channels.facebook.settings import FacebookSettings
@@ -30,6 +30,7 @@ from bot.core.staff_models import StaffAlert
 from bot.delivery import outbox
 from bot.delivery.alerts import Alerts
 from bot.delivery.dispatcher import Dispatcher
+from bot.delivery.messages import PlannedMessage
 from bot.scheduling import runs
 from bot.service.app import App, build_app
 from bot.settings.config import load_config
@@ -91,7 +92,7 @@ async def test_one_image_is_a_photo_post_with_its_alt_text(
     sandbox: GraphSandbox, channel: FacebookChannel, tmp_path: Path
 ) -> None:
     image = png(tmp_path / "class.png")
-    media = [{"path": str(image), "alt_text": "Children back in class"}]
+    media = (Media(str(image), "Children back in class"),)
     receipt = await channel.send(message("Back to school.", media=media))
     [post] = sandbox.posts()
     [photo] = post["photos"]
@@ -104,7 +105,7 @@ async def test_one_image_is_a_photo_post_with_its_alt_text(
 async def test_several_images_are_one_post_with_attached_media(
     sandbox: GraphSandbox, channel: FacebookChannel, tmp_path: Path
 ) -> None:
-    media = [{"path": str(png(tmp_path / f"{n}.png")), "alt_text": f"Photo {n}"} for n in (1, 2, 3)]
+    media = tuple(Media(str(png(tmp_path / f"{n}.png")), f"Photo {n}") for n in (1, 2, 3))
     await channel.send(message("Three moments.", media=media))
     [post] = sandbox.posts()
     assert post["message"] == "Three moments."
@@ -117,11 +118,11 @@ async def test_an_unfit_image_is_refused_before_anything_is_sent(
 ) -> None:
     channel = adapter(sandbox, max_image_bytes=100)
     with pytest.raises(Rejected, match="no alt text"):
-        await channel.send(message("x", media=[{"path": str(png(tmp_path / "a.png"))}]))
+        await channel.send(message("x", media=(Media(str(png(tmp_path / "a.png"))),)))
     with pytest.raises(Rejected, match="at most 100"):
-        await channel.send(message("x", media=[{"path": str(png(tmp_path / "b.png")), "alt_text": "b"}]))  # fmt: skip
+        await channel.send(message("x", media=(Media(str(png(tmp_path / "b.png")), "b"),)))  # fmt: skip
     with pytest.raises(Rejected, match="missing"):
-        await channel.send(message("x", media=[{"path": str(tmp_path / "gone.png"), "alt_text": "c"}]))  # fmt: skip
+        await channel.send(message("x", media=(Media(str(tmp_path / "gone.png"), "c"),)))  # fmt: skip
     await channel.aclose()
     assert sandbox.method_calls["photos"] == 0 and sandbox.posts() == []
 
@@ -312,7 +313,7 @@ async def test_no_token_reaches_the_debug_logs(
     caplog.set_level(logging.DEBUG)
     channel = adapter(sandbox)
     await channel.start()
-    await channel.send(message("hello", media=[{"path": str(png(tmp_path / "a.png")), "alt_text": "a"}]))  # fmt: skip
+    await channel.send(message("hello", media=(Media(str(png(tmp_path / "a.png")), "a"),)))  # fmt: skip
     sandbox.expire_tokens()
     with pytest.raises(ChannelUnauthorized) as caught:
         await channel.send(message("refused"))

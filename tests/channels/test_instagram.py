@@ -17,8 +17,8 @@ from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from bot.campaigns.amplify import AmplifyCampaign
-from bot.campaigns.base import Destinations, PlannedMessage
-from bot.channels.base import OutboundMessage
+from bot.campaigns.base import Destinations
+from bot.channels.base import Media, OutboundMessage
 from bot.channels.facebook.graph import GraphRefusal
 from bot.channels.instagram.adapter import InstagramChannel, caption_problem
 from bot.channels.instagram.settings import InstagramSettings
@@ -31,6 +31,7 @@ from bot.core.staff_models import StaffAlert
 from bot.delivery import outbox
 from bot.delivery.alerts import Alerts
 from bot.delivery.dispatcher import Dispatcher
+from bot.delivery.messages import PlannedMessage
 from bot.scheduling import runs
 from bot.service.app import App
 from bot.settings.config import config_from_dict
@@ -81,7 +82,7 @@ async def channel(sandbox: GraphSandbox, public: PublicMedia) -> AsyncIterator[I
 
 
 def message(text: str, image: Path | None = None, key: str = "", **extra: Any) -> OutboundMessage:
-    media = [{"path": str(image), "alt_text": ALT}] if image is not None else []
+    media = (Media(str(image), ALT),) if image is not None else ()
     return OutboundMessage(
         id=1, recipient="timeline", text=text, idempotency_key=key, media=media, **extra
     )
@@ -389,7 +390,7 @@ async def test_an_expired_token_pauses_the_channel_and_alerts_staff(
 ) -> None:
     with public.app.db.session() as session:
         planned = PlannedMessage("post:1", "instagram", "timeline", "Hello.",
-                                 media=({"path": str(image), "alt_text": ALT},))  # fmt: skip
+                                 media=(Media(str(image), ALT),))  # fmt: skip
         outbox.enqueue(session, [planned])
     sandbox.expire_tokens()
     assert await dispatcher(public, channel).dispatch_once() == 1

@@ -22,8 +22,8 @@ from sqlalchemy import select
 
 from bot.campaigns import posts
 from bot.campaigns.amplify import AmplifyCampaign
-from bot.campaigns.base import Destinations, PlannedMessage
-from bot.channels.base import OutboundMessage
+from bot.campaigns.base import Destinations
+from bot.channels.base import Media, OutboundMessage
 from bot.channels.linkedin.adapter import LinkedInChannel
 from bot.channels.linkedin.settings import LinkedInSettings
 from bot.channels.linkedin.text import linkedin_length, little_text
@@ -34,6 +34,7 @@ from bot.core.models import CampaignControl, JourneyUpdate, OutboxMessage
 from bot.delivery import outbox
 from bot.delivery.alerts import Alerts, open_alerts
 from bot.delivery.dispatcher import Dispatcher
+from bot.delivery.messages import PlannedMessage
 from bot.scheduling import runs
 from bot.service.app import App, build_app
 from bot.service.status import collect
@@ -186,7 +187,7 @@ async def test_every_call_names_the_version_and_an_old_one_pauses_the_channel(
     sandbox: LinkedInSandbox, channel: LinkedInChannel, tmp_path: Path
 ) -> None:
     image = png(tmp_path / "a.png")
-    await channel.send(message("With a picture.", media=[{"path": str(image), "alt_text": "A"}]))
+    await channel.send(message("With a picture.", media=(Media(str(image), "A"),)))
     rest = [r for r in sandbox.requests if r["path"].startswith("/rest/")]
     assert [r["endpoint"] for r in rest] == ["images.initializeUpload", "images.get", CREATE]
     for request in rest:
@@ -210,7 +211,7 @@ async def test_an_image_goes_up_through_the_upload_flow_with_its_alt_text(tmp_pa
     try:
         image = png(tmp_path / "classroom.png")
         alt = "Children back in class"
-        await channel.send(message("Back to school.", media=[{"path": str(image), "alt_text": alt}]))  # fmt: skip
+        await channel.send(message("Back to school.", media=(Media(str(image), alt),)))  # fmt: skip
         steps = [r["endpoint"] for r in sandbox.requests]
         assert steps == ["images.initializeUpload", "images.upload", *["images.get"] * 3, CREATE]
         assert sandbox.requests[1]["method"] == "PUT" and sandbox.requests[1]["authorized"]
@@ -227,7 +228,7 @@ async def test_an_image_goes_up_through_the_upload_flow_with_its_alt_text(tmp_pa
 async def test_several_images_are_one_multi_image_post(
     sandbox: LinkedInSandbox, channel: LinkedInChannel, tmp_path: Path
 ) -> None:
-    media = [{"path": str(png(tmp_path / f"{n}.png")), "alt_text": f"Photo {n}"} for n in (1, 2)]
+    media = tuple(Media(str(png(tmp_path / f"{n}.png")), f"Photo {n}") for n in (1, 2))
     await channel.send(message("Two photos.", media=media))
     [post] = sandbox.posts()
     images = post["content"]["multiImage"]["images"]
@@ -239,10 +240,10 @@ async def test_an_unfit_image_is_refused_before_anything_is_sent(
     sandbox: LinkedInSandbox, channel: LinkedInChannel, tmp_path: Path
 ) -> None:
     with pytest.raises(Rejected, match="no alt text"):
-        await channel.send(message("No alt.", media=[{"path": str(png(tmp_path / "a.png"))}]))
+        await channel.send(message("No alt.", media=(Media(str(png(tmp_path / "a.png"))),)))
     (tmp_path / "b.webp").write_bytes(b"RIFF\x00\x00\x00\x00WEBPVP8 ")
     with pytest.raises(Rejected, match="not a JPEG, PNG or GIF"):
-        await channel.send(message("WebP.", media=[{"path": str(tmp_path / "b.webp"), "alt_text": "b"}]))  # fmt: skip
+        await channel.send(message("WebP.", media=(Media(str(tmp_path / "b.webp"), "b"),)))  # fmt: skip
     assert sandbox.requests == [] and sandbox.posts() == []
 
 
@@ -426,7 +427,7 @@ async def test_the_token_never_reaches_the_debug_logs(
     caplog.set_level(logging.DEBUG)
     channel = adapter(sandbox)
     await channel.start()
-    await channel.send(message("hello", media=[{"path": str(png(tmp_path / "a.png")), "alt_text": "a"}]))  # fmt: skip
+    await channel.send(message("hello", media=(Media(str(png(tmp_path / "a.png")), "a"),)))  # fmt: skip
     sandbox.expire_token()
     with pytest.raises(ChannelUnauthorized) as caught:
         await channel.send(message("refused"))

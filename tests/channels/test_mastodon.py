@@ -16,7 +16,7 @@ from sqlalchemy import select
 from bot.campaigns import posts
 from bot.campaigns.amplify import AmplifyCampaign
 from bot.campaigns.base import Destinations, post_limit
-from bot.channels.base import OutboundMessage
+from bot.channels.base import Media, OutboundMessage
 from bot.channels.mastodon.adapter import MastodonChannel
 from bot.channels.mastodon.settings import MastodonSettings
 from bot.channels.mastodon.text import mastodon_length
@@ -144,7 +144,7 @@ async def test_an_image_goes_up_first_with_its_alt_text(
 ) -> None:
     image = png(tmp_path / "classroom.png")
     receipt = await channel.send(
-        message("Back to school.", media=[{"path": str(image), "alt_text": "Children in class"}])
+        message("Back to school.", media=(Media(str(image), "Children in class"),))
     )
     status = mock.status(receipt.external_id)
     assert status is not None
@@ -294,9 +294,7 @@ async def test_a_missing_image_file_is_rejected(
     mock: MastodonServer, channel: MastodonChannel, tmp_path: Path
 ) -> None:
     with pytest.raises(Rejected, match="media file"):
-        await channel.send(
-            message("x", media=[{"path": str(tmp_path / "gone.png"), "alt_text": "a"}])
-        )
+        await channel.send(message("x", media=(Media(str(tmp_path / "gone.png"), "a"),)))
 
 
 async def test_the_token_never_reaches_the_logs(
@@ -433,8 +431,8 @@ async def test_a_message_in_flight_at_a_crash_is_not_posted_twice(
 ) -> None:
     """Mastodon made the status, the process died before recording it: the resend (same
     idempotency key) gets the same status back."""
-    from bot.campaigns.base import PlannedMessage
     from bot.delivery import outbox
+    from bot.delivery.messages import PlannedMessage
 
     with app.db.session() as session:
         outbox.enqueue(session, [PlannedMessage("manual:crash:1", "mastodon", "timeline", "Once.")])

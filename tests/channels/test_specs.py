@@ -17,13 +17,14 @@ from pydantic import BaseModel
 from bot.campaigns import posts
 from bot.campaigns.base import Destinations, RunContext
 from bot.channels import registry
+from bot.channels.base import Media
 from bot.scheduling.preview import channel_length, readable
 from bot.text.templates import Templates
 
 NAMES = registry.known_channels()
 # Platform client libraries: an adapter may import them, a spec (or its measure) never.
 CLIENTS = ("telegram", "tweepy", "nio", "mastodon", "atproto", "aiosmtplib", "requests_oauthlib")
-IMAGE = ({"path": "media/photo.jpg", "alt_text": "Children back in class"},)
+IMAGE = (Media("media/photo.jpg", "Children back in class"),)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -14,7 +14,7 @@ import pytest
 from pydantic import SecretStr, ValidationError
 from sqlalchemy import select
 
-from bot.channels.base import OutboundMessage
+from bot.channels.base import Media, OutboundMessage
 from bot.channels.webhook.adapter import (
     SIGNATURE,
     TIMESTAMP,
@@ -58,7 +58,7 @@ async def test_a_rendered_json_document_arrives_signed_with_its_image_inline(
     image.write_bytes(PNG)
     document = {"kind": "journey_update", "texts": {"linkedin": "We trained 40 inspectors"}}
     receipt = await channel.send(
-        message(json.dumps(document), media=[{"path": str(image), "alt_text": "A classroom"}])
+        message(json.dumps(document), media=(Media(str(image), "A classroom"),))
     )
     assert receipt.external_id == "wh-1"
     [body] = receiver.received
@@ -100,7 +100,7 @@ async def test_a_wrong_secret_or_a_missing_image_fails_as_it_should(
     await wrong.aclose()
     _, channel = hook
     with pytest.raises(Rejected, match="cannot read the image"):
-        await channel.send(message("hello", media=[{"path": "/nowhere.png", "alt_text": "x"}]))
+        await channel.send(message("hello", media=(Media("/nowhere.png", "x"),)))
     receiver.inject_fault(422)
     with pytest.raises(Rejected, match="HTTP 422"):
         await channel.send(message("hello"))

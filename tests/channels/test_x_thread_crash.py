@@ -14,21 +14,20 @@ import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 import time_machine
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from bot.campaigns.base import PlannedMessage
-from bot.channels.base import OutboundMessage
+from bot.channels.base import Media, OutboundMessage
 from bot.channels.x.adapter import XChannel, is_same_post
 from bot.channels.x.settings import XSettings
 from bot.core.errors import Rejected
 from bot.core.models import OutboxMessage
 from bot.delivery import outbox
 from bot.delivery.dispatcher import Dispatcher
+from bot.delivery.messages import PlannedMessage
 from bot.service.app import App
 from bot.settings.config import DispatcherSettings
 from pledgebot_sandbox.x import XSandbox
@@ -63,7 +62,7 @@ def connect(sandbox: XSandbox) -> XChannel:
 
 
 def enqueue_thread(
-    app: App, parts: list[str] = PARTS, media: dict[int, dict[str, Any]] | None = None
+    app: App, parts: list[str] = PARTS, media: dict[int, Media] | None = None
 ) -> None:
     """The thread as the outbox holds it; ``media``: part index → the image that part carries."""
     keys = [f"thread:{n}" for n in range(1, len(parts) + 1)]
@@ -159,7 +158,7 @@ async def test_a_killed_thread_completes_when_the_part_in_flight_has_a_photo(
     photo.write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 64)
     parts = [*PARTS[:2], part_three, *PARTS[3:]]
     with time_machine.travel(DAY, tick=True):
-        enqueue_thread(app, parts, {2: {"path": str(photo), "alt_text": "Eight people, a book"}})
+        enqueue_thread(app, parts, {2: Media(str(photo), "Eight people, a book")})
         await killed_once_x_stored_part_three(app, sandbox)
         stored = sandbox.posts()[2]
         # X stored part 3 with a t.co link to its photo at the end: not the text the bot sent.

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from bot.campaigns.base import PlannedMessage
 from bot.core.models import OutboxMessage
+from bot.delivery.messages import PlannedMessage
 from bot.delivery.outbox import OPEN_STATES, enqueue
 from bot.service.app import build_app
 from bot.settings.config import load_config

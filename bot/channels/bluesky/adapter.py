@@ -54,7 +54,7 @@ from typing import Any, ClassVar
 import httpx
 from pydantic import BaseModel, SecretStr
 
-from bot.channels.base import OutboundMessage, Receipt
+from bot.channels.base import Channel, Deletes, OutboundMessage, Receipt
 from bot.channels.bluesky.settings import BlueskySettings
 from bot.channels.bluesky.text import MAX_GRAPHEMES, MAX_TEXT_BYTES, bluesky_length, graphemes
 from bot.channels.holds import unless_held
@@ -336,8 +336,13 @@ def _delivery_error(exc: Exception) -> DeliveryError:
 
 def _retry_after(exc: Any) -> float:
     """Seconds until ``ratelimit-reset`` (Unix time), else ``retry-after``, else a minute."""
-    reset = exc.reset_at
+    reset: datetime | None = exc.reset_at
     if reset is not None:
         return max(1.0, reset.timestamp() - time.time())
     after = exc.retry_after
     return max(1.0, after) if after is not None else DEFAULT_WAIT
+
+
+# What its spec promises, held by mypy (tests/channels/test_specs.py checks it at run time).
+_AS_CHANNEL: type[Channel] = BlueskyChannel
+_AS_DELETES: type[Deletes] = BlueskyChannel

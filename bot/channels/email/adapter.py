@@ -46,7 +46,7 @@ from urllib.parse import quote
 import aiosmtplib
 from pydantic import BaseModel, SecretStr
 
-from bot.channels.base import InboundEvent, OutboundMessage, Receipt
+from bot.channels.base import ChatChannel, InboundEvent, OutboundMessage, Receipt, Unsubscribes
 from bot.channels.email import tokens
 from bot.channels.email.inbound import MailReader, attachment
 from bot.channels.email.mailbox import Mailbox
@@ -132,7 +132,7 @@ class EmailChannel:
         mail.set_content(html_to_text(html) + "\n", cte="quoted-printable")
         mail.add_alternative(html_document(html), subtype="html", cte="quoted-printable")
         for item in message.media:
-            path = Path(item["path"])
+            path = Path(item.path)
             kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
             main, _, sub = kind.partition("/")
             mail.add_attachment(path.read_bytes(), maintype=main, subtype=sub, filename=path.name)
@@ -192,3 +192,8 @@ class EmailChannel:
 def _escape_plain(text: str) -> str:
     """Plain text as the Telegram-style HTML the converters read."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# What its spec promises, held by mypy (tests/channels/test_specs.py checks it at run time).
+_AS_CHAT_CHANNEL: type[ChatChannel] = EmailChannel
+_AS_UNSUBSCRIBES: type[Unsubscribes] = EmailChannel

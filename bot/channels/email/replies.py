@@ -186,6 +186,8 @@ def bounced_recipients(message: Message) -> list[Bounce] | None:
         payload = part.get_payload()
         blocks = payload if isinstance(payload, list) else []
         for block in blocks[1:]:  # the first block is about the whole message
+            if not isinstance(block, Message):
+                continue
             action = str(block.get("Action", "")).strip().lower()
             status = str(block.get("Status", "")).strip()
             if action != "failed" and not status.startswith("5"):
@@ -227,7 +229,7 @@ def _original_message_id(message: Message) -> str:
         kind = part.get_content_type()
         if kind == "message/rfc822":
             inner = part.get_payload()
-            if isinstance(inner, list) and inner:
+            if isinstance(inner, list) and inner and isinstance(inner[0], Message):
                 return str(inner[0].get("Message-ID", "")).strip()
         if kind == "text/rfc822-headers":
             found = re.search(r"^Message-ID:\s*(<[^>]+>)", _payload_text(part), re.I | re.M)

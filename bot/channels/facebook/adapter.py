@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 import httpx
 from pydantic import BaseModel, SecretStr
 
-from bot.channels.base import OutboundMessage, Receipt
+from bot.channels.base import Channel, Deletes, OutboundMessage, Receipt
 from bot.channels.facebook.graph import GraphClient, GraphRefusal
 from bot.channels.facebook.settings import FacebookSettings
 from bot.channels.images import LocalImage, read_images
@@ -155,3 +155,8 @@ class FacebookChannel:
                 log.info("facebook: post %s was already deleted", post_id)
 
         await self.graph.guarded(self.limits, self._posting_key, delete)
+
+
+# What its spec promises, held by mypy (tests/channels/test_specs.py checks it at run time).
+_AS_CHANNEL: type[Channel] = FacebookChannel
+_AS_DELETES: type[Deletes] = FacebookChannel

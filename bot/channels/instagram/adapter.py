@@ -48,7 +48,7 @@ from typing import ClassVar
 import httpx
 from pydantic import BaseModel, SecretStr
 
-from bot.channels.base import OutboundMessage, Receipt
+from bot.channels.base import Channel, OutboundMessage, Receipt
 from bot.channels.facebook.graph import GraphClient
 from bot.channels.images import LocalImage, image_size, read_image
 from bot.channels.instagram.settings import InstagramSettings
@@ -191,3 +191,7 @@ class InstagramChannel:
     async def _find_recent(self, caption: str) -> str | None:
         """The id of one of the account's 25 latest media whose caption is ``caption``."""
         return await self.graph.find_recent(f"{self.account}/media", "caption", caption)
+
+
+# What its spec promises, held by mypy (tests/channels/test_specs.py checks it at run time).
+_AS_CHANNEL: type[Channel] = InstagramChannel

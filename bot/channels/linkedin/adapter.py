@@ -51,7 +51,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 from pydantic import BaseModel, SecretStr
 
-from bot.channels.base import OutboundMessage, Receipt
+from bot.channels.base import Channel, Deletes, Media, OutboundMessage, Receipt
 from bot.channels.holds import unless_held
 from bot.channels.linkedin.errors import Duplicate, NotFound, delivery_error
 from bot.channels.linkedin.settings import LinkedInSettings
@@ -173,10 +173,10 @@ class LinkedInChannel:
             return True
         return True
 
-    def _image(self, item: Mapping[str, Any]) -> tuple[bytes, str, str]:
+    def _image(self, item: Media) -> tuple[bytes, str, str]:
         """One image's bytes, type and alt text, refused before any request if unfit."""
-        path = Path(str(item.get("path", "")))
-        alt = str(item.get("alt_text") or "").strip()[:MAX_ALT_TEXT]
+        path = Path(item.path)
+        alt = item.alt_text.strip()[:MAX_ALT_TEXT]
         if not path.is_file():
             raise Rejected(f"LinkedIn: the media file is missing: {path.name}")
         if not alt and self.settings.require_alt_text:
@@ -273,3 +273,8 @@ class LinkedInChannel:
 
 def _path(resource: str, urn: str) -> str:
     return f"{resource}/{quote(urn, safe='')}"
+
+
+# What its spec promises, held by mypy (tests/channels/test_specs.py checks it at run time).
+_AS_CHANNEL: type[Channel] = LinkedInChannel
+_AS_DELETES: type[Deletes] = LinkedInChannel

@@ -91,7 +91,7 @@ def delivery_error(response: httpx.Response, what: str, writes: bool) -> Deliver
 def _retry_after(response: httpx.Response, message: str) -> float:
     """``Retry-After`` (seconds or a date), else until 00:00 UTC for a daily quota, else a
     minute."""
-    header = response.headers.get("Retry-After", "")
+    header: str = response.headers.get("Retry-After", "")
     try:
         return max(1.0, float(header))
     except ValueError:

@@ -30,7 +30,7 @@ from typing import Any, ClassVar, TypeVar
 import nio
 from pydantic import BaseModel, SecretStr
 
-from bot.channels.base import InboundEvent, OutboundMessage, Receipt
+from bot.channels.base import ChatChannel, Deletes, InboundEvent, OutboundMessage, Receipt
 from bot.channels.matrix.content import message_content, transaction_id
 from bot.channels.matrix.errors import call
 from bot.channels.matrix.events import someone_left, to_event
@@ -240,3 +240,8 @@ class MatrixChannel:
             if room_id is not None:
                 self.rooms.forget(room_id)
             raise
+
+
+# What its spec promises, held by mypy (tests/channels/test_specs.py checks it at run time).
+_AS_CHAT_CHANNEL: type[ChatChannel] = MatrixChannel
+_AS_DELETES: type[Deletes] = MatrixChannel

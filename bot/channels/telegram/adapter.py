@@ -35,7 +35,14 @@ from telegram import (
 from telegram import error as tg
 from telegram.request import HTTPXRequest
 
-from bot.channels.base import InboundEvent, OutboundMessage, Receipt
+from bot.channels.base import (
+    ChatChannel,
+    Deletes,
+    InboundEvent,
+    OutboundMessage,
+    Receipt,
+    SetsCommands,
+)
 from bot.channels.ratelimit import Limits, Pace, Turn
 from bot.channels.telegram.events import to_event
 from bot.channels.telegram.settings import TelegramSettings
@@ -154,7 +161,7 @@ class TelegramChannel:
         )
         photo = None
         if message.media:  # a post with an image: the text is its caption (≤ 1024)
-            photo = await asyncio.to_thread(Path(message.media[0]["path"]).read_bytes)
+            photo = await asyncio.to_thread(Path(message.media[0].path).read_bytes)
         # Wait until the chat's and the bot's turns are near; the request takes them (see
         # _trace_turn) right before its headers are written, on an open connection.
         async with self.limits.turn(self._paces(message.recipient)) as turn:
@@ -263,6 +270,7 @@ class _KeepsUpdates(HTTPXRequest):
 
     _kept: list[dict[str, Any]] = []  # noqa: RUF012 - replaced per answer, never mutated
 
+    # A staticmethod in python-telegram-bot, always called on the instance: this method serves.
     def parse_json_payload(self, payload: bytes) -> dict[str, Any]:  # type: ignore[override]
         data = HTTPXRequest.parse_json_payload(payload)
         result = data.get("result") if isinstance(data, dict) else None
@@ -308,3 +316,9 @@ def _delivery_error(exc: tg.TelegramError) -> Exception:
     if isinstance(exc, tg.InvalidToken):  # every message would fail alike: pause, tell staff
         return ChannelUnauthorized(f"Telegram rejected the bot token ({text}); check token_env")
     return TransientError(f"Telegram: {text or type(exc).__name__}")
+
+
+# What its spec promises, held by mypy (tests/channels/test_specs.py checks it at run time).
+_AS_CHAT_CHANNEL: type[ChatChannel] = TelegramChannel
+_AS_DELETES: type[Deletes] = TelegramChannel
+_AS_SETS_COMMANDS: type[SetsCommands] = TelegramChannel

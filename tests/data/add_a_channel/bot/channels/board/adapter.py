@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import httpx
 from pydantic import BaseModel, SecretStr
 
-from bot.channels.base import OutboundMessage, Receipt
+from bot.channels.base import Channel, Deletes, OutboundMessage, Receipt
 from bot.channels.board.settings import BoardSettings
 from bot.core.errors import ChannelUnauthorized, RateLimited, Rejected, TransientError
 
@@ -54,3 +54,8 @@ class BoardChannel:
         if status >= 400:
             raise Rejected(answer.json().get("error", f"the board answered {status}"))
         return answer
+
+
+# What its spec promises, held by mypy (tests/channels/test_specs.py checks it at run time).
+_AS_CHANNEL: type[Channel] = BoardChannel
+_AS_DELETES: type[Deletes] = BoardChannel
