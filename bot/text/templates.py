@@ -206,7 +206,7 @@ def _escaping(parse_mode: str | None, plain_text: frozenset[str]) -> Any:
 
 
 def _locale(context: Any) -> str:
-    language = context.get("language", FALLBACK_LANGUAGE)
+    language: str = context.get("language", FALLBACK_LANGUAGE)
     return LOCALES.get(language, language)
 
 
