@@ -9,6 +9,7 @@ them over (the adapters' own parsing is tested against real servers in tests/cha
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -284,6 +285,27 @@ def test_one_click_unsubscribe_stops_all_email_to_the_address(app: App, web: Tes
     assert contact(app, "email", "ana@ministry.example").status == "stopped"  # type: ignore[union-attr]
     forged = tokens.unsubscribe_token(b"another key", "ana@ministry.example")
     assert web.post(f"/unsubscribe/{forged}").status_code == 404
+
+
+def test_an_opt_out_is_taken_where_the_mail_library_is_not_installed(
+    app: App, web: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plain install without the email extra (the channel still enabled, its mail off): the
+    link in a mail sent before still unsubscribes — the token is read by the channel's spec."""
+    from tests.auxil.without import NotInstalled
+
+    monkeypatch.setattr(sys, "meta_path", [NotInstalled({"aiosmtplib"}), *sys.meta_path])
+    for name in [n for n in sys.modules if n == "aiosmtplib" or n.startswith("aiosmtplib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.delitem(sys.modules, "bot.channels.email.adapter", raising=False)
+    app.channels.pop("email", None)
+    with app.db.session() as session:
+        session.add(Contact(pledgemaker_id=GH, channel="email", address="ana@ministry.example"))
+    token = tokens.unsubscribe_token(SIGNING_KEY.encode(), "ana@ministry.example")
+    done = web.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"})
+    assert done.status_code == 200 and "will not receive any more emails" in done.text
+    assert contact(app, "email", "ana@ministry.example").status == "stopped"  # type: ignore[union-attr]
+    assert "bot.channels.email.adapter" not in sys.modules, "no adapter was needed"
 
 
 def test_unsubscribing_from_an_invitation_means_no_more_invitations(

@@ -7,8 +7,9 @@ which the inbox stores before the adapter acknowledges them to the platform.
 What a channel is and can do (limits, markup, inbound, delete, a command menu …) is its spec's
 to say (``bot.channels.spec``), not the adapter's: the core asks the registry, then uses the
 matching protocol below — ``Deletes`` where ``spec.can_delete``, ``SetsCommands`` where
-``spec.commands``, ``ChatChannel`` where ``spec.inbound``, ``Unsubscribes`` where
-``spec.unsubscribe_links``. tests/channels/test_specs.py holds every adapter to its spec.
+``spec.commands``, ``ChatChannel`` where ``spec.inbound`` (a one-click unsubscribe link's
+token is read by the spec: ``spec.read_unsubscribe``). tests/channels/test_specs.py holds
+every adapter to its spec.
 """
 
 from __future__ import annotations
@@ -139,11 +140,3 @@ class SetsCommands(Protocol):
     """A channel with a command menu, set when its listener starts (``spec.commands``)."""
 
     async def set_commands(self) -> None: ...
-
-
-class Unsubscribes(Protocol):
-    """A channel whose messages carry a one-click unsubscribe link (``spec.unsubscribe_links``)."""
-
-    def read_unsubscribe(self, token: str) -> str | None:
-        """The address a link's token names, or None if this channel did not sign it."""
-        ...

@@ -8,10 +8,12 @@ link, which pledgemaker handle it addresses). The registry lists the specs; the 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import import_module
 from typing import Literal
+
+from pydantic import SecretStr
 
 # chat: a conversation with a pledgemaker (and, for posts, a configured channel or room);
 # timeline: the account's (or page's) own timeline; receiver: one configured endpoint.
@@ -50,7 +52,10 @@ class ChannelSpec:
     handle_shape: HandleShape | None = None
     # Replies quote our outbox id (an email's Message-ID), not the platform's id of the message.
     replies_name_outbox_id: bool = False
-    unsubscribe_links: bool = False  # every message carries a one-click unsubscribe link
+    # Every message carries a one-click unsubscribe link: "module:function" reading a link's
+    # token with the channel's secrets (a light module: an opt-out is taken even where the
+    # channel's client library is not installed).
+    unsubscribe: str | None = None
     public_media: bool = False  # the platform fetches images from a public URL (signed)
     # (destination, post id) → the post's public address, where the id alone makes one.
     link: Callable[[str, str], str | None] | None = None
@@ -61,6 +66,20 @@ class ChannelSpec:
         module, _, name = self.measure.partition(":")
         function: Measure = getattr(import_module(module), name)
         return function
+
+    @property
+    def unsubscribe_links(self) -> bool:
+        return self.unsubscribe is not None
+
+    def read_unsubscribe(self, secrets: Mapping[str, SecretStr], token: str) -> str | None:
+        """The address a one-click unsubscribe link's token names, or None if this channel
+        did not sign it (or has no such links)."""
+        if self.unsubscribe is None:
+            return None
+        module, _, name = self.unsubscribe.partition(":")
+        reader: Callable[[Mapping[str, SecretStr], str], str | None]
+        reader = getattr(import_module(module), name)
+        return reader(secrets, token)
 
     def public_link(self, destination: str, external_id: str) -> str | None:
         """The post's public address, where its id makes one without asking the platform

@@ -6,6 +6,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import SecretStr
+
 from bot.campaigns.base import Destinations
 from bot.channels import registry
 from bot.channels.base import Channel
@@ -72,14 +74,7 @@ class App:
                 )
             if (off := registry.unavailable(name)) is not None:  # its pip extra is missing
                 raise off
-            # Every `<secret>_env` setting names the variable holding that secret.
-            secrets = {
-                key.removesuffix("_env"): read_secret(
-                    self.config.source, f"channels.{name}.{key}", value
-                )
-                for key, value in settings.model_dump().items()
-                if key.endswith("_env") and value
-            }
+            secrets = self.channel_secrets(name)
             extra: dict[str, Any] = {"limits": self.limits}
             if registry.spec(name).public_media:  # it fetches images from signed public URLs
                 extra["media_urls"] = media_urls.from_settings(
@@ -88,6 +83,18 @@ class App:
             channel: Channel = registry.adapter_class(name)(settings, secrets, **extra)
             self.channels[name] = channel
         return self.channels[name]
+
+    def channel_secrets(self, name: str) -> dict[str, SecretStr]:
+        """A channel's secrets from the environment: every ``<secret>_env`` setting names the
+        variable holding that secret (ConfigError naming the setting when it is not set)."""
+        settings = self.config.channel_settings(name)
+        return {
+            key.removesuffix("_env"): read_secret(
+                self.config.source, f"channels.{name}.{key}", value
+            )
+            for key, value in settings.model_dump().items()
+            if key.endswith("_env") and value
+        }
 
     def destinations(self) -> Destinations:
         """Where amplify posts go on each enabled channel, and any configured post length."""

@@ -14,7 +14,7 @@ token: a POST with a wrong token changes nothing.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from markupsafe import Markup
 from sqlalchemy import select, update
@@ -24,7 +24,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bot.channels import registry
-from bot.channels.base import Unsubscribes
 from bot.community import contacts
 from bot.core.errors import ConfigError
 from bot.core.models import Contact, InviteToken, OutboxMessage, Pledgemaker, utcnow
@@ -190,10 +189,10 @@ def _unsubscribe_address(app: App, token: str) -> tuple[str, str] | None:
         if not registry.spec(name).unsubscribe_links:
             continue
         try:
-            adapter = cast(Unsubscribes, app.channel(name))
+            secrets = app.channel_secrets(name)
         except ConfigError:  # the signing key is not set: no token can be checked
             continue
-        address = adapter.read_unsubscribe(token)
+        address = registry.spec(name).read_unsubscribe(secrets, token)
         if address is not None:
             return name, address
     return None

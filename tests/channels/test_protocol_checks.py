@@ -18,7 +18,7 @@ def promised(spec: ChannelSpec) -> set[str]:
     found = {"ChatChannel" if spec.inbound else "Channel"}
     found |= {"Deletes"} if spec.can_delete else set()
     found |= {"SetsCommands"} if spec.commands else set()
-    return found | ({"Unsubscribes"} if spec.unsubscribe_links else set())
+    return found
 
 
 def checked(module: str, adapter: str) -> set[str]:

@@ -48,7 +48,6 @@ def test_the_optional_capabilities_are_where_the_spec_says(name: str) -> None:
 
     assert has("delete") == spec.can_delete, "the dispatcher deletes where can_delete"
     assert has("set_commands") == spec.commands, "the runner sets a menu where commands"
-    assert has("read_unsubscribe") == spec.unsubscribe_links, "/unsubscribe asks these"
     chat = has("poll", "answer_button", "download", "invite_link")
     assert chat == spec.inbound, "the runner listens to the inbound ones"
 

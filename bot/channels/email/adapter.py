@@ -46,7 +46,7 @@ from urllib.parse import quote
 import aiosmtplib
 from pydantic import BaseModel, SecretStr
 
-from bot.channels.base import ChatChannel, InboundEvent, OutboundMessage, Receipt, Unsubscribes
+from bot.channels.base import ChatChannel, InboundEvent, OutboundMessage, Receipt
 from bot.channels.email import tokens
 from bot.channels.email.inbound import MailReader, attachment
 from bot.channels.email.mailbox import Mailbox
@@ -97,10 +97,6 @@ class EmailChannel:
         expires = datetime.now(UTC) + timedelta(days=self.settings.invite_valid_days)
         code = tokens.invite_code(self._key, token, expires)
         return f"mailto:{self.settings.tagged(JOIN_TAG)}?subject={quote(code)}"
-
-    def read_unsubscribe(self, token: str) -> str | None:
-        """The address in a one-click unsubscribe token, or None if we did not sign it."""
-        return tokens.read_unsubscribe_token(self._key, token)
 
     # -- sending -------------------------------------------------------------------------------
     def compose(self, message: OutboundMessage) -> EmailMessage:
@@ -196,4 +192,3 @@ def _escape_plain(text: str) -> str:
 
 # What its spec promises, held by mypy (tests/channels/test_specs.py checks it at run time).
 _AS_CHAT_CHANNEL: type[ChatChannel] = EmailChannel
-_AS_UNSUBSCRIBES: type[Unsubscribes] = EmailChannel

@@ -18,6 +18,6 @@ SPEC = ChannelSpec(
         lower=True,
     ),
     replies_name_outbox_id=True,  # In-Reply-To names our Message-ID, made from the outbox id
-    unsubscribe_links=True,  # List-Unsubscribe (RFC 8058) on every message
+    unsubscribe="bot.channels.email.tokens:read_unsubscribe",  # List-Unsubscribe (RFC 8058)
     extra="email",
 )

@@ -12,7 +12,10 @@ import base64
 import hashlib
 import hmac
 import re
+from collections.abc import Mapping
 from datetime import datetime
+
+from pydantic import SecretStr
 
 REPLY_MAC_CHARS = 16  # 80 bits, lower-case base32: survives MTAs that lower-case local parts
 INVITE_MAC_CHARS = 20
@@ -127,3 +130,10 @@ def _base36(value: int) -> str:
         out = digits[rest] + out
         if not value:
             return out
+
+
+def read_unsubscribe(secrets: Mapping[str, SecretStr], token: str) -> str | None:
+    """The address in a one-click unsubscribe token signed with the channel's ``signing_key``
+    (its spec's reader: no mail library needed), or None if we did not sign it."""
+    key = secrets.get("signing_key")
+    return None if key is None else read_unsubscribe_token(key.get_secret_value().encode(), token)
