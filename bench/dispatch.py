@@ -36,6 +36,7 @@ from telegram.request import HTTPXRequest
 
 from bot.campaigns.base import RunContext
 from bot.campaigns.followup import FollowupCampaign, plan
+from bot.channels.registry import plain_text_channels
 from bot.channels.telegram.adapter import TelegramChannel
 from bot.channels.telegram.settings import TelegramSettings
 from bot.core.db import Database
@@ -63,7 +64,9 @@ def prepare(folder: Path, messages: int) -> tuple[Path, list[int], list[PlannedM
         chats = insert_audience(session, messages)
     with db.session() as session:
         context = RunContext(SPEC.id, utcnow(), manual=True)
-        planned = plan(SPEC, context, session, Templates(TEMPLATES))
+        planned = plan(
+            SPEC, context, session, Templates(TEMPLATES, plain_text=plain_text_channels())
+        )
         session.rollback()
     db.dispose()
     return path, chats, planned.messages
@@ -112,7 +115,7 @@ class Pledgebot:
 
     def __init__(self, path: Path, channel: TelegramChannel, messages: int) -> None:
         self.db = Database(f"sqlite:///{path}")
-        self.templates = Templates(TEMPLATES)
+        self.templates = Templates(TEMPLATES, plain_text=plain_text_channels())
         self.dispatcher = Dispatcher(self.db, {"telegram": channel}, DispatcherSettings())
         self.peek = Peek(path)
         self.messages = messages

@@ -42,6 +42,7 @@ from telegram import Bot, Update
 from telegram.request import HTTPXRequest
 
 from bot.campaigns.followup import FollowupCampaign
+from bot.channels.registry import plain_text_channels
 from bot.channels.telegram.adapter import ALLOWED_UPDATES, TelegramChannel
 from bot.channels.telegram.settings import TelegramSettings
 from bot.core.db import Database, make_engine
@@ -172,7 +173,9 @@ class Pledgebot:
             enabled=True, base_url=sandbox.base_url, poll_timeout=POLL_TIMEOUT
         )
         self.secrets = {"token": SecretStr(sandbox.token)}
-        self.conversation = Conversation(Templates(TEMPLATES), ConversationSettings())
+        self.conversation = Conversation(
+            Templates(TEMPLATES, plain_text=plain_text_channels()), ConversationSettings()
+        )
         self.media = folder / "media"
         self.peek = Peek(path)
         self.updates = updates
@@ -225,7 +228,7 @@ async def main(updates: int, per_chat: int, answers: bool, slice_s: float) -> bo
             with db.session() as session:
                 chats = insert_audience(session, chats_needed)
             if answers and path == ours_path:
-                give_open_prompts(db, Templates(TEMPLATES))
+                give_open_prompts(db, Templates(TEMPLATES, plain_text=plain_text_channels()))
             db.dispose()
         log(f"ingest: {updates:,} updates from {len(chats):,} chats")
         ours_sandbox.push_messages(traffic(chats, per_chat, updates, "pledgebot"))

@@ -105,13 +105,14 @@ def peak_rss_mb() -> float:
 def child(path: Path, expect: int) -> None:
     """In the child: everything imported and built first, then only the sweep is timed."""
     from bot.campaigns.followup import FollowupCampaign
+    from bot.channels.registry import plain_text_channels
     from bot.core.db import Database
     from bot.scheduling import sweeper
     from bot.text.templates import Templates
 
     spec = FollowupCampaign.model_validate(SPEC)
     db = Database(f"sqlite:///{path}")
-    templates = Templates(TEMPLATES)
+    templates = Templates(TEMPLATES, plain_text=plain_text_channels())
     before = peak_rss_mb()
     started = time.perf_counter()
     result = sweeper.sweep(db, templates, spec, NOW)

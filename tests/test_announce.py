@@ -12,6 +12,7 @@ import time_machine
 from sqlalchemy import select
 
 from bot.campaigns.announce import AnnounceCampaign, local_hour
+from bot.channels.registry import plain_text_channels
 from bot.core.models import Contact, JourneyUpdate, OutboxMessage, Pledgemaker, Prompt, utcnow
 from bot.scheduling import runs
 from bot.scheduling.schedules import load_schedules
@@ -143,12 +144,14 @@ def test_schedule_errors_name_the_file_and_line(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     with pytest.raises(ScheduleError) as caught:
-        load_schedules([path], Templates(ROOT / "templates"))
+        load_schedules([path], Templates(ROOT / "templates", plain_text=plain_text_channels()))
     text = str(caught.value)
     assert f"{path}:" in text and "every" in text
 
 
 def test_the_example_file_is_valid() -> None:
     example = ROOT / "schedules" / "announce.toml.example"
-    found = load_schedules([example], Templates(ROOT / "templates"))
+    found = load_schedules(
+        [example], Templates(ROOT / "templates", plain_text=plain_text_channels())
+    )
     assert found.get("innovation-challenge").spec.kind == "announce"

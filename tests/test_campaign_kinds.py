@@ -12,13 +12,14 @@ import pytest
 import time_machine
 
 from bot.campaigns.registry import KINDS
+from bot.channels.registry import plain_text_channels
 from bot.core.errors import ScheduleError
 from bot.scheduling.schedules import load_schedules
 from bot.text.templates import Templates
 from tests.conftest import ROOT
 
 SCHEDULES = ROOT / "schedules"
-TEMPLATES = Templates(ROOT / "templates")
+TEMPLATES = Templates(ROOT / "templates", plain_text=plain_text_channels())
 EXAMPLES = sorted([*SCHEDULES.glob("*.toml"), *SCHEDULES.glob("*.toml.example")])
 
 

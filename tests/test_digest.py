@@ -20,6 +20,7 @@ from bot.campaigns.digest import DigestCampaign
 from bot.channels.base import Media, OutboundMessage
 from bot.channels.email.adapter import EmailChannel
 from bot.channels.email.settings import EmailSettings
+from bot.channels.registry import plain_text_channels
 from bot.community import digest_chart
 from bot.core.errors import ScheduleError
 from bot.core.models import (
@@ -458,7 +459,7 @@ def test_a_bad_digest_is_reported_with_file_and_line(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     with pytest.raises(ScheduleError) as caught:
-        load_schedules([tmp_path], Templates(ROOT / "templates"))
+        load_schedules([tmp_path], Templates(ROOT / "templates", plain_text=plain_text_channels()))
     where = f"{tmp_path / 'd.toml'}:"
     assert [str(p).removeprefix(where) for p in caught.value.problems] == [
         "7: channels: a digest goes to the chat and addresses in 'to'; remove this key",
@@ -475,7 +476,8 @@ def test_a_bad_digest_is_reported_with_file_and_line(tmp_path: Path) -> None:
 
 def test_the_shipped_example_passes_the_check() -> None:
     found = load_schedules(
-        [ROOT / "schedules" / "digest.toml.example"], Templates(ROOT / "templates")
+        [ROOT / "schedules" / "digest.toml.example"],
+        Templates(ROOT / "templates", plain_text=plain_text_channels()),
     )
     [loaded] = found.campaigns.values()
     assert isinstance(loaded.spec, DigestCampaign) and found.warnings == []

@@ -14,6 +14,7 @@ import pytest
 import time_machine
 from starlette.testclient import TestClient
 
+from bot.channels.registry import plain_text_channels
 from bot.scheduling.schedules import load_schedules
 from bot.service.app import App
 from bot.text.templates import Templates
@@ -24,7 +25,7 @@ from tests.test_web_auth import signed_in
 NOW = datetime(2026, 11, 30, 6, 0, tzinfo=UTC)
 AMPLIFY = "2026-amplify.toml"
 FACTS = 'facts = "data/knowledge"'
-TEMPLATES = Templates(ROOT / "templates")
+TEMPLATES = Templates(ROOT / "templates", plain_text=plain_text_channels())
 
 
 # -- facts must stay inside the project folder ----------------------------------------------------

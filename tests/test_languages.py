@@ -7,12 +7,13 @@ from datetime import date
 from pathlib import Path
 from types import SimpleNamespace
 
+from bot.channels.registry import plain_text_channels
 from bot.core.vocab import LANGUAGES
 from bot.text.templates import Templates
 from tests.auxil.cli import pledgebot
 from tests.conftest import ROOT, write_config
 
-TEMPLATES = Templates(ROOT / "templates")
+TEMPLATES = Templates(ROOT / "templates", plain_text=plain_text_channels())
 PLEDGEMAKER = SimpleNamespace(
     name="Cooperativa", pledge_title="Cacao sin trabajo infantil", pledge_date=date(2021, 3, 2)
 )
@@ -61,7 +62,7 @@ def test_a_missing_translation_is_a_warning_and_english_is_used(tmp_path: Path) 
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.endswith("file(s): OK\n")
     assert "warning: " in proc.stderr and "'followup/inspire' has no es translation" in proc.stderr
-    english = Templates(templates).render(
+    english = Templates(templates, plain_text=plain_text_channels()).render(
         "followup/inspire",
         "es",
         pledgemaker=PLEDGEMAKER,

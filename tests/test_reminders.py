@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from bot.campaigns.followup import FollowupCampaign
 from bot.campaigns.reminders import remind
+from bot.channels.registry import plain_text_channels
 from bot.core.errors import ScheduleError
 from bot.core.models import OutboxMessage, Prompt, utcnow
 from bot.delivery import pauses
@@ -210,7 +211,7 @@ def test_schedules_check_renders_the_first_and_the_last_reminder(
         encoding="utf-8",
     )
     with pytest.raises(ScheduleError) as caught:
-        load_schedules([folder], Templates(templates))
+        load_schedules([folder], Templates(templates, plain_text=plain_text_channels()))
     [problem] = [str(p) for p in caught.value.problems]
     assert problem.startswith(f"{folder / 'act.toml'}:6: template 'followup/reminder' (es): ")
     assert problem.endswith("undefined variable reminder.ultimo")

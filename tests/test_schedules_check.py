@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from bot.channels.registry import plain_text_channels
 from bot.core.errors import ScheduleError
 from bot.scheduling.schedules import load_schedules
 from bot.text.templates import Templates
 from tests.auxil.cli import pledgebot
 from tests.conftest import ROOT, write_config
 
-TEMPLATES = Templates(ROOT / "templates")
+TEMPLATES = Templates(ROOT / "templates", plain_text=plain_text_channels())
 
 
 def run_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -377,5 +378,7 @@ def test_template_may_use_every_pledgemaker_column(tmp_path: Path) -> None:
     (templates / "followup" / "act.en.j2").write_text(
         "{{ pledgemaker.name }} pledged on {{ pledgemaker.pledge_date }}\n", encoding="utf-8"
     )
-    found = load_schedules([ROOT / "schedules"], Templates(templates))
+    found = load_schedules(
+        [ROOT / "schedules"], Templates(templates, plain_text=plain_text_channels())
+    )
     assert "act-checkin" in found.campaigns

@@ -26,7 +26,7 @@ STAFF_ONLY = ("digest",)  # read by the comms team only: English is enough
 
 def check(root: Path) -> list[Problem]:
     """Every problem found under the templates folder ``root``."""
-    env = Templates(root).env  # with the filters templates use (date, number)
+    env = Templates(root, plain_text=()).env  # its filters (date, number); nothing rendered
     problems: list[Problem] = []
     groups: dict[str, dict[str, Path]] = defaultdict(dict)
     for path in sorted(root.rglob("*.j2")):

@@ -51,7 +51,7 @@ class Templates:
         root: Path,
         *,
         parse_mode: str | None = "HTML",
-        plain_text: Collection[str] = (),
+        plain_text: Collection[str],
     ) -> None:
         """``plain_text``: the channels whose ``<kind>/<channel>`` templates render plain text
         (``bot.channels.registry.plain_text_channels()``, their specs' markup)."""

@@ -28,6 +28,7 @@ from bot.channels.email import replies, tokens
 from bot.channels.email.adapter import EmailChannel
 from bot.channels.email.settings import EmailSettings
 from bot.channels.email.text import html_to_text
+from bot.channels.registry import plain_text_channels
 from bot.core.errors import (
     ChannelUnauthorized,
     RateLimited,
@@ -214,7 +215,7 @@ async def test_the_follow_up_templates_read_well_as_email(
         "pledge_title": "Zero child labour",
         "pledge_date": datetime(2021, 3, 2).date(),
     }
-    rendered = Templates(ROOT / "templates").render(
+    rendered = Templates(ROOT / "templates", plain_text=plain_text_channels()).render(
         "followup/act", language, pledgemaker=pledgemaker, buttons=False
     )
     options = [[{"text": "Share progress", "data": "pb:progress"}]]
